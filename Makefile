@@ -1,0 +1,125 @@
+# warren: hand-written GNU make over what configure writes (config.mk).
+# A fresh clone needs only `make`: missing packages are installed, then autoconf and configure run.
+
+.DEFAULT_GOAL := all
+SHELL := /bin/bash
+
+-include config.mk
+
+BUILD := build
+WARREN_CXXFLAGS := -std=c++20 -Wall -Wextra -Werror -Isrc -MMD -MP $(SANITIZE_FLAGS) $(COVERAGE_FLAGS)
+CXXFLAGS ?= -O2 -g
+ALL_LDFLAGS = $(LDFLAGS) $(SANITIZE_FLAGS) $(COVERAGE_FLAGS)
+
+core_src := $(filter-out src/main.cc,$(wildcard src/*.cc src/*/*.cc))
+core_obj := $(core_src:%.cc=$(BUILD)/%.o)
+ctl_src := $(wildcard warrenctl/*.cc)
+test_src := $(wildcard t/*_test.cc t/*/*_test.cc)
+bench_src := $(wildcard bench/*_bench.cc)
+
+WARREND := $(BUILD)/warrend
+WARRENCTL := $(BUILD)/warrenctl
+UNIT_TESTS := $(BUILD)/unit_tests
+MICRO_BENCH := $(BUILD)/micro_bench
+BENCH_TOOLS := $(patsubst bench/%.cc,$(BUILD)/bench/%,$(wildcard bench/*_tool.cc))
+
+# --- configuration: installs packages and runs configure when config.mk is missing or stale ---
+configure: configure.ac
+	scripts/install-deps --build
+	autoconf
+
+config.mk: config.mk.in configure
+	@if [ -x config.status ]; then ./config.status --recheck && ./config.status; \
+	 else ./configure; fi
+
+# --- build ---
+.PHONY: all
+all: $(WARREND) $(WARRENCTL)
+
+$(BUILD)/%.o: %.cc config.mk
+	@mkdir -p $(@D)
+	$(CXX) $(WARREN_CXXFLAGS) $(CXXFLAGS) $(DEP_CFLAGS) -c -o $@ $<
+
+$(BUILD)/t/%.o: WARREN_CXXFLAGS += $(GTEST_CFLAGS)
+$(BUILD)/bench/%.o: WARREN_CXXFLAGS += $(BENCHMARK_CFLAGS)
+
+$(BUILD)/libwarren.a: $(core_obj)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(WARREND): $(BUILD)/src/main.o $(BUILD)/libwarren.a
+	$(CXX) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)
+
+$(WARRENCTL): $(ctl_src:%.cc=$(BUILD)/%.o) $(BUILD)/libwarren.a
+	$(CXX) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)
+
+$(UNIT_TESTS): $(test_src:%.cc=$(BUILD)/%.o) $(BUILD)/libwarren.a
+	$(CXX) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS) $(GTEST_LIBS) -lpthread
+
+$(MICRO_BENCH): $(bench_src:%.cc=$(BUILD)/%.o) $(BUILD)/libwarren.a
+	$(CXX) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS) $(BENCHMARK_LIBS) -lbenchmark_main -lpthread
+
+$(BUILD)/bench/%_tool: $(BUILD)/bench/%_tool.o $(BUILD)/libwarren.a
+	$(CXX) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# --- the two commands ---
+RUN_DIR ?= /tmp/warren-run
+.PHONY: run check
+run: all
+	scripts/install-deps --run
+	scripts/run-dev $(RUN_DIR)
+
+check: all $(UNIT_TESTS)
+	scripts/install-deps --test
+	t/run-tests
+
+.PHONY: bench
+bench: all $(MICRO_BENCH) $(BENCH_TOOLS)
+	scripts/install-deps --test
+	bench/run
+
+# --- install ---
+.PHONY: install uninstall
+install: all
+	install -d $(DESTDIR)$(sbindir) $(DESTDIR)$(bindir) $(DESTDIR)$(sysconfdir)/warren
+	install -m 755 $(WARREND) $(DESTDIR)$(sbindir)/warrend
+	install -m 755 $(WARRENCTL) $(DESTDIR)$(bindir)/warrenctl
+	install -m 644 etc/warren.yml $(DESTDIR)$(sysconfdir)/warren/warren.yml
+	for page in $(wildcard man/*.[0-9]); do \
+	  sect=$${page##*.}; install -d $(DESTDIR)$(mandir)/man$$sect; \
+	  install -m 644 $$page $(DESTDIR)$(mandir)/man$$sect/; done
+
+uninstall:
+	rm -f $(DESTDIR)$(sbindir)/warrend $(DESTDIR)$(bindir)/warrenctl
+	rm -f $(DESTDIR)$(sysconfdir)/warren/warren.yml
+	for page in $(wildcard man/*.[0-9]); do \
+	  rm -f $(DESTDIR)$(mandir)/man$${page##*.}/$${page##*/}; done
+
+# --- distribution ---
+DIST_NAME := warren-0.1.0
+.PHONY: dist distcheck
+dist:
+	rm -rf $(BUILD)/$(DIST_NAME) && mkdir -p $(BUILD)
+	git archive --prefix=$(DIST_NAME)/ -o $(BUILD)/$(DIST_NAME).tar HEAD
+	tar -C $(BUILD) -xf $(BUILD)/$(DIST_NAME).tar && rm $(BUILD)/$(DIST_NAME).tar
+	cd $(BUILD)/$(DIST_NAME) && autoconf && rm -rf autom4te.cache
+	tar -C $(BUILD) -czf $(DIST_NAME).tar.gz $(DIST_NAME) && rm -rf $(BUILD)/$(DIST_NAME)
+	@echo "wrote $(DIST_NAME).tar.gz"
+
+distcheck: dist
+	rm -rf $(BUILD)/distcheck && mkdir -p $(BUILD)/distcheck
+	tar -C $(BUILD)/distcheck -xzf $(DIST_NAME).tar.gz
+	cd $(BUILD)/distcheck/$(DIST_NAME) && ./configure -q --prefix=$(abspath $(BUILD)/distcheck/inst) \
+	  && $(MAKE) all && $(MAKE) install && $(MAKE) uninstall
+	test -z "$$(find $(BUILD)/distcheck/inst -type f)"
+	rm -rf $(BUILD)/distcheck
+	@echo "$(DIST_NAME).tar.gz is ready for distribution"
+
+.PHONY: clean distclean
+clean:
+	rm -rf $(BUILD)
+
+distclean: clean
+	rm -rf config.mk config.status config.log configure autom4te.cache

@@ -1,0 +1,162 @@
+// The configuration: YAML (etc/warren.yml) parsed into an immutable Config. The keys are a
+// contract (design.md, man/warren.yml.5); every key is one row of the table in config.cc.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace warren {
+
+struct TlsConfig {
+  bool enabled = false;
+  std::string ca, cert, key;
+  bool verify = true;
+};
+
+struct DaemonConfig {
+  std::string pidfile = "/run/warren/warrend.pid";
+  std::string user = "warren";
+  std::string group = "warren";
+  std::string control_socket = "/run/warren/warrend.sock";
+  double shutdown_timeout = 10;
+};
+
+struct BrokerHost {
+  std::string host;
+  int port = 5672;
+};
+
+struct BrokerConfig {
+  std::vector<BrokerHost> hosts;  // "host" or "host:port"; a host without a port takes `port`
+  int port = 5672;
+  std::string vhost = "/";
+  std::string username = "guest";
+  std::string password = "guest";
+  int heartbeat = 30;
+  double connect_timeout = 5;
+  TlsConfig tls;
+};
+
+struct HttpConfig {
+  std::string listen = "127.0.0.1";
+  std::vector<int> ports{8000};
+  int workers_per_port = 1;
+  size_t max_body = 1048576;
+  double confirm_timeout = 5;
+  double idle_connection_timeout = 300;
+  bool keep_alive = true;
+};
+
+// A YAML scalar or nested value kept as written, for queue `arguments` (typed on the wire).
+struct ArgValue {
+  enum class Kind { string, integer, real, boolean } kind = Kind::string;
+  std::string text;
+  long long integer = 0;
+  double real = 0;
+  bool boolean = false;
+};
+
+struct DeclareConfig {
+  bool enabled = false;  // a `declare:` block was given
+  std::string exchange_name, exchange_type = "direct";
+  bool exchange_durable = true;
+  bool queue_durable = true;
+  std::map<std::string, ArgValue> queue_arguments;
+  std::vector<std::string> bindings;
+};
+
+struct BackendConfig {
+  std::string url;
+  std::string username, password;
+  std::string ca, cert, key;
+  bool verify = true;
+  double timeout = 30;
+};
+
+struct RetryConfig {
+  int max_attempts = 5;
+  double initial_delay = 1;
+  double max_delay = 60;
+};
+
+struct VcdConfig {
+  std::string extension;
+  std::vector<std::string> required_rights;
+  std::vector<std::string> allowed_orgs;
+};
+
+struct OsloConfig {
+  std::string exchange = "openstack";
+  std::string topic;
+  std::string server;
+};
+
+struct ForwarderConfig {
+  std::string name;
+  std::string queue_set = "default";
+  std::string vhost = "/";
+  std::string queue;
+  DeclareConfig declare;
+  std::string format = "raw";  // raw | vcd | oslo
+  BackendConfig backend;
+  std::string rewrite_from, rewrite_to;
+  int prefetch = 64;
+  RetryConfig retry;
+  std::string dead_letter_exchange;
+  VcdConfig vcd;
+  OsloConfig oslo;
+};
+
+struct RpcConfig {
+  double timeout = 60;
+};
+
+struct LoggingConfig {
+  std::string level = "info";
+  std::string syslog_facility;
+};
+
+struct Config {
+  std::string path;  // the file it was read from
+  DaemonConfig daemon;
+  BrokerConfig broker;
+  HttpConfig http;
+  std::vector<ForwarderConfig> forwarders;
+  RpcConfig rpc;
+  LoggingConfig logging;
+};
+
+// One problem found in a file: "file:line: key: problem".
+struct ConfigError {
+  std::string file;
+  int line = 0;
+  std::string key;  // dotted path, e.g. "http.ports[1]" or "forwarders[0].backend.url"
+  std::string problem;
+  std::string text() const;
+};
+
+struct ConfigResult {
+  std::shared_ptr<const Config> config;  // set when errors is empty
+  std::vector<ConfigError> errors;
+};
+
+// Reads and checks a file: YAML syntax, structure and types, unknown keys, then the semantic
+// checks (ports in range, formats known, ...). Every problem is reported, not just the first.
+[[nodiscard]] ConfigResult config_load(const std::string& path);
+[[nodiscard]] ConfigResult config_parse(const std::string& text, const std::string& name);
+
+// Keys a reload may not change (they are bound or opened by the master before the fork).
+// Returns the dotted key names that differ between the two configs and need a restart.
+std::vector<std::string> config_restart_keys(const Config& old_config, const Config& new_config);
+
+// The documented key table, for the docs check: every dotted key name with its type and default.
+struct ConfigKeyDoc {
+  std::string key, type, default_value;
+  bool reloadable;
+};
+std::vector<ConfigKeyDoc> config_key_table();
+
+}  // namespace warren

@@ -1,0 +1,46 @@
+// Logging: one line per event, fmt-formatted, to stderr or syslog; reopened on SIGUSR1.
+#pragma once
+
+#include <fmt/format.h>
+
+#include <string>
+#include <string_view>
+
+namespace warren {
+
+enum class LogLevel { debug, info, warning, error };
+
+// level: debug|info|warning|error; facility: "" for stderr, else a syslog facility name.
+// Returns false (and leaves the old settings) when a name is unknown.
+[[nodiscard]] bool log_configure(std::string_view level, std::string_view facility);
+// Called in every process after fork so each line names its role ("master", "worker 8000").
+void log_set_role(std::string role);
+void log_reopen();
+bool log_enabled(LogLevel level);
+void log_write(LogLevel level, std::string_view line);
+
+template <typename... Args>
+void log_at(LogLevel level, fmt::format_string<Args...> f, Args&&... args) {
+  if (log_enabled(level)) log_write(level, fmt::format(f, std::forward<Args>(args)...));
+}
+template <typename... Args>
+void log_debug(fmt::format_string<Args...> f, Args&&... args) {
+  log_at(LogLevel::debug, f, std::forward<Args>(args)...);
+}
+template <typename... Args>
+void log_info(fmt::format_string<Args...> f, Args&&... args) {
+  log_at(LogLevel::info, f, std::forward<Args>(args)...);
+}
+template <typename... Args>
+void log_warning(fmt::format_string<Args...> f, Args&&... args) {
+  log_at(LogLevel::warning, f, std::forward<Args>(args)...);
+}
+template <typename... Args>
+void log_error(fmt::format_string<Args...> f, Args&&... args) {
+  log_at(LogLevel::error, f, std::forward<Args>(args)...);
+}
+
+// "strerror(errno)" for messages like "connect() to 127.0.0.1:5672 failed: Connection refused".
+std::string errno_text(int err);
+
+}  // namespace warren
