@@ -1,0 +1,371 @@
+"""Helpers for warren's integration tests (stdlib + pika; run under /usr/bin/python3).
+
+t/run-tests provides the environment: WARREN_ROOT, WARREN_BUILD and the test broker's
+WARREN_BROKER_PORT (and WARREN_BROKER_MGMT_PORT / WARREN_BROKER_DIR).
+
+    with Warrend(ports=2, extra={"http": {"confirm_timeout": 1}}) as w:
+        status, headers, body = w.request("POST", 0, "/%2f/amq.default/q", body="hi",
+                                          auth=("guest", "guest"))
+"""
+import atexit
+import base64
+import copy
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.parse
+import weakref
+
+import pika
+
+ROOT = os.environ.get("WARREN_ROOT") or os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+BUILD = os.environ.get("WARREN_BUILD") or os.path.join(ROOT, "build")
+DELETE = object()  # in Warrend(extra=...): remove this key from the generated config
+
+
+def broker_port():
+    return int(os.environ.get("WARREN_BROKER_PORT", "5672"))
+
+
+def free_ports(n):
+    """n distinct free TCP ports on 127.0.0.1 (all sockets held open until every port is known)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def deep_merge(base, extra):
+    """Returns base updated with extra: dicts merge recursively, anything else replaces."""
+    out = copy.deepcopy(base)
+    for key, value in (extra or {}).items():
+        if value is DELETE:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+
+
+def _yaml_lines(value, indent):
+    # Block style like a hand-written config (so warrend's file:line diagnostics are realistic);
+    # scalars and scalar lists go through json.dumps: JSON is valid YAML flow style.
+    pad = " " * indent
+    if isinstance(value, dict):
+        for k, v in value.items():
+            key = k if _PLAIN_KEY.match(str(k)) else json.dumps(str(k))
+            if isinstance(v, dict) and v or _is_block_list(v):
+                yield f"{pad}{key}:"
+                yield from _yaml_lines(v, indent + 2)
+            else:
+                yield f"{pad}{key}: {json.dumps(v)}"
+    else:  # a list holding dicts or lists: block sequence
+        for item in value:
+            if isinstance(item, dict) and item or _is_block_list(item):
+                sub = list(_yaml_lines(item, indent + 2))
+                yield f"{pad}- {sub[0][indent + 2:]}"
+                yield from sub[1:]
+            else:
+                yield f"{pad}- {json.dumps(item)}"
+
+
+def _is_block_list(v):
+    return isinstance(v, list) and any(isinstance(x, (dict, list)) for x in v)
+
+
+def write_config(path, config):
+    """Writes config (a dict) as YAML to path; usable alone, e.g. for tests of bad configs."""
+    with open(path, "w") as f:
+        f.write("# written by t/integration/harness.py\n")
+        f.write("\n".join(_yaml_lines(config, 0)) + "\n")
+    return path
+
+
+class Headers(dict):
+    """Response headers; lookups ignore case ("content-type" == "Content-Type")."""
+
+    def __init__(self, pairs):
+        super().__init__()
+        for k, v in pairs:
+            k = k.lower()
+            self[k] = f"{self[k]}, {v}" if k in self else v
+
+    def __getitem__(self, k):
+        return super().__getitem__(k.lower())
+
+    def __contains__(self, k):
+        return super().__contains__(k.lower())
+
+    def get(self, k, default=None):
+        return super().get(k.lower(), default)
+
+
+def http_request(host, port, method, path, body=None, headers=None, auth=None, timeout=5):
+    """One request on a NEW connection: (status, Headers, body bytes)."""
+    headers = dict(headers or {})
+    if isinstance(body, dict):  # a form, like statelessd clients send
+        body = urllib.parse.urlencode(body)
+        headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+    if isinstance(body, str):
+        body = body.encode()
+    if auth:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, Headers(resp.getheaders()), resp.read()
+    finally:
+        conn.close()
+
+
+_live = weakref.WeakSet()
+
+
+@atexit.register
+def _cleanup_all():
+    for w in list(_live):
+        w.cleanup()
+
+
+class Warrend:
+    """One warrend master (plus workers) on free ports with a generated config in a temp dir."""
+
+    START_TIMEOUT = 10
+
+    def __init__(self, ports=1, extra=None):
+        self.dir = tempfile.mkdtemp(prefix="warren-it-")
+        self.ports = free_ports(ports)
+        self.config_path = os.path.join(self.dir, "warren.yml")
+        self.log_path = os.path.join(self.dir, "warrend.log")
+        self.socket_path = os.path.join(self.dir, "warrend.sock")
+        base = {
+            # user/group "": no privilege drop, the tests run as whoever runs make check.
+            "daemon": {"pidfile": os.path.join(self.dir, "warrend.pid"), "user": "", "group": "",
+                       "control_socket": self.socket_path},
+            "broker": {"hosts": ["127.0.0.1"], "port": broker_port()},
+            "http": {"listen": "127.0.0.1", "ports": self.ports},
+            "logging": {"level": "debug"},
+        }
+        self.config = deep_merge(base, extra)
+        self.proc = None
+        self.seen_pids = set()  # every worker PID ever listed, killed on cleanup
+        _live.add(self)
+
+    # --- lifecycle ---
+    def start(self, wait=True):
+        write_config(self.config_path, self.config)
+        log = open(self.log_path, "ab")
+        # Own session: Ctrl-C on the test run does not reach it, and cleanup can kill the whole
+        # process group (master and workers) even if the master died first.
+        self.proc = subprocess.Popen(
+            [os.path.join(BUILD, "warrend"), "-f", "-c", self.config_path],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        log.close()
+        if wait:
+            self.wait_healthy()
+        return self
+
+    def wait_healthy(self, timeout=START_TIMEOUT):
+        """Until every port answers GET /healthz 200; raises with the log if it does not."""
+        deadline = time.monotonic() + timeout
+        pending = list(range(len(self.ports)))
+        while pending and time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"warrend exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if self.request("GET", pending[0], "/healthz", timeout=1)[0] == 200:
+                    pending.pop(0)
+                    continue
+            except OSError:
+                pass
+            time.sleep(0.05)
+        if pending:
+            self.cleanup(remove_dir=False)
+            raise RuntimeError(f"warrend not healthy on ports {[self.ports[i] for i in pending]} "
+                               f"after {timeout} s:\n{self.log()}")
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        """Signals the master and returns its exit code (negative: killed by a signal)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._kill_group()
+            raise TimeoutError(f"warrend did not exit within {timeout} s of {sig!r}:\n{self.log()}")
+
+    def reload(self):
+        self.proc.send_signal(signal.SIGHUP)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def leftover_pids(self):
+        """Live (non-zombie) processes still in warrend's process group, master included."""
+        pgid, alive = self.proc.pid, []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z" and int(fields[2]) == pgid:  # fields: state, ppid, pgrp, ...
+                alive.append(int(entry))
+        return alive
+
+    def _kill_group(self):
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        for pid in self.seen_pids:  # a worker that left the group (it should not)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def cleanup(self, remove_dir=True):
+        """Always safe: kills whatever is left and removes the temp dir (unless WARREN_KEEP_TMP)."""
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                try:
+                    self.stop(timeout=5)
+                except TimeoutError:
+                    pass
+            self._kill_group()
+        if remove_dir and not os.environ.get("WARREN_KEEP_TMP"):
+            shutil.rmtree(self.dir, ignore_errors=True)
+        _live.discard(self)
+
+    def __enter__(self):
+        return self.start() if self.proc is None else self
+
+    def __exit__(self, *exc):
+        self.cleanup()
+        return False
+
+    # --- control socket ---
+    def ctl(self, *args, timeout=15):
+        """warrenctl -s SOCK ARGS...: (exit code, stdout); stderr is kept in self.ctl_stderr."""
+        proc = subprocess.run([os.path.join(BUILD, "warrenctl"), "-s", self.socket_path,
+                               *map(str, args)], capture_output=True, text=True, timeout=timeout)
+        self.ctl_stderr = proc.stderr
+        return proc.returncode, proc.stdout
+
+    def worker_pids(self):
+        """The workers as `warrenctl workers --json` lists them: dicts with pid, slot, kind, port."""
+        rc, out = self.ctl("workers", "--json")
+        if rc != 0:
+            raise RuntimeError(f"warrenctl workers --json exited {rc}: {self.ctl_stderr}")
+        workers = json.loads(out)
+        self.seen_pids.update(w["pid"] for w in workers)
+        return workers
+
+    # --- HTTP ---
+    def url(self, i, path="/"):
+        return f"http://127.0.0.1:{self.ports[i]}{path}"
+
+    def request(self, method, port_index_or_url, path="/", body=None, headers=None, auth=None,
+                timeout=5):
+        """HTTP on a new connection to port index i (or a base URL): (status, Headers, bytes)."""
+        if isinstance(port_index_or_url, int):
+            host, port, prefix = "127.0.0.1", self.ports[port_index_or_url], ""
+        else:
+            u = urllib.parse.urlsplit(port_index_or_url)
+            host, port, prefix = u.hostname, u.port or 80, u.path.rstrip("/")
+        return http_request(host, port, method, prefix + path, body, headers, auth, timeout)
+
+    def log(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+
+class BrokerClient:
+    """A pika BlockingConnection to the test broker, for setting up and inspecting queues."""
+
+    def __init__(self, vhost="/", username="guest", password="guest", port=None):
+        params = pika.ConnectionParameters(
+            "127.0.0.1", port or broker_port(), vhost, pika.PlainCredentials(username, password),
+            socket_timeout=5, blocked_connection_timeout=10, connection_attempts=1)
+        self.conn = pika.BlockingConnection(params)
+        self._channel = None
+
+    @property
+    def channel(self):
+        # A channel error (404, 406 ...) closes the channel; the next call gets a fresh one.
+        if self._channel is None or self._channel.is_closed:
+            self._channel = self.conn.channel()
+        return self._channel
+
+    def declare_queue(self, name="", **kw):
+        """queue_declare; returns the queue name (useful for server-named queues)."""
+        return self.channel.queue_declare(queue=name, **kw).method.queue
+
+    def declare_exchange(self, name, exchange_type="direct", **kw):
+        self.channel.exchange_declare(exchange=name, exchange_type=exchange_type, **kw)
+
+    def bind(self, queue, exchange, routing_key="", arguments=None):
+        self.channel.queue_bind(queue=queue, exchange=exchange, routing_key=routing_key,
+                                arguments=arguments)
+
+    def publish(self, exchange, routing_key, body, properties=None):
+        self.channel.basic_publish(exchange, routing_key, body, properties)
+
+    def get(self, queue, timeout=5):
+        """Polls basic.get (auto-ack) until a message arrives: (method, properties, body) or None."""
+        deadline = time.monotonic() + timeout
+        while True:
+            method, props, body = self.channel.basic_get(queue, auto_ack=True)
+            if method is not None:
+                return method, props, body
+            if time.monotonic() >= deadline:
+                return None
+            self.conn.sleep(0.05)
+
+    def purge(self, queue):
+        return self.channel.queue_purge(queue).method.message_count
+
+    def delete_queue(self, queue):
+        self.channel.queue_delete(queue)
+
+    def close(self):
+        if self.conn.is_open:
+            self.conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
