@@ -27,6 +27,7 @@ struct DaemonConfig {
 struct BrokerHost {
   std::string host;
   int port = 5672;
+  bool operator==(const BrokerHost&) const = default;
 };
 
 struct BrokerConfig {
@@ -57,6 +58,7 @@ struct ArgValue {
   long long integer = 0;
   double real = 0;
   bool boolean = false;
+  bool operator==(const ArgValue&) const = default;
 };
 
 struct DeclareConfig {
