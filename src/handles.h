@@ -4,6 +4,7 @@
 #include <amqp.h>
 #include <curl/curl.h>
 #include <event2/buffer.h>
+#include <event2/dns.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
@@ -34,6 +35,11 @@ using CurlMultiPtr = std::unique_ptr<CURLM, Deleter<curl_multi_cleanup>>;
 using CurlEasyPtr = std::unique_ptr<CURL, Deleter<curl_easy_cleanup>>;
 using CurlSlistPtr = std::unique_ptr<curl_slist, Deleter<curl_slist_free_all>>;
 using SslCtxPtr = std::unique_ptr<SSL_CTX, Deleter<SSL_CTX_free>>;
+using SslPtr = std::unique_ptr<SSL, Deleter<SSL_free>>;
+
+// fail_requests=1: pending lookups are answered (with an error) before the base goes away.
+inline void evdns_base_free_failing(evdns_base* b) { evdns_base_free(b, 1); }
+using EvdnsBasePtr = std::unique_ptr<evdns_base, Deleter<evdns_base_free_failing>>;
 
 inline void amqp_state_free(amqp_connection_state_t s) { amqp_destroy_connection(s); }
 using AmqpStatePtr = std::unique_ptr<amqp_connection_state_t_, Deleter<amqp_state_free>>;

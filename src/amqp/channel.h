@@ -1,0 +1,153 @@
+// One AMQP channel: synchronous methods in a FIFO awaiting their -ok, publisher confirms
+// (delivery tags, ack/nack with multiple, basic.return correlation), and consumers
+// (deliveries reassembled from method+header+body frames, ack/nack/reject, broker cancel).
+//
+// Every callback runs exactly once, from the event loop, never from inside the call that
+// registered it. A channel closed by the broker (404, 403, ...) fails everything pending on
+// it with channel_error and that code; other channels on the connection carry on.
+#pragma once
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "amqp/codec.h"
+#include "amqp/connection.h"
+#include "amqp/types.h"
+
+namespace warren::amqp {
+
+class Channel : public std::enable_shared_from_this<Channel> {
+ public:
+  enum class State { pending, open, closing, closed };
+
+  Channel(Connection* conn, uint16_t id, bool confirms);
+  ~Channel();
+  Channel(const Channel&) = delete;
+  Channel& operator=(const Channel&) = delete;
+
+  uint16_t id() const { return id_; }
+  State state() const { return state_; }
+  bool is_open() const { return state_ == State::pending || state_ == State::open; }
+  // Why the channel closed (channel_error with the broker's code, or connection_lost).
+  const Result& close_reason() const { return close_reason_; }
+  // Called once when the channel ends for any reason other than close() by the owner.
+  void set_close_callback(ResultCallback cb) { on_close_ = std::move(cb); }
+
+  // Any synchronous method (its struct as in amqp_framing.h, encoded at once, so its pointers
+  // need only live through the call). cb gets the -ok, or the error that closed the channel.
+  void call(amqp_method_number_t id, void* decoded, MethodCallback cb);
+
+  void declare_exchange(const std::string& name, const std::string& type, bool durable,
+                        bool auto_delete, const nlohmann::json& arguments, ResultCallback cb);
+  // An empty name asks the broker to name the queue; cb gets the name.
+  void declare_queue(const std::string& name, bool durable, bool exclusive, bool auto_delete,
+                     const nlohmann::json& arguments, QueueCallback cb);
+  void bind_queue(const std::string& queue, const std::string& exchange,
+                  const std::string& routing_key, const nlohmann::json& arguments,
+                  ResultCallback cb);
+  void delete_queue(const std::string& queue, ResultCallback cb);
+  void qos(uint16_t prefetch, ResultCallback cb);
+
+  // Publishes with confirms (the channel must have been opened with confirms). cb gets ok,
+  // nacked, returned (mandatory and unroutable), channel_error, connection_lost, invalid, or
+  // timeout once `timeout` seconds pass (0: no deadline). While the connection is connecting
+  // or blocked the message waits here, unsent, until then or its deadline.
+  void publish(const std::string& exchange, const std::string& routing_key, bool mandatory,
+               const Properties& properties, std::string body, double timeout, ResultCallback cb);
+  // Publishes waiting to be sent plus those awaiting their confirm.
+  size_t in_flight() const { return waiting_.size() + unconfirmed_.size(); }
+
+  // basic.qos(prefetch) when prefetch > 0, then basic.consume. on_started gets the consumer
+  // tag; after that, on_delivery per message and on_end exactly once when the consumer ends:
+  // ok after cancel(), channel_error (code 0 when the broker cancelled it, e.g. queue deleted),
+  // or connection_lost.
+  void consume(const std::string& queue, uint16_t prefetch, bool no_ack, bool exclusive,
+               DeliveryCallback on_delivery, ResultCallback on_end, ConsumeCallback on_started);
+  void cancel(const std::string& consumer_tag, ResultCallback cb);
+  void ack(uint64_t delivery_tag, bool multiple = false);
+  void nack(uint64_t delivery_tag, bool multiple, bool requeue);
+  void reject(uint64_t delivery_tag, bool requeue);
+
+  // channel.close; pending work fails with channel_error 200. cb (may be empty) after close-ok.
+  void close(ResultCallback cb = {});
+
+ private:
+  friend class Connection;
+
+  struct PendingCall {
+    amqp_method_number_t reply;
+    MethodCallback cb;
+  };
+  struct Publish {
+    std::string exchange, routing_key;
+    bool mandatory = false;
+    Properties properties;
+    std::string body;
+    Clock::time_point deadline;  // max() when none
+    ResultCallback cb;
+    std::optional<Result> returned;  // basic.return seen; the confirm completes it
+  };
+  struct Consumer {
+    DeliveryCallback on_delivery;
+    ResultCallback on_end;
+  };
+  // A basic.deliver or basic.return being reassembled from its frames.
+  struct Incoming {
+    bool is_return = false;
+    int reply_code = 0;
+    std::string reply_text;
+    Delivery delivery;
+    bool have_header = false;
+    uint64_t body_size = 0;
+  };
+
+  // from Connection
+  void connection_open();            // send channel.open (+confirm.select) and what waited
+  void connection_unblocked() { flush_waiting(); }
+  void connection_lost(const Result& why);
+  [[nodiscard]] bool handle_frame(const amqp_frame_t& frame, std::string* error);
+  void detach();
+
+  [[nodiscard]] bool handle_method(const amqp_method_t& m, std::string* error);
+  void handle_reply(const amqp_method_t& m);
+  void handle_confirm(uint64_t tag, bool multiple, bool acked);
+  void handle_return_complete(Incoming&& in);
+  void handle_delivery_complete(Incoming&& in);
+  void broker_closed(const amqp_channel_close_t& close);
+  void fail_all(const Result& why);  // everything pending fails; consumers end
+  void enqueue_call(amqp_method_number_t id, void* decoded, MethodCallback cb);
+  void send_publish(Publish&& p, const std::string& frames);
+  void flush_waiting();
+  void arm_deadline();
+  static void on_deadline(evutil_socket_t, short, void* arg);
+  void expire(Clock::time_point now);
+  void fail_later(ResultCallback cb, Result r);
+  void send_method(amqp_method_number_t id, void* decoded);
+  void finish_close(const Result& why);
+  [[nodiscard]] bool can_publish() const;
+  [[nodiscard]] bool encode_publish(const Publish& p, std::string& out, std::string* error) const;
+
+  Connection* conn_;
+  event_base* base_;
+  uint16_t id_;
+  bool confirms_;
+  State state_ = State::pending;
+  Result close_reason_;
+  ResultCallback on_close_;
+  ResultCallback on_closed_by_owner_;
+
+  std::string held_;  // frames encoded before the connection was open
+  std::deque<PendingCall> calls_;
+  std::deque<Publish> waiting_;               // not yet sent (connecting / blocked)
+  std::map<uint64_t, Publish> unconfirmed_;   // by delivery tag
+  uint64_t next_tag_ = 1;
+  EventPtr deadline_timer_;
+  Clock::time_point armed_for_ = Clock::time_point::max();
+  std::map<std::string, Consumer> consumers_;
+  std::optional<Incoming> incoming_;
+};
+
+}  // namespace warren::amqp

@@ -1,0 +1,603 @@
+#include "amqp/connection.h"
+
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "amqp/channel.h"
+#include "log.h"
+
+namespace warren::amqp {
+namespace {
+
+void run_deferred(evutil_socket_t, short, void* arg) {
+  std::unique_ptr<std::function<void()>> fn(static_cast<std::function<void()>*>(arg));
+  (*fn)();
+}
+
+timeval to_timeval(double seconds) {
+  if (seconds < 0) seconds = 0;
+  timeval tv;
+  tv.tv_sec = static_cast<time_t>(seconds);
+  tv.tv_usec = static_cast<suseconds_t>((seconds - static_cast<double>(tv.tv_sec)) * 1e6);
+  return tv;
+}
+
+double since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+bool is_ip_literal(const std::string& host) {
+  unsigned char buf[sizeof(in6_addr)];
+  return evutil_inet_pton(AF_INET, host.c_str(), buf) == 1 ||
+         evutil_inet_pton(AF_INET6, host.c_str(), buf) == 1;
+}
+
+std::string ssl_error_text(unsigned long err) {
+  char buf[256];
+  ERR_error_string_n(err, buf, sizeof(buf));
+  return buf;
+}
+
+constexpr int kReplySuccess = 200;
+constexpr int kAccessRefused = 403;
+
+}  // namespace
+
+const char* state_name(ConnectionState s) {
+  switch (s) {
+    case ConnectionState::idle: return "idle";
+    case ConnectionState::connecting: return "connecting";
+    case ConnectionState::open: return "open";
+    case ConnectionState::blocked: return "blocked";
+    case ConnectionState::closing: return "closing";
+    case ConnectionState::closed: return "closed";
+  }
+  return "?";
+}
+
+void defer(event_base* base, std::function<void()> fn) {
+  auto* p = new std::function<void()>(std::move(fn));
+  timeval zero{0, 0};
+  if (event_base_once(base, -1, EV_TIMEOUT, run_deferred, p, &zero) != 0) abort();  // no memory
+}
+
+Connection::Connection(event_base* base, ConnectionOptions options, Stats* stats)
+    : base_(base), options_(std::move(options)), stats_(stats ? stats : &own_stats_) {
+  connect_timer_.reset(evtimer_new(base_, on_connect_timeout, this));
+  heartbeat_timer_.reset(event_new(base_, -1, EV_PERSIST, on_heartbeat_timer, this));
+  close_timer_.reset(evtimer_new(base_, on_close_timeout, this));
+  if (!connect_timer_ || !heartbeat_timer_ || !close_timer_) abort();  // no memory
+}
+
+Connection::~Connection() {
+  alive_.reset();
+  // Pending work still hears back (deferred): nothing registered is silently dropped.
+  auto channels = std::move(channels_);
+  for (auto& [id, ch] : channels) ch->detach();
+  // before dns_: freeing the resolver answers its pending lookups into this bufferevent
+  bev_.reset();
+}
+
+std::string Connection::peer() const {
+  if (options_.hosts.empty()) return "(no host)";
+  const auto& h = options_.hosts[std::min(host_index_, options_.hosts.size() - 1)];
+  return fmt::format("{}:{}", h.host, h.port);
+}
+
+size_t Connection::write_buffer_size() const {
+  return bev_ ? evbuffer_get_length(bufferevent_get_output(bev_.get())) : 0;
+}
+
+void Connection::start() {
+  if (state_ != ConnectionState::idle) return;
+  state_ = ConnectionState::connecting;
+  std::weak_ptr<int> guard = alive_;
+  // never report anything from inside start(): the first attempt begins on the next pass
+  defer(base_, [this, guard] {
+    if (guard.expired() || phase_ != Phase::idle) return;
+    if (options_.tls.enabled) {
+      ssl_ctx_.reset(SSL_CTX_new(TLS_client_method()));
+      const auto& t = options_.tls;
+      std::string why;
+      if (!ssl_ctx_) why = "SSL_CTX_new() failed";
+      else if (t.ca.empty() ? SSL_CTX_set_default_verify_paths(ssl_ctx_.get()) != 1
+                            : SSL_CTX_load_verify_locations(ssl_ctx_.get(), t.ca.c_str(), nullptr) != 1)
+        why = fmt::format("cannot load CA {}: {}", t.ca, ssl_error_text(ERR_get_error()));
+      else if (!t.cert.empty() &&
+               SSL_CTX_use_certificate_chain_file(ssl_ctx_.get(), t.cert.c_str()) != 1)
+        why = fmt::format("cannot load certificate {}: {}", t.cert, ssl_error_text(ERR_get_error()));
+      else if (!t.key.empty() &&
+               SSL_CTX_use_PrivateKey_file(ssl_ctx_.get(), t.key.c_str(), SSL_FILETYPE_PEM) != 1)
+        why = fmt::format("cannot load key {}: {}", t.key, ssl_error_text(ERR_get_error()));
+      if (!why.empty()) {
+        ERR_clear_error();
+        ++stats_->connect_failures;
+        teardown({Outcome::connection_lost, 0, why});
+        return;
+      }
+      SSL_CTX_set_verify(ssl_ctx_.get(), t.verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
+    }
+    try_host();
+  });
+}
+
+bool Connection::make_bufferevent(const BrokerHost& host, std::string* why) {
+  const int options = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
+  bool literal = is_ip_literal(host.host);
+  if (ssl_ctx_) {
+    SslPtr ssl(SSL_new(ssl_ctx_.get()));
+    if (!ssl) {
+      *why = "SSL_new() failed";
+      return false;
+    }
+    if (!literal) SSL_set_tlsext_host_name(ssl.get(), host.host.c_str());
+    if (options_.tls.verify) {
+      int ok = literal ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl.get()), host.host.c_str())
+                       : SSL_set1_host(ssl.get(), host.host.c_str());
+      if (ok != 1) {
+        *why = "cannot set the expected TLS peer name";
+        return false;
+      }
+    }
+    bev_.reset(bufferevent_openssl_socket_new(base_, -1, ssl.get(), BUFFEREVENT_SSL_CONNECTING,
+                                              options));
+    if (bev_) {
+      ssl.release();  // the bufferevent owns it now (CLOSE_ON_FREE)
+      bufferevent_openssl_set_allow_dirty_shutdown(bev_.get(), 1);
+    }
+  } else {
+    bev_.reset(bufferevent_socket_new(base_, -1, options));
+  }
+  if (!bev_) {
+    *why = "bufferevent_socket_new() failed";
+    return false;
+  }
+  bufferevent_setcb(bev_.get(), on_read, nullptr, on_event, this);
+  bufferevent_enable(bev_.get(), EV_READ | EV_WRITE);
+  int rc;
+  if (literal) {
+    sockaddr_storage ss{};
+    int len = sizeof(ss);
+    std::string spec = host.host.find(':') != std::string::npos
+                           ? fmt::format("[{}]:{}", host.host, host.port)
+                           : fmt::format("{}:{}", host.host, host.port);
+    if (evutil_parse_sockaddr_port(spec.c_str(), reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+      *why = "bad address " + spec;
+      return false;
+    }
+    rc = bufferevent_socket_connect(bev_.get(), reinterpret_cast<sockaddr*>(&ss), len);
+  } else {
+    if (!dns_)
+      dns_.reset(evdns_base_new(base_, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+                                           EVDNS_BASE_DISABLE_WHEN_INACTIVE));
+    if (!dns_) {
+      *why = "evdns_base_new() failed";
+      return false;
+    }
+    rc = bufferevent_socket_connect_hostname(bev_.get(), dns_.get(), AF_UNSPEC, host.host.c_str(),
+                                             host.port);
+  }
+  if (rc != 0) {
+    *why = fmt::format("connect() to {}:{} failed: {}", host.host, host.port, errno_text(errno));
+    return false;
+  }
+  return true;
+}
+
+void Connection::try_host() {
+  if (host_index_ >= options_.hosts.size()) {
+    ++stats_->connect_failures;
+    teardown({Outcome::connection_lost, 0,
+              options_.hosts.empty() ? "no broker host configured" : last_host_error_});
+    return;
+  }
+  phase_ = Phase::tcp;
+  decoder_ = Decoder();
+  frame_max_ = kInitialFrameMax;
+  std::string why;
+  if (!make_bufferevent(options_.hosts[host_index_], &why)) {
+    host_failed(why);
+    return;
+  }
+  timeval tv = to_timeval(options_.connect_timeout);
+  evtimer_add(connect_timer_.get(), &tv);
+}
+
+void Connection::host_failed(const std::string& why) {
+  log_warning("amqp: {}", why);
+  last_host_error_ = why;
+  bev_.reset();
+  evtimer_del(connect_timer_.get());
+  ++host_index_;
+  try_host();  // bounded: one level per configured host
+}
+
+void Connection::on_read(bufferevent*, void* arg) { static_cast<Connection*>(arg)->handle_input(); }
+
+void Connection::on_event(bufferevent* bev, short what, void* arg) {
+  auto* c = static_cast<Connection*>(arg);
+  int err = EVUTIL_SOCKET_ERROR();
+  if (what & BEV_EVENT_CONNECTED) {
+    c->phase_ = Phase::start;
+    c->last_recv_ = Clock::now();
+    c->send(kProtocolHeader);
+    return;
+  }
+  std::string why;
+  if (unsigned long ssl_err = bufferevent_get_openssl_error(bev)) {
+    why = "TLS: " + ssl_error_text(ssl_err);
+    ERR_clear_error();
+  } else if (int dns_err = bufferevent_socket_get_dns_error(bev)) {
+    why = fmt::format("cannot resolve: {}", evutil_gai_strerror(dns_err));
+  } else if (what & BEV_EVENT_EOF) {
+    why = "connection closed by the broker";
+  } else {
+    why = err ? errno_text(err) : "socket error";
+  }
+  if (c->phase_ == Phase::tcp || c->phase_ == Phase::start) {
+    c->host_failed(fmt::format("connect() to {} failed: {}", c->peer(), why));
+  } else if (c->phase_ == Phase::closing) {
+    c->teardown(c->close_reason_);
+  } else if (c->phase_ != Phase::closed) {
+    c->teardown({Outcome::connection_lost, 0, fmt::format("connection to {} lost: {}", c->peer(), why)});
+  } else {
+    c->bev_.reset();  // lingering after close: the broker hung up, fine
+  }
+}
+
+void Connection::on_connect_timeout(evutil_socket_t, short, void* arg) {
+  auto* c = static_cast<Connection*>(arg);
+  if (c->phase_ == Phase::open || c->phase_ == Phase::closing || c->phase_ == Phase::closed) return;
+  c->host_failed(fmt::format("connect to {} timed out after {}s", c->peer(), c->options_.connect_timeout));
+}
+
+void Connection::on_heartbeat_timer(evutil_socket_t, short, void* arg) {
+  auto* c = static_cast<Connection*>(arg);
+  if (c->heartbeat_ <= 0 || !c->is_open()) return;
+  if (since(c->last_recv_) > 2.0 * c->heartbeat_) {
+    ++c->stats_->heartbeat_timeouts;
+    c->teardown({Outcome::connection_lost, 0,
+                 fmt::format("no heartbeat from {} for {}s", c->peer(), 2 * c->heartbeat_)});
+    return;
+  }
+  // the timer ticks every heartbeat/2: send when nothing else went out since the last tick
+  if (since(c->last_send_) >= c->heartbeat_ / 2.0 * 0.9) {
+    std::string frame;
+    encode_heartbeat(frame);
+    c->send(frame);
+  }
+}
+
+void Connection::on_close_timeout(evutil_socket_t, short, void* arg) {
+  auto* c = static_cast<Connection*>(arg);
+  if (c->phase_ == Phase::closing) {
+    c->teardown(c->close_reason_);
+  } else {
+    c->bev_.reset();  // the lingering close-ok never drained
+  }
+}
+
+void Connection::send(std::string_view bytes) {
+  if (!bev_ || bytes.empty()) return;
+  if (evbuffer_add(bufferevent_get_output(bev_.get()), bytes.data(), bytes.size()) != 0)
+    abort();  // no memory
+  stats_->bytes_sent += bytes.size();
+  last_send_ = Clock::now();
+}
+
+void Connection::send_method(uint16_t channel, amqp_method_number_t id, void* decoded) {
+  std::string out, error;
+  if (!encode_method(out, channel, id, decoded, frame_max_, &error)) {
+    log_error("amqp: {}", error);
+    return;
+  }
+  send(out);
+}
+
+void Connection::handle_input() {
+  std::weak_ptr<int> guard = alive_;
+  last_recv_ = Clock::now();
+  // bounded: every pass consumes bytes from a buffer that only the loop refills
+  while (bev_) {
+    evbuffer* in = bufferevent_get_input(bev_.get());
+    evbuffer_iovec v;
+    if (phase_ == Phase::start && evbuffer_get_length(in) >= 4 &&
+        std::memcmp(evbuffer_pullup(in, 4), "AMQP", 4) == 0) {
+      // the broker answered our protocol header with its own: it wants another version
+      host_failed(fmt::format("{} does not speak AMQP 0-9-1", peer()));
+      return;
+    }
+    if (evbuffer_get_length(in) == 0 || evbuffer_peek(in, -1, nullptr, &v, 1) < 1) break;
+    amqp_frame_t frame;
+    int n = decoder_.feed(v.iov_base, v.iov_len, &frame);
+    if (n < 0) {
+      protocol_error(AMQP_FRAME_ERROR, fmt::format("bad frame from the broker: {}", amqp_error_string2(n)));
+      return;
+    }
+    evbuffer_drain(in, static_cast<size_t>(n));
+    stats_->bytes_received += static_cast<size_t>(n);
+    if (frame.frame_type == 0) continue;
+    uint16_t channel = frame.channel;
+    handle_frame(frame);
+    if (guard.expired()) return;
+    decoder_.release(channel);
+  }
+}
+
+void Connection::handle_frame(const amqp_frame_t& frame) {
+  if (frame.frame_type == AMQP_FRAME_HEARTBEAT) return;
+  if (frame.channel == 0) {
+    if (frame.frame_type != AMQP_FRAME_METHOD) {
+      protocol_error(AMQP_UNEXPECTED_FRAME, "content frame on channel 0");
+      return;
+    }
+    handle_connection_method(frame.payload.method);
+    return;
+  }
+  if (phase_ != Phase::open) return;  // closing: the spec says discard
+  auto it = channels_.find(frame.channel);
+  if (it == channels_.end()) return;  // a channel we already let go of
+  auto ch = it->second;               // keeps it alive through its callbacks
+  std::string error;
+  if (!ch->handle_frame(frame, &error)) protocol_error(AMQP_UNEXPECTED_FRAME, error);
+}
+
+void Connection::handle_connection_method(const amqp_method_t& m) {
+  switch (m.id) {
+    case AMQP_CONNECTION_START_METHOD: {
+      if (phase_ != Phase::start) break;
+      auto* start = static_cast<amqp_connection_start_t*>(m.decoded);
+      if (amqp_string(start->mechanisms).find("PLAIN") == std::string::npos) {
+        host_failed(fmt::format("{} does not offer PLAIN authentication", peer()));
+        return;
+      }
+      send_start_ok(*start);
+      phase_ = Phase::tune;
+      return;
+    }
+    case AMQP_CONNECTION_TUNE_METHOD:
+      if (phase_ != Phase::tune) break;
+      send_tune_ok(*static_cast<amqp_connection_tune_t*>(m.decoded));
+      return;
+    case AMQP_CONNECTION_OPEN_OK_METHOD:
+      if (phase_ != Phase::open_ok) break;
+      became_open();
+      return;
+    case AMQP_CONNECTION_CLOSE_METHOD: {
+      auto* close = static_cast<amqp_connection_close_t*>(m.decoded);
+      amqp_connection_close_ok_t ok{};
+      send_method(0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+      Result why{Outcome::connection_lost, close->reply_code,
+                 fmt::format("broker closed the connection: {}", amqp_string(close->reply_text))};
+      if (phase_ == Phase::closing) {
+        why = close_reason_;
+      } else if (phase_ != Phase::open && close->reply_code == kAccessRefused) {
+        // authentication_failure_close: a bad login is a 403 during the handshake
+        why.outcome = Outcome::refused;
+        why.text = amqp_string(close->reply_text);
+        ++stats_->logins_refused;
+      }
+      if (why.outcome != Outcome::refused && phase_ != Phase::closing)
+        log_warning("amqp: {}: {} {}", peer(), why.code, why.text);
+      teardown(why);
+      return;
+    }
+    case AMQP_CONNECTION_CLOSE_OK_METHOD:
+      if (phase_ == Phase::closing) teardown(close_reason_);
+      return;
+    case AMQP_CONNECTION_BLOCKED_METHOD:
+      if (state_ == ConnectionState::open) {
+        auto* b = static_cast<amqp_connection_blocked_t*>(m.decoded);
+        log_warning("amqp: {} blocked publishers: {}", peer(), amqp_string(b->reason));
+        set_state(ConnectionState::blocked, {Outcome::ok, 0, amqp_string(b->reason)});
+      }
+      return;
+    case AMQP_CONNECTION_UNBLOCKED_METHOD:
+      if (state_ == ConnectionState::blocked) {
+        std::weak_ptr<int> guard = alive_;
+        set_state(ConnectionState::open, {});
+        if (guard.expired()) return;
+        std::vector<std::shared_ptr<Channel>> chans;
+        for (auto& [id, ch] : channels_) chans.push_back(ch);
+        for (auto& ch : chans) ch->connection_unblocked();
+      }
+      return;
+    default:
+      log_debug("amqp: ignoring {} from {}", method_name(m.id), peer());
+      return;
+  }
+  protocol_error(AMQP_COMMAND_INVALID, fmt::format("unexpected {}", method_name(m.id)));
+}
+
+void Connection::send_start_ok(const amqp_connection_start_t&) {
+  nlohmann::json properties = {
+      {"product", "warren"},
+      {"version", "0.1.0"},
+      {"platform", "C++/libevent"},
+      {"capabilities",
+       {{"publisher_confirms", true},
+        {"consumer_cancel_notify", true},
+        {"connection.blocked", true},
+        {"basic.nack", true},
+        {"authentication_failure_close", true},
+        {"exchange_exchange_bindings", true}}},
+  };
+  if (!options_.connection_name.empty()) properties["connection_name"] = options_.connection_name;
+  auto pool = make_amqp_pool();
+  amqp_connection_start_ok_t ok{};
+  std::string error;
+  if (!json_to_table(properties, pool.get(), &ok.client_properties, &error)) abort();  // constant
+  std::string response;
+  response.push_back('\0');
+  response += options_.username;
+  response.push_back('\0');
+  response += options_.password;
+  ok.mechanism = amqp_cstring_bytes("PLAIN");
+  ok.response = amqp_view(response);
+  ok.locale = amqp_cstring_bytes("en_US");
+  send_method(0, AMQP_CONNECTION_START_OK_METHOD, &ok);
+}
+
+void Connection::send_tune_ok(const amqp_connection_tune_t& tune) {
+  int channel_max = options_.channel_max;
+  if (tune.channel_max != 0) channel_max = std::min<int>(channel_max, tune.channel_max);
+  size_t frame_max = options_.frame_max;
+  if (tune.frame_max != 0) frame_max = std::min<size_t>(frame_max, tune.frame_max);
+  frame_max = std::max<size_t>(frame_max, AMQP_FRAME_MIN_SIZE);
+  int heartbeat = options_.heartbeat;
+  if (heartbeat > 0 && tune.heartbeat > 0) heartbeat = std::min<int>(heartbeat, tune.heartbeat);
+  amqp_connection_tune_ok_t ok{static_cast<uint16_t>(channel_max), static_cast<uint32_t>(frame_max),
+                               static_cast<uint16_t>(std::max(heartbeat, 0))};
+  send_method(0, AMQP_CONNECTION_TUNE_OK_METHOD, &ok);
+  if (!decoder_.tune(channel_max, frame_max)) {
+    protocol_error(AMQP_INTERNAL_ERROR, "cannot apply the negotiated frame size");
+    return;
+  }
+  frame_max_ = frame_max;
+  channel_max_ = channel_max;
+  heartbeat_ = heartbeat;
+  amqp_connection_open_t open{};
+  open.virtual_host = amqp_view(options_.vhost);
+  open.capabilities = amqp_empty_bytes;
+  send_method(0, AMQP_CONNECTION_OPEN_METHOD, &open);
+  phase_ = Phase::open_ok;
+}
+
+void Connection::became_open() {
+  phase_ = Phase::open;
+  evtimer_del(connect_timer_.get());
+  ++stats_->connections_opened;
+  last_recv_ = last_send_ = Clock::now();
+  if (heartbeat_ > 0) {
+    timeval tv = to_timeval(heartbeat_ / 2.0);
+    event_add(heartbeat_timer_.get(), &tv);
+  }
+  log_info("amqp: connected to {} vhost {} as {}", peer(), options_.vhost, options_.username);
+  state_ = ConnectionState::open;  // channels check it before sending what waited
+  std::vector<std::shared_ptr<Channel>> chans;
+  for (auto& [id, ch] : channels_) chans.push_back(ch);
+  for (auto& ch : chans) ch->connection_open();
+  set_state(ConnectionState::open, {});
+}
+
+void Connection::close() {
+  std::weak_ptr<int> guard = alive_;
+  defer(base_, [this, guard] {
+    if (guard.expired()) return;
+    switch (phase_) {
+      case Phase::open: {
+        close_reason_ = {Outcome::ok, kReplySuccess, "closed by warren"};
+        amqp_connection_close_t close{};
+        close.reply_code = kReplySuccess;
+        close.reply_text = amqp_cstring_bytes("closing");
+        send_method(0, AMQP_CONNECTION_CLOSE_METHOD, &close);
+        phase_ = Phase::closing;
+        timeval tv = to_timeval(options_.close_timeout);
+        evtimer_add(close_timer_.get(), &tv);
+        set_state(ConnectionState::closing, close_reason_);
+        return;
+      }
+      case Phase::closing:
+      case Phase::closed: return;
+      default: teardown({Outcome::ok, kReplySuccess, "closed by warren"});
+    }
+  });
+}
+
+void Connection::protocol_error(int code, const std::string& text) {
+  log_error("amqp: protocol error with {}: {}", peer(), text);
+  amqp_connection_close_t close{};
+  close.reply_code = static_cast<uint16_t>(code);
+  close.reply_text = amqp_view(text.substr(0, 255));
+  send_method(0, AMQP_CONNECTION_CLOSE_METHOD, &close);
+  teardown({Outcome::connection_lost, code, "protocol error: " + text});
+}
+
+void Connection::teardown(Result why) {
+  if (phase_ == Phase::closed) return;
+  bool was_open = phase_ == Phase::open || phase_ == Phase::closing;
+  phase_ = Phase::closed;
+  close_reason_ = why;
+  evtimer_del(connect_timer_.get());
+  event_del(heartbeat_timer_.get());
+  evtimer_del(close_timer_.get());
+  if (was_open) ++stats_->connections_closed;
+  if (bev_ && evbuffer_get_length(bufferevent_get_output(bev_.get())) > 0) {
+    // let a last close/close-ok drain, bounded by close_timeout; reads are over
+    bufferevent_disable(bev_.get(), EV_READ);
+    bufferevent_setcb(
+        bev_.get(), nullptr,
+        [](bufferevent*, void* arg) { static_cast<Connection*>(arg)->bev_.reset(); }, on_event,
+        this);
+    timeval tv = to_timeval(std::min(options_.close_timeout, 1.0));
+    evtimer_add(close_timer_.get(), &tv);
+  } else {
+    bev_.reset();
+  }
+  Result pending = why.ok() ? Result{Outcome::connection_lost, 0, "connection closed"} : why;
+  if (pending.outcome == Outcome::refused) pending.text = "login refused: " + pending.text;
+  std::weak_ptr<int> guard = alive_;
+  auto channels = channels_;
+  for (auto& [id, ch] : channels) {
+    ch->connection_lost(pending);
+    if (guard.expired()) return;
+  }
+  set_state(ConnectionState::closed, why);
+}
+
+void Connection::set_state(ConnectionState s, const Result& why) {
+  state_ = s;
+  if (auto cb = on_state_) cb(s, why);  // a copy: the callback may replace itself
+}
+
+std::shared_ptr<Channel> Connection::open_channel(bool confirms) {
+  int limit = channel_max_ > 0 ? channel_max_ : options_.channel_max;
+  uint16_t id = 0;
+  if (phase_ != Phase::closing && phase_ != Phase::closed) {
+    for (int i = 0; i < limit && id == 0; ++i) {
+      uint16_t candidate = next_channel_;
+      next_channel_ = next_channel_ >= limit ? 1 : next_channel_ + 1;
+      if (!channels_.count(candidate)) id = candidate;
+    }
+  }
+  auto ch = std::make_shared<Channel>(this, id, confirms);
+  if (id == 0) {
+    ch->connection_lost(phase_ == Phase::closing || phase_ == Phase::closed
+                            ? Result{Outcome::connection_lost, 0, "connection closed"}
+                            : Result{Outcome::channel_error, 0, "no free channel id"});
+    ch->detach();
+    return ch;
+  }
+  channels_[id] = ch;
+  ++stats_->channels_opened;
+  if (phase_ == Phase::open) ch->connection_open();
+  return ch;
+}
+
+void Connection::channel_gone(uint16_t id) {
+  auto it = channels_.find(id);
+  if (it == channels_.end()) return;
+  it->second->detach();
+  channels_.erase(it);
+  ++stats_->channels_closed;
+}
+
+ConnectionOptions connection_options(const BrokerConfig& broker) {
+  ConnectionOptions o;
+  o.hosts = broker.hosts;
+  if (o.hosts.empty()) o.hosts.push_back({"127.0.0.1", broker.port});
+  o.vhost = broker.vhost;
+  o.username = broker.username;
+  o.password = broker.password;
+  o.heartbeat = broker.heartbeat;
+  o.connect_timeout = broker.connect_timeout;
+  o.tls = broker.tls;
+  return o;
+}
+
+}  // namespace warren::amqp

@@ -1,0 +1,92 @@
+// Shared by the broker-link tests: a real RabbitMQ (WARREN_BROKER_PORT, else the test is
+// skipped), an event_base, and a loop runner bounded in time.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "amqp/channel.h"
+#include "amqp/connection.h"
+#include "handles.h"
+
+namespace warren::amqp::testing {
+
+class BrokerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* port = std::getenv("WARREN_BROKER_PORT");
+    if (!port || !*port) GTEST_SKIP() << "WARREN_BROKER_PORT not set: no broker to test against";
+    port_ = std::atoi(port);
+    base_.reset(event_base_new());
+    ASSERT_TRUE(base_);
+  }
+  void TearDown() override {
+    // let deferred callbacks of destroyed objects run, so nothing is left allocated
+    if (base_) run_for(0.05);
+  }
+
+  ConnectionOptions options() const {
+    ConnectionOptions o;
+    o.hosts = {{"127.0.0.1", port_}};
+    o.heartbeat = 10;
+    o.connect_timeout = 5;
+    o.connection_name = "warren-test";
+    return o;
+  }
+
+  // Runs the loop until done() or `seconds` pass; returns done().
+  bool run_until(const std::function<bool()>& done, double seconds) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+    while (!done()) {
+      if (std::chrono::steady_clock::now() >= deadline) return false;
+      timeval slice{0, 5000};
+      event_base_loopexit(base_.get(), &slice);
+      event_base_dispatch(base_.get());
+    }
+    return true;
+  }
+  void run_for(double seconds) {
+    run_until([] { return false; }, seconds);
+  }
+
+  std::unique_ptr<Connection> connect(ConnectionOptions o) {
+    auto c = std::make_unique<Connection>(base_.get(), std::move(o), &stats_);
+    c->start();
+    run_until([&] { return c->state() == ConnectionState::open || c->state() == ConnectionState::closed; }, 15);
+    return c;
+  }
+  std::unique_ptr<Connection> connect() { return connect(options()); }
+
+  std::string unique_name(const std::string& prefix) {
+    return prefix + "-" + std::to_string(getpid()) + "-" + std::to_string(++counter_);
+  }
+
+  // A port on 127.0.0.1 where nothing listens.
+  static int closed_port() {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+    socklen_t len = sizeof(a);
+    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    close(fd);
+    return ntohs(a.sin_port);
+  }
+
+  int port_ = 0;
+  EventBasePtr base_;
+  Stats stats_;
+  int counter_ = 0;
+};
+
+}  // namespace warren::amqp::testing

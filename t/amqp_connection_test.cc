@@ -1,0 +1,228 @@
+// The connection against a real RabbitMQ: handshake, login refused, connect failures and
+// timeouts, host failover, TLS, and a stopped broker (SIGSTOP) leaving the loop responsive.
+#include <signal.h>
+#include <sys/socket.h>
+
+#include <fmt/format.h>
+
+#include <fstream>
+
+#include "amqp/broker_fixture.h"
+
+namespace warren::amqp::testing {
+namespace {
+
+using Seconds = std::chrono::duration<double>;
+
+double elapsed(std::chrono::steady_clock::time_point t0) {
+  return Seconds(std::chrono::steady_clock::now() - t0).count();
+}
+
+TEST_F(BrokerTest, HandshakeOpensAndClosesCleanly) {
+  std::vector<ConnectionState> seen;
+  auto o = options();
+  o.heartbeat = 4;
+  auto c = std::make_unique<Connection>(base_.get(), o, &stats_);
+  c->set_state_callback([&](ConnectionState s, const Result&) { seen.push_back(s); });
+  c->start();
+  EXPECT_TRUE(seen.empty());  // never reported from inside start()
+  ASSERT_TRUE(run_until([&] { return c->state() == ConnectionState::open; }, 10))
+      << c->close_reason().text;
+  EXPECT_EQ(c->heartbeat(), 4);
+  EXPECT_EQ(c->frame_max(), kDefaultFrameMax);
+  EXPECT_EQ(stats_.connections_opened, 1u);
+  c->close();
+  ASSERT_TRUE(run_until([&] { return c->state() == ConnectionState::closed; }, 5));
+  EXPECT_TRUE(c->close_reason().ok()) << c->close_reason().text;
+  EXPECT_EQ(seen, (std::vector<ConnectionState>{ConnectionState::open, ConnectionState::closing,
+                                                 ConnectionState::closed}));
+  EXPECT_EQ(stats_.connections_closed, 1u);
+}
+
+TEST_F(BrokerTest, WrongPasswordIsRefused) {
+  auto o = options();
+  o.password = "not-the-password";
+  auto c = connect(o);
+  ASSERT_EQ(c->state(), ConnectionState::closed);
+  EXPECT_EQ(c->close_reason().outcome, Outcome::refused) << c->close_reason().text;
+  EXPECT_EQ(c->close_reason().code, 403);
+  EXPECT_EQ(stats_.logins_refused, 1u);
+}
+
+TEST_F(BrokerTest, UnknownVhostIsNotALoginFailure) {
+  auto o = options();
+  o.vhost = "no-such-vhost";
+  auto c = connect(o);
+  ASSERT_EQ(c->state(), ConnectionState::closed);
+  EXPECT_EQ(c->close_reason().outcome, Outcome::connection_lost);
+  EXPECT_EQ(c->close_reason().code, 530) << c->close_reason().text;
+}
+
+TEST_F(BrokerTest, ClosedPortFailsFast) {
+  auto o = options();
+  o.hosts = {{"127.0.0.1", closed_port()}};
+  o.connect_timeout = 2;
+  auto t0 = std::chrono::steady_clock::now();
+  auto c = connect(o);
+  EXPECT_LT(elapsed(t0), 2.0);
+  ASSERT_EQ(c->state(), ConnectionState::closed);
+  EXPECT_EQ(c->close_reason().outcome, Outcome::connection_lost);
+  EXPECT_NE(c->close_reason().text.find("refused"), std::string::npos) << c->close_reason().text;
+}
+
+TEST_F(BrokerTest, SilentPeerTimesOutWithinConnectTimeout) {
+  // a socket that accepts TCP (backlog) but never says a word of AMQP
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  ASSERT_EQ(listen(fd, 4), 0);
+  socklen_t len = sizeof(a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  auto o = options();
+  o.hosts = {{"127.0.0.1", ntohs(a.sin_port)}};
+  o.connect_timeout = 0.5;
+  auto t0 = std::chrono::steady_clock::now();
+  auto c = connect(o);
+  double took = elapsed(t0);
+  close(fd);
+  ASSERT_EQ(c->state(), ConnectionState::closed);
+  EXPECT_GE(took, 0.45);
+  EXPECT_LT(took, 1.5);
+  EXPECT_NE(c->close_reason().text.find("timed out"), std::string::npos) << c->close_reason().text;
+}
+
+TEST_F(BrokerTest, FailsOverToTheNextHost) {
+  auto o = options();
+  o.hosts = {{"127.0.0.1", closed_port()}, {"localhost", port_}};
+  auto c = connect(o);
+  ASSERT_EQ(c->state(), ConnectionState::open) << c->close_reason().text;
+  EXPECT_EQ(c->peer(), fmt::format("localhost:{}", port_));
+  EXPECT_EQ(stats_.connect_failures, 0u);
+}
+
+TEST_F(BrokerTest, DestroyingInsideTheStateCallbackIsSafe) {
+  auto c = std::make_unique<Connection>(base_.get(), options(), &stats_);
+  bool done = false;
+  c->set_state_callback([&](ConnectionState s, const Result&) {
+    if (s == ConnectionState::open) {
+      c.reset();
+      done = true;
+    }
+  });
+  c->start();
+  ASSERT_TRUE(run_until([&] { return done; }, 10));
+}
+
+std::string env(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+TEST_F(BrokerTest, TlsWithVerification) {
+  std::string tls_port = env("WARREN_BROKER_TLS_PORT"), ca = env("WARREN_BROKER_CA");
+  if (tls_port.empty() || ca.empty()) GTEST_SKIP() << "WARREN_BROKER_TLS_PORT/WARREN_BROKER_CA not set";
+  for (const char* host : {"127.0.0.1", "localhost"}) {
+    auto o = options();
+    o.hosts = {{host, std::atoi(tls_port.c_str())}};
+    o.tls.enabled = true;
+    o.tls.ca = ca;
+    auto c = connect(o);
+    ASSERT_EQ(c->state(), ConnectionState::open) << host << ": " << c->close_reason().text;
+    auto ch = c->open_channel();
+    Result r{Outcome::timeout, 0, ""};
+    ch->publish("", "no-such-queue", false, {}, std::string(300000, 'z'), 5,
+                [&](const Result& res) { r = res; });
+    ASSERT_TRUE(run_until([&] { return r.outcome != Outcome::timeout; }, 10));
+    EXPECT_TRUE(r.ok()) << r.text;
+  }
+  // the same server checked against a CA that did not sign it
+  auto o = options();
+  o.hosts = {{"127.0.0.1", std::atoi(tls_port.c_str())}};
+  o.tls.enabled = true;
+  auto c = connect(o);
+  ASSERT_EQ(c->state(), ConnectionState::closed);
+  EXPECT_NE(c->close_reason().text.find("certificate verify failed"), std::string::npos)
+      << c->close_reason().text;
+}
+
+// SIGSTOP to the broker; always SIGCONT again, whatever the test does.
+class StoppedBroker {
+ public:
+  explicit StoppedBroker(pid_t pid) : pid_(pid) { kill(pid_, SIGSTOP); }
+  ~StoppedBroker() { resume(); }
+  void resume() {
+    if (pid_ > 0) kill(pid_, SIGCONT);
+    pid_ = 0;
+  }
+
+ private:
+  pid_t pid_;
+};
+
+TEST_F(BrokerTest, StoppedBrokerNeverBlocksTheLoop) {
+  std::string pid_file = env("WARREN_BROKER_PID_FILE");
+  if (pid_file.empty()) GTEST_SKIP() << "WARREN_BROKER_PID_FILE not set";
+  pid_t pid = 0;
+  std::ifstream(pid_file) >> pid;
+  ASSERT_GT(pid, 0);
+
+  auto o = options();
+  o.heartbeat = 2;
+  auto c = connect(o);
+  ASSERT_EQ(c->state(), ConnectionState::open);
+  auto ch = c->open_channel();
+  Result first{Outcome::timeout, -1, ""};
+  ch->publish("", "nowhere", false, {}, "before", 5, [&](const Result& r) { first = r; });
+  ASSERT_TRUE(run_until([&] { return first.code != -1; }, 5));
+  ASSERT_TRUE(first.ok());
+
+  // a 20 ms ticker on the same loop: the longest gap between ticks is the loop's latency
+  struct Ticker {
+    std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
+    double worst = 0;
+    int ticks = 0;
+  } ticker;
+  EventPtr tick(event_new(base_.get(), -1, EV_PERSIST,
+                          [](evutil_socket_t, short, void* arg) {
+                            auto* t = static_cast<Ticker*>(arg);
+                            t->worst = std::max(t->worst, elapsed(t->last));
+                            t->last = std::chrono::steady_clock::now();
+                            ++t->ticks;
+                          },
+                          &ticker));
+  timeval every{0, 20000};
+  event_add(tick.get(), &every);
+
+  StoppedBroker stopped(pid);
+  Result r{Outcome::ok, -1, ""};
+  auto t0 = std::chrono::steady_clock::now();
+  // a big body too: the kernel's buffers fill, the rest must wait in ours
+  ch->publish("", "nowhere", false, {}, std::string(8 << 20, 'b'), 1.0,
+              [&](const Result& res) { r = res; });
+  ASSERT_TRUE(run_until([&] { return r.code != -1; }, 5));
+  double took = elapsed(t0);
+  EXPECT_EQ(r.outcome, Outcome::timeout) << r.text;
+  EXPECT_GE(took, 0.95);
+  EXPECT_LT(took, 1.5);
+  EXPECT_LT(ticker.worst, 0.1) << "the loop stalled";
+  EXPECT_GT(ticker.ticks, 30);
+  EXPECT_TRUE(c->busy() || c->write_buffer_size() > 0);
+
+  stopped.resume();
+  // either the connection survived and works, or it is reported lost (missed heartbeats)
+  Result after{Outcome::ok, -1, ""};
+  if (c->is_open())
+    ch->publish("", "nowhere", false, {}, "after", 10, [&](const Result& res) { after = res; });
+  run_until([&] { return after.code != -1 || c->state() == ConnectionState::closed; }, 15);
+  if (c->state() == ConnectionState::closed) {
+    EXPECT_EQ(c->close_reason().outcome, Outcome::connection_lost);
+  } else {
+    EXPECT_TRUE(after.ok()) << after.text;
+  }
+  EXPECT_LT(ticker.worst, 0.1) << "the loop stalled";
+}
+
+}  // namespace
+}  // namespace warren::amqp::testing
