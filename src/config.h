@@ -131,7 +131,7 @@ struct Config {
   LoggingConfig logging;
 };
 
-// One problem found in a file: "file:line: key: problem".
+// One problem found in a file: "file:line: key: problem" (line 0 and an empty key left out).
 struct ConfigError {
   std::string file;
   int line = 0;
@@ -158,6 +158,7 @@ std::vector<std::string> config_restart_keys(const Config& old_config, const Con
 struct ConfigKeyDoc {
   std::string key, type, default_value;
   bool reloadable;
+  std::string allowed;  // the values the semantic check accepts: "1 to 65535", "raw|vcd|oslo", ""
 };
 std::vector<ConfigKeyDoc> config_key_table();
 

@@ -142,8 +142,9 @@ TEST(Config, FullConfigWithEveryKey) {
   EXPECT_EQ(c->daemon.group, "nogroup");
   EXPECT_EQ(c->daemon.control_socket, "/tmp/w.sock");
   EXPECT_EQ(c->daemon.shutdown_timeout, 2.5);
-  EXPECT_EQ(c->broker.hosts, (std::vector<BrokerHost>{
-                                 {"rabbit1", 5671}, {"rabbit2", 5673}, {"::1", 5671}, {"::1", 5674}}));
+  EXPECT_EQ(c->broker.hosts,
+            (std::vector<BrokerHost>{
+                {"rabbit1", 5671}, {"rabbit2", 5673}, {"::1", 5671}, {"::1", 5674}}));
   EXPECT_EQ(c->broker.port, 5671);
   EXPECT_EQ(c->broker.vhost, "/prod");
   EXPECT_EQ(c->broker.username, "svc");
@@ -216,7 +217,8 @@ TEST(Config, FullConfigWithEveryKey) {
 }
 
 TEST(Config, ErrorTextFormat) {
-  EXPECT_EQ((ConfigError{"w.yml", 3, "http.ports[1]", "bad"}).text(), "w.yml:3: http.ports[1]: bad");
+  EXPECT_EQ((ConfigError{"w.yml", 3, "http.ports[1]", "bad"}).text(),
+            "w.yml:3: http.ports[1]: bad");
   EXPECT_EQ((ConfigError{"w.yml", 0, "", "cannot read"}).text(), "w.yml: cannot read");
 }
 
@@ -274,9 +276,10 @@ TEST(Config, UnknownKeys) {
   EXPECT_EQ(only_error("broker:\n  tls:\n    enable: true\n"),
             "warren.yml:3: broker.tls.enable: unknown key");
   EXPECT_EQ(only_error("http:\n  ports: [1]\n  port: 2\n"), "warren.yml:3: http.port: unknown key");
-  EXPECT_EQ(only_error("forwarders:\n  - name: f\n    queue: q\n    backend:\n      url: http://h/\n"
-                       "      urll: x\n"),
-            "warren.yml:6: forwarders[0].backend.urll: unknown key");
+  EXPECT_EQ(
+      only_error("forwarders:\n  - name: f\n    queue: q\n    backend:\n      url: http://h/\n"
+                 "      urll: x\n"),
+      "warren.yml:6: forwarders[0].backend.urll: unknown key");
   // A section name is not a value and a key is not a section.
   EXPECT_EQ(only_error("broker:\n  tls: true\n"),
             "warren.yml:2: broker.tls: expected a mapping, got \"true\"");
@@ -285,7 +288,8 @@ TEST(Config, UnknownKeys) {
 }
 
 TEST(Config, DuplicateKeys) {
-  EXPECT_EQ(only_error("http:\n  listen: a\n  listen: b\n"), "warren.yml:3: http.listen: duplicate key");
+  EXPECT_EQ(only_error("http:\n  listen: a\n  listen: b\n"),
+            "warren.yml:3: http.listen: duplicate key");
 }
 
 TEST(Config, SyntaxErrorHasLine) {
@@ -305,17 +309,18 @@ TEST(Config, AliasesAndLimits) {
   // Exponential alias expansion is refused, not followed.
   std::string bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n";
   for (char n = 'b', p = 'a'; n <= 'h'; p = n++)
-    bomb += fmt::format("{}: &{} [*{}, *{}, *{}, *{}, *{}, *{}, *{}, *{}, *{}, *{}]\n", n, n, p, p, p, p, p,
-                        p, p, p, p, p);
+    bomb += fmt::format("{}: &{} [*{}, *{}, *{}, *{}, *{}, *{}, *{}, *{}, *{}, *{}]\n", n, n, p, p,
+                        p, p, p, p, p, p, p, p);
   expect_contains(only_error(bomb), "more than 100000 YAML nodes");
   expect_contains(only_error(std::string(200, '[') + std::string(200, ']')),
                   "nested deeper than 64 levels");
 }
 
 TEST(Config, BrokerHosts) {
-  auto c = parse_ok("broker:\n  port: 5673\n  hosts: [a, \"b:5674\", \"[::1]\", \"[fe80::1]:5675\"]\n");
-  EXPECT_EQ(c->broker.hosts, (std::vector<BrokerHost>{
-                                 {"a", 5673}, {"b", 5674}, {"::1", 5673}, {"fe80::1", 5675}}));
+  auto c =
+      parse_ok("broker:\n  port: 5673\n  hosts: [a, \"b:5674\", \"[::1]\", \"[fe80::1]:5675\"]\n");
+  EXPECT_EQ(c->broker.hosts,
+            (std::vector<BrokerHost>{{"a", 5673}, {"b", 5674}, {"::1", 5673}, {"fe80::1", 5675}}));
   // broker.port applies wherever it is written.
   c = parse_ok("broker:\n  hosts: [a]\n  port: 5680\n");
   EXPECT_EQ(c->broker.hosts[0].port, 5680);
@@ -323,23 +328,25 @@ TEST(Config, BrokerHosts) {
   auto errors = errors_of(
       "broker:\n  hosts:\n    - a:0\n    - a:x\n    - a:70000\n    - \":5672\"\n    - a:b:c\n"
       "    - \"[::1\"\n    - \"\"\n    - [a]\n    - \"a:\"\n");
-  EXPECT_EQ(errors, (std::vector<std::string>{
-                        "warren.yml:3: broker.hosts[0]: bad port \"0\" in host \"a:0\": expected 1-65535",
-                        "warren.yml:4: broker.hosts[1]: bad port \"x\" in host \"a:x\": expected 1-65535",
-                        "warren.yml:5: broker.hosts[2]: bad port \"70000\" in host \"a:70000\": "
-                        "expected 1-65535",
-                        "warren.yml:6: broker.hosts[3]: bad host \":5672\": expected \"host\" or "
-                        "\"host:port\"",
-                        "warren.yml:7: broker.hosts[4]: bad host \"a:b:c\": write an IPv6 address as "
-                        "[addr] or [addr]:port",
-                        "warren.yml:8: broker.hosts[5]: bad host \"[::1\": write an IPv6 address as "
-                        "[addr] or [addr]:port",
-                        "warren.yml:9: broker.hosts[6]: bad host \"\": expected \"host\" or "
-                        "\"host:port\"",
-                        "warren.yml:10: broker.hosts[7]: expected a string, got a list",
-                        "warren.yml:11: broker.hosts[8]: bad port \"\" in host \"a:\": expected 1-65535",
-                    }));
-  EXPECT_EQ(only_error("broker:\n  hosts: []\n"), "warren.yml:2: broker.hosts: needs at least one host");
+  EXPECT_EQ(errors,
+            (std::vector<std::string>{
+                "warren.yml:3: broker.hosts[0]: bad port \"0\" in host \"a:0\": expected 1-65535",
+                "warren.yml:4: broker.hosts[1]: bad port \"x\" in host \"a:x\": expected 1-65535",
+                "warren.yml:5: broker.hosts[2]: bad port \"70000\" in host \"a:70000\": "
+                "expected 1-65535",
+                "warren.yml:6: broker.hosts[3]: bad host \":5672\": expected \"host\" or "
+                "\"host:port\"",
+                "warren.yml:7: broker.hosts[4]: bad host \"a:b:c\": write an IPv6 address as "
+                "[addr] or [addr]:port",
+                "warren.yml:8: broker.hosts[5]: bad host \"[::1\": write an IPv6 address as "
+                "[addr] or [addr]:port",
+                "warren.yml:9: broker.hosts[6]: bad host \"\": expected \"host\" or "
+                "\"host:port\"",
+                "warren.yml:10: broker.hosts[7]: expected a string, got a list",
+                "warren.yml:11: broker.hosts[8]: bad port \"\" in host \"a:\": expected 1-65535",
+            }));
+  EXPECT_EQ(only_error("broker:\n  hosts: []\n"),
+            "warren.yml:2: broker.hosts: needs at least one host");
 }
 
 TEST(Config, SemanticRanges) {
@@ -353,16 +360,19 @@ TEST(Config, SemanticRanges) {
             "warren.yml:2: broker.port: must be between 1 and 65535, got 0");
   EXPECT_EQ(only_error("http:\n  workers_per_port: 0\n"),
             "warren.yml:2: http.workers_per_port: must be between 1 and 1024, got 0");
-  EXPECT_EQ(only_error("http:\n  max_body: 0\n"), "warren.yml:2: http.max_body: must be at least 1, got 0");
+  EXPECT_EQ(only_error("http:\n  max_body: 0\n"),
+            "warren.yml:2: http.max_body: must be at least 1, got 0");
   EXPECT_EQ(only_error("daemon:\n  shutdown_timeout: -0.5\n"),
             "warren.yml:2: daemon.shutdown_timeout: must be between 0 and 10000000, got -0.5");
   EXPECT_EQ(only_error("broker:\n  heartbeat: 65536\n"),
             "warren.yml:2: broker.heartbeat: must be between 0 and 65535, got 65536");
-  EXPECT_EQ(only_error("logging:\n  level: verbose\n"),
-            "warren.yml:2: logging.level: must be one of debug, info, warning, error, got \"verbose\"");
-  EXPECT_EQ(only_error("logging:\n  syslog_facility: mail\n"),
-            "warren.yml:2: logging.syslog_facility: must be one of \"\", daemon, user, local0, local1, "
-            "local2, local3, local4, local5, local6, local7, got \"mail\"");
+  EXPECT_EQ(
+      only_error("logging:\n  level: verbose\n"),
+      "warren.yml:2: logging.level: must be one of debug, info, warning, error, got \"verbose\"");
+  EXPECT_EQ(
+      only_error("logging:\n  syslog_facility: mail\n"),
+      "warren.yml:2: logging.syslog_facility: must be one of \"\", daemon, user, local0, local1, "
+      "local2, local3, local4, local5, local6, local7, got \"mail\"");
   EXPECT_EQ(only_error("http:\n  listen: \"\"\n"), "warren.yml:2: http.listen: may not be empty");
 }
 
@@ -373,11 +383,12 @@ TEST(Config, BrokerTlsFiles) {
   std::ofstream(ca) << "x\n";
   auto errors = errors_of(fmt::format(
       "broker:\n  tls:\n    enabled: true\n    ca: {}\n    cert: {}/missing.pem\n", ca, dir));
-  EXPECT_EQ(errors, (std::vector<std::string>{
-                        fmt::format("warren.yml:5: broker.tls.cert: cannot read \"{}/missing.pem\": No "
-                                    "such file or directory",
-                                    dir),
-                        "warren.yml:5: broker.tls.key: is required with broker.tls.cert"}));
+  EXPECT_EQ(errors,
+            (std::vector<std::string>{
+                fmt::format("warren.yml:5: broker.tls.cert: cannot read \"{}/missing.pem\": No "
+                            "such file or directory",
+                            dir),
+                "warren.yml:5: broker.tls.key: is required with broker.tls.cert"}));
   EXPECT_EQ(only_error("broker:\n  tls:\n    key: /k.pem\n"),
             "warren.yml:3: broker.tls.cert: is required with broker.tls.key");
   auto c = parse_ok(fmt::format("broker:\n  tls:\n    enabled: true\n    ca: {}\n", ca));
@@ -394,42 +405,51 @@ TEST(Config, ForwarderChecks) {
             (std::vector<std::string>{"warren.yml:2: forwarders[0].name: is required",
                                       "warren.yml:2: forwarders[0].backend.url: is required",
                                       "warren.yml:2: forwarders[0].queue: is required"}));
-  EXPECT_EQ(only_error(std::string("forwarders:\n  - name: a\n") + kForwarderOk +
-                       "  - name: a\n" + kForwarderOk),
+  EXPECT_EQ(only_error(std::string("forwarders:\n  - name: a\n") + kForwarderOk + "  - name: a\n" +
+                       kForwarderOk),
             "warren.yml:5: forwarders[1].name: \"a\" is also the name of forwarders[0]");
-  EXPECT_EQ(only_error(std::string("forwarders:\n  - name: a\n") + kForwarderOk + "    format: xml\n"),
-            "warren.yml:5: forwarders[0].format: must be one of raw, vcd, oslo, got \"xml\"");
-  EXPECT_EQ(only_error("forwarders:\n  - name: a\n    backend: {url: \"http://h/\"}\n    format: oslo\n"),
-            "warren.yml:2: forwarders[0].oslo.topic: is required with format oslo");
-  EXPECT_EQ(only_error(std::string("forwarders:\n  - name: a\n") + kForwarderOk + "    format: vcd\n"),
-            "warren.yml:2: forwarders[0].vcd.extension: is required with format vcd");
-  EXPECT_EQ(only_error("forwarders:\n  - name: a\n    queue: q\n    backend: {url: \"ftp://h/\"}\n"),
-            "warren.yml:4: forwarders[0].backend.url: must start with http:// or https://, got "
-            "\"ftp://h/\"");
-  EXPECT_EQ(only_error(std::string("forwarders:\n  - name: a\n") + kForwarderOk + "    prefetch: 0\n"),
-            "warren.yml:5: forwarders[0].prefetch: must be between 1 and 65535, got 0");
+  EXPECT_EQ(
+      only_error(std::string("forwarders:\n  - name: a\n") + kForwarderOk + "    format: xml\n"),
+      "warren.yml:5: forwarders[0].format: must be one of raw, vcd, oslo, got \"xml\"");
+  EXPECT_EQ(
+      only_error("forwarders:\n  - name: a\n    backend: {url: \"http://h/\"}\n    format: oslo\n"),
+      "warren.yml:2: forwarders[0].oslo.topic: is required with format oslo");
+  EXPECT_EQ(
+      only_error(std::string("forwarders:\n  - name: a\n") + kForwarderOk + "    format: vcd\n"),
+      "warren.yml:2: forwarders[0].vcd.extension: is required with format vcd");
+  EXPECT_EQ(
+      only_error("forwarders:\n  - name: a\n    queue: q\n    backend: {url: \"ftp://h/\"}\n"),
+      "warren.yml:4: forwarders[0].backend.url: must start with http:// or https://, got "
+      "\"ftp://h/\"");
+  EXPECT_EQ(
+      only_error(std::string("forwarders:\n  - name: a\n") + kForwarderOk + "    prefetch: 0\n"),
+      "warren.yml:5: forwarders[0].prefetch: must be between 1 and 65535, got 0");
   EXPECT_EQ(only_error(std::string("forwarders:\n  - name: a\n") + kForwarderOk +
                        "    prefetch: 65536\n"),
             "warren.yml:5: forwarders[0].prefetch: must be between 1 and 65535, got 65536");
-  EXPECT_EQ(errors_of(std::string("forwarders:\n  - name: a\n") + kForwarderOk +
-                      "    retry:\n      max_attempts: 0\n      initial_delay: 10\n      max_delay: 5\n"),
-            (std::vector<std::string>{
-                "warren.yml:6: forwarders[0].retry.max_attempts: must be between 1 and 1000, got 0",
-                "warren.yml:8: forwarders[0].retry.max_delay: must be at least retry.initial_delay (10)"}));
+  EXPECT_EQ(
+      errors_of(std::string("forwarders:\n  - name: a\n") + kForwarderOk +
+                "    retry:\n      max_attempts: 0\n      initial_delay: 10\n      max_delay: 5\n"),
+      (std::vector<std::string>{
+          "warren.yml:6: forwarders[0].retry.max_attempts: must be between 1 and 1000, got 0",
+          "warren.yml:8: forwarders[0].retry.max_delay: must be at least retry.initial_delay "
+          "(10)"}));
   auto bad_regex = only_error(std::string("forwarders:\n  - name: a\n") + kForwarderOk +
                               "    rewrite: {from: \"^/api/(\"}\n");
   expect_contains(bad_regex,
                   "warren.yml:5: forwarders[0].rewrite.from: bad regular expression \"^/api/(\": ");
-  EXPECT_EQ(errors_of("forwarders:\n  - name: a\n    queue: q\n"
-                      "    backend: {url: \"https://h/\", cert: /nonexistent.pem}\n"),
-            (std::vector<std::string>{
-                "warren.yml:4: forwarders[0].backend.cert: cannot read \"/nonexistent.pem\": No such "
-                "file or directory",
-                "warren.yml:4: forwarders[0].backend.key: is required with forwarders[0].backend.cert"}));
-  EXPECT_EQ(only_error(std::string("forwarders:\n  - name: a\n") + kForwarderOk +
-                       "    declare:\n      bindings: [k]\n"),
-            "warren.yml:6: forwarders[0].declare.bindings: needs declare.exchange.name (the exchange "
-            "to bind the queue to)");
+  EXPECT_EQ(
+      errors_of("forwarders:\n  - name: a\n    queue: q\n"
+                "    backend: {url: \"https://h/\", cert: /nonexistent.pem}\n"),
+      (std::vector<std::string>{
+          "warren.yml:4: forwarders[0].backend.cert: cannot read \"/nonexistent.pem\": No such "
+          "file or directory",
+          "warren.yml:4: forwarders[0].backend.key: is required with forwarders[0].backend.cert"}));
+  EXPECT_EQ(
+      only_error(std::string("forwarders:\n  - name: a\n") + kForwarderOk +
+                 "    declare:\n      bindings: [k]\n"),
+      "warren.yml:6: forwarders[0].declare.bindings: needs declare.exchange.name (the exchange "
+      "to bind the queue to)");
   auto c = parse_ok(std::string("forwarders:\n  - name: a\n") + kForwarderOk + "    declare: {}\n");
   EXPECT_TRUE(c->forwarders[0].declare.enabled);
   EXPECT_EQ(parse_ok("forwarders: []\n")->forwarders.size(), 0u);
@@ -438,38 +458,40 @@ TEST(Config, ForwarderChecks) {
 
 TEST(Config, EveryErrorIsReported) {
   auto errors = errors_of(
-      "daemon:\n"                     // 1
-      "  shutdown_timeout: -1\n"      // 2
-      "  usr: warren\n"               // 3
-      "broker:\n"                     // 4
-      "  hosts: [\"a:0\", b]\n"       // 5
-      "  heartbeat: often\n"          // 6
-      "http:\n"                       // 7
-      "  ports: [eight, 99999]\n"     // 8
-      "forwarders:\n"                 // 9
-      "  - name: f\n"                 // 10
-      "    prefetch: 0\n"             // 11
-      "logging:\n"                    // 12
-      "  level: loud\n");             // 13
-  EXPECT_EQ(errors, (std::vector<std::string>{
-                        "warren.yml:2: daemon.shutdown_timeout: must be between 0 and 10000000, got -1",
-                        "warren.yml:3: daemon.usr: unknown key",
-                        "warren.yml:5: broker.hosts[0]: bad port \"0\" in host \"a:0\": expected 1-65535",
-                        "warren.yml:6: broker.heartbeat: expected an integer, got \"often\"",
-                        "warren.yml:8: http.ports[0]: expected an integer, got \"eight\"",
-                        "warren.yml:8: http.ports[0]: must be between 1 and 65535, got 99999",
-                        "warren.yml:10: forwarders[0].backend.url: is required",
-                        "warren.yml:10: forwarders[0].queue: is required",
-                        "warren.yml:11: forwarders[0].prefetch: must be between 1 and 65535, got 0",
-                        "warren.yml:13: logging.level: must be one of debug, info, warning, error, got "
-                        "\"loud\"",
-                    }));
+      "daemon:\n"                  // 1
+      "  shutdown_timeout: -1\n"   // 2
+      "  usr: warren\n"            // 3
+      "broker:\n"                  // 4
+      "  hosts: [\"a:0\", b]\n"    // 5
+      "  heartbeat: often\n"       // 6
+      "http:\n"                    // 7
+      "  ports: [eight, 99999]\n"  // 8
+      "forwarders:\n"              // 9
+      "  - name: f\n"              // 10
+      "    prefetch: 0\n"          // 11
+      "logging:\n"                 // 12
+      "  level: loud\n");          // 13
+  EXPECT_EQ(errors,
+            (std::vector<std::string>{
+                "warren.yml:2: daemon.shutdown_timeout: must be between 0 and 10000000, got -1",
+                "warren.yml:3: daemon.usr: unknown key",
+                "warren.yml:5: broker.hosts[0]: bad port \"0\" in host \"a:0\": expected 1-65535",
+                "warren.yml:6: broker.heartbeat: expected an integer, got \"often\"",
+                "warren.yml:8: http.ports[0]: expected an integer, got \"eight\"",
+                "warren.yml:8: http.ports[0]: must be between 1 and 65535, got 99999",
+                "warren.yml:10: forwarders[0].backend.url: is required",
+                "warren.yml:10: forwarders[0].queue: is required",
+                "warren.yml:11: forwarders[0].prefetch: must be between 1 and 65535, got 0",
+                "warren.yml:13: logging.level: must be one of debug, info, warning, error, got "
+                "\"loud\"",
+            }));
 }
 
 TEST(Config, LoadFile) {
   auto missing = config_load("/nonexistent/warren.yml");
   ASSERT_EQ(missing.errors.size(), 1u);
-  EXPECT_EQ(missing.errors[0].text(), "/nonexistent/warren.yml: cannot read: No such file or directory");
+  EXPECT_EQ(missing.errors[0].text(),
+            "/nonexistent/warren.yml: cannot read: No such file or directory");
   EXPECT_EQ(missing.config, nullptr);
 }
 
@@ -514,7 +536,8 @@ TEST(Config, RestartKeys) {
       "daemon:\n  pidfile: /tmp/x.pid\n  shutdown_timeout: 1\nhttp:\n  listen: 0.0.0.0\n"
       "  ports: [8000, 8001]\n  workers_per_port: 2\nlogging:\n  level: debug\n"
       "forwarders:\n  - name: f\n    queue: q\n    backend: {url: http://h/}\n");
-  EXPECT_EQ(config_restart_keys(*a, *b), (std::vector<std::string>{"daemon.pidfile", "http.listen"}));
+  EXPECT_EQ(config_restart_keys(*a, *b),
+            (std::vector<std::string>{"daemon.pidfile", "http.listen"}));
   auto c = parse_ok("daemon:\n  user: u\n  group: g\n  control_socket: /tmp/s\n");
   EXPECT_EQ(config_restart_keys(*a, *c),
             (std::vector<std::string>{"daemon.user", "daemon.group", "daemon.control_socket"}));
@@ -522,26 +545,65 @@ TEST(Config, RestartKeys) {
 
 TEST(Config, KeyTableHasEveryDesignKey) {
   // The keys of design.md's "Config" section: a contract.
-  const std::vector<std::string> design = {
-      "daemon.pidfile", "daemon.user", "daemon.group", "daemon.control_socket",
-      "daemon.shutdown_timeout", "broker.hosts", "broker.port", "broker.vhost", "broker.username",
-      "broker.password", "broker.heartbeat", "broker.connect_timeout", "broker.tls.enabled",
-      "broker.tls.ca", "broker.tls.cert", "broker.tls.key", "broker.tls.verify", "http.listen",
-      "http.ports", "http.workers_per_port", "http.max_body", "http.confirm_timeout",
-      "http.idle_connection_timeout", "http.keep_alive", "forwarders[].name",
-      "forwarders[].queue_set", "forwarders[].vhost", "forwarders[].queue",
-      "forwarders[].declare.exchange.name", "forwarders[].declare.exchange.type",
-      "forwarders[].declare.exchange.durable", "forwarders[].declare.queue.durable",
-      "forwarders[].declare.queue.arguments", "forwarders[].declare.bindings",
-      "forwarders[].format", "forwarders[].backend.url", "forwarders[].backend.username",
-      "forwarders[].backend.password", "forwarders[].backend.ca", "forwarders[].backend.cert",
-      "forwarders[].backend.key", "forwarders[].backend.verify", "forwarders[].backend.timeout",
-      "forwarders[].rewrite.from", "forwarders[].rewrite.to", "forwarders[].prefetch",
-      "forwarders[].retry.max_attempts", "forwarders[].retry.initial_delay",
-      "forwarders[].retry.max_delay", "forwarders[].dead_letter_exchange",
-      "forwarders[].vcd.extension", "forwarders[].vcd.required_rights",
-      "forwarders[].vcd.allowed_orgs", "forwarders[].oslo.exchange", "forwarders[].oslo.topic",
-      "forwarders[].oslo.server", "rpc.timeout", "logging.level", "logging.syslog_facility"};
+  const std::vector<std::string> design = {"daemon.pidfile",
+                                           "daemon.user",
+                                           "daemon.group",
+                                           "daemon.control_socket",
+                                           "daemon.shutdown_timeout",
+                                           "broker.hosts",
+                                           "broker.port",
+                                           "broker.vhost",
+                                           "broker.username",
+                                           "broker.password",
+                                           "broker.heartbeat",
+                                           "broker.connect_timeout",
+                                           "broker.tls.enabled",
+                                           "broker.tls.ca",
+                                           "broker.tls.cert",
+                                           "broker.tls.key",
+                                           "broker.tls.verify",
+                                           "http.listen",
+                                           "http.ports",
+                                           "http.workers_per_port",
+                                           "http.max_body",
+                                           "http.confirm_timeout",
+                                           "http.idle_connection_timeout",
+                                           "http.keep_alive",
+                                           "forwarders[].name",
+                                           "forwarders[].queue_set",
+                                           "forwarders[].vhost",
+                                           "forwarders[].queue",
+                                           "forwarders[].declare.exchange.name",
+                                           "forwarders[].declare.exchange.type",
+                                           "forwarders[].declare.exchange.durable",
+                                           "forwarders[].declare.queue.durable",
+                                           "forwarders[].declare.queue.arguments",
+                                           "forwarders[].declare.bindings",
+                                           "forwarders[].format",
+                                           "forwarders[].backend.url",
+                                           "forwarders[].backend.username",
+                                           "forwarders[].backend.password",
+                                           "forwarders[].backend.ca",
+                                           "forwarders[].backend.cert",
+                                           "forwarders[].backend.key",
+                                           "forwarders[].backend.verify",
+                                           "forwarders[].backend.timeout",
+                                           "forwarders[].rewrite.from",
+                                           "forwarders[].rewrite.to",
+                                           "forwarders[].prefetch",
+                                           "forwarders[].retry.max_attempts",
+                                           "forwarders[].retry.initial_delay",
+                                           "forwarders[].retry.max_delay",
+                                           "forwarders[].dead_letter_exchange",
+                                           "forwarders[].vcd.extension",
+                                           "forwarders[].vcd.required_rights",
+                                           "forwarders[].vcd.allowed_orgs",
+                                           "forwarders[].oslo.exchange",
+                                           "forwarders[].oslo.topic",
+                                           "forwarders[].oslo.server",
+                                           "rpc.timeout",
+                                           "logging.level",
+                                           "logging.syslog_facility"};
   auto table = config_key_table();
   std::set<std::string> keys;
   for (const auto& row : table) {
@@ -564,6 +626,10 @@ TEST(Config, KeyTableHasEveryDesignKey) {
   EXPECT_EQ(find("daemon.shutdown_timeout").type, "duration (seconds)");
   EXPECT_EQ(find("http.max_body").type, "size (bytes)");
   EXPECT_EQ(find("http.keep_alive").default_value, "true");
+  EXPECT_EQ(find("http.ports").allowed, "1 to 65535");
+  EXPECT_EQ(find("http.max_body").allowed, "at least 1");
+  EXPECT_EQ(find("forwarders[].format").allowed, "raw|vcd|oslo");
+  EXPECT_EQ(find("broker.vhost").allowed, "");
   EXPECT_EQ(find("forwarders[].name").default_value, "(required)");
   EXPECT_EQ(find("logging.syslog_facility").default_value, "\"\"");
   int restart = 0;
