@@ -543,6 +543,8 @@ void Connection::teardown(Result why) {
   if (pending.outcome == Outcome::refused) pending.text = "login refused: " + pending.text;
   std::weak_ptr<int> guard = alive_;
   auto channels = channels_;
+  for (auto& [id, ch] : channels)
+    if (ch->state() != Channel::State::closed) ++stats_->channels_closed;
   for (auto& [id, ch] : channels) {
     ch->connection_lost(pending);
     if (guard.expired()) return;
