@@ -32,6 +32,8 @@ const char* state_name(ConnectionState s);
 
 using Clock = std::chrono::steady_clock;
 
+timeval to_timeval(double seconds);
+
 // Runs fn on the next loop pass, never inside the caller's frame.
 void defer(event_base* base, std::function<void()> fn);
 
