@@ -4,6 +4,11 @@
 #include <sys/socket.h>
 
 #include <fmt/format.h>
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#else
+#define RUNNING_ON_VALGRIND 0
+#endif
 
 #include <fstream>
 
@@ -147,6 +152,9 @@ TEST_F(BrokerTest, TlsWithVerification) {
       << c->close_reason().text;
 }
 
+// The loop's allowed latency: 100 ms, the design's figure; valgrind slows every copy ~50x.
+double max_stall() { return RUNNING_ON_VALGRIND ? 0.5 : 0.1; }
+
 // SIGSTOP to the broker; always SIGCONT again, whatever the test does.
 class StoppedBroker {
  public:
@@ -212,7 +220,7 @@ TEST_F(BrokerTest, StoppedBrokerNeverBlocksTheLoop) {
   EXPECT_EQ(r.outcome, Outcome::timeout) << r.text;
   EXPECT_GE(took, 0.95);
   EXPECT_LT(took, 1.5);
-  EXPECT_LT(ticker.worst, 0.1) << "the loop stalled";
+  EXPECT_LT(ticker.worst, max_stall()) << "the loop stalled";
   EXPECT_GT(ticker.ticks, 30);
   EXPECT_TRUE(c->busy() || c->write_buffer_size() > 0);
 
@@ -235,7 +243,7 @@ TEST_F(BrokerTest, StoppedBrokerNeverBlocksTheLoop) {
                          });
     ASSERT_TRUE(run_until([&] { return !name.empty(); }, 5));
   }
-  EXPECT_LT(ticker.worst, 0.1) << "the loop stalled";
+  EXPECT_LT(ticker.worst, max_stall()) << "the loop stalled";
 }
 
 TEST_F(BrokerTest, MissedHeartbeatsReportTheConnectionLost) {
@@ -300,6 +308,36 @@ TEST_F(BrokerTest, BlockedConnectionHoldsPublishesUntilUnblocked) {
   ASSERT_TRUE(run_until([&] { return ok == 2; }, 10));
   EXPECT_EQ(c->state(), ConnectionState::open);
   EXPECT_EQ(seen, (std::vector<ConnectionState>{ConnectionState::blocked, ConnectionState::open}));
+}
+
+TEST_F(BrokerTest, BrokerClosingTheConnectionFailsPendingWork) {
+  if (env("WARREN_BROKER_NODE").empty()) GTEST_SKIP() << "WARREN_BROKER_NODE not set";
+  auto o = options();
+  o.connection_name = unique_name("warren-forced");
+  auto c = connect(o);
+  ASSERT_EQ(c->state(), ConnectionState::open);
+  auto ch = c->open_channel(false);
+  Result ended{Outcome::ok, -1, ""};
+  bool started = false;
+  std::string q;
+  ch->declare_queue("", false, true, true, nullptr,
+                    [&](const Result&, const std::string& name, uint32_t, uint32_t) { q = name; });
+  ASSERT_TRUE(run_until([&] { return !q.empty(); }, 5));
+  ch->consume(q, 0, true, false, [](Delivery&&) {}, [&](const Result& r) { ended = r; },
+              [&](const Result&, const std::string&) { started = true; });
+  ASSERT_TRUE(run_until([&] { return started; }, 5));
+  // only ours: other tests may share the broker
+  std::string node = env("WARREN_BROKER_NODE"), ctl = "/usr/lib/rabbitmq/bin/rabbitmqctl -q -n " + node;
+  std::string cmd = "pid=$(" + ctl + " list_connections pid client_properties | grep '" +
+                    o.connection_name + "' | cut -f1) && [ -n \"$pid\" ] && " + ctl +
+                    " close_connection \"$pid\" 'warren test' >/dev/null";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  ASSERT_TRUE(run_until([&] { return c->state() == ConnectionState::closed; }, 10));
+  EXPECT_EQ(c->close_reason().outcome, Outcome::connection_lost);
+  EXPECT_EQ(c->close_reason().code, 320) << c->close_reason().text;
+  ASSERT_TRUE(run_until([&] { return ended.code != -1; }, 1));
+  EXPECT_EQ(ended.outcome, Outcome::connection_lost);
+  EXPECT_EQ(ended.code, 320);
 }
 
 }  // namespace

@@ -80,7 +80,7 @@ void Channel::connection_open() {
   }
   out += held_;
   held_.clear();
-  conn_->send(out);
+  conn_->send(std::move(out));
   flush_waiting();
 }
 

@@ -124,7 +124,7 @@ class Channel : public std::enable_shared_from_this<Channel> {
   void broker_closed(const amqp_channel_close_t& close);
   void fail_all(const Result& why);  // everything pending fails; consumers end
   void enqueue_call(amqp_method_number_t id, void* decoded, MethodCallback cb);
-  void send_publish(Publish&& p, const std::string& frames);
+  void send_publish(Publish&& p, std::string&& frames);
   void flush_waiting();
   void arm_deadline();
   static void on_deadline(evutil_socket_t, short, void* arg);

@@ -51,7 +51,7 @@ void Channel::publish(const std::string& exchange, const std::string& routing_ke
     if (!encode_publish(p, frames, &error))
       return fail_later(std::move(p.cb), {Outcome::invalid, 0, error});
     auto deadline = p.deadline;
-    send_publish(std::move(p), frames);
+    send_publish(std::move(p), std::move(frames));
     if (deadline < armed_for_) arm_deadline();
     return;
   }
@@ -65,8 +65,8 @@ void Channel::publish(const std::string& exchange, const std::string& routing_ke
   if (deadline < armed_for_) arm_deadline();
 }
 
-void Channel::send_publish(Publish&& p, const std::string& frames) {
-  conn_->send(frames);
+void Channel::send_publish(Publish&& p, std::string&& frames) {
+  conn_->send(std::move(frames));
   ++conn_->stats().publishes_sent;
   if (!p.mandatory) {
     // only a mandatory message can come back (basic.return) and need its content matched
@@ -86,7 +86,7 @@ void Channel::flush_waiting() {
       fail_later(std::move(p.cb), {Outcome::invalid, 0, error});
       continue;
     }
-    send_publish(std::move(p), frames);
+    send_publish(std::move(p), std::move(frames));
   }
 }
 

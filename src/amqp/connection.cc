@@ -113,6 +113,18 @@ void Connection::send(std::string_view bytes) {
   last_send_ = Clock::now();
 }
 
+void Connection::send(std::string&& bytes) {
+  constexpr size_t kZeroCopyFrom = 64 * 1024;  // below this a copy is cheaper than a chain
+  if (bytes.size() < kZeroCopyFrom || !bev_) return send(std::string_view(bytes));
+  auto* owned = new std::string(std::move(bytes));
+  auto release = [](const void*, size_t, void* arg) { delete static_cast<std::string*>(arg); };
+  if (evbuffer_add_reference(bufferevent_get_output(bev_.get()), owned->data(), owned->size(),
+                             release, owned) != 0)
+    abort();  // no memory
+  stats_->bytes_sent += owned->size();
+  last_send_ = Clock::now();
+}
+
 void Connection::send_method(uint16_t channel, amqp_method_number_t id, void* decoded) {
   std::string out, error;
   if (!encode_method(out, channel, id, decoded, frame_max_, &error)) {

@@ -106,6 +106,8 @@ class Connection {
 
   // used by Channel
   void send(std::string_view bytes);
+  // Large frames (a big body) are handed to the output buffer without another copy.
+  void send(std::string&& bytes);
   void send_method(uint16_t channel, amqp_method_number_t id, void* decoded);
   void channel_gone(uint16_t id);
   bool can_send() const { return phase_ == Phase::open; }
