@@ -222,6 +222,38 @@ TEST_F(ChannelTest, BrokerCancelEndsTheConsumer) {
   EXPECT_TRUE(ch->is_open());
 }
 
+TEST_F(ChannelTest, RejectRequeuesAndNackDrops) {
+  auto ch = conn_->open_channel();
+  std::string q = declare_queue(*ch, unique_name("warren-reject"));
+  int confirmed = 0;
+  for (const char* body : {"one", "two"})
+    ch->publish("", q, false, {}, body, 5, [&](const Result& r) { confirmed += r.ok(); });
+  ASSERT_TRUE(run_until([&] { return confirmed == 2; }, 5));
+  auto consumer = conn_->open_channel(false);
+  std::vector<std::pair<std::string, bool>> seen;  // body, redelivered
+  consumer->consume(q, 1, false, false, [&](Delivery&& d) {
+    seen.emplace_back(d.body, d.redelivered);
+    if (seen.size() == 1) consumer->reject(d.delivery_tag, true);       // back to the queue
+    else if (d.body == "one") consumer->ack(d.delivery_tag);
+    else consumer->nack(d.delivery_tag, false, false);                  // dropped
+  }, nullptr, nullptr);
+  ASSERT_TRUE(run_until([&] { return seen.size() == 3; }, 5));
+  EXPECT_EQ(seen[0], std::make_pair(std::string("one"), false));
+  EXPECT_EQ(seen[1], std::make_pair(std::string("one"), true));
+  EXPECT_EQ(seen[2], std::make_pair(std::string("two"), false));
+  uint32_t left = 99;
+  bool done = false;
+  run_for(0.2);
+  ch->declare_queue(q, false, false, false, nullptr,
+                    [&](const Result&, const std::string&, uint32_t messages, uint32_t) {
+                      left = messages;
+                      done = true;
+                    });
+  ASSERT_TRUE(run_until([&] { return done; }, 5));
+  EXPECT_EQ(left, 0u);
+  delete_queue(*ch, q);
+}
+
 // pika, the reference Python client, reads what warren published and publishes what warren
 // must decode.
 std::string run_python(const std::string& script) {

@@ -55,9 +55,13 @@ void Channel::enqueue_call(amqp_method_number_t id, void* decoded, MethodCallbac
     fail({Outcome::invalid, 0, error});
     return;
   }
-  calls_.push_back({reply, std::move(cb)});
+  auto deadline = call_timeout_ > 0 ? Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                                         std::chrono::duration<double>(call_timeout_))
+                                    : Clock::time_point::max();
+  calls_.push_back({reply, std::move(cb), deadline});
   if (state_ == State::pending) held_ += out;
   else conn_->send(out);
+  if (deadline < armed_for_) arm_deadline();
 }
 
 void Channel::connection_open() {
@@ -76,7 +80,7 @@ void Channel::connection_open() {
   }
   out += held_;
   held_.clear();
-  conn_->send(out);
+  conn_->send(std::move(out));
   flush_waiting();
 }
 

@@ -36,6 +36,10 @@ class Channel : public std::enable_shared_from_this<Channel> {
   // Called once when the channel ends for any reason other than close() by the owner.
   void set_close_callback(ResultCallback cb) { on_close_ = std::move(cb); }
 
+  // Deadline for every synchronous call made from now on (0: none, the default). A call that
+  // passes it fails with timeout; its late reply is still consumed in order and dropped.
+  void set_call_timeout(double seconds) { call_timeout_ = seconds; }
+
   // Any synchronous method (its struct as in amqp_framing.h, encoded at once, so its pointers
   // need only live through the call). cb gets the -ok, or the error that closed the channel.
   void call(amqp_method_number_t id, void* decoded, MethodCallback cb);
@@ -80,6 +84,7 @@ class Channel : public std::enable_shared_from_this<Channel> {
   struct PendingCall {
     amqp_method_number_t reply;
     MethodCallback cb;
+    Clock::time_point deadline = Clock::time_point::max();
   };
   struct Publish {
     std::string exchange, routing_key;
@@ -119,7 +124,7 @@ class Channel : public std::enable_shared_from_this<Channel> {
   void broker_closed(const amqp_channel_close_t& close);
   void fail_all(const Result& why);  // everything pending fails; consumers end
   void enqueue_call(amqp_method_number_t id, void* decoded, MethodCallback cb);
-  void send_publish(Publish&& p, const std::string& frames);
+  void send_publish(Publish&& p, std::string&& frames);
   void flush_waiting();
   void arm_deadline();
   static void on_deadline(evutil_socket_t, short, void* arg);
@@ -137,6 +142,7 @@ class Channel : public std::enable_shared_from_this<Channel> {
   State state_ = State::pending;
   Result close_reason_;
   ResultCallback on_close_;
+  double call_timeout_ = 0;
   ResultCallback on_closed_by_owner_;
 
   std::string held_;  // frames encoded before the connection was open

@@ -51,7 +51,7 @@ void Channel::publish(const std::string& exchange, const std::string& routing_ke
     if (!encode_publish(p, frames, &error))
       return fail_later(std::move(p.cb), {Outcome::invalid, 0, error});
     auto deadline = p.deadline;
-    send_publish(std::move(p), frames);
+    send_publish(std::move(p), std::move(frames));
     if (deadline < armed_for_) arm_deadline();
     return;
   }
@@ -65,8 +65,8 @@ void Channel::publish(const std::string& exchange, const std::string& routing_ke
   if (deadline < armed_for_) arm_deadline();
 }
 
-void Channel::send_publish(Publish&& p, const std::string& frames) {
-  conn_->send(frames);
+void Channel::send_publish(Publish&& p, std::string&& frames) {
+  conn_->send(std::move(frames));
   ++conn_->stats().publishes_sent;
   if (!p.mandatory) {
     // only a mandatory message can come back (basic.return) and need its content matched
@@ -86,7 +86,7 @@ void Channel::flush_waiting() {
       fail_later(std::move(p.cb), {Outcome::invalid, 0, error});
       continue;
     }
-    send_publish(std::move(p), frames);
+    send_publish(std::move(p), std::move(frames));
   }
 }
 
@@ -94,6 +94,8 @@ void Channel::arm_deadline() {
   auto earliest = Clock::time_point::max();
   for (const auto& p : waiting_) earliest = std::min(earliest, p.deadline);
   for (const auto& [tag, p] : unconfirmed_) earliest = std::min(earliest, p.deadline);
+  for (const auto& c : calls_)
+    if (c.cb) earliest = std::min(earliest, c.deadline);
   armed_for_ = earliest;
   if (earliest == Clock::time_point::max()) {
     evtimer_del(deadline_timer_.get());
@@ -132,10 +134,16 @@ void Channel::expire(Clock::time_point now) {
     }
   }
   if (conn_) conn_->stats().publish_timeouts += expired.size();
+  // an expired call keeps its place: its reply still comes, in order, and is dropped
+  std::vector<MethodCallback> expired_calls;
+  for (auto& c : calls_)
+    if (c.cb && c.deadline <= now) expired_calls.push_back(std::move(c.cb)), c.cb = nullptr;
   if (state_ != State::closed) arm_deadline();
   Result r{Outcome::timeout, 0, "no confirm from the broker in time"};
   for (auto& cb : expired)
     if (cb) cb(r);
+  Result rc{Outcome::timeout, 0, "no reply from the broker in time"};
+  for (auto& cb : expired_calls) cb(rc, nullptr);
 }
 
 // ---- consuming -------------------------------------------------------------------------------

@@ -27,6 +27,14 @@ void put64(std::string& out, uint64_t v) {
   put32(out, v & 0xffffffffu);
 }
 
+// librabbitmq encodes into a caller's buffer: one per thread, grown to the largest frame seen,
+// so a publish does not allocate (and clear) frame_max bytes twice.
+amqp_bytes_t scratch(size_t size) {
+  thread_local std::vector<char> buf;
+  if (buf.size() < size) buf.resize(size);
+  return amqp_bytes_t{size, buf.data()};
+}
+
 amqp_bytes_t pool_copy(amqp_pool_t* pool, std::string_view s) {
   amqp_bytes_t b{0, nullptr};
   if (s.empty()) return b;
@@ -255,8 +263,8 @@ Properties properties_from_amqp(const amqp_basic_properties_t& in) {
 bool encode_method(std::string& out, uint16_t channel, amqp_method_number_t id, void* decoded,
                    size_t frame_max, std::string* error) {
   // method frame payload: class+method id (4 bytes) then the arguments
-  std::vector<char> scratch(frame_max - kFrameOverhead - 4);
-  int n = amqp_encode_method(id, decoded, amqp_bytes_t{scratch.size(), scratch.data()});
+  amqp_bytes_t buf = scratch(frame_max - kFrameOverhead - 4);
+  int n = amqp_encode_method(id, decoded, buf);
   if (n < 0) {
     *error = fmt::format("cannot encode {}: {}", method_name(id), amqp_error_string2(n));
     return false;
@@ -265,7 +273,7 @@ bool encode_method(std::string& out, uint16_t channel, amqp_method_number_t id, 
   put16(out, channel);
   put32(out, static_cast<uint32_t>(n) + 4);
   put32(out, id);
-  out.append(scratch.data(), static_cast<size_t>(n));
+  out.append(static_cast<const char*>(buf.bytes), static_cast<size_t>(n));
   put8(out, AMQP_FRAME_END);
   return true;
 }
@@ -273,9 +281,9 @@ bool encode_method(std::string& out, uint16_t channel, amqp_method_number_t id, 
 bool encode_content(std::string& out, uint16_t channel, const amqp_basic_properties_t& properties,
                     std::string_view body, size_t frame_max, std::string* error) {
   // header payload: class id, weight (0), body size (8 bytes), then flags and properties
-  std::vector<char> scratch(frame_max - kFrameOverhead - 12);
+  amqp_bytes_t buf = scratch(frame_max - kFrameOverhead - 12);
   int n = amqp_encode_properties(AMQP_BASIC_CLASS, const_cast<amqp_basic_properties_t*>(&properties),
-                                 amqp_bytes_t{scratch.size(), scratch.data()});
+                                 buf);
   if (n < 0) {
     *error = fmt::format("cannot encode message properties: {}", amqp_error_string2(n));
     return false;
@@ -289,7 +297,7 @@ bool encode_content(std::string& out, uint16_t channel, const amqp_basic_propert
   put16(out, AMQP_BASIC_CLASS);
   put16(out, 0);
   put64(out, body.size());
-  out.append(scratch.data(), static_cast<size_t>(n));
+  out.append(static_cast<const char*>(buf.bytes), static_cast<size_t>(n));
   put8(out, AMQP_FRAME_END);
   for (size_t off = 0; off < body.size(); off += chunk) {
     size_t len = std::min(chunk, body.size() - off);

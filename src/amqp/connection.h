@@ -32,6 +32,8 @@ const char* state_name(ConnectionState s);
 
 using Clock = std::chrono::steady_clock;
 
+timeval to_timeval(double seconds);
+
 // Runs fn on the next loop pass, never inside the caller's frame.
 void defer(event_base* base, std::function<void()> fn);
 
@@ -104,6 +106,8 @@ class Connection {
 
   // used by Channel
   void send(std::string_view bytes);
+  // Large frames (a big body) are handed to the output buffer without another copy.
+  void send(std::string&& bytes);
   void send_method(uint16_t channel, amqp_method_number_t id, void* decoded);
   void channel_gone(uint16_t id);
   bool can_send() const { return phase_ == Phase::open; }
