@@ -12,7 +12,8 @@ CXXFLAGS ?= -O2 -g
 ALL_LDFLAGS = $(LDFLAGS) $(SANITIZE_FLAGS) $(COVERAGE_FLAGS)
 
 core_src := $(filter-out src/main.cc,$(wildcard src/*.cc src/*/*.cc))
-core_obj := $(core_src:%.cc=$(BUILD)/%.o)
+OBJ := $(BUILD)/obj
+core_obj := $(core_src:%.cc=$(OBJ)/%.o)
 ctl_src := $(wildcard warrenctl/*.cc)
 test_src := $(wildcard t/*_test.cc t/*/*_test.cc)
 bench_src := $(wildcard bench/*_bench.cc)
@@ -21,7 +22,7 @@ WARREND := $(BUILD)/warrend
 WARRENCTL := $(BUILD)/warrenctl
 UNIT_TESTS := $(BUILD)/unit_tests
 MICRO_BENCH := $(BUILD)/micro_bench
-BENCH_TOOLS := $(patsubst bench/%.cc,$(BUILD)/bench/%,$(wildcard bench/*_tool.cc))
+BENCH_TOOLS := $(patsubst bench/%.cc,$(BUILD)/%,$(wildcard bench/*_tool.cc))
 
 # --- configuration: installs packages and runs configure when config.mk is missing or stale ---
 configure: configure.ac
@@ -36,30 +37,30 @@ config.mk: config.mk.in configure
 .PHONY: all
 all: $(WARREND) $(WARRENCTL)
 
-$(BUILD)/%.o: %.cc config.mk
+$(OBJ)/%.o: %.cc config.mk
 	@mkdir -p $(@D)
 	$(CXX) $(WARREN_CXXFLAGS) $(CXXFLAGS) $(DEP_CFLAGS) -c -o $@ $<
 
-$(BUILD)/t/%.o: WARREN_CXXFLAGS += $(GTEST_CFLAGS)
-$(BUILD)/bench/%.o: WARREN_CXXFLAGS += $(BENCHMARK_CFLAGS)
+$(OBJ)/t/%.o: WARREN_CXXFLAGS += $(GTEST_CFLAGS)
+$(OBJ)/bench/%.o: WARREN_CXXFLAGS += $(BENCHMARK_CFLAGS)
 
 $(BUILD)/libwarren.a: $(core_obj)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(WARREND): $(BUILD)/src/main.o $(BUILD)/libwarren.a
+$(WARREND): $(OBJ)/src/main.o $(BUILD)/libwarren.a
 	$(CXX) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)
 
-$(WARRENCTL): $(ctl_src:%.cc=$(BUILD)/%.o) $(BUILD)/libwarren.a
+$(WARRENCTL): $(ctl_src:%.cc=$(OBJ)/%.o) $(BUILD)/libwarren.a
 	$(CXX) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)
 
-$(UNIT_TESTS): $(test_src:%.cc=$(BUILD)/%.o) $(BUILD)/libwarren.a
+$(UNIT_TESTS): $(test_src:%.cc=$(OBJ)/%.o) $(BUILD)/libwarren.a
 	$(CXX) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS) $(GTEST_LIBS) -lpthread
 
-$(MICRO_BENCH): $(bench_src:%.cc=$(BUILD)/%.o) $(BUILD)/libwarren.a
+$(MICRO_BENCH): $(bench_src:%.cc=$(OBJ)/%.o) $(BUILD)/libwarren.a
 	$(CXX) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS) $(BENCHMARK_LIBS) -lbenchmark_main -lpthread
 
-$(BUILD)/bench/%_tool: $(BUILD)/bench/%_tool.o $(BUILD)/libwarren.a
+$(BUILD)/%_tool: $(OBJ)/bench/%_tool.o $(BUILD)/libwarren.a
 	$(CXX) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

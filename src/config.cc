@@ -275,6 +275,7 @@ const KeyRow kKeyTable[] = {
     {.key = "http.idle_connection_timeout", .field = CONFIG_KEY(http.idle_connection_timeout),
      .min = 0, .max = kMaxSeconds},
     {.key = "http.keep_alive", .field = CONFIG_KEY(http.keep_alive)},
+    {.key = "http.max_in_flight", .field = CONFIG_KEY(http.max_in_flight), .min = 1},
 
     {.key = "forwarders[].name", .field = FORWARDER_KEY(name), .required = true},
     {.key = "forwarders[].queue_set", .field = FORWARDER_KEY(queue_set), .required = true},

@@ -49,6 +49,7 @@ struct HttpConfig {
   double confirm_timeout = 5;
   double idle_connection_timeout = 300;
   bool keep_alive = true;
+  size_t max_in_flight = 10000;  // publishes waiting or unconfirmed per broker connection
 };
 
 // A YAML scalar or nested value kept as written, for queue `arguments` (typed on the wire).

@@ -275,15 +275,20 @@ TEST_F(BrokerTest, MissedHeartbeatsReportTheConnectionLost) {
   EXPECT_EQ(stats_.heartbeat_timeouts, 1u);
 }
 
-// rabbitmqctl on the test broker (WARREN_BROKER_NODE; HOME and ERL_EPMD_PORT as for the broker).
+// rabbitmqctl on the test broker, through scripts/broker, which knows its node, cookie and epmd.
+std::string rabbitmqctl_command() {
+  std::string dir = env("WARREN_BROKER_DIR"), root = env("WARREN_ROOT");
+  if (dir.empty()) return {};
+  return (root.empty() ? std::string(".") : root) + "/scripts/broker ctl " + dir + " -q";
+}
+
 bool rabbitmqctl(const std::string& args) {
-  std::string node = env("WARREN_BROKER_NODE");
-  std::string cmd = "/usr/lib/rabbitmq/bin/rabbitmqctl -q -n " + node + " " + args + " >/dev/null 2>&1";
+  std::string cmd = rabbitmqctl_command() + " " + args + " >/dev/null 2>&1";
   return std::system(cmd.c_str()) == 0;
 }
 
 TEST_F(BrokerTest, BlockedConnectionHoldsPublishesUntilUnblocked) {
-  if (env("WARREN_BROKER_NODE").empty()) GTEST_SKIP() << "WARREN_BROKER_NODE not set";
+  if (rabbitmqctl_command().empty()) GTEST_SKIP() << "WARREN_BROKER_DIR not set";
   auto c = connect();
   ASSERT_EQ(c->state(), ConnectionState::open);
   std::vector<ConnectionState> seen;
@@ -311,7 +316,7 @@ TEST_F(BrokerTest, BlockedConnectionHoldsPublishesUntilUnblocked) {
 }
 
 TEST_F(BrokerTest, BrokerClosingTheConnectionFailsPendingWork) {
-  if (env("WARREN_BROKER_NODE").empty()) GTEST_SKIP() << "WARREN_BROKER_NODE not set";
+  if (rabbitmqctl_command().empty()) GTEST_SKIP() << "WARREN_BROKER_DIR not set";
   auto o = options();
   o.connection_name = unique_name("warren-forced");
   auto c = connect(o);
@@ -327,7 +332,7 @@ TEST_F(BrokerTest, BrokerClosingTheConnectionFailsPendingWork) {
               [&](const Result&, const std::string&) { started = true; });
   ASSERT_TRUE(run_until([&] { return started; }, 5));
   // only ours: other tests may share the broker
-  std::string node = env("WARREN_BROKER_NODE"), ctl = "/usr/lib/rabbitmq/bin/rabbitmqctl -q -n " + node;
+  std::string ctl = rabbitmqctl_command();
   std::string cmd = "pid=$(" + ctl + " list_connections pid client_properties | grep '" +
                     o.connection_name + "' | cut -f1) && [ -n \"$pid\" ] && " + ctl +
                     " close_connection \"$pid\" 'warren test' >/dev/null";

@@ -611,8 +611,8 @@ TEST(Config, KeyTableHasEveryDesignKey) {
     EXPECT_FALSE(row.type.empty()) << row.key;
     EXPECT_FALSE(row.default_value.empty()) << row.key;
   }
+  // design.md's keys are a contract: all present. Keys may be added, never renamed.
   for (const auto& key : design) EXPECT_TRUE(keys.count(key)) << "missing: " << key;
-  EXPECT_EQ(keys.size(), design.size());
 
   auto find = [&](const std::string& key) {
     return *std::find_if(table.begin(), table.end(), [&](const auto& r) { return r.key == key; });

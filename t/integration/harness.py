@@ -171,9 +171,21 @@ class Warrend:
         self.seen_pids = set()  # every worker PID ever listed, killed on cleanup
         _live.add(self)
 
+    @property
+    def pidfile(self):
+        return self.config["daemon"]["pidfile"]
+
+    def write(self):
+        """Writes the config file without starting anything (for -t and refusal tests)."""
+        write_config(self.config_path, self.config)
+
+    def wait(self, timeout=15):
+        """The master's exit code once it exits by itself (after `warrenctl stop`, say)."""
+        return self.proc.wait(timeout)
+
     # --- lifecycle ---
     def start(self, wait=True):
-        write_config(self.config_path, self.config)
+        self.write()
         log = open(self.log_path, "ab")
         # Own session: Ctrl-C on the test run does not reach it, and cleanup can kill the whole
         # process group (master and workers) even if the master died first.

@@ -1,0 +1,87 @@
+#include "control.h"
+
+#include <sys/socket.h>
+
+#include "log.h"
+
+namespace warren {
+namespace {
+constexpr size_t kMaxCommand = 4096;
+}
+
+struct Control::Client : std::enable_shared_from_this<Control::Client> {
+  Control* owner;
+  BuffereventPtr bev;
+  bool answered = false;
+  bool done = false;
+};
+
+Control::Control(event_base* base, Fd listener, Handler handler)
+    : base_(base), listener_(std::move(listener)), handler_(std::move(handler)) {
+  accept_event_.reset(event_new(base, listener_.get(), EV_READ | EV_PERSIST, on_accept, this));
+  event_add(accept_event_.get(), nullptr);
+  reap_event_.reset(event_new(base, -1, 0, on_reap, this));
+}
+
+void Control::on_accept(evutil_socket_t fd, short, void* arg) {
+  auto* self = static_cast<Control*>(arg);
+  int conn = accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (conn < 0) return;  // EAGAIN or a client that went away: nothing to do
+  auto client = std::make_shared<Client>();
+  client->owner = self;
+  client->bev.reset(bufferevent_socket_new(self->base_, conn, BEV_OPT_CLOSE_ON_FREE));
+  bufferevent_setcb(client->bev.get(), on_read, on_write, on_event, client.get());
+  bufferevent_enable(client->bev.get(), EV_READ | EV_WRITE);
+  timeval timeout{10, 0};  // a silent client does not hold a slot forever
+  bufferevent_set_timeouts(client->bev.get(), &timeout, nullptr);
+  self->clients_.push_back(std::move(client));
+}
+
+void Control::on_read(bufferevent* bev, void* arg) {
+  auto* client = static_cast<Client*>(arg);
+  evbuffer* in = bufferevent_get_input(bev);
+  size_t len = 0;
+  char* line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
+  if (!line) {
+    if (evbuffer_get_length(in) > kMaxCommand) client->owner->finish(client);
+    return;
+  }
+  std::string command(line, len);
+  free(line);  // evbuffer_readln's malloc, documented to be freed by the caller
+  if (client->answered) return;
+  client->answered = true;
+  bufferevent_disable(bev, EV_READ);
+  std::weak_ptr<Client> weak = client->weak_from_this();
+  // The reply may come later (stats are collected from the workers); the client may be gone.
+  client->owner->handler_(command, [weak](const std::string& body) {
+    auto c = weak.lock();
+    if (!c || c->done) return;
+    bufferevent_write(c->bev.get(), body.data(), body.size());
+    bufferevent_write(c->bev.get(), "\n", 1);
+  });
+}
+
+void Control::on_write(bufferevent* bev, void* arg) {
+  auto* client = static_cast<Client*>(arg);
+  if (client->answered && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+    client->owner->finish(client);
+}
+
+void Control::on_event(bufferevent*, short, void* arg) {
+  auto* client = static_cast<Client*>(arg);
+  client->owner->finish(client);
+}
+
+void Control::finish(Client* client) {
+  // Freed on the next loop pass, never inside its own callback.
+  client->done = true;
+  bufferevent_disable(client->bev.get(), EV_READ | EV_WRITE);
+  event_active(reap_event_.get(), 0, 0);
+}
+
+void Control::on_reap(evutil_socket_t, short, void* arg) {
+  auto* self = static_cast<Control*>(arg);
+  self->clients_.remove_if([](const auto& c) { return c->done; });
+}
+
+}  // namespace warren

@@ -1,0 +1,42 @@
+// The master's control socket: one command line in, one JSON document out, then close.
+// warrenctl speaks it; so can `socat - UNIX:/run/warren/warrend.sock`.
+#pragma once
+
+#include <functional>
+#include <list>
+#include <memory>
+#include <string>
+
+#include "handles.h"
+
+namespace warren {
+
+class Control {
+ public:
+  using Reply = std::function<void(const std::string& body)>;
+  // Called with the command line (e.g. "stats"); answer by calling reply once, now or later.
+  using Handler = std::function<void(const std::string& command, Reply reply)>;
+
+  Control(event_base* base, Fd listener, Handler handler);
+  Control(const Control&) = delete;
+  Control& operator=(const Control&) = delete;
+  int fd() const { return listener_.get(); }
+
+ private:
+  struct Client;
+  static void on_accept(evutil_socket_t fd, short what, void* arg);
+  static void on_read(bufferevent* bev, void* arg);
+  static void on_write(bufferevent* bev, void* arg);
+  static void on_event(bufferevent* bev, short what, void* arg);
+  void finish(Client* client);
+  static void on_reap(evutil_socket_t, short, void* arg);
+
+  event_base* base_;
+  Fd listener_;
+  EventPtr accept_event_;
+  EventPtr reap_event_;
+  Handler handler_;
+  std::list<std::shared_ptr<Client>> clients_;
+};
+
+}  // namespace warren

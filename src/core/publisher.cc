@@ -1,0 +1,246 @@
+#include "core/publisher.h"
+
+#include <openssl/evp.h>
+
+#include "log.h"
+
+namespace warren::core {
+namespace {
+
+constexpr timeval kSweepInterval{1, 0};
+constexpr size_t kMaxChannelsPerLink = 64;  // one per exchange; idle ones go first beyond this
+
+std::string sha256_hex(std::string_view data) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr);
+  std::string hex;
+  for (unsigned int i = 0; i < len; ++i) hex += fmt::format("{:02x}", digest[i]);
+  return hex;
+}
+
+PublishResult to_publish_result(const amqp::Result& r, bool link_open) {
+  using amqp::Outcome;
+  switch (r.outcome) {
+    case Outcome::ok: return {PublishStatus::confirmed, {}};
+    case Outcome::returned: return {PublishStatus::unroutable, r.text};
+    case Outcome::nacked: return {PublishStatus::rejected, "the broker nacked the message"};
+    case Outcome::refused: return {PublishStatus::refused, r.text};
+    case Outcome::invalid: return {PublishStatus::invalid, r.text};
+    case Outcome::channel_error:
+      if (r.code == 404) return {PublishStatus::not_found, r.text};
+      if (r.code == 403) return {PublishStatus::forbidden, r.text};
+      return {PublishStatus::rejected, r.text};
+    case Outcome::timeout:
+      // Waiting for a connection that never came is the broker being away, not slow.
+      if (!link_open) return {PublishStatus::unavailable, "broker unreachable"};
+      return {PublishStatus::timeout, "no confirm from the broker within confirm_timeout"};
+    case Outcome::connection_lost: break;
+  }
+  return {PublishStatus::unavailable, r.text.empty() ? "broker connection lost" : r.text};
+}
+
+}  // namespace
+
+struct Publisher::Link {
+  std::string key;   // vhost, user and password digest
+  std::string name;  // "vhost:user", as statelessd names its connections
+  Credentials who;
+  amqp::Stats amqp_stats;
+  std::unique_ptr<amqp::Connection> conn;
+  std::map<std::string, std::shared_ptr<amqp::Channel>> channels;  // by exchange
+  amqp::Backoff backoff;
+  EventPtr reconnect_timer;
+  size_t in_flight = 0;
+  uint64_t publishes = 0;
+  Clock::time_point last_used = Clock::now();
+  bool refused = false;
+
+  bool open() const { return conn && conn->is_open(); }
+};
+
+Publisher::Publisher(event_base* base, const Config& config, Counters& counters)
+    : base_(base), config_(config), counters_(counters) {
+  sweep_timer_.reset(event_new(base, -1, EV_PERSIST, on_sweep, this));
+  event_add(sweep_timer_.get(), &kSweepInterval);
+}
+
+Publisher::~Publisher() = default;
+
+Publisher::Link& Publisher::link_for(const Credentials& who) {
+  std::string key = who.vhost + '\0' + who.username + '\0' + sha256_hex(who.password);
+  auto& slot = links_[key];
+  if (!slot) {
+    slot = std::make_unique<Link>();
+    slot->key = std::move(key);
+    slot->name = who.vhost + ":" + who.username;
+    slot->who = who;
+  }
+  return *slot;
+}
+
+void Publisher::connect(Link& link) {
+  if (link.conn) {
+    // Never freed inside its own callback: hand the old connection to the next loop pass.
+    auto* old = link.conn.release();
+    amqp::defer(base_, [old] { delete old; });
+  }
+  link.channels.clear();
+  auto options = amqp::connection_options(config_.broker);
+  options.vhost = link.who.vhost;
+  options.username = link.who.username;
+  options.password = link.who.password;
+  options.connection_name = fmt::format("warren {} pid {}", link.name, getpid());
+  link.conn = std::make_unique<amqp::Connection>(base_, std::move(options), &link.amqp_stats);
+  const std::string key = link.key;
+  link.conn->set_state_callback([this, key](amqp::ConnectionState state, const amqp::Result& why) {
+    if (auto it = links_.find(key); it != links_.end()) on_link_state(*it->second, state, why);
+  });
+  // The first attempt goes at once; a reconnect after a failure waits its turn, the messages
+  // waiting in the channels meanwhile.
+  const bool retrying = link.backoff.attempts() > 0;
+  const double delay = link.backoff.next_delay();
+  if (!retrying) return link.conn->start();
+  link.reconnect_timer.reset(evtimer_new(
+      base_,
+      [](evutil_socket_t, short, void* arg) { static_cast<amqp::Connection*>(arg)->start(); },
+      link.conn.get()));
+  timeval tv{static_cast<time_t>(delay), static_cast<suseconds_t>((delay - int(delay)) * 1e6)};
+  evtimer_add(link.reconnect_timer.get(), &tv);
+}
+
+void Publisher::on_link_state(Link& link, amqp::ConnectionState state, const amqp::Result& why) {
+  using amqp::ConnectionState;
+  switch (state) {
+    case ConnectionState::open:
+      if (link.backoff.attempts() > 0) log_info("broker connection for {} open to {}", link.name, link.conn->peer());
+      link.backoff.reset();
+      break;
+    case ConnectionState::blocked:
+      log_warning("broker blocked publishing for {}: {}", link.name, why.text);
+      break;
+    case ConnectionState::closed:
+      if (why.outcome == amqp::Outcome::refused) {
+        log_warning("broker refused the login of {}: {}", link.name, why.text);
+        link.refused = true;  // never reused: the link goes once its messages have failed
+      } else if (why.outcome != amqp::Outcome::ok) {
+        log_warning("broker connection for {} lost: {}", link.name, why.text);
+      }
+      break;
+    default:
+      break;
+  }
+}
+
+void Publisher::publish(const Credentials& who, Message message, PublishCallback done) {
+  const auto deadline = Clock::now() + std::chrono::microseconds(
+                                           static_cast<int64_t>(config_.http.confirm_timeout * 1e6));
+  send(link_for(who), std::move(message), deadline, std::move(done));
+}
+
+void Publisher::send(Link& link, Message message, Clock::time_point deadline, PublishCallback done) {
+  const auto now = Clock::now();
+  link.last_used = now;
+  if (link.in_flight >= config_.http.max_in_flight) {
+    ++counters_.publish_failed;
+    return amqp::defer(base_, [done = std::move(done)] {
+      done({PublishStatus::unavailable, "too many messages waiting for this broker connection"});
+    });
+  }
+  if (link.refused || !link.conn || link.conn->state() == amqp::ConnectionState::closed) {
+    link.refused = false;
+    connect(link);
+  }
+  auto& channel = link.channels[message.exchange];
+  if (!channel || !channel->is_open()) {
+    if (link.channels.size() > kMaxChannelsPerLink)
+      std::erase_if(link.channels, [](const auto& e) { return e.second && e.second->in_flight() == 0; });
+    channel = link.conn->open_channel(true);
+    link.channels[message.exchange] = channel;
+  }
+  ++link.in_flight;
+  const double remaining = std::chrono::duration<double>(deadline - now).count();
+  auto held = std::make_shared<Message>(std::move(message));
+  const auto& m = *held;
+  channel->publish(
+      m.exchange, m.routing_key, m.mandatory, m.properties, m.body, remaining,
+      [this, key = link.key, held, deadline, done = std::move(done)](const amqp::Result& r) mutable {
+        auto it = links_.find(key);
+        if (it == links_.end()) return done(to_publish_result(r, false));
+        Link& l = *it->second;
+        --l.in_flight;
+        // The connection died before the confirm: the broker may or may not have the message.
+        // Send it again while time is left (at-least-once; a 2xx always means confirmed).
+        if (r.outcome == amqp::Outcome::connection_lost && !l.refused && Clock::now() < deadline)
+          return send(l, std::move(*held), deadline, std::move(done));
+        auto result = to_publish_result(r, l.open());
+        switch (result.status) {
+          case PublishStatus::confirmed: ++counters_.publish_confirmed; ++l.publishes; break;
+          case PublishStatus::unroutable: ++counters_.publish_returned; break;
+          case PublishStatus::rejected: ++counters_.publish_nacked; break;
+          default: ++counters_.publish_failed; break;
+        }
+        done(result);
+      });
+}
+
+namespace {
+
+void add_link_figures(ConnectionStats& s, Counters& c, const amqp::Stats& a) {
+  s.connections_opened += a.connections_opened;
+  s.connections_closed += a.connections_closed;
+  s.channels_opened += a.channels_opened;
+  s.channels_closed += a.channels_closed;
+  c.broker_connects += a.connections_opened;
+  c.broker_disconnects += a.connections_closed;
+  c.broker_login_refused += a.logins_refused;
+}
+
+}  // namespace
+
+void Publisher::fill(Snapshot& snapshot) const {
+  for (const auto& [name, s] : retired_) snapshot.connections[name].merge(s);
+  snapshot.counters.merge(retired_counters_);
+  for (const auto& [key, link] : links_) {
+    auto& s = snapshot.connections[link->name];
+    add_link_figures(s, snapshot.counters, link->amqp_stats);
+    s.connected = s.connected || link->open();
+    s.publishes += link->publishes;
+    s.queue_size += link->in_flight;
+  }
+}
+
+void Publisher::close_all() {
+  for (auto& [key, link] : links_)
+    if (link->conn && link->conn->state() != amqp::ConnectionState::closed) link->conn->close();
+}
+
+void Publisher::sweep_idle() {
+  const auto idle = std::chrono::duration<double>(config_.http.idle_connection_timeout);
+  const auto now = Clock::now();
+  std::erase_if(links_, [&](auto& entry) {
+    Link& link = *entry.second;
+    if (link.in_flight > 0) return false;
+    if (link.open() && now - link.last_used > idle) {
+      log_info("closing idle broker connection for {}", link.name);
+      link.conn->close();
+      return false;
+    }
+    // A refused or long-closed link is forgotten (its figures kept), so that credentials tried
+    // once, or never again, hold no memory.
+    const bool closed = !link.conn || link.conn->state() == amqp::ConnectionState::closed;
+    if (!closed || !(link.refused || now - link.last_used > idle)) return false;
+    ConnectionStats& s = retired_[link.name];
+    add_link_figures(s, retired_counters_, link.amqp_stats);
+    s.publishes += link.publishes;
+    if (link.conn) {
+      auto* old = link.conn.release();
+      amqp::defer(base_, [old] { delete old; });
+    }
+    return true;
+  });
+}
+
+void Publisher::on_sweep(evutil_socket_t, short, void* arg) { static_cast<Publisher*>(arg)->sweep_idle(); }
+
+}  // namespace warren::core

@@ -1,0 +1,85 @@
+// The bridge's publish operation, for every binding: one broker connection per (vhost, user,
+// password digest) per worker, opened lazily, reused, closed when idle; one channel per
+// exchange on it, so a broker error on one exchange (404, 403) fails only the messages sent
+// there; publisher confirms; a bounded wait while the broker is away.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "amqp/channel.h"
+#include "amqp/connection.h"
+#include "config.h"
+#include "stats.h"
+
+namespace warren::core {
+
+struct Credentials {
+  std::string vhost, username, password;
+};
+
+struct Message {
+  std::string exchange, routing_key;
+  bool mandatory = false;
+  amqp::Properties properties;
+  std::string body;
+};
+
+// How a publish ended, in the bridge's terms; bindings map it to their own status codes.
+enum class PublishStatus {
+  confirmed,    // the broker has it (basic.ack)
+  unroutable,   // mandatory and no queue took it (basic.return)
+  refused,      // login refused: bad credentials or no access to the vhost
+  forbidden,    // the broker refused the operation (403 on the channel)
+  not_found,    // no such vhost or exchange (404)
+  rejected,     // any other broker error (406 PRECONDITION_FAILED, 505 ...) or a nack
+  invalid,      // the message cannot be encoded (a header value too large, ...)
+  unavailable,  // broker unreachable, or too many messages already waiting
+  timeout,      // sent, but no confirm within confirm_timeout
+};
+
+struct PublishResult {
+  PublishStatus status;
+  std::string detail;  // the broker's reply text or what went wrong
+};
+using PublishCallback = std::function<void(const PublishResult&)>;
+
+class Publisher {
+ public:
+  Publisher(event_base* base, const Config& config, Counters& counters);
+  ~Publisher();
+  Publisher(const Publisher&) = delete;
+  Publisher& operator=(const Publisher&) = delete;
+
+  // `done` is called exactly once, from the loop, never inside this call.
+  void publish(const Credentials& who, Message message, PublishCallback done);
+  // Per "vhost:user" figures and broker counters for /stats.
+  void fill(Snapshot& snapshot) const;
+  // Closes every broker connection gracefully (the worker is draining, nothing is in flight).
+  void close_all();
+
+ private:
+  struct Link;
+  using Clock = std::chrono::steady_clock;
+
+  Link& link_for(const Credentials& who);
+  void connect(Link& link);
+  void on_link_state(Link& link, amqp::ConnectionState state, const amqp::Result& why);
+  void send(Link& link, Message message, Clock::time_point deadline, PublishCallback done);
+  void sweep_idle();
+  static void on_sweep(evutil_socket_t, short, void* arg);
+
+  event_base* base_;
+  const Config& config_;
+  Counters& counters_;
+  std::map<std::string, std::unique_ptr<Link>> links_;  // by vhost, user and password digest
+  EventPtr sweep_timer_;
+  // Figures of links already forgotten, so /stats never goes backwards.
+  std::map<std::string, ConnectionStats> retired_;
+  Counters retired_counters_;
+};
+
+}  // namespace warren::core

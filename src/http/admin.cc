@@ -1,0 +1,30 @@
+#include "http/admin.h"
+
+#include "http/server.h"
+
+namespace warren {
+
+void admin_routes(HttpServer& server, StatsSource& stats) {
+  // /healthz answers from the worker alone: it must stay fast whatever the broker does.
+  server.route("/healthz", [&server, &stats](evhttp_request* req, const std::string&) {
+    auto body = stats.identity();
+    body["status"] = "ok";
+    server.reply_json(req, 200, body);
+  });
+  server.route("/stats", [&server, &stats](evhttp_request* req, const std::string&) {
+    stats.request_stats("json", [&server, req](const nlohmann::json& body) {
+      if (body.is_null())
+        return server.reply_error(req, 503, "stats unavailable", "the master did not answer");
+      server.reply_json(req, 200, body);
+    });
+  });
+  server.route("/metrics", [&server, &stats](evhttp_request* req, const std::string&) {
+    stats.request_stats("prometheus", [&server, req](const nlohmann::json& body) {
+      if (!body.is_string())
+        return server.reply_error(req, 503, "metrics unavailable", "the master did not answer");
+      server.reply(req, 200, "text/plain; version=0.0.4", body.get<std::string>());
+    });
+  });
+}
+
+}  // namespace warren

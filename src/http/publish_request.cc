@@ -1,0 +1,247 @@
+#include "http/publish_request.h"
+
+#include <fmt/format.h>
+
+#include <event2/http.h>
+#include <openssl/evp.h>
+
+#include <charconv>
+#include <cstdlib>
+
+#include "http/server.h"
+
+namespace warren {
+namespace {
+
+// A percent-decoded copy (libevent's decoder); nullopt for malformed input.
+std::optional<std::string> uri_decode(std::string_view s, bool plus_is_space) {
+  size_t out_len = 0;
+  char* decoded = evhttp_uridecode(std::string(s).c_str(), plus_is_space ? 1 : 0, &out_len);
+  if (!decoded) return std::nullopt;
+  std::string out(decoded, out_len);
+  free(decoded);  // evhttp_uridecode's malloc, documented to be freed by the caller
+  return out;
+}
+
+HttpError bad_field(const std::string& field, const std::string& why) {
+  return {400, "bad field", field + ": " + why};
+}
+
+template <typename T>
+std::optional<T> parse_number(const std::string& text, T min, T max) {
+  T value{};
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || end != text.data() + text.size() || value < min || value > max)
+    return std::nullopt;
+  return value;
+}
+
+// AMQP short strings are at most 255 bytes.
+std::optional<HttpError> set_short(std::optional<std::string>& slot, const std::string& key,
+                                   const std::string& value) {
+  if (value.size() > 255) return bad_field(key, "longer than 255 bytes");
+  slot = value;
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::variant<PublishPath, HttpError> parse_publish_path(std::string_view raw_path) {
+  const HttpError shape{404, "not found",
+                        "expected /{vhost}/{exchange}/{routing_key} (vhost \"/\" is %2f)"};
+  if (raw_path.empty() || raw_path[0] != '/') return shape;
+  std::vector<std::string> segments;
+  size_t start = 1;
+  for (;;) {
+    size_t slash = raw_path.find('/', start);
+    auto decoded = uri_decode(raw_path.substr(start, slash - start), false);
+    if (!decoded) return HttpError{400, "bad path", "malformed percent-encoding"};
+    segments.push_back(std::move(*decoded));
+    if (slash == std::string_view::npos) break;
+    start = slash + 1;
+  }
+  if (segments.size() < 2 || segments.size() > 3 || segments[0].empty() || segments[1].empty())
+    return shape;
+  PublishPath p;
+  p.vhost = segments[0];
+  p.exchange = segments[1] == "amq.default" ? "" : segments[1];
+  p.batch = segments.size() == 2;
+  if (!p.batch) p.routing_key = segments[2];
+  if (p.exchange.size() > 255 || p.routing_key.size() > 255)
+    return HttpError{400, "bad path", "exchange and routing key are at most 255 bytes"};
+  return p;
+}
+
+std::optional<core::Credentials> parse_basic_auth(std::string_view header, std::string vhost) {
+  constexpr std::string_view kScheme = "Basic ";
+  if (header.size() <= kScheme.size() || strncasecmp(header.data(), "Basic ", kScheme.size()) != 0)
+    return std::nullopt;
+  std::string_view b64 = header.substr(kScheme.size());
+  while (!b64.empty() && b64.front() == ' ') b64.remove_prefix(1);
+  while (!b64.empty() && b64.back() == ' ') b64.remove_suffix(1);
+  if (b64.empty() || b64.size() % 4 != 0) return std::nullopt;
+  std::string decoded(b64.size() / 4 * 3, '\0');
+  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(decoded.data()),
+                                reinterpret_cast<const unsigned char*>(b64.data()),
+                                static_cast<int>(b64.size()));
+  if (n < 0) return std::nullopt;
+  // EVP_DecodeBlock counts the padding as data: drop one byte per '='.
+  size_t len = static_cast<size_t>(n);
+  for (size_t i = b64.size(); i > 0 && b64[i - 1] == '='; --i) --len;
+  decoded.resize(len);
+  const auto colon = decoded.find(':');
+  if (colon == std::string::npos || colon == 0) return std::nullopt;
+  return core::Credentials{std::move(vhost), decoded.substr(0, colon), decoded.substr(colon + 1)};
+}
+
+bool parse_form(std::string_view text, std::map<std::string, std::string>* fields) {
+  while (!text.empty()) {
+    const size_t amp = text.find('&');
+    std::string_view pair = text.substr(0, amp);
+    text = amp == std::string_view::npos ? std::string_view{} : text.substr(amp + 1);
+    if (pair.empty()) continue;
+    const size_t eq = pair.find('=');
+    auto key = uri_decode(pair.substr(0, eq), true);
+    auto value = uri_decode(eq == std::string_view::npos ? "" : pair.substr(eq + 1), true);
+    if (!key || !value) return false;
+    (*fields)[*key] = std::move(*value);
+  }
+  return true;
+}
+
+std::string parse_multipart(std::string_view content_type, std::string_view body,
+                            std::map<std::string, std::string>* fields) {
+  auto at = content_type.find("boundary=");
+  if (at == std::string_view::npos) return "multipart/form-data without a boundary";
+  std::string_view boundary = content_type.substr(at + 9);
+  boundary = boundary.substr(0, boundary.find(';'));
+  if (boundary.size() >= 2 && boundary.front() == '"') boundary = boundary.substr(1, boundary.size() - 2);
+  if (boundary.empty() || boundary.size() > 70) return "bad multipart boundary";
+  const std::string delimiter = "--" + std::string(boundary);
+  size_t pos = body.find(delimiter);
+  if (pos == std::string_view::npos) return "multipart body without its boundary";
+  for (;;) {
+    pos += delimiter.size();
+    if (body.substr(pos, 2) == "--") return {};  // the closing delimiter
+    if (body.substr(pos, 2) != "\r\n") return "malformed multipart delimiter line";
+    pos += 2;
+    const size_t head_end = body.find("\r\n\r\n", pos);
+    if (head_end == std::string_view::npos) return "multipart part without a blank line";
+    std::string_view head = body.substr(pos, head_end - pos);
+    const size_t next = body.find("\r\n" + delimiter, head_end + 4);
+    if (next == std::string_view::npos) return "multipart part without a closing boundary";
+    std::string_view value = body.substr(head_end + 4, next - head_end - 4);
+    // The field name from Content-Disposition: form-data; name="..."
+    auto name_at = head.find("name=\"");
+    if (name_at == std::string_view::npos) return "multipart part without a name";
+    auto name = head.substr(name_at + 6);
+    name = name.substr(0, name.find('"'));
+    (*fields)[std::string(name)] = std::string(value);
+    pos = next + 2;
+  }
+}
+
+std::optional<HttpError> apply_field(core::Message& m, const std::string& key, const std::string& value) {
+  auto& p = m.properties;
+  if (key == "body") {
+    m.body = value;
+  } else if (key == "app_id") {
+    return set_short(p.app_id, key, value);
+  } else if (key == "content_encoding") {
+    return set_short(p.content_encoding, key, value);
+  } else if (key == "content_type") {
+    return set_short(p.content_type, key, value);
+  } else if (key == "correlation_id") {
+    return set_short(p.correlation_id, key, value);
+  } else if (key == "message_id") {
+    return set_short(p.message_id, key, value);
+  } else if (key == "reply_to") {
+    return set_short(p.reply_to, key, value);
+  } else if (key == "type") {
+    return set_short(p.type, key, value);
+  } else if (key == "user_id") {
+    return set_short(p.user_id, key, value);
+  } else if (key == "delivery_mode") {
+    auto v = parse_number<int>(value, 1, 2);
+    if (!v) return bad_field(key, "must be 1 (transient) or 2 (persistent)");
+    p.delivery_mode = static_cast<uint8_t>(*v);
+  } else if (key == "priority") {
+    auto v = parse_number<int>(value, 0, 255);
+    if (!v) return bad_field(key, "must be an integer from 0 to 255");
+    p.priority = static_cast<uint8_t>(*v);
+  } else if (key == "timestamp") {
+    auto v = parse_number<uint64_t>(value, 0, UINT64_MAX);
+    if (!v) return bad_field(key, "must be Unix seconds (a non-negative integer)");
+    p.timestamp = *v;
+  } else if (key == "expire" || key == "expiration") {
+    auto v = parse_number<uint64_t>(value, 0, UINT32_MAX);
+    if (!v) return bad_field(key, "must be milliseconds (a non-negative integer)");
+    p.expiration = std::to_string(*v);
+  } else if (key == "headers") {
+    auto j = nlohmann::json::parse(value, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) return bad_field(key, "must be a JSON object");
+    p.headers = std::move(j);
+  } else if (key == "mandatory") {
+    if (value == "1" || value == "true") m.mandatory = true;
+    else if (value == "0" || value == "false" || value.empty()) m.mandatory = false;
+    else return bad_field(key, "must be 1 or 0");
+  } else {
+    return bad_field(key, "unknown field");
+  }
+  return std::nullopt;
+}
+
+std::optional<HttpError> apply_json_item(core::Message& m, const nlohmann::json& item) {
+  if (!item.is_object()) return HttpError{400, "bad message", "each message must be a JSON object"};
+  for (const auto& [key, value] : item.items()) {
+    if (key == "routing_key") {
+      if (!value.is_string()) return bad_field(key, "must be a string");
+      m.routing_key = value.get<std::string>();
+      if (m.routing_key.size() > 255) return bad_field(key, "longer than 255 bytes");
+      continue;
+    }
+    if (key == "headers") {
+      if (!value.is_object()) return bad_field(key, "must be a JSON object");
+      m.properties.headers = value;
+      continue;
+    }
+    std::string text;
+    if (value.is_string()) text = value.get<std::string>();
+    else if (value.is_number_integer() || value.is_number_unsigned()) text = value.dump();
+    else if (value.is_boolean()) text = value.get<bool>() ? "1" : "0";
+    else return bad_field(key, "must be a string or an integer");
+    if (auto error = apply_field(m, key, text)) return error;
+  }
+  return std::nullopt;
+}
+
+std::variant<std::vector<nlohmann::json>, HttpError> parse_batch(std::string_view content_type,
+                                                                 std::string_view body) {
+  std::vector<nlohmann::json> items;
+  if (content_type.starts_with("application/x-ndjson")) {
+    size_t line_no = 0;
+    while (!body.empty()) {
+      ++line_no;
+      const size_t nl = body.find('\n');
+      std::string_view line = body.substr(0, nl);
+      body = nl == std::string_view::npos ? std::string_view{} : body.substr(nl + 1);
+      if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+      auto j = nlohmann::json::parse(line, nullptr, false);
+      if (j.is_discarded())
+        return HttpError{400, "bad batch", fmt::format("line {} is not JSON", line_no)};
+      items.push_back(std::move(j));
+    }
+  } else if (content_type.starts_with("application/json")) {
+    auto j = nlohmann::json::parse(body, nullptr, false);
+    if (j.is_discarded() || !j.is_array())
+      return HttpError{400, "bad batch", "the body must be a JSON array of messages"};
+    items.assign(j.begin(), j.end());
+  } else {
+    return HttpError{415, "unsupported media type",
+                     "a batch is application/json (an array) or application/x-ndjson"};
+  }
+  if (items.empty()) return HttpError{400, "bad batch", "no messages"};
+  return items;
+}
+
+}  // namespace warren

@@ -1,0 +1,55 @@
+// HTTP publish requests (statelessd's API) into core publish calls: the path, the Basic
+// credentials, and the message fields from a form, a multipart form or the query string.
+// Pure translation, no I/O: unit-tested in t/http/publish_request_test.cc.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "core/publisher.h"
+
+namespace warren {
+
+// An HTTP status with the JSON error body that goes with it.
+struct HttpError {
+  int status = 400;
+  std::string error;
+  std::string detail;
+};
+
+// "/{vhost}/{exchange}/{routing_key}" (or two segments for a batch), each percent-decoded;
+// "amq.default" names the default exchange "".
+struct PublishPath {
+  std::string vhost, exchange, routing_key;
+  bool batch = false;  // no routing key segment: the body is a batch
+};
+std::variant<PublishPath, HttpError> parse_publish_path(std::string_view raw_path);
+
+// "Basic base64(user:password)"; the password may contain ':'.
+std::optional<core::Credentials> parse_basic_auth(std::string_view header, std::string vhost);
+
+// application/x-www-form-urlencoded (also a query string): keys and values percent-decoded,
+// '+' as space. Repeated keys keep the last value.
+[[nodiscard]] bool parse_form(std::string_view text, std::map<std::string, std::string>* fields);
+// multipart/form-data (PHP's curl sends this for an array of fields), `content_type` carrying
+// the boundary. Returns an error text, empty on success.
+std::string parse_multipart(std::string_view content_type, std::string_view body,
+                            std::map<std::string, std::string>* fields);
+
+// Sets one statelessd field (body, app_id, ..., headers, mandatory) on the message; an unknown
+// key or a bad value is a 400 naming the field.
+std::optional<HttpError> apply_field(core::Message& message, const std::string& key,
+                                     const std::string& value);
+
+// One batch item: a JSON object with `routing_key`, `body` and any field above.
+std::optional<HttpError> apply_json_item(core::Message& message, const nlohmann::json& item);
+
+// The body of a batch request: a JSON array, or one JSON object per line (application/x-ndjson).
+std::variant<std::vector<nlohmann::json>, HttpError> parse_batch(std::string_view content_type,
+                                                                 std::string_view body);
+
+}  // namespace warren

@@ -1,0 +1,157 @@
+#include "http/server.h"
+
+#include <event2/keyvalq_struct.h>
+
+#include "log.h"
+
+namespace warren {
+
+std::string_view http_reason(int code) {
+  switch (code) {
+    case 200: return "OK";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Entity";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Unknown";
+  }
+}
+
+HttpServer::HttpServer(event_base* base, const HttpConfig& config, Counters& counters)
+    : base_(base), config_(config), counters_(counters), http_(evhttp_new(base)) {
+  // evhttp's own limit is the hard stop (it answers 413 and closes); up to it the publish route
+  // checks max_body itself and answers with a JSON error naming the limit.
+  evhttp_set_max_body_size(http_.get(), static_cast<ev_ssize_t>(config.max_body * 2 + 65536));
+  evhttp_set_max_headers_size(http_.get(), 64 * 1024);
+  evhttp_set_timeout(http_.get(), static_cast<int>(config.idle_connection_timeout));
+  evhttp_set_allowed_methods(http_.get(), EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                              EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                              EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+  evhttp_set_gencb(http_.get(), on_request, this);
+  idle_event_.reset(event_new(base, -1, 0, on_idle, this));
+}
+
+bool HttpServer::accept_on(int listen_fd) {
+  bound_ = evhttp_accept_socket_with_handle(http_.get(), listen_fd);
+  return bound_ != nullptr;
+}
+
+void HttpServer::route(std::string path, Handler handler) {
+  exact_.emplace(std::move(path), std::move(handler));
+}
+
+void HttpServer::route_prefix(std::string prefix, Handler handler) {
+  prefixes_.emplace_back(std::move(prefix), std::move(handler));
+  std::sort(prefixes_.begin(), prefixes_.end(),
+            [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+}
+
+void HttpServer::route_fallback(Handler handler) { fallback_ = std::move(handler); }
+
+void HttpServer::on_request(evhttp_request* req, void* arg) {
+  auto* self = static_cast<HttpServer*>(arg);
+  try {
+    self->dispatch(req);
+  } catch (const std::exception& e) {
+    // No exception crosses into libevent. A handler that threw before replying still answers.
+    log_error("request handler failed: {}", e.what());
+    if (self->started_.count(req)) self->reply_error(req, 500, "internal error", e.what());
+  }
+}
+
+void HttpServer::dispatch(evhttp_request* req) {
+  started_.emplace(req, std::chrono::steady_clock::now());
+  switch (evhttp_request_get_command(req)) {
+    case EVHTTP_REQ_GET: ++counters_.method_get; break;
+    case EVHTTP_REQ_POST: ++counters_.method_post; break;
+    default: ++counters_.method_other; break;
+  }
+  const evhttp_uri* uri = evhttp_request_get_evhttp_uri(req);
+  const char* raw_path = uri ? evhttp_uri_get_path(uri) : nullptr;
+  std::string path = raw_path && *raw_path ? raw_path : "/";
+  if (auto it = exact_.find(path); it != exact_.end()) return it->second(req, path);
+  for (const auto& [prefix, handler] : prefixes_)
+    if (path.compare(0, prefix.size(), prefix) == 0) return handler(req, path);
+  if (fallback_) return fallback_(req, path);
+  reply_error(req, 404, "not found", fmt::format("no route for {}", path));
+}
+
+void HttpServer::count_response(int code) {
+  switch (code) {
+#define WARREN_COUNT_CODE(n) \
+  case n: ++counters_.response_##n; break;
+    WARREN_COUNT_CODE(200) WARREN_COUNT_CODE(202) WARREN_COUNT_CODE(204) WARREN_COUNT_CODE(400)
+    WARREN_COUNT_CODE(401) WARREN_COUNT_CODE(403) WARREN_COUNT_CODE(404) WARREN_COUNT_CODE(405)
+    WARREN_COUNT_CODE(408) WARREN_COUNT_CODE(413) WARREN_COUNT_CODE(415) WARREN_COUNT_CODE(422)
+    WARREN_COUNT_CODE(431) WARREN_COUNT_CODE(500) WARREN_COUNT_CODE(502) WARREN_COUNT_CODE(503)
+    WARREN_COUNT_CODE(504)
+#undef WARREN_COUNT_CODE
+    default: ++counters_.response_other; break;
+  }
+}
+
+void HttpServer::reply(evhttp_request* req, int code, std::string_view content_type,
+                       std::string_view body) {
+  auto it = started_.find(req);
+  if (it == started_.end()) {
+    log_error("reply to a request already answered (status {}): ignored", code);
+    return;
+  }
+  auto elapsed = std::chrono::steady_clock::now() - it->second;
+  counters_.processing_time_us +=
+      std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count();
+  started_.erase(it);
+  count_response(code);
+
+  evkeyvalq* headers = evhttp_request_get_output_headers(req);
+  if (!content_type.empty())
+    evhttp_add_header(headers, "Content-Type", std::string(content_type).c_str());
+  if (draining_ || !config_.keep_alive) evhttp_add_header(headers, "Connection", "close");
+  EvbufferPtr buf(evbuffer_new());
+  evbuffer_add(buf.get(), body.data(), body.size());
+  evhttp_send_reply(req, code, std::string(http_reason(code)).c_str(), buf.get());
+  check_idle();
+}
+
+void HttpServer::reply_json(evhttp_request* req, int code, const nlohmann::json& body) {
+  reply(req, code, "application/json", body.dump());
+}
+
+void HttpServer::reply_error(evhttp_request* req, int code, std::string_view error,
+                             std::string_view detail) {
+  reply_json(req, code, {{"error", error}, {"detail", detail}});
+}
+
+void HttpServer::drain(std::function<void()> on_idle) {
+  if (bound_) {
+    evhttp_del_accept_socket(http_.get(), bound_);  // closes our copy; the master keeps its own
+    bound_ = nullptr;
+  }
+  draining_ = true;
+  on_idle_ = std::move(on_idle);
+  check_idle();
+}
+
+void HttpServer::check_idle() {
+  // From the loop, not from inside the reply that emptied the table.
+  if (draining_ && started_.empty() && on_idle_) event_active(idle_event_.get(), 0, 0);
+}
+
+void HttpServer::on_idle(evutil_socket_t, short, void* arg) {
+  auto* self = static_cast<HttpServer*>(arg);
+  if (auto cb = std::exchange(self->on_idle_, nullptr)) cb();
+}
+
+}  // namespace warren

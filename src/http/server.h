@@ -1,0 +1,65 @@
+// The HTTP side of a worker: evhttp on the inherited listening socket, a route table, and the
+// one reply path that keeps counters, processing time and the in-flight count right.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "config.h"
+#include "handles.h"
+#include "stats.h"
+
+namespace warren {
+
+class HttpServer {
+ public:
+  using Handler = std::function<void(evhttp_request* req, const std::string& path)>;
+
+  HttpServer(event_base* base, const HttpConfig& config, Counters& counters);
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  [[nodiscard]] bool accept_on(int listen_fd);
+  // Exact paths first, then the longest matching prefix, then the fallback.
+  void route(std::string path, Handler handler);
+  void route_prefix(std::string prefix, Handler handler);
+  void route_fallback(Handler handler);
+
+  // Stop accepting; every later response carries `Connection: close`. `on_idle` runs (from the
+  // loop) once no request is in flight.
+  void drain(std::function<void()> on_idle);
+  size_t in_flight() const { return started_.size(); }
+
+  // Every response goes through these two.
+  void reply(evhttp_request* req, int code, std::string_view content_type, std::string_view body);
+  void reply_error(evhttp_request* req, int code, std::string_view error, std::string_view detail);
+  void reply_json(evhttp_request* req, int code, const nlohmann::json& body);
+
+ private:
+  static void on_request(evhttp_request* req, void* arg);
+  void dispatch(evhttp_request* req);
+  void count_response(int code);
+  void check_idle();
+  static void on_idle(evutil_socket_t, short, void* arg);
+
+  event_base* base_;
+  const HttpConfig& config_;
+  Counters& counters_;
+  EvhttpPtr http_;
+  evhttp_bound_socket* bound_ = nullptr;
+  std::unordered_map<std::string, Handler> exact_;
+  std::vector<std::pair<std::string, Handler>> prefixes_;
+  Handler fallback_;
+  std::unordered_map<evhttp_request*, std::chrono::steady_clock::time_point> started_;
+  bool draining_ = false;
+  std::function<void()> on_idle_;
+  EventPtr idle_event_;
+};
+
+std::string_view http_reason(int code);
+
+}  // namespace warren

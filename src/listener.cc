@@ -1,0 +1,117 @@
+#include "listener.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <cerrno>
+#include <algorithm>
+#include <cstring>
+
+#include "log.h"
+
+namespace warren {
+namespace {
+
+constexpr int kBacklog = 511;  // nginx's default; the kernel caps it at somaxconn
+
+Fd bind_tcp(const std::string& address, int port, bool reuseport, std::string* error) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  const std::string spec = address.find(':') != std::string::npos
+                               ? fmt::format("[{}]:{}", address, port)
+                               : fmt::format("{}:{}", address, port);
+  if (evutil_parse_sockaddr_port(spec.c_str(), reinterpret_cast<sockaddr*>(&ss),
+                                 reinterpret_cast<int*>(&len)) != 0) {
+    *error = fmt::format("{}: not a numeric IP address", address);
+    return {};
+  }
+  Fd fd(socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) {
+    *error = fmt::format("socket() failed: {}", errno_text(errno));
+    return {};
+  }
+  int one = 1;
+  setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (reuseport) setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  if (bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0 ||
+      listen(fd.get(), kBacklog) != 0) {
+    *error = fmt::format("bind() to {} failed: {}", spec, errno_text(errno));
+    return {};
+  }
+  return fd;
+}
+
+}  // namespace
+
+std::string Listeners::bind_all(const std::string& address, const std::vector<int>& ports,
+                                int workers_per_port) {
+  std::map<ListenerKey, Fd> fresh;
+  for (int port : ports) {
+    for (int i = 0; i < workers_per_port; ++i) {
+      ListenerKey key{address, port, i};
+      if (sockets_.count(key)) continue;
+      std::string error;
+      Fd fd = bind_tcp(address, port, workers_per_port > 1, &error);
+      if (!fd) return error;
+      fresh.emplace(key, std::move(fd));
+    }
+  }
+  for (auto& [key, fd] : fresh) {
+    log_info("listening on {}:{} (socket {})", key.address, key.port, key.index);
+    sockets_.emplace(key, std::move(fd));
+  }
+  return {};
+}
+
+void Listeners::close_except(const std::vector<ListenerKey>& keep) {
+  std::erase_if(sockets_, [&](const auto& entry) {
+    return std::find(keep.begin(), keep.end(), entry.first) == keep.end();
+  });
+}
+
+int Listeners::fd(const ListenerKey& key) const {
+  auto it = sockets_.find(key);
+  return it == sockets_.end() ? -1 : it->second.get();
+}
+
+std::vector<int> Listeners::fds() const {
+  std::vector<int> out;
+  for (const auto& [key, fd] : sockets_) out.push_back(fd.get());
+  return out;
+}
+
+Fd listen_unix(const std::string& path, int mode, std::string* error) {
+  sockaddr_un sun{};
+  sun.sun_family = AF_UNIX;
+  if (path.size() >= sizeof sun.sun_path) {
+    *error = fmt::format("{}: path too long for a Unix socket", path);
+    return {};
+  }
+  memcpy(sun.sun_path, path.c_str(), path.size() + 1);
+  Fd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) {
+    *error = fmt::format("socket() failed: {}", errno_text(errno));
+    return {};
+  }
+  // A socket file nobody answers on is left over from a crash: replace it. A live one is not ours.
+  Fd probe(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (connect(probe.get(), reinterpret_cast<sockaddr*>(&sun), sizeof sun) == 0) {
+    *error = fmt::format("{}: another warrend is listening on this control socket", path);
+    return {};
+  }
+  unlink(path.c_str());
+  const mode_t old_mask = umask(0777 & ~mode);
+  const int rc = bind(fd.get(), reinterpret_cast<sockaddr*>(&sun), sizeof sun);
+  umask(old_mask);
+  if (rc != 0 || listen(fd.get(), 64) != 0) {
+    *error = fmt::format("bind() to {} failed: {}", path, errno_text(errno));
+    return {};
+  }
+  chmod(path.c_str(), mode);
+  return fd;
+}
+
+}  // namespace warren

@@ -1,0 +1,87 @@
+// The master process: owns the config, the listening sockets, the pidfile and the control
+// socket; forks, reaps and respawns workers; reloads on SIGHUP; drains on SIGTERM/SIGQUIT;
+// sums the workers' counters. Its loop is libevent's, whose signal events do what nginx's flag
+// handlers do: the handler only writes to a pipe, the work happens in the loop.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "channel.h"
+#include "config.h"
+#include "control.h"
+#include "handles.h"
+#include "listener.h"
+#include "stats.h"
+#include "worker.h"
+
+namespace warren {
+
+class Master {
+ public:
+  // pidfile_override: warrend -p, which wins over daemon.pidfile in every config loaded.
+  Master(std::shared_ptr<const Config> config, std::string pidfile_override);
+  ~Master();
+  Master(const Master&) = delete;
+  Master& operator=(const Master&) = delete;
+
+  // Binds, forks the workers and runs until stopped. Returns the process exit code.
+  int run();
+
+ private:
+  struct Process {
+    WorkerSpec spec;
+    ListenerKey listener;
+    int pid = 0;
+    int generation = 0;
+    double started = 0;
+    bool ready = false;
+    bool quitting = false;
+    std::unique_ptr<Channel> channel;
+  };
+  struct Collect;
+
+  [[nodiscard]] bool open_pidfile();
+  std::vector<std::pair<WorkerSpec, ListenerKey>> plan(const Config& config) const;
+  void spawn(const WorkerSpec& spec, const ListenerKey& key);
+  void spawn_generation();
+  void reap();
+  void reload();
+  void retire_old_generation();
+  void shutdown(const char* why);
+  void on_frame(int pid, const Frame& frame);
+  void collect(std::function<void()> done);
+  void finish_collect(Collect* collect);
+  void handle_command(const std::string& command, Control::Reply reply);
+  nlohmann::json workers_json() const;
+  nlohmann::json render_stats() const;
+  Process* find(int pid);
+
+  static void on_signal(evutil_socket_t sig, short, void* arg);
+  static void on_kill_timer(evutil_socket_t, short, void* arg);
+  static void on_retire_timer(evutil_socket_t, short, void* arg);
+  static void on_respawn_timer(evutil_socket_t, short, void* arg);
+
+  std::shared_ptr<const Config> with_overrides(std::shared_ptr<const Config> config) const;
+
+  std::string pidfile_override_;
+  std::shared_ptr<const Config> config_;
+  EventBasePtr base_;
+  Listeners listeners_;
+  Fd pidfile_;
+  std::unique_ptr<Control> control_;
+  std::vector<EventPtr> signals_;
+  EventPtr kill_timer_, retire_timer_, respawn_timer_;
+  std::vector<std::unique_ptr<Process>> processes_;
+  std::vector<std::pair<WorkerSpec, ListenerKey>> respawn_queue_;
+  std::map<int, Snapshot> snapshots_;  // by pid
+  Counters retired_;                   // counters of workers that have exited
+  std::vector<std::unique_ptr<Collect>> collects_;
+  int generation_ = 0;
+  bool stopping_ = false;
+  double started_ = 0;
+};
+
+}  // namespace warren

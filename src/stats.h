@@ -1,0 +1,105 @@
+// Counters: one X-macro list generates the struct, the merge, the JSON and the Prometheus names.
+// Workers bump plain integers and send snapshots to the master, which sums them (stats.cc).
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+namespace warren {
+
+// X(member, group, json key, help). `group` is the statelessd /stats object the key lives in.
+#define WORKER_COUNTERS(X)                                                                     \
+  X(method_get, requests, "method.GET", "HTTP GET requests")                                  \
+  X(method_post, requests, "method.POST", "HTTP POST requests")                               \
+  X(method_other, requests, "method.other", "HTTP requests with another method")              \
+  X(response_200, requests, "response.200", "responses 200 OK")                               \
+  X(response_202, requests, "response.202", "responses 202 Accepted")                         \
+  X(response_204, requests, "response.204", "responses 204 No Content (message confirmed)")   \
+  X(response_400, requests, "response.400", "responses 400 Bad Request")                      \
+  X(response_401, requests, "response.401", "responses 401 Unauthorized")                     \
+  X(response_403, requests, "response.403", "responses 403 Forbidden")                        \
+  X(response_404, requests, "response.404", "responses 404 Not Found")                        \
+  X(response_405, requests, "response.405", "responses 405 Method Not Allowed")               \
+  X(response_408, requests, "response.408", "responses 408 Request Timeout")                  \
+  X(response_413, requests, "response.413", "responses 413 Payload Too Large")                \
+  X(response_415, requests, "response.415", "responses 415 Unsupported Media Type")           \
+  X(response_422, requests, "response.422", "responses 422 Unprocessable (unroutable)")       \
+  X(response_431, requests, "response.431", "responses 431 Header Fields Too Large")          \
+  X(response_500, requests, "response.500", "responses 500 Internal Server Error")            \
+  X(response_502, requests, "response.502", "responses 502 Bad Gateway")                      \
+  X(response_503, requests, "response.503", "responses 503 Service Unavailable")              \
+  X(response_504, requests, "response.504", "responses 504 Gateway Timeout")                  \
+  X(response_other, requests, "response.other", "responses with another status")              \
+  X(processing_time_us, requests, "processing_time_us", "time spent answering, microseconds") \
+  X(publish_confirmed, publish, "confirmed", "messages confirmed by the broker")              \
+  X(publish_nacked, publish, "nacked", "messages nacked by the broker")                       \
+  X(publish_returned, publish, "returned", "mandatory messages returned unroutable")          \
+  X(publish_failed, publish, "failed", "messages refused, timed out or lost with the link")   \
+  X(broker_connects, broker, "connects", "broker connections opened")                         \
+  X(broker_disconnects, broker, "disconnects", "broker connections closed or lost")           \
+  X(broker_login_refused, broker, "login_refused", "broker logins refused")                   \
+  X(signals_received, process, "signals_received", "signals received by the process")
+
+struct Counters {
+#define WARREN_COUNTER_MEMBER(member, group, key, help) uint64_t member = 0;
+  WORKER_COUNTERS(WARREN_COUNTER_MEMBER)
+#undef WARREN_COUNTER_MEMBER
+
+  void merge(const Counters& other);
+  nlohmann::json to_json() const;  // flat: {"method_get": n, ...}
+  static Counters from_json(const nlohmann::json& j);
+  bool operator==(const Counters&) const = default;
+};
+
+// Per broker connection pool entry, keyed "vhost:user" as statelessd does.
+struct ConnectionStats {
+  uint64_t connections_opened = 0, connections_closed = 0;
+  uint64_t channels_opened = 0, channels_closed = 0;
+  bool connected = false;
+  uint64_t publishes = 0;
+  uint64_t queue_size = 0;
+
+  void merge(const ConnectionStats& other);
+  nlohmann::json to_json() const;  // the statelessd shape
+  static ConnectionStats from_json(const nlohmann::json& j);
+};
+
+// getrusage(RUSAGE_SELF) of one process, in the statelessd shape when rendered.
+struct ProcessUsage {
+  double cpu_user = 0, cpu_system = 0;
+  uint64_t max_rss_bytes = 0, page_faults_major = 0, page_faults_minor = 0;
+  uint64_t context_switches = 0, swap_outs = 0, block_input = 0, block_output = 0;
+
+  static ProcessUsage current();
+  void merge(const ProcessUsage& other);
+  nlohmann::json to_json() const;
+  static ProcessUsage from_json(const nlohmann::json& j);
+};
+
+// What one worker reports about itself.
+struct Snapshot {
+  int pid = 0;
+  int slot = 0;
+  std::string kind;  // "http" or "forward"
+  int port = 0;      // http workers
+  double started = 0;  // Unix time the worker started
+  Counters counters;
+  std::map<std::string, ConnectionStats> connections;
+  ProcessUsage usage;
+
+  nlohmann::json to_json() const;
+  static Snapshot from_json(const nlohmann::json& j);
+};
+
+// The master's sum over workers: /stats in statelessd's shape plus `workers[]`.
+nlohmann::json stats_render(const std::map<int, Snapshot>& workers, const Counters& retired,
+                            const ProcessUsage& master_usage, double uptime);
+
+// Prometheus text exposition of the same figures, per worker as labels.
+std::string stats_render_prometheus(const std::map<int, Snapshot>& workers,
+                                    const Counters& retired);
+
+}  // namespace warren

@@ -1,0 +1,199 @@
+#include "worker.h"
+
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <map>
+
+#include "channel.h"
+#include "core/publisher.h"
+#include "http/admin.h"
+#include "http/publish.h"
+#include "http/server.h"
+#include "log.h"
+#include "stats.h"
+
+namespace warren {
+namespace {
+
+constexpr timeval kSnapshotInterval{1, 0};
+
+double unix_now() {
+  timeval tv{};
+  gettimeofday(&tv, nullptr);
+  return tv.tv_sec + tv.tv_usec / 1e6;
+}
+
+// Workers never keep root: after the master bound the sockets they need no privilege.
+[[nodiscard]] bool drop_privileges(const DaemonConfig& daemon) {
+  if (geteuid() != 0 || daemon.user.empty()) return true;
+  const passwd* pw = getpwnam(daemon.user.c_str());
+  if (!pw) {
+    log_error("daemon.user: no such user \"{}\"", daemon.user);
+    return false;
+  }
+  gid_t gid = pw->pw_gid;
+  if (!daemon.group.empty()) {
+    const group* gr = getgrnam(daemon.group.c_str());
+    if (!gr) {
+      log_error("daemon.group: no such group \"{}\"", daemon.group);
+      return false;
+    }
+    gid = gr->gr_gid;
+  }
+  if (setgid(gid) != 0 || initgroups(daemon.user.c_str(), gid) != 0 || setuid(pw->pw_uid) != 0) {
+    log_error("dropping privileges to {} failed: {}", daemon.user, errno_text(errno));
+    return false;
+  }
+  return true;
+}
+
+class Worker final : public StatsSource {
+ public:
+  Worker(std::shared_ptr<const Config> config, const WorkerSpec& spec)
+      : config_(std::move(config)), spec_(spec), base_(event_base_new()) {}
+
+  int run(Fd channel_fd) {
+    started_ = unix_now();
+    channel_ = std::make_unique<Channel>(
+        base_.get(), std::move(channel_fd), [this](const Frame& f) { on_frame(f); },
+        [this] { on_master_gone(); });
+    for (int sig : {SIGTERM, SIGQUIT, SIGINT, SIGUSR1, SIGHUP}) {
+      signals_.emplace_back(evsignal_new(base_.get(), sig, on_signal, this));
+      event_add(signals_.back().get(), nullptr);
+    }
+    snapshot_timer_.reset(event_new(base_.get(), -1, EV_PERSIST, on_snapshot_timer, this));
+    event_add(snapshot_timer_.get(), &kSnapshotInterval);
+
+    http_ = std::make_unique<HttpServer>(base_.get(), config_->http, counters_);
+    publisher_ = std::make_unique<core::Publisher>(base_.get(), *config_, counters_);
+    admin_routes(*http_, *this);
+    publish_routes(*http_, *publisher_, config_->http);
+    if (!http_->accept_on(spec_.listen_fd)) {
+      log_error("evhttp_accept_socket() on port {} failed", spec_.port);
+      return kWorkerExitFatal;
+    }
+    channel_->send(FrameType::ready, "");
+    log_info("serving on port {}", spec_.port);
+    event_base_dispatch(base_.get());
+    return 0;
+  }
+
+  void request_stats(std::string format, StatsCallback done) override {
+    const uint64_t id = ++last_request_id_;
+    pending_stats_.emplace(id, std::move(done));
+    channel_->send(FrameType::stats_request, nlohmann::json{{"id", id}, {"format", format}}.dump());
+  }
+
+  nlohmann::json identity() const override {
+    return {{"pid", getpid()}, {"slot", spec_.slot}, {"port", spec_.port}, {"draining", draining_}};
+  }
+
+ private:
+  Snapshot snapshot() const {
+    Snapshot s;
+    s.pid = getpid();
+    s.slot = spec_.slot;
+    s.kind = spec_.kind;
+    s.port = spec_.port;
+    s.started = started_;
+    s.counters = counters_;
+    s.usage = ProcessUsage::current();
+    publisher_->fill(s);
+    return s;
+  }
+
+  void send_snapshot() { channel_->send(FrameType::snapshot, snapshot().to_json().dump()); }
+
+  void on_frame(const Frame& frame) {
+    switch (frame.type) {
+      case FrameType::snapshot_request:
+        send_snapshot();
+        break;
+      case FrameType::stats_reply: {
+        auto reply = nlohmann::json::parse(frame.payload, nullptr, false);
+        if (reply.is_discarded()) break;
+        auto it = pending_stats_.find(reply.value("id", uint64_t{0}));
+        if (it == pending_stats_.end()) break;
+        auto done = std::move(it->second);
+        pending_stats_.erase(it);
+        done(reply.at("body"));
+        break;
+      }
+      default:
+        log_warning("channel: unexpected frame type {} from the master", int(frame.type));
+    }
+  }
+
+  void on_master_gone() {
+    if (draining_) return;
+    log_error("lost the channel to the master; draining");
+    drain();
+  }
+
+  void drain() {
+    if (draining_) return;
+    draining_ = true;
+    // Stats requests still waiting on the master will not be answered now.
+    for (auto& [id, done] : std::exchange(pending_stats_, {})) done(nullptr);
+    http_->drain([this] { finish(); });
+  }
+
+  void finish() {
+    send_snapshot();
+    channel_->flush_blocking();
+    // Nothing is in flight: close the broker connections politely, bounded by a short wait.
+    publisher_->close_all();
+    log_info("drained; exiting");
+    constexpr timeval kCloseWait{0, 500000};
+    event_base_loopexit(base_.get(), &kCloseWait);
+  }
+
+  static void on_signal(evutil_socket_t sig, short, void* arg) {
+    auto* self = static_cast<Worker*>(arg);
+    ++self->counters_.signals_received;
+    switch (sig) {
+      case SIGUSR1:
+        log_reopen();
+        break;
+      case SIGHUP:
+        break;  // the master reloads; a worker is replaced, not reconfigured
+      default:
+        log_info("signal {}: draining", strsignal(sig));
+        self->drain();
+    }
+  }
+
+  static void on_snapshot_timer(evutil_socket_t, short, void* arg) {
+    static_cast<Worker*>(arg)->send_snapshot();
+  }
+
+  std::shared_ptr<const Config> config_;
+  WorkerSpec spec_;
+  EventBasePtr base_;
+  Counters counters_;
+  double started_ = 0;
+  std::unique_ptr<Channel> channel_;
+  std::unique_ptr<HttpServer> http_;
+  std::unique_ptr<core::Publisher> publisher_;
+  std::vector<EventPtr> signals_;
+  EventPtr snapshot_timer_;
+  std::map<uint64_t, StatsCallback> pending_stats_;
+  uint64_t last_request_id_ = 0;
+  bool draining_ = false;
+};
+
+}  // namespace
+
+int worker_run(std::shared_ptr<const Config> config, const WorkerSpec& spec, Fd channel) {
+  log_set_role(fmt::format("worker {}:{}", spec.kind, spec.port));
+  if (!drop_privileges(config->daemon)) return kWorkerExitFatal;
+  signal(SIGPIPE, SIG_IGN);
+  Worker worker(std::move(config), spec);
+  return worker.run(std::move(channel));
+}
+
+}  // namespace warren

@@ -1,0 +1,26 @@
+// A worker process: set up after fork, one event loop, serve until told to drain, then exit.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "config.h"
+#include "handles.h"
+
+namespace warren {
+
+struct WorkerSpec {
+  std::string kind = "http";  // "http": one listening socket; later "forward": a queue set
+  int slot = 0;               // stable position in the master's table, kept across respawns
+  int port = 0;
+  int listen_fd = -1;
+};
+
+// Exit codes: 0 after a graceful drain; 2 for a fatal setup error the master must not respawn.
+constexpr int kWorkerExitFatal = 2;
+
+// Runs in the child after fork and never returns to the master's code: the caller _exits with
+// the result.
+int worker_run(std::shared_ptr<const Config> config, const WorkerSpec& spec, Fd channel);
+
+}  // namespace warren

@@ -1,0 +1,217 @@
+"""The daemon's skeleton as an operator sees it: processes, signals, reloads, pidfile, stats."""
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import unittest
+
+from harness import Warrend, free_ports, write_config
+
+BUILD = os.environ.get("WARREN_BUILD", "build")
+
+
+def wait_for(predicate, timeout, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
+
+
+class ProcessModel(unittest.TestCase):
+    def test_one_worker_per_port(self):
+        with Warrend(ports=3) as w:
+            pids = set()
+            for i in range(3):
+                status, _, body = w.request("GET", i, "/healthz")
+                self.assertEqual(status, 200)
+                pids.add(json.loads(body)["pid"])
+            self.assertEqual(len(pids), 3)
+            self.assertEqual(sorted(p["pid"] for p in w.worker_pids()), sorted(pids))
+
+    def test_workers_per_port_share_a_port(self):
+        with Warrend(ports=1, extra={"http": {"workers_per_port": 2}}) as w:
+            workers = w.worker_pids()
+            self.assertEqual(len(workers), 2)
+            self.assertEqual({p["port"] for p in workers}, {w.ports[0]})
+            seen = wait_for(lambda: len({json.loads(w.request("GET", 0, "/healthz")[2])["pid"]
+                                         for _ in range(40)}) == 2, 5)
+            self.assertTrue(seen, "both workers on the port should answer")
+
+    def test_unknown_route_is_a_json_404(self):
+        with Warrend(ports=1) as w:
+            status, headers, body = w.request("GET", 0, "/no/such/route/here")
+            self.assertEqual(status, 404)
+            self.assertEqual(headers.get("Content-Type"), "application/json")
+            self.assertIn("error", json.loads(body))
+
+    def test_killed_worker_is_respawned_and_shown_in_stats(self):
+        with Warrend(ports=2) as w:
+            victim = w.worker_pids()[0]
+            os.kill(victim["pid"], signal.SIGKILL)
+            start = time.monotonic()
+
+            def replaced():
+                pids = {p["pid"] for p in w.worker_pids()}
+                return len(pids) == 2 and victim["pid"] not in pids and pids
+
+            pids = wait_for(replaced, 2)
+            self.assertTrue(pids, "no new worker within 2 s")
+            status = wait_for(lambda: w.request("GET", w.ports.index(victim["port"]), "/healthz")[0] == 200,
+                              2 - (time.monotonic() - start))
+            self.assertTrue(status)
+            status, _, body = w.request("GET", 0, "/stats")
+            self.assertEqual(status, 200)
+            self.assertEqual({row["pid"] for row in json.loads(body)["workers"]}, pids)
+
+    def test_stats_sum_requests_over_all_workers(self):
+        with Warrend(ports=3) as w:
+            before = json.loads(w.request("GET", 0, "/stats")[2])["requests"]
+            for n in range(30):
+                self.assertEqual(w.request("GET", n % 3, "/healthz")[0], 200)
+            status, _, body = w.request("GET", 1, "/stats")
+            self.assertEqual(status, 200)
+            stats = json.loads(body)
+            # A /stats request counts as a GET when it arrives, as a 200 only once answered.
+            self.assertEqual(stats["requests"]["response.200"], before["response.200"] + 31)
+            self.assertEqual(stats["requests"]["method.GET"], before["method.GET"] + 31)
+            self.assertEqual(len(stats["workers"]), 3)
+            for key in ("page_faults", "cpu_time", "memory_usage", "timestamp", "connections",
+                        "context_switches", "swap_outs", "page_size", "block", "signals_received"):
+                self.assertIn(key, stats)
+            rc, out = w.ctl("stats", "--json")
+            self.assertEqual(rc, 0)
+            self.assertEqual(json.loads(out)["requests"]["response.200"], before["response.200"] + 32)
+
+
+class Signals(unittest.TestCase):
+    def test_sigterm_exits_zero_and_removes_the_pidfile(self):
+        w = Warrend(ports=2)
+        w.start()
+        try:
+            self.assertTrue(os.path.exists(w.pidfile))
+            workers = [p["pid"] for p in w.worker_pids()]
+            self.assertEqual(w.stop(signal.SIGTERM), 0)
+            self.assertFalse(os.path.exists(w.pidfile))
+            for pid in workers:
+                self.assertFalse(os.path.exists(f"/proc/{pid}") and
+                                 open(f"/proc/{pid}/stat").read().split()[2] != "Z")
+        finally:
+            w.cleanup()
+
+    def test_second_instance_on_the_same_pidfile_refuses(self):
+        with Warrend(ports=1) as w:
+            other = Warrend(ports=1, extra={"daemon": {"pidfile": w.pidfile}})
+            other.write()
+            proc = subprocess.run([f"{BUILD}/warrend", "-f", "-c", other.config_path],
+                                  capture_output=True, text=True, timeout=10)
+            other.cleanup()
+            self.assertNotEqual(proc.returncode, 0)
+            self.assertIn("pidfile", proc.stderr)
+            self.assertEqual(w.request("GET", 0, "/healthz")[0], 200)
+
+    def test_sighup_with_a_broken_config_keeps_the_old_workers(self):
+        with Warrend(ports=2) as w:
+            before = sorted(p["pid"] for p in w.worker_pids())
+            with open(w.config_path, "a") as f:
+                f.write("http:\n  no_such_key: 1\n")
+            w.reload()
+            self.assertTrue(wait_for(lambda: "reload failed" in w.log(), 5), w.log())
+            self.assertRegex(w.log(), r"\.yml:\d+: ")
+            self.assertEqual(sorted(p["pid"] for p in w.worker_pids()), before)
+            for i in range(2):
+                self.assertEqual(w.request("GET", i, "/healthz")[0], 200)
+
+    def test_sighup_under_load_refuses_no_request(self):
+        with Warrend(ports=2) as w:
+            before = {p["pid"] for p in w.worker_pids()}
+            failures, answered = [], [0]
+            stop = threading.Event()
+
+            def client(index):
+                deadline = time.monotonic() + 20
+                while not stop.is_set() and time.monotonic() < deadline:
+                    try:
+                        status = w.request("GET", index, "/healthz")[0]
+                        if status != 200:
+                            failures.append(status)
+                        answered[0] += 1
+                    except Exception as e:  # a refused or reset connection
+                        failures.append(repr(e))
+
+            threads = [threading.Thread(target=client, args=(i % 2,)) for i in range(4)]
+            for t in threads:
+                t.start()
+            time.sleep(0.5)
+            w.config["logging"]["level"] = "info"
+            write_config(w.config_path, w.config)
+            w.reload()
+            renewed = wait_for(lambda: {p["pid"] for p in w.worker_pids()}.isdisjoint(before)
+                               and len(w.worker_pids()) == 2, 10)
+            time.sleep(0.5)
+            stop.set()
+            for t in threads:
+                t.join()
+            self.assertTrue(renewed, "the old workers were not replaced")
+            self.assertEqual(failures, [])
+            self.assertGreater(answered[0], 20)
+
+    def test_sigusr1_reopens_logs_and_keeps_serving(self):
+        with Warrend(ports=1) as w:
+            before = w.worker_pids()
+            os.kill(w.pid, signal.SIGUSR1)
+            time.sleep(0.3)
+            self.assertEqual(w.worker_pids(), before)
+            self.assertEqual(w.request("GET", 0, "/healthz")[0], 200)
+
+
+class CommandLine(unittest.TestCase):
+    def test_config_test_reports_file_line_and_key(self):
+        ok = Warrend(ports=1)
+        ok.write()
+        proc = subprocess.run([f"{BUILD}/warrend", "-t", "-c", ok.config_path], capture_output=True, text=True)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        with open(ok.config_path, "a") as f:
+            f.write("rpc:\n  timeout: soon\n")
+        proc = subprocess.run([f"{BUILD}/warrend", "-t", "-c", ok.config_path], capture_output=True, text=True)
+        ok.cleanup()
+        self.assertEqual(proc.returncode, 1)
+        self.assertRegex(proc.stderr, r"\.yml:\d+: rpc\.timeout: ")
+
+    def test_version_and_help(self):
+        proc = subprocess.run([f"{BUILD}/warrend", "-V"], capture_output=True, text=True)
+        self.assertEqual(proc.returncode, 0)
+        self.assertIn("warrend", proc.stdout)
+        proc = subprocess.run([f"{BUILD}/warrend", "-h"], capture_output=True, text=True)
+        self.assertIn("-c FILE", proc.stdout)
+
+    def test_warrenctl_commands(self):
+        with Warrend(ports=2) as w:
+            rc, out = w.ctl("status")
+            self.assertEqual(rc, 0)
+            self.assertIn(f"pid {w.pid}", out)
+            rc, out = w.ctl("workers")
+            self.assertEqual(rc, 0)
+            self.assertEqual(len(out.strip().splitlines()), 3)
+            rc, out = w.ctl("stats")
+            self.assertEqual(rc, 0)
+            self.assertIn("workers:", out)
+            rc, out = w.ctl("bogus")
+            self.assertEqual(rc, 64)
+            rc, out = w.ctl("stop")
+            self.assertEqual(rc, 0)
+            self.assertEqual(w.wait(15), 0)
+
+    def test_warrenctl_without_a_daemon_says_so(self):
+        proc = subprocess.run([f"{BUILD}/warrenctl", "-s", "/nonexistent/warrend.sock", "status"],
+                              capture_output=True, text=True)
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("connect()", proc.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,83 @@
+#include "stats.h"
+
+#include <gtest/gtest.h>
+
+namespace warren {
+namespace {
+
+Snapshot worker(int pid, int port, uint64_t posts, uint64_t confirmed) {
+  Snapshot s;
+  s.pid = pid;
+  s.slot = pid % 10;
+  s.kind = "http";
+  s.port = port;
+  s.counters.method_post = posts;
+  s.counters.response_204 = confirmed;
+  s.counters.publish_confirmed = confirmed;
+  s.counters.processing_time_us = 1500000;
+  s.connections["/:guest"].connected = true;
+  s.connections["/:guest"].publishes = confirmed;
+  s.connections["/:guest"].connections_opened = 1;
+  return s;
+}
+
+TEST(Counters, MergeAddsEveryCounter) {
+  Counters a, b;
+  a.method_post = 2;
+  a.response_204 = 1;
+  b.method_post = 3;
+  b.response_503 = 4;
+  a.merge(b);
+  EXPECT_EQ(a.method_post, 5u);
+  EXPECT_EQ(a.response_204, 1u);
+  EXPECT_EQ(a.response_503, 4u);
+}
+
+TEST(Counters, JsonRoundTrip) {
+  Counters c;
+  c.method_get = 7;
+  c.publish_returned = 9;
+  EXPECT_EQ(Counters::from_json(c.to_json()), c);
+}
+
+TEST(Snapshot, JsonRoundTrip) {
+  Snapshot s = worker(101, 8000, 5, 4);
+  s.usage.max_rss_bytes = 1 << 20;
+  Snapshot back = Snapshot::from_json(s.to_json());
+  EXPECT_EQ(back.pid, 101);
+  EXPECT_EQ(back.port, 8000);
+  EXPECT_EQ(back.counters, s.counters);
+  EXPECT_EQ(back.connections.at("/:guest").publishes, 4u);
+  EXPECT_EQ(back.usage.max_rss_bytes, 1u << 20);
+}
+
+TEST(StatsRender, SumsWorkersInStatelessdShape) {
+  std::map<int, Snapshot> workers{{101, worker(101, 8000, 5, 4)}, {102, worker(102, 8001, 7, 7)}};
+  Counters retired;
+  retired.method_post = 10;
+  auto j = stats_render(workers, retired, ProcessUsage{}, 12.5);
+  EXPECT_EQ(j["requests"]["method.POST"], 22);
+  EXPECT_EQ(j["requests"]["response.204"], 11);
+  EXPECT_DOUBLE_EQ(j["requests"]["processing_time"].get<double>(), 3.0);
+  EXPECT_EQ(j["connections"]["/:guest"]["publishes"], 11);
+  EXPECT_EQ(j["connections"]["/:guest"]["connections"]["opened"], 2);
+  EXPECT_EQ(j["connections"]["/:guest"]["connected"], true);
+  EXPECT_EQ(j["workers"].size(), 2u);
+  EXPECT_EQ(j["workers"][1]["requests"]["method.POST"], 7);
+  EXPECT_EQ(j["port"], nlohmann::json::array({8000, 8001}));
+  for (const char* key : {"page_faults", "cpu_time", "memory_usage", "timestamp", "context_switches",
+                          "swap_outs", "page_size", "block", "signals_received"})
+    EXPECT_TRUE(j.contains(key)) << key;
+}
+
+TEST(StatsRender, PrometheusHasOneSeriesPerWorkerAndRetired) {
+  std::map<int, Snapshot> workers{{101, worker(101, 8000, 5, 4)}};
+  auto text = stats_render_prometheus(workers, Counters{});
+  EXPECT_NE(text.find("# TYPE warren_method_post_total counter"), std::string::npos);
+  EXPECT_NE(text.find("warren_method_post_total{slot=\"1\",pid=\"101\",kind=\"http\",port=\"8000\"} 5"),
+            std::string::npos);
+  EXPECT_NE(text.find("warren_method_post_total{slot=\"retired\"} 0"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace warren
