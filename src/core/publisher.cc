@@ -35,7 +35,14 @@ PublishResult to_publish_result(const amqp::Result& r, bool link_open) {
       // Waiting for a connection that never came is the broker being away, not slow.
       if (!link_open) return {PublishStatus::unavailable, "broker unreachable"};
       return {PublishStatus::timeout, "no confirm from the broker within confirm_timeout"};
-    case Outcome::connection_lost: break;
+    case Outcome::connection_lost:
+      // connection.open refused: RabbitMQ says 530 NOT_ALLOWED for a missing vhost and for a
+      // user without access to it; only the text tells them apart.
+      if (r.code == 530)
+        return {r.text.find("not found") != std::string::npos ? PublishStatus::not_found
+                                                              : PublishStatus::forbidden,
+                r.text};
+      break;
   }
   return {PublishStatus::unavailable, r.text.empty() ? "broker connection lost" : r.text};
 }
@@ -171,7 +178,8 @@ void Publisher::send(Link& link, Message message, Clock::time_point deadline, Pu
         --l.in_flight;
         // The connection died before the confirm: the broker may or may not have the message.
         // Send it again while time is left (at-least-once; a 2xx always means confirmed).
-        if (r.outcome == amqp::Outcome::connection_lost && !l.refused && Clock::now() < deadline)
+        if (r.outcome == amqp::Outcome::connection_lost && r.code != 530 && !l.refused &&
+            Clock::now() < deadline)
           return send(l, std::move(*held), deadline, std::move(done));
         auto result = to_publish_result(r, l.open());
         switch (result.status) {
