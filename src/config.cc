@@ -276,6 +276,9 @@ const KeyRow kKeyTable[] = {
      .min = 0, .max = kMaxSeconds},
     {.key = "http.keep_alive", .field = CONFIG_KEY(http.keep_alive)},
     {.key = "http.max_in_flight", .field = CONFIG_KEY(http.max_in_flight), .min = 1},
+    {.key = "http.sse_keepalive", .field = CONFIG_KEY(http.sse_keepalive), .min = 0.01,
+     .max = kMaxSeconds},
+    {.key = "http.sse_max_buffer", .field = CONFIG_KEY(http.sse_max_buffer), .min = 1},
 
     {.key = "forwarders[].name", .field = FORWARDER_KEY(name), .required = true},
     {.key = "forwarders[].queue_set", .field = FORWARDER_KEY(queue_set), .required = true},

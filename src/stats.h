@@ -41,6 +41,10 @@ namespace warren {
   X(broker_connects, broker, "connects", "broker connections opened")                         \
   X(broker_disconnects, broker, "disconnects", "broker connections closed or lost")           \
   X(broker_login_refused, broker, "login_refused", "broker logins refused")                   \
+  X(sse_streams, events, "streams_opened", "event streams opened")                            \
+  X(sse_streams_closed, events, "streams_closed", "event streams closed")                     \
+  X(sse_events, events, "events", "events sent to stream clients")                            \
+  X(sse_slow_clients, events, "slow_clients_cut", "stream clients cut off over sse_max_buffer") \
   X(signals_received, process, "signals_received", "signals received by the process")
 
 struct Counters {

@@ -11,6 +11,7 @@
 #include "channel.h"
 #include "core/publisher.h"
 #include "http/admin.h"
+#include "http/events.h"
 #include "http/publish.h"
 #include "http/server.h"
 #include "log.h"
@@ -72,6 +73,7 @@ class Worker final : public StatsSource {
     publisher_ = std::make_unique<core::Publisher>(base_.get(), *config_, counters_);
     admin_routes(*http_, *this);
     publish_routes(*http_, *publisher_, config_->http);
+    event_routes(*http_, *config_, counters_);
     if (!http_->accept_on(spec_.listen_fd)) {
       log_error("evhttp_accept_socket() on port {} failed", spec_.port);
       return kWorkerExitFatal;

@@ -19,7 +19,9 @@ std::string sha256_hex(std::string_view data) {
   return hex;
 }
 
-PublishResult to_publish_result(const amqp::Result& r, bool link_open) {
+}  // namespace
+
+PublishResult publish_result(const amqp::Result& r, bool link_open) {
   using amqp::Outcome;
   switch (r.outcome) {
     case Outcome::ok: return {PublishStatus::confirmed, {}};
@@ -46,8 +48,6 @@ PublishResult to_publish_result(const amqp::Result& r, bool link_open) {
   }
   return {PublishStatus::unavailable, r.text.empty() ? "broker connection lost" : r.text};
 }
-
-}  // namespace
 
 struct Publisher::Link {
   std::string key;   // vhost, user and password digest
@@ -173,7 +173,7 @@ void Publisher::send(Link& link, Message message, Clock::time_point deadline, Pu
       m.exchange, m.routing_key, m.mandatory, m.properties, m.body, remaining,
       [this, key = link.key, held, deadline, done = std::move(done)](const amqp::Result& r) mutable {
         auto it = links_.find(key);
-        if (it == links_.end()) return done(to_publish_result(r, false));
+        if (it == links_.end()) return done(publish_result(r, false));
         Link& l = *it->second;
         --l.in_flight;
         // The connection died before the confirm: the broker may or may not have the message.
@@ -181,7 +181,7 @@ void Publisher::send(Link& link, Message message, Clock::time_point deadline, Pu
         if (r.outcome == amqp::Outcome::connection_lost && r.code != 530 && !l.refused &&
             Clock::now() < deadline)
           return send(l, std::move(*held), deadline, std::move(done));
-        auto result = to_publish_result(r, l.open());
+        auto result = publish_result(r, l.open());
         switch (result.status) {
           case PublishStatus::confirmed: ++counters_.publish_confirmed; ++l.publishes; break;
           case PublishStatus::unroutable: ++counters_.publish_returned; break;

@@ -47,6 +47,9 @@ struct PublishResult {
 };
 using PublishCallback = std::function<void(const PublishResult&)>;
 
+// What a broker outcome means to a client; link_open tells a slow broker from an absent one.
+PublishResult publish_result(const amqp::Result& r, bool link_open);
+
 class Publisher {
  public:
   Publisher(event_base* base, const Config& config, Counters& counters);

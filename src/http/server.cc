@@ -102,19 +102,23 @@ void HttpServer::count_response(int code) {
   }
 }
 
-void HttpServer::reply(evhttp_request* req, int code, std::string_view content_type,
-                       std::string_view body) {
+bool HttpServer::finish(evhttp_request* req, int code) {
   auto it = started_.find(req);
   if (it == started_.end()) {
     log_error("reply to a request already answered (status {}): ignored", code);
-    return;
+    return false;
   }
   auto elapsed = std::chrono::steady_clock::now() - it->second;
   counters_.processing_time_us +=
       std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count();
   started_.erase(it);
   count_response(code);
+  return true;
+}
 
+void HttpServer::reply(evhttp_request* req, int code, std::string_view content_type,
+                       std::string_view body) {
+  if (!finish(req, code)) return;
   evkeyvalq* headers = evhttp_request_get_output_headers(req);
   if (!content_type.empty())
     evhttp_add_header(headers, "Content-Type", std::string(content_type).c_str());
@@ -123,6 +127,44 @@ void HttpServer::reply(evhttp_request* req, int code, std::string_view content_t
   evbuffer_add(buf.get(), body.data(), body.size());
   evhttp_send_reply(req, code, std::string(http_reason(code)).c_str(), buf.get());
   check_idle();
+}
+
+void HttpServer::stream_start(evhttp_request* req, int code, std::string_view content_type) {
+  evkeyvalq* headers = evhttp_request_get_output_headers(req);
+  evhttp_add_header(headers, "Content-Type", std::string(content_type).c_str());
+  evhttp_add_header(headers, "Cache-Control", "no-cache");
+  evhttp_send_reply_start(req, code, std::string(http_reason(code)).c_str());
+  streaming_.emplace(req, code);
+}
+
+void HttpServer::stream_chunk(evhttp_request* req, std::string_view data) {
+  EvbufferPtr buf(evbuffer_new());
+  evbuffer_add(buf.get(), data.data(), data.size());
+  evhttp_send_reply_chunk(req, buf.get());
+}
+
+void HttpServer::stream_end(evhttp_request* req) {
+  auto it = streaming_.find(req);
+  if (it == streaming_.end()) return;
+  const int code = it->second;
+  streaming_.erase(it);
+  if (finish(req, code)) evhttp_send_reply_end(req);
+  check_idle();
+}
+
+void HttpServer::stream_abandon(evhttp_request* req) {
+  auto it = streaming_.find(req);
+  if (it == streaming_.end()) return;
+  const int code = it->second;
+  streaming_.erase(it);
+  (void)finish(req, code);
+  check_idle();
+}
+
+size_t HttpServer::pending_output(evhttp_request* req) {
+  evhttp_connection* conn = evhttp_request_get_connection(req);
+  if (!conn) return 0;
+  return evbuffer_get_length(bufferevent_get_output(evhttp_connection_get_bufferevent(conn)));
 }
 
 void HttpServer::reply_json(evhttp_request* req, int code, const nlohmann::json& body) {
@@ -141,6 +183,7 @@ void HttpServer::drain(std::function<void()> on_idle) {
   }
   draining_ = true;
   on_idle_ = std::move(on_idle);
+  for (auto& hook : std::exchange(drain_hooks_, {})) hook();
   check_idle();
 }
 

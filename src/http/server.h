@@ -34,6 +34,17 @@ class HttpServer {
   void drain(std::function<void()> on_idle);
   size_t in_flight() const { return started_.size(); }
 
+  // A long response (Server-Sent Events): start, chunks, end. The request stays in flight,
+  // and counted, until stream_end. Stopping the worker ends every stream through `on_drain`.
+  void stream_start(evhttp_request* req, int code, std::string_view content_type);
+  void stream_chunk(evhttp_request* req, std::string_view data);
+  void stream_end(evhttp_request* req);
+  // The bookkeeping of stream_end without a word to the client: its connection is being cut.
+  void stream_abandon(evhttp_request* req);
+  // Bytes written to the client's connection and not yet taken by its socket.
+  static size_t pending_output(evhttp_request* req);
+  void on_drain(std::function<void()> cb) { drain_hooks_.push_back(std::move(cb)); }
+
   // Every response goes through these two.
   void reply(evhttp_request* req, int code, std::string_view content_type, std::string_view body);
   void reply_error(evhttp_request* req, int code, std::string_view error, std::string_view detail);
@@ -43,6 +54,8 @@ class HttpServer {
   static void on_request(evhttp_request* req, void* arg);
   void dispatch(evhttp_request* req);
   void count_response(int code);
+  // Bookkeeping common to every answer: counters, processing time, in-flight table.
+  [[nodiscard]] bool finish(evhttp_request* req, int code);
   void check_idle();
   static void on_idle(evutil_socket_t, short, void* arg);
 
@@ -55,8 +68,10 @@ class HttpServer {
   std::vector<std::pair<std::string, Handler>> prefixes_;
   Handler fallback_;
   std::unordered_map<evhttp_request*, std::chrono::steady_clock::time_point> started_;
+  std::unordered_map<evhttp_request*, int> streaming_;  // status of each open stream
   bool draining_ = false;
   std::function<void()> on_idle_;
+  std::vector<std::function<void()>> drain_hooks_;
   EventPtr idle_event_;
 };
 

@@ -1,0 +1,82 @@
+#include "core/subscriber.h"
+
+#include "log.h"
+
+namespace warren::core {
+
+Subscription::Subscription(event_base* base, const BrokerConfig& broker, const Credentials& who,
+                           std::string exchange, std::string binding_key,
+                           std::function<void(const PublishResult&)> on_ready,
+                           std::function<void(Event&&)> on_event,
+                           std::function<void(const std::string&)> on_end)
+    : exchange_(std::move(exchange)),
+      binding_key_(std::move(binding_key)),
+      on_ready_(std::move(on_ready)),
+      on_event_(std::move(on_event)),
+      on_end_(std::move(on_end)) {
+  auto options = amqp::connection_options(broker);
+  options.vhost = who.vhost;
+  options.username = who.username;
+  options.password = who.password;
+  options.connection_name = fmt::format("warren events {}:{} pid {}", who.vhost, who.username, getpid());
+  conn_ = std::make_unique<amqp::Connection>(base, std::move(options));
+  // Every callback goes through `self`: the connection may still call back after we are gone.
+  auto self = self_;
+  conn_->set_state_callback([self](amqp::ConnectionState state, const amqp::Result& why) {
+    if (*self && state == amqp::ConnectionState::closed) (*self)->fail(why);
+  });
+  conn_->start();
+  channel_ = conn_->open_channel(false);
+  // Server-named, exclusive, auto-delete: nobody else sees it and it dies with the connection.
+  channel_->declare_queue("", false, true, true, nullptr,
+                          [self](const amqp::Result& r, const std::string& queue, uint32_t, uint32_t) {
+    if (*self) (*self)->bind(r, queue);
+  });
+}
+
+void Subscription::bind(const amqp::Result& declared, const std::string& queue) {
+  if (!declared.ok()) return fail(declared);
+  auto self = self_;
+  channel_->bind_queue(queue, exchange_, binding_key_, nullptr, [self, queue](const amqp::Result& b) {
+    if (*self) (*self)->consume(b, queue);
+  });
+}
+
+void Subscription::consume(const amqp::Result& bound, const std::string& queue) {
+  if (!bound.ok()) return fail(bound);
+  auto self = self_;
+  channel_->consume(
+      queue, 0, true, true,
+      [self](amqp::Delivery&& d) {
+        if (*self)
+          (*self)->on_event_({d.properties.message_id.value_or(""), d.properties.type.value_or(""),
+                              std::move(d.body)});
+      },
+      [self](const amqp::Result& end) {
+        if (*self) (*self)->fail(end);
+      },
+      [self](const amqp::Result& c, const std::string&) {
+        if (!*self) return;
+        if (!c.ok()) return (*self)->fail(c);
+        (*self)->ready_ = true;
+        (*self)->on_ready_({PublishStatus::confirmed, {}});
+      });
+}
+
+Subscription::~Subscription() {
+  *self_ = nullptr;
+  if (conn_->state() != amqp::ConnectionState::closed) conn_->close();
+  // Freed on a later loop pass: we may be inside one of its callbacks.
+  channel_.reset();
+  auto* conn = conn_.release();
+  amqp::defer(conn->base(), [conn] { delete conn; });
+}
+
+void Subscription::fail(const amqp::Result& r) {
+  if (ended_) return;  // the first reason is the one that counts
+  ended_ = true;
+  if (!ready_) return on_ready_(publish_result(r, conn_ && conn_->is_open()));
+  on_end_(r.text.empty() ? "the broker ended the subscription" : r.text);
+}
+
+}  // namespace warren::core

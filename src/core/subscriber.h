@@ -1,0 +1,51 @@
+// The bridge's subscribe operation: what flows through an exchange, delivered to one client.
+// Each subscription has its own broker connection, so the broker itself deletes the exclusive,
+// server-named queue the moment the subscriber goes, even if this process dies.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "amqp/channel.h"
+#include "amqp/connection.h"
+#include "config.h"
+#include "core/publisher.h"
+
+namespace warren::core {
+
+struct Event {
+  std::string id;    // message_id
+  std::string type;  // type
+  std::string data;  // body
+};
+
+class Subscription {
+ public:
+  // on_ready: the queue is bound and consuming (ok), or why it could not be (refused, 404 ...).
+  // on_event: each message. on_end: the subscription ended from the broker's side (once).
+  Subscription(event_base* base, const BrokerConfig& broker, const Credentials& who,
+               std::string exchange, std::string binding_key, std::function<void(const PublishResult&)> on_ready,
+               std::function<void(Event&&)> on_event, std::function<void(const std::string& why)> on_end);
+  ~Subscription();
+  Subscription(const Subscription&) = delete;
+  Subscription& operator=(const Subscription&) = delete;
+
+ private:
+  void bind(const amqp::Result& declared, const std::string& queue);
+  void consume(const amqp::Result& bound, const std::string& queue);
+  void fail(const amqp::Result& r);
+
+  std::shared_ptr<Subscription*> self_ = std::make_shared<Subscription*>(this);
+
+  std::unique_ptr<amqp::Connection> conn_;
+  std::shared_ptr<amqp::Channel> channel_;
+  std::string exchange_, binding_key_;
+  std::function<void(const PublishResult&)> on_ready_;
+  std::function<void(Event&&)> on_event_;
+  std::function<void(const std::string&)> on_end_;
+  bool ready_ = false;
+  bool ended_ = false;
+};
+
+}  // namespace warren::core

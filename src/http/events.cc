@@ -1,0 +1,176 @@
+#include "http/events.h"
+
+#include <map>
+
+#include "http/publish_request.h"
+#include "http/server.h"
+#include "log.h"
+
+namespace warren {
+
+std::string sse_format(const core::Event& e) {
+  std::string out;
+  // A field value ends at a line break: keep id and type on their one line.
+  auto one_line = [](const std::string& s) { return s.substr(0, s.find_first_of("\r\n")); };
+  if (!e.id.empty()) out += "id: " + one_line(e.id) + "\n";
+  if (!e.type.empty()) out += "event: " + one_line(e.type) + "\n";
+  size_t start = 0;
+  for (;;) {
+    const size_t end = e.data.find_first_of("\r\n", start);
+    out += "data: ";
+    out.append(e.data, start, end == std::string::npos ? std::string::npos : end - start);
+    out += '\n';
+    if (end == std::string::npos) break;
+    start = end + (e.data.compare(end, 2, "\r\n") == 0 ? 2 : 1);
+  }
+  out += '\n';
+  return out;
+}
+
+namespace {
+
+class EventsHandler {
+ public:
+  EventsHandler(HttpServer& server, const Config& config, Counters& counters)
+      : server_(server), config_(config), counters_(counters) {
+    // A stopping worker ends its streams; clients reconnect to the next worker.
+    server_.on_drain([this] {
+      for (auto& [req, stream] : streams_) end(*stream);
+    });
+  }
+
+  void operator()(evhttp_request* req, const std::string& raw_path) {
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+      evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET");
+      return server_.reply_error(req, 405, "method not allowed", "subscribe with GET");
+    }
+    // The same shape as a publish path, behind "/events".
+    auto path_or_error = parse_publish_path(std::string_view(raw_path).substr(7));
+    auto* path_ok = std::get_if<PublishPath>(&path_or_error);
+    if (!path_ok || path_ok->batch || path_ok->exchange.empty())
+      return server_.reply_error(req, 404, "not found",
+                                 "expected /events/{vhost}/{exchange}/{binding_key}");
+    const PublishPath& path = *path_ok;
+    const char* auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    auto who = parse_basic_auth(auth ? auth : "", path.vhost);
+    if (!who) {
+      evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Basic realm=\"warren\"");
+      return server_.reply_error(req, 401, "unauthorized", "HTTP Basic credentials are the broker's");
+    }
+    auto stream = std::make_unique<Stream>();
+    Stream* s = stream.get();
+    s->owner = this;
+    s->req = req;
+    s->base = evhttp_connection_get_base(evhttp_request_get_connection(req));
+    s->subscription = std::make_unique<core::Subscription>(
+        s->base, config_.broker, *who,
+        path.exchange, path.routing_key,
+        [this, s](const core::PublishResult& r) { ready(*s, r); },
+        [this, s](core::Event&& e) { deliver(*s, e); },
+        [this, s](const std::string& why) {
+          log_info("event stream ended by the broker: {}", why);
+          end(*s);
+        });
+    streams_.emplace(req, std::move(stream));
+  }
+
+ private:
+  struct Stream {
+    EventsHandler* owner = nullptr;
+    event_base* base = nullptr;
+    evhttp_request* req = nullptr;
+    std::unique_ptr<core::Subscription> subscription;
+    EventPtr keepalive;
+    bool open = false;   // the 200 and the headers went out
+    bool ended = false;  // answered; the object goes on the next loop pass
+  };
+
+  void ready(Stream& s, const core::PublishResult& r) {
+    if (r.status != core::PublishStatus::confirmed) {
+      static const std::map<core::PublishStatus, int> kStatus{
+          {core::PublishStatus::refused, 401}, {core::PublishStatus::forbidden, 403},
+          {core::PublishStatus::not_found, 404}};
+      auto it = kStatus.find(r.status);
+      const int code = it == kStatus.end() ? 503 : it->second;
+      if (code == 401)
+        evhttp_add_header(evhttp_request_get_output_headers(s.req), "WWW-Authenticate", "Basic realm=\"warren\"");
+      server_.reply_error(s.req, code, code == 503 ? "broker unavailable" : "subscription refused", r.detail);
+      return forget(s);
+    }
+    s.open = true;
+    ++counters_.sse_streams;
+    server_.stream_start(s.req, 200, "text/event-stream");
+    // The client may go at any time: libevent tells us through the connection's close callback.
+    evhttp_connection_set_closecb(evhttp_request_get_connection(s.req), on_client_gone, &s);
+    server_.stream_chunk(s.req, ": subscribed\n\n");
+    s.keepalive.reset(event_new(s.base, -1, EV_PERSIST, on_keepalive, &s));
+    const double every = config_.http.sse_keepalive;
+    timeval tv{static_cast<time_t>(every), static_cast<suseconds_t>((every - int(every)) * 1e6)};
+    event_add(s.keepalive.get(), &tv);
+  }
+
+  void deliver(Stream& s, const core::Event& e) {
+    if (s.ended || !s.open) return;
+    if (HttpServer::pending_output(s.req) > config_.http.sse_max_buffer) {
+      // A client that does not read is cut off rather than allowed to grow the worker.
+      ++counters_.sse_slow_clients;
+      log_warning("event client too slow (over http.sse_max_buffer); disconnecting it");
+      return cut(s);
+    }
+    ++counters_.sse_events;
+    server_.stream_chunk(s.req, sse_format(e));
+  }
+
+  void end(Stream& s) {
+    if (s.ended) return;
+    if (!s.open) {
+      server_.reply_error(s.req, 503, "shutting down", "the worker is stopping");
+      return forget(s);
+    }
+    // After the client left, the request has no connection any more (libevent detached it).
+    if (evhttp_connection* conn = evhttp_request_get_connection(s.req))
+      evhttp_connection_set_closecb(conn, nullptr, nullptr);
+    server_.stream_end(s.req);
+    forget(s);
+  }
+
+  void cut(Stream& s) {
+    evhttp_connection* conn = evhttp_request_get_connection(s.req);
+    evhttp_connection_set_closecb(conn, nullptr, nullptr);
+    server_.stream_abandon(s.req);
+    forget(s);
+    evhttp_connection_free(conn);  // frees the request too: nothing may touch it after this
+  }
+
+  void forget(Stream& s) {
+    s.ended = true;
+    s.keepalive.reset();
+    if (s.open) ++counters_.sse_streams_closed;
+    // Not inside the subscription's own callback: on the next loop pass.
+    amqp::defer(s.base, [this, req = s.req] { streams_.erase(req); });
+  }
+
+  static void on_client_gone(evhttp_connection*, void* arg) {
+    auto* s = static_cast<Stream*>(arg);
+    s->owner->end(*s);
+  }
+
+  static void on_keepalive(evutil_socket_t, short, void* arg) {
+    auto* s = static_cast<Stream*>(arg);
+    s->owner->server_.stream_chunk(s->req, ": keepalive\n\n");
+  }
+
+  HttpServer& server_;
+  const Config& config_;
+  Counters& counters_;
+  std::map<evhttp_request*, std::unique_ptr<Stream>> streams_;
+};
+
+}  // namespace
+
+void event_routes(HttpServer& server, const Config& config, Counters& counters) {
+  auto handler = std::make_shared<EventsHandler>(server, config, counters);
+  server.route_prefix("/events/", [handler](evhttp_request* req, const std::string& path) { (*handler)(req, path); });
+}
+
+}  // namespace warren

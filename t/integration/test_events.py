@@ -1,0 +1,160 @@
+"""Events over HTTP (seed 003): what flows through an exchange, streamed as Server-Sent Events."""
+import base64
+import json
+import os
+import socket
+import subprocess
+import time
+import unittest
+
+from harness import BrokerClient, Warrend
+
+AUTH = "Basic " + base64.b64encode(b"guest:guest").decode()
+
+
+def wait_for(predicate, timeout, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
+
+
+class SseClient:
+    """A raw-socket SSE reader: reads what arrives, parses whole events."""
+
+    def __init__(self, port, path, rcvbuf=None):
+        self.sock = socket.socket()
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.connect(("127.0.0.1", port))
+        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {AUTH}\r\n\r\n".encode())
+        self.buf = b""
+
+    def read_until(self, marker, timeout=5):
+        self.sock.settimeout(0.2)
+        deadline = time.monotonic() + timeout
+        while marker not in self.buf and time.monotonic() < deadline:
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            if not chunk:
+                break
+            self.buf += chunk
+        return marker in self.buf
+
+    def events(self):
+        """Events in order, each a dict of field -> value (data lines joined with newlines)."""
+        body = self.buf.split(b"\r\n\r\n", 1)[1].decode(errors="replace")
+        # Undo HTTP/1.1 chunking: keep only the chunk payloads.
+        text, rest = "", body
+        while rest:
+            size_line, _, rest = rest.partition("\r\n")
+            size = int(size_line or "0", 16)
+            if size == 0:
+                break
+            text, rest = text + rest[:size], rest[size + 2:]
+        out = []
+        for block in text.split("\n\n"):
+            fields = {}
+            for line in block.splitlines():
+                if line.startswith(":") or not line:
+                    continue
+                key, _, value = line.partition(": ")
+                fields[key] = fields[key] + "\n" + value if key in fields else value
+            if fields:
+                out.append(fields)
+        return out
+
+    def close(self):
+        self.sock.close()
+
+
+def queue_names(broker_dir):
+    out = subprocess.run([os.path.join(os.environ["WARREN_ROOT"], "scripts/broker"), "ctl", broker_dir,
+                          "-q", "list_queues", "name"], capture_output=True, text=True).stdout
+    return set(out.split()[1:])
+
+
+class Events(unittest.TestCase):
+    def test_client_receives_published_messages_in_order_with_fields(self):
+        with Warrend(ports=1) as w:
+            client = SseClient(w.ports[0], "/events/%2f/amq.topic/stock.%23")
+            self.assertTrue(client.read_until(b": subscribed"), client.buf)
+            self.assertIn(b"200 OK", client.buf)
+            self.assertIn(b"text/event-stream", client.buf)
+            for i in range(20):
+                status, _, _ = w.request("POST", 0, f"/%2f/amq.topic/stock.{i % 3}",
+                                         body={"body": f"price {i}\nsecond line", "message_id": f"m{i}",
+                                               "type": "tick"}, auth=("guest", "guest"))
+                self.assertEqual(status, 204)
+            w.request("POST", 0, "/%2f/amq.topic/other.key", body={"body": "not for us"}, auth=("guest", "guest"))
+            self.assertTrue(client.read_until(b"id: m19"))
+            events = client.events()
+            client.close()
+            self.assertEqual([e["id"] for e in events], [f"m{i}" for i in range(20)])
+            self.assertEqual(events[3], {"id": "m3", "event": "tick", "data": "price 3\nsecond line"})
+
+    def test_queue_goes_away_with_the_client(self):
+        with Warrend(ports=1) as w:
+            client = SseClient(w.ports[0], "/events/%2f/amq.topic/x")
+            self.assertTrue(client.read_until(b": subscribed"))
+            broker_dir = os.environ["WARREN_BROKER_DIR"]
+            named = {q for q in queue_names(broker_dir) if q.startswith("amq.gen-")}
+            self.assertTrue(named, "a server-named queue while subscribed")
+            client.close()
+            self.assertTrue(wait_for(lambda: not (named & queue_names(broker_dir)), 5),
+                            "the subscription queue should be deleted")
+            stats = json.loads(w.request("GET", 0, "/stats")[2])
+            self.assertTrue(wait_for(lambda: json.loads(w.request("GET", 0, "/stats")[2])["events"]["streams_closed"] == 1, 5))
+            self.assertEqual(stats["events"]["streams_opened"], 1)
+
+    def test_errors_answer_before_streaming(self):
+        with Warrend(ports=1) as w:
+            status, headers, _ = w.request("GET", 0, "/events/%2f/amq.topic/x")
+            self.assertEqual(status, 401)
+            self.assertIn("WWW-Authenticate", headers)
+            status, _, body = w.request("GET", 0, "/events/%2f/no-such-exchange/x", auth=("guest", "guest"))
+            self.assertEqual(status, 404)
+            self.assertIn("no-such-exchange", json.loads(body)["detail"])
+            status, _, _ = w.request("GET", 0, "/events/%2f/amq.topic/x", auth=("guest", "wrong"))
+            self.assertEqual(status, 401)
+            status, _, _ = w.request("POST", 0, "/events/%2f/amq.topic/x", auth=("guest", "guest"))
+            self.assertEqual(status, 405)
+
+    def test_stalled_client_is_cut_off_and_memory_stays_bounded(self):
+        extra = {"http": {"sse_max_buffer": 262144}}
+        with Warrend(ports=1, extra=extra) as w:
+            client = SseClient(w.ports[0], "/events/%2f/amq.topic/flood", rcvbuf=4096)
+            self.assertTrue(client.read_until(b": subscribed"))
+            worker = w.worker_pids()[0]["pid"]
+            big = "x" * 65536
+            with BrokerClient() as broker:
+                for _ in range(400):  # 25 MiB offered to a client that reads nothing
+                    broker.publish("amq.topic", "flood", big)
+            cut = wait_for(lambda: json.loads(w.request("GET", 0, "/stats")[2])["events"]["slow_clients_cut"] == 1, 15)
+            self.assertTrue(cut, "the stalled client should be cut off")
+            with open(f"/proc/{worker}/status") as f:
+                rss_kib = int(next(line for line in f if line.startswith("VmRSS")).split()[1])
+            self.assertLess(rss_kib, 64 * 1024, "the worker must not hold the flood")
+            self.assertEqual(w.request("GET", 0, "/healthz")[0], 200)
+            client.close()
+
+    def test_stopping_warrend_ends_streams(self):
+        w = Warrend(ports=1)
+        w.start()
+        try:
+            client = SseClient(w.ports[0], "/events/%2f/amq.topic/x")
+            self.assertTrue(client.read_until(b": subscribed"))
+            self.assertEqual(w.stop(), 0)
+            self.assertTrue(client.read_until(b"0\r\n\r\n", timeout=5), "the stream should end cleanly")
+            client.close()
+        finally:
+            w.cleanup()
+
+
+if __name__ == "__main__":
+    unittest.main()
