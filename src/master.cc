@@ -25,6 +25,8 @@ constexpr int kHandledSignals[] = {SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGCHLD, SI
 constexpr timeval kCollectTimeout{0, 500000};
 constexpr timeval kRetireTimeout{5, 0};  // old workers go even if new ones never say ready
 constexpr double kRespawnThrottle = 1.0;  // a worker that dies younger waits this long
+constexpr timeval kRateInterval{1, 0};
+constexpr size_t kRateWindow = 5;  // rates are averaged over the last five samples
 
 double unix_now() {
   timeval tv{};
@@ -146,6 +148,8 @@ int Master::run() {
   kill_timer_.reset(evtimer_new(base_.get(), on_kill_timer, this));
   retire_timer_.reset(evtimer_new(base_.get(), on_retire_timer, this));
   respawn_timer_.reset(evtimer_new(base_.get(), on_respawn_timer, this));
+  rate_timer_.reset(event_new(base_.get(), -1, EV_PERSIST, on_rate_timer, this));
+  event_add(rate_timer_.get(), &kRateInterval);
 
   log_info("warrend {} starting with {} (pid {})", "0.1.0", config_->path, getpid());
   spawn_generation();
@@ -231,6 +235,7 @@ void Master::reap() {
     processes_.erase(it);
     if (auto snap = snapshots_.find(pid); snap != snapshots_.end()) {
       retired_.merge(snap->second.counters);
+      retired_histograms_.merge(snap->second.histograms);
       snapshots_.erase(snap);
     }
     for (auto& c : collects_) c->awaited.erase(pid);
@@ -348,7 +353,7 @@ void Master::on_frame(int pid, const Frame& frame) {
         Process* q = find(pid);
         if (!q) return;
         nlohmann::json body = format == "prometheus"
-                                  ? nlohmann::json(stats_render_prometheus(snapshots_, retired_))
+                                  ? nlohmann::json(stats_render_prometheus(snapshots_, retired_, retired_histograms_))
                                   : render_stats();
         q->channel->send(FrameType::stats_reply, nlohmann::json{{"id", id}, {"body", body}}.dump());
       });
@@ -394,7 +399,20 @@ void Master::finish_collect(Collect* collect) {
 }
 
 nlohmann::json Master::render_stats() const {
-  return stats_render(snapshots_, retired_, ProcessUsage::current(), unix_now() - started_);
+  auto j = stats_render(snapshots_, retired_, retired_histograms_, ProcessUsage::current(),
+                        unix_now() - started_);
+  const double now = unix_now();
+  j["rates"] = history_.empty() ? nlohmann::json::object()
+                                : stats_total(snapshots_, retired_).rates_since(
+                                      history_.front().second, now - history_.front().first);
+  return j;
+}
+
+// Snapshots arrive once a second from each worker; so do the totals kept for rates.
+void Master::on_rate_timer(evutil_socket_t, short, void* arg) {
+  auto* self = static_cast<Master*>(arg);
+  self->history_.emplace_back(unix_now(), stats_total(self->snapshots_, self->retired_));
+  while (self->history_.size() > kRateWindow) self->history_.pop_front();
 }
 
 nlohmann::json Master::workers_json() const {
@@ -424,7 +442,7 @@ void Master::handle_command(const std::string& command, Control::Reply reply) {
   } else if (command == "stats") {
     collect([this, reply] { reply(render_stats().dump()); });
   } else if (command == "metrics") {
-    collect([this, reply] { reply(nlohmann::json(stats_render_prometheus(snapshots_, retired_)).dump()); });
+    collect([this, reply] { reply(nlohmann::json(stats_render_prometheus(snapshots_, retired_, retired_histograms_)).dump()); });
   } else if (command == "workers") {
     reply(workers_json().dump());
   } else if (command == "reload") {

@@ -4,6 +4,7 @@
 // handlers do: the handler only writes to a pipe, the work happens in the loop.
 #pragma once
 
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -63,6 +64,7 @@ class Master {
   static void on_kill_timer(evutil_socket_t, short, void* arg);
   static void on_retire_timer(evutil_socket_t, short, void* arg);
   static void on_respawn_timer(evutil_socket_t, short, void* arg);
+  static void on_rate_timer(evutil_socket_t, short, void* arg);
 
   std::shared_ptr<const Config> with_overrides(std::shared_ptr<const Config> config) const;
 
@@ -73,11 +75,13 @@ class Master {
   Fd pidfile_;
   std::unique_ptr<Control> control_;
   std::vector<EventPtr> signals_;
-  EventPtr kill_timer_, retire_timer_, respawn_timer_;
+  EventPtr kill_timer_, retire_timer_, respawn_timer_, rate_timer_;
+  std::deque<std::pair<double, Counters>> history_;  // totals once a second, for rates
   std::vector<std::unique_ptr<Process>> processes_;
   std::vector<std::pair<WorkerSpec, ListenerKey>> respawn_queue_;
   std::map<int, Snapshot> snapshots_;  // by pid
   Counters retired_;                   // counters of workers that have exited
+  Histograms retired_histograms_;
   std::vector<std::unique_ptr<Collect>> collects_;
   int generation_ = 0;
   bool stopping_ = false;

@@ -25,12 +25,70 @@ json Counters::to_json() const {
   return j;
 }
 
+json Counters::rates_since(const Counters& earlier, double seconds) const {
+  json j = json::object();
+  if (seconds <= 0) return j;
+#define WARREN_COUNTER_RATE(member, group, key, help) \
+  j[#member] = member >= earlier.member ? (member - earlier.member) / seconds : 0.0;
+  WORKER_COUNTERS(WARREN_COUNTER_RATE)
+#undef WARREN_COUNTER_RATE
+  return j;
+}
+
 Counters Counters::from_json(const json& j) {
   Counters c;
 #define WARREN_COUNTER_FROM(member, group, key, help) c.member = j.value(#member, uint64_t{0});
   WORKER_COUNTERS(WARREN_COUNTER_FROM)
 #undef WARREN_COUNTER_FROM
   return c;
+}
+
+void Histogram::observe(double seconds) {
+  size_t i = 0;
+  while (i < kBounds.size() && seconds > kBounds[i]) ++i;
+  ++buckets[i];
+  ++count;
+  sum += seconds;
+}
+
+void Histogram::merge(const Histogram& o) {
+  for (size_t i = 0; i < buckets.size(); ++i) buckets[i] += o.buckets[i];
+  count += o.count;
+  sum += o.sum;
+}
+
+json Histogram::to_json() const { return {{"buckets", buckets}, {"count", count}, {"sum", sum}}; }
+
+Histogram Histogram::from_json(const json& j) {
+  Histogram h;
+  if (j.is_object() && j.value("buckets", json::array()).size() == h.buckets.size())
+    h.buckets = j.at("buckets").get<decltype(h.buckets)>();
+  h.count = j.value("count", uint64_t{0});
+  h.sum = j.value("sum", 0.0);
+  return h;
+}
+
+void Histograms::merge(const Histograms& o) {
+#define WARREN_HISTOGRAM_MERGE(member, help) member.merge(o.member);
+  WORKER_HISTOGRAMS(WARREN_HISTOGRAM_MERGE)
+#undef WARREN_HISTOGRAM_MERGE
+}
+
+json Histograms::to_json() const {
+  json j = json::object();
+#define WARREN_HISTOGRAM_JSON(member, help) j[#member] = member.to_json();
+  WORKER_HISTOGRAMS(WARREN_HISTOGRAM_JSON)
+#undef WARREN_HISTOGRAM_JSON
+  return j;
+}
+
+Histograms Histograms::from_json(const json& j) {
+  Histograms h;
+#define WARREN_HISTOGRAM_FROM(member, help) \
+  if (j.contains(#member)) h.member = Histogram::from_json(j.at(#member));
+  WORKER_HISTOGRAMS(WARREN_HISTOGRAM_FROM)
+#undef WARREN_HISTOGRAM_FROM
+  return h;
 }
 
 void ConnectionStats::merge(const ConnectionStats& o) {
@@ -121,6 +179,7 @@ json Snapshot::to_json() const {
   for (const auto& [name, c] : connections) conns[name] = c.to_json();
   return {{"pid", pid},         {"slot", slot},       {"kind", kind},
           {"port", port},       {"started", started}, {"counters", counters.to_json()},
+          {"histograms", histograms.to_json()},
           {"connections", conns}, {"usage", usage.to_json()}};
 }
 
@@ -132,6 +191,7 @@ Snapshot Snapshot::from_json(const json& j) {
   s.port = j.value("port", 0);
   s.started = j.value("started", 0.0);
   s.counters = Counters::from_json(j.at("counters"));
+  s.histograms = Histograms::from_json(j.value("histograms", json::object()));
   for (const auto& [name, c] : j.at("connections").items())
     s.connections[name] = ConnectionStats::from_json(c);
   s.usage = ProcessUsage::from_json(j.at("usage"));
@@ -163,15 +223,24 @@ json render_figures(const Counters& c, const std::map<std::string, ConnectionSta
 
 }  // namespace
 
-json stats_render(const std::map<int, Snapshot>& workers, const Counters& retired,
-                  const ProcessUsage& master_usage, double uptime) {
+Counters stats_total(const std::map<int, Snapshot>& workers, const Counters& retired) {
   Counters total = retired;
+  for (const auto& [pid, w] : workers) total.merge(w.counters);
+  return total;
+}
+
+json stats_render(const std::map<int, Snapshot>& workers, const Counters& retired,
+                  const Histograms& retired_histograms, const ProcessUsage& master_usage,
+                  double uptime) {
+  Counters total = retired;
+  Histograms latency = retired_histograms;
   ProcessUsage usage = master_usage;
   std::map<std::string, ConnectionStats> connections;
   json rows = json::array();
   json ports = json::array();
   for (const auto& [slot, w] : workers) {
     total.merge(w.counters);
+    latency.merge(w.histograms);
     usage.merge(w.usage);
     for (const auto& [name, c] : w.connections) connections[name].merge(c);
     json row = render_figures(w.counters, w.connections, w.usage);
@@ -188,24 +257,50 @@ json stats_render(const std::map<int, Snapshot>& workers, const Counters& retire
   j["uptime"] = uptime;
   j["port"] = ports;
   j["workers"] = rows;
+  j["latency"] = latency.to_json();
   return j;
 }
 
 std::string stats_render_prometheus(const std::map<int, Snapshot>& workers,
-                                    const Counters& retired) {
+                                    const Counters& retired, const Histograms& retired_histograms) {
   std::string out;
   auto labels = [](const Snapshot& w) {
     return fmt::format("slot=\"{}\",pid=\"{}\",kind=\"{}\",port=\"{}\"", w.slot, w.pid, w.kind,
                        w.port);
   };
-#define WARREN_COUNTER_PROM(member, group, key, help)                                    \
-  out += fmt::format("# HELP warren_{0}_total {1}\n# TYPE warren_{0}_total counter\n", \
-                     #member, help);                                                     \
-  for (const auto& [slot, w] : workers)                                                  \
+#define WARREN_COUNTER_PROM(member, group, key, help)                                      \
+  out += fmt::format("# HELP warren_{0}_total {1}\n# TYPE warren_{0}_total counter\n", #member, \
+                     help);                                                                \
+  for (const auto& [pid, w] : workers)                                                     \
     out += fmt::format("warren_{}_total{{{}}} {}\n", #member, labels(w), w.counters.member); \
   out += fmt::format("warren_{}_total{{slot=\"retired\"}} {}\n", #member, retired.member);
   WORKER_COUNTERS(WARREN_COUNTER_PROM)
 #undef WARREN_COUNTER_PROM
+
+  auto histogram = [&out](const char* name, const std::string& label, const Histogram& h) {
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i < h.buckets.size(); ++i) {
+      cumulative += h.buckets[i];
+      const std::string le = i < Histogram::kBounds.size() ? fmt::format("{}", Histogram::kBounds[i]) : "+Inf";
+      out += fmt::format("warren_{}_bucket{{{},le=\"{}\"}} {}\n", name, label, le, cumulative);
+    }
+    out += fmt::format("warren_{}_sum{{{}}} {}\nwarren_{}_count{{{}}} {}\n", name, label, h.sum, name,
+                       label, h.count);
+  };
+#define WARREN_HISTOGRAM_PROM(member, help)                                                    \
+  out += fmt::format("# HELP warren_{0} {1}\n# TYPE warren_{0} histogram\n", #member, help); \
+  for (const auto& [pid, w] : workers) histogram(#member, labels(w), w.histograms.member);    \
+  histogram(#member, "slot=\"retired\"", retired_histograms.member);
+  WORKER_HISTOGRAMS(WARREN_HISTOGRAM_PROM)
+#undef WARREN_HISTOGRAM_PROM
+
+  out += "# HELP warren_broker_connections_open broker connections open now\n"
+         "# TYPE warren_broker_connections_open gauge\n";
+  for (const auto& [pid, w] : workers) {
+    int open = 0;
+    for (const auto& [name, c] : w.connections) open += c.connected;
+    out += fmt::format("warren_broker_connections_open{{{}}} {}\n", labels(w), open);
+  }
   return out;
 }
 

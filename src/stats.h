@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -54,8 +55,38 @@ struct Counters {
 
   void merge(const Counters& other);
   nlohmann::json to_json() const;  // flat: {"method_get": n, ...}
+  // Per-second rates of every counter between an earlier total and this one.
+  nlohmann::json rates_since(const Counters& earlier, double seconds) const;
   static Counters from_json(const nlohmann::json& j);
   bool operator==(const Counters&) const = default;
+};
+
+// Latency histograms: X(member, help). Fixed buckets, in seconds, as Prometheus likes them.
+#define WORKER_HISTOGRAMS(X)                                                       \
+  X(publish_seconds, "time from an HTTP publish to the broker's confirm")          \
+  X(forward_seconds, "time from a consumed message to its backend's answer")      \
+  X(rpc_seconds, "time from an RPC call to its reply")
+
+struct Histogram {
+  static constexpr std::array<double, 13> kBounds{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                  0.1,    0.25,  0.5,    1,     2.5,  5};
+  std::array<uint64_t, kBounds.size() + 1> buckets{};  // the last one is +Inf
+  uint64_t count = 0;
+  double sum = 0;
+
+  void observe(double seconds);
+  void merge(const Histogram& other);
+  nlohmann::json to_json() const;
+  static Histogram from_json(const nlohmann::json& j);
+};
+
+struct Histograms {
+#define WARREN_HISTOGRAM_MEMBER(member, help) Histogram member;
+  WORKER_HISTOGRAMS(WARREN_HISTOGRAM_MEMBER)
+#undef WARREN_HISTOGRAM_MEMBER
+  void merge(const Histograms& other);
+  nlohmann::json to_json() const;
+  static Histograms from_json(const nlohmann::json& j);
 };
 
 // Per broker connection pool entry, keyed "vhost:user" as statelessd does.
@@ -91,6 +122,7 @@ struct Snapshot {
   int port = 0;      // http workers
   double started = 0;  // Unix time the worker started
   Counters counters;
+  Histograms histograms;
   std::map<std::string, ConnectionStats> connections;
   ProcessUsage usage;
 
@@ -100,10 +132,13 @@ struct Snapshot {
 
 // The master's sum over workers: /stats in statelessd's shape plus `workers[]`.
 nlohmann::json stats_render(const std::map<int, Snapshot>& workers, const Counters& retired,
-                            const ProcessUsage& master_usage, double uptime);
+                            const Histograms& retired_histograms, const ProcessUsage& master_usage,
+                            double uptime);
+// Every counter summed over the workers and those that exited.
+Counters stats_total(const std::map<int, Snapshot>& workers, const Counters& retired);
 
 // Prometheus text exposition of the same figures, per worker as labels.
 std::string stats_render_prometheus(const std::map<int, Snapshot>& workers,
-                                    const Counters& retired);
+                                    const Counters& retired, const Histograms& retired_histograms);
 
 }  // namespace warren

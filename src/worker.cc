@@ -11,6 +11,7 @@
 #include "channel.h"
 #include "core/publisher.h"
 #include "http/admin.h"
+#include "http/dashboard.h"
 #include "http/events.h"
 #include "http/publish.h"
 #include "http/server.h"
@@ -70,8 +71,9 @@ class Worker final : public StatsSource {
     event_add(snapshot_timer_.get(), &kSnapshotInterval);
 
     http_ = std::make_unique<HttpServer>(base_.get(), config_->http, counters_);
-    publisher_ = std::make_unique<core::Publisher>(base_.get(), *config_, counters_);
+    publisher_ = std::make_unique<core::Publisher>(base_.get(), *config_, counters_, histograms_);
     admin_routes(*http_, *this);
+    dashboard_routes(*http_);
     publish_routes(*http_, *publisher_, config_->http);
     event_routes(*http_, *config_, counters_);
     if (!http_->accept_on(spec_.listen_fd)) {
@@ -103,6 +105,7 @@ class Worker final : public StatsSource {
     s.port = spec_.port;
     s.started = started_;
     s.counters = counters_;
+    s.histograms = histograms_;
     s.usage = ProcessUsage::current();
     publisher_->fill(s);
     return s;
@@ -177,6 +180,7 @@ class Worker final : public StatsSource {
   WorkerSpec spec_;
   EventBasePtr base_;
   Counters counters_;
+  Histograms histograms_;
   double started_ = 0;
   std::unique_ptr<Channel> channel_;
   std::unique_ptr<HttpServer> http_;

@@ -66,8 +66,9 @@ struct Publisher::Link {
   bool open() const { return conn && conn->is_open(); }
 };
 
-Publisher::Publisher(event_base* base, const Config& config, Counters& counters)
-    : base_(base), config_(config), counters_(counters) {
+Publisher::Publisher(event_base* base, const Config& config, Counters& counters,
+                     Histograms& histograms)
+    : base_(base), config_(config), counters_(counters), histograms_(histograms) {
   sweep_timer_.reset(event_new(base, -1, EV_PERSIST, on_sweep, this));
   event_add(sweep_timer_.get(), &kSweepInterval);
 }
@@ -142,7 +143,12 @@ void Publisher::on_link_state(Link& link, amqp::ConnectionState state, const amq
 void Publisher::publish(const Credentials& who, Message message, PublishCallback done) {
   const auto deadline = Clock::now() + std::chrono::microseconds(
                                            static_cast<int64_t>(config_.http.confirm_timeout * 1e6));
-  send(link_for(who), std::move(message), deadline, std::move(done));
+  send(link_for(who), std::move(message), deadline,
+       [this, start = Clock::now(), done = std::move(done)](const PublishResult& r) {
+         if (r.status == PublishStatus::confirmed)
+           histograms_.publish_seconds.observe(std::chrono::duration<double>(Clock::now() - start).count());
+         done(r);
+       });
 }
 
 void Publisher::send(Link& link, Message message, Clock::time_point deadline, PublishCallback done) {

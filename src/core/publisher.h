@@ -52,7 +52,7 @@ PublishResult publish_result(const amqp::Result& r, bool link_open);
 
 class Publisher {
  public:
-  Publisher(event_base* base, const Config& config, Counters& counters);
+  Publisher(event_base* base, const Config& config, Counters& counters, Histograms& histograms);
   ~Publisher();
   Publisher(const Publisher&) = delete;
   Publisher& operator=(const Publisher&) = delete;
@@ -78,6 +78,7 @@ class Publisher {
   event_base* base_;
   const Config& config_;
   Counters& counters_;
+  Histograms& histograms_;
   std::map<std::string, std::unique_ptr<Link>> links_;  // by vhost, user and password digest
   EventPtr sweep_timer_;
   // Figures of links already forgotten, so /stats never goes backwards.

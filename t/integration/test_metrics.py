@@ -1,0 +1,47 @@
+"""GET /metrics: Prometheus text whose counters equal what was sent."""
+import unittest
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from harness import BrokerClient, Warrend
+
+
+def families(text):
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def total(family, suffix=""):
+    return sum(s.value for s in family.samples if s.name == family.name + suffix)
+
+
+class Metrics(unittest.TestCase):
+    def test_metrics_parse_and_count_what_was_sent(self):
+        with Warrend(ports=2) as w, BrokerClient() as broker:
+            queue = broker.declare_queue("metrics-test", auto_delete=True)
+            for i in range(12):
+                status, _, _ = w.request("POST", i % 2, f"/%2f/amq.default/{queue}",
+                                         body={"body": f"m{i}"}, auth=("guest", "guest"))
+                self.assertEqual(status, 204)
+            self.assertEqual(w.request("POST", 0, "/%2f/no-such-exchange/x", body={"body": "x"},
+                                       auth=("guest", "guest"))[0], 404)
+            status, headers, body = w.request("GET", 1, "/metrics")
+            self.assertEqual(status, 200)
+            self.assertTrue(headers["Content-Type"].startswith("text/plain"))
+            f = families(body.decode())
+            # prometheus_client names counter families without the _total suffix
+            self.assertEqual(total(f["warren_response_204"], "_total"), 12)
+            self.assertEqual(total(f["warren_response_404"], "_total"), 1)
+            self.assertEqual(total(f["warren_method_post"], "_total"), 13)
+            self.assertEqual(total(f["warren_publish_confirmed"], "_total"), 12)
+            self.assertEqual(f["warren_publish_seconds"].type, "histogram")
+            self.assertEqual(total(f["warren_publish_seconds"], "_count"), 12)
+            workers = {s.labels["pid"] for s in f["warren_method_post"].samples if "pid" in s.labels}
+            self.assertEqual(len(workers), 2)
+            self.assertEqual(total(f["warren_broker_connections_open"]), 2)
+            rc, text = w.ctl("metrics")
+            self.assertEqual(rc, 0)
+            self.assertEqual(total(families(text)["warren_response_204"], "_total"), 12)
+
+
+if __name__ == "__main__":
+    unittest.main()
