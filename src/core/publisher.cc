@@ -32,6 +32,9 @@ PublishResult publish_result(const amqp::Result& r, bool link_open) {
     case Outcome::channel_error:
       if (r.code == 404) return {PublishStatus::not_found, r.text};
       if (r.code == 403) return {PublishStatus::forbidden, r.text};
+      // 406 PRECONDITION_FAILED on a publish is the message's fault (a user_id other than the
+      // login's, a body over the broker's max_message_size): sending it again cannot help.
+      if (r.code == 406) return {PublishStatus::invalid, r.text};
       return {PublishStatus::rejected, r.text};
     case Outcome::timeout:
       // Waiting for a connection that never came is the broker being away, not slow.

@@ -35,8 +35,9 @@ enum class PublishStatus {
   refused,      // login refused: bad credentials or no access to the vhost
   forbidden,    // the broker refused the operation (403 on the channel)
   not_found,    // no such vhost or exchange (404)
-  rejected,     // any other broker error (406 PRECONDITION_FAILED, 505 ...) or a nack
-  invalid,      // the message cannot be encoded (a header value too large, ...)
+  rejected,     // any other broker error (505, 541 ...) or a nack
+  invalid,      // the message cannot be encoded (a header value too large, ...) or the broker
+                // refused it as such (406 PRECONDITION_FAILED: user_id not the login's, ...)
   unavailable,  // broker unreachable, or too many messages already waiting
   timeout,      // sent, but no confirm within confirm_timeout
 };

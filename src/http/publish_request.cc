@@ -2,24 +2,41 @@
 
 #include <fmt/format.h>
 
-#include <event2/http.h>
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <charconv>
-#include <cstdlib>
+#include <strings.h>
 
 #include "http/server.h"
 
 namespace warren {
 namespace {
 
-// A percent-decoded copy (libevent's decoder); nullopt for malformed input.
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// A percent-decoded copy; nullopt for malformed input ('%' not followed by two hex digits).
+// Not evhttp_uridecode: it copies a malformed '%' through as is, so "%zz" would name a vhost.
 std::optional<std::string> uri_decode(std::string_view s, bool plus_is_space) {
-  size_t out_len = 0;
-  char* decoded = evhttp_uridecode(std::string(s).c_str(), plus_is_space ? 1 : 0, &out_len);
-  if (!decoded) return std::nullopt;
-  std::string out(decoded, out_len);
-  free(decoded);  // evhttp_uridecode's malloc, documented to be freed by the caller
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (c == '%') {
+      if (s.size() - i < 3) return std::nullopt;
+      const int hi = hex_value(s[i + 1]), lo = hex_value(s[i + 2]);
+      if (hi < 0 || lo < 0) return std::nullopt;
+      out += static_cast<char>(hi * 16 + lo);
+      i += 2;
+    } else {
+      out += plus_is_space && c == '+' ? ' ' : c;
+    }
+  }
   return out;
 }
 
@@ -41,6 +58,20 @@ std::optional<HttpError> set_short(std::optional<std::string>& slot, const std::
                                    const std::string& value) {
   if (value.size() > 255) return bad_field(key, "longer than 255 bytes");
   slot = value;
+  return std::nullopt;
+}
+
+// The field name from a part's `Content-Disposition: form-data; name="..."`: the parameter
+// exactly called name, so that a `filename="..."` before it is not taken for it.
+std::optional<std::string_view> multipart_name(std::string_view head) {
+  for (size_t at = head.find("name=\""); at != std::string_view::npos;
+       at = head.find("name=\"", at + 1)) {
+    if (at > 0 && head[at - 1] != ';' && head[at - 1] != ' ' && head[at - 1] != '\t') continue;
+    auto name = head.substr(at + 6);
+    const size_t quote = name.find('"');
+    if (quote == std::string_view::npos) return std::nullopt;
+    return name.substr(0, quote);
+  }
   return std::nullopt;
 }
 
@@ -131,62 +162,64 @@ std::string parse_multipart(std::string_view content_type, std::string_view body
     const size_t next = body.find("\r\n" + delimiter, head_end + 4);
     if (next == std::string_view::npos) return "multipart part without a closing boundary";
     std::string_view value = body.substr(head_end + 4, next - head_end - 4);
-    // The field name from Content-Disposition: form-data; name="..."
-    auto name_at = head.find("name=\"");
-    if (name_at == std::string_view::npos) return "multipart part without a name";
-    auto name = head.substr(name_at + 6);
-    name = name.substr(0, name.find('"'));
-    (*fields)[std::string(name)] = std::string(value);
+    auto name = multipart_name(head);
+    if (!name) return "multipart part without a name";
+    (*fields)[std::string(*name)] = std::string(value);
     pos = next + 2;
   }
 }
 
-std::optional<HttpError> apply_field(core::Message& m, const std::string& key, const std::string& value) {
+std::optional<HttpError> apply_field(core::Message& m, const std::string& field, const std::string& value) {
+  // `content-type` is `content_type`: statelessd's own curl example sends the hyphenated
+  // spelling (statelessd dropped it silently; warren rejects unknown fields, so it would
+  // answer 400 to the README's first example). Errors name the field as the client spelt it.
+  std::string key = field;
+  std::replace(key.begin(), key.end(), '-', '_');
   auto& p = m.properties;
   if (key == "body") {
     m.body = value;
   } else if (key == "app_id") {
-    return set_short(p.app_id, key, value);
+    return set_short(p.app_id, field, value);
   } else if (key == "content_encoding") {
-    return set_short(p.content_encoding, key, value);
+    return set_short(p.content_encoding, field, value);
   } else if (key == "content_type") {
-    return set_short(p.content_type, key, value);
+    return set_short(p.content_type, field, value);
   } else if (key == "correlation_id") {
-    return set_short(p.correlation_id, key, value);
+    return set_short(p.correlation_id, field, value);
   } else if (key == "message_id") {
-    return set_short(p.message_id, key, value);
+    return set_short(p.message_id, field, value);
   } else if (key == "reply_to") {
-    return set_short(p.reply_to, key, value);
+    return set_short(p.reply_to, field, value);
   } else if (key == "type") {
-    return set_short(p.type, key, value);
+    return set_short(p.type, field, value);
   } else if (key == "user_id") {
-    return set_short(p.user_id, key, value);
+    return set_short(p.user_id, field, value);
   } else if (key == "delivery_mode") {
     auto v = parse_number<int>(value, 1, 2);
-    if (!v) return bad_field(key, "must be 1 (transient) or 2 (persistent)");
+    if (!v) return bad_field(field, "must be 1 (transient) or 2 (persistent)");
     p.delivery_mode = static_cast<uint8_t>(*v);
   } else if (key == "priority") {
     auto v = parse_number<int>(value, 0, 255);
-    if (!v) return bad_field(key, "must be an integer from 0 to 255");
+    if (!v) return bad_field(field, "must be an integer from 0 to 255");
     p.priority = static_cast<uint8_t>(*v);
   } else if (key == "timestamp") {
     auto v = parse_number<uint64_t>(value, 0, UINT64_MAX);
-    if (!v) return bad_field(key, "must be Unix seconds (a non-negative integer)");
+    if (!v) return bad_field(field, "must be Unix seconds (a non-negative integer)");
     p.timestamp = *v;
   } else if (key == "expire" || key == "expiration") {
     auto v = parse_number<uint64_t>(value, 0, UINT32_MAX);
-    if (!v) return bad_field(key, "must be milliseconds (a non-negative integer)");
+    if (!v) return bad_field(field, "must be milliseconds (a non-negative integer)");
     p.expiration = std::to_string(*v);
   } else if (key == "headers") {
     auto j = nlohmann::json::parse(value, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) return bad_field(key, "must be a JSON object");
+    if (j.is_discarded() || !j.is_object()) return bad_field(field, "must be a JSON object");
     p.headers = std::move(j);
   } else if (key == "mandatory") {
     if (value == "1" || value == "true") m.mandatory = true;
     else if (value == "0" || value == "false" || value.empty()) m.mandatory = false;
-    else return bad_field(key, "must be 1 or 0");
+    else return bad_field(field, "must be 1 or 0");
   } else {
-    return bad_field(key, "unknown field");
+    return bad_field(field, "unknown field");
   }
   return std::nullopt;
 }

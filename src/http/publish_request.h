@@ -33,7 +33,7 @@ std::variant<PublishPath, HttpError> parse_publish_path(std::string_view raw_pat
 std::optional<core::Credentials> parse_basic_auth(std::string_view header, std::string vhost);
 
 // application/x-www-form-urlencoded (also a query string): keys and values percent-decoded,
-// '+' as space. Repeated keys keep the last value.
+// '+' as space. Repeated keys keep the last value. False for a '%' without two hex digits.
 [[nodiscard]] bool parse_form(std::string_view text, std::map<std::string, std::string>* fields);
 // multipart/form-data (PHP's curl sends this for an array of fields), `content_type` carrying
 // the boundary. Returns an error text, empty on success.
@@ -41,7 +41,7 @@ std::string parse_multipart(std::string_view content_type, std::string_view body
                             std::map<std::string, std::string>* fields);
 
 // Sets one statelessd field (body, app_id, ..., headers, mandatory) on the message; an unknown
-// key or a bad value is a 400 naming the field.
+// key or a bad value is a 400 naming the field. `content-type` spells `content_type` too.
 std::optional<HttpError> apply_field(core::Message& message, const std::string& key,
                                      const std::string& value);
 
