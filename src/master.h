@@ -78,6 +78,7 @@ class Master {
   std::vector<std::pair<WorkerSpec, ListenerKey>> respawn_queue_;
   std::map<int, Snapshot> snapshots_;  // by pid
   Counters retired_;                   // counters of workers that have exited
+  std::map<std::string, ForwarderCounters> retired_forwarders_;  // theirs, by forwarder
   std::vector<std::unique_ptr<Collect>> collects_;
   int generation_ = 0;
   bool stopping_ = false;

@@ -33,6 +33,28 @@ Counters Counters::from_json(const json& j) {
   return c;
 }
 
+void ForwarderCounters::merge(const ForwarderCounters& other) {
+#define WARREN_FORWARDER_MERGE(member, help) member += other.member;
+  FORWARDER_COUNTERS(WARREN_FORWARDER_MERGE)
+#undef WARREN_FORWARDER_MERGE
+}
+
+json ForwarderCounters::to_json() const {
+  json j = json::object();
+#define WARREN_FORWARDER_JSON(member, help) j[#member] = member;
+  FORWARDER_COUNTERS(WARREN_FORWARDER_JSON)
+#undef WARREN_FORWARDER_JSON
+  return j;
+}
+
+ForwarderCounters ForwarderCounters::from_json(const json& j) {
+  ForwarderCounters c;
+#define WARREN_FORWARDER_FROM(member, help) c.member = j.value(#member, uint64_t{0});
+  FORWARDER_COUNTERS(WARREN_FORWARDER_FROM)
+#undef WARREN_FORWARDER_FROM
+  return c;
+}
+
 void ConnectionStats::merge(const ConnectionStats& o) {
   connections_opened += o.connections_opened;
   connections_closed += o.connections_closed;
@@ -119,9 +141,12 @@ ProcessUsage ProcessUsage::from_json(const json& j) {
 json Snapshot::to_json() const {
   json conns = json::object();
   for (const auto& [name, c] : connections) conns[name] = c.to_json();
+  json fwd = json::object();
+  for (const auto& [name, c] : forwarders) fwd[name] = c.to_json();
   return {{"pid", pid},         {"slot", slot},       {"kind", kind},
           {"port", port},       {"started", started}, {"counters", counters.to_json()},
-          {"connections", conns}, {"usage", usage.to_json()}};
+          {"connections", conns}, {"usage", usage.to_json()}, {"queue_set", queue_set},
+          {"forwarders", fwd}};
 }
 
 Snapshot Snapshot::from_json(const json& j) {
@@ -135,6 +160,9 @@ Snapshot Snapshot::from_json(const json& j) {
   for (const auto& [name, c] : j.at("connections").items())
     s.connections[name] = ConnectionStats::from_json(c);
   s.usage = ProcessUsage::from_json(j.at("usage"));
+  s.queue_set = j.value("queue_set", "");
+  if (auto it = j.find("forwarders"); it != j.end() && it->is_object())
+    for (const auto& [name, c] : it->items()) s.forwarders[name] = ForwarderCounters::from_json(c);
   return s;
 }
 
@@ -162,8 +190,18 @@ json render_figures(const Counters& c, const std::map<std::string, ConnectionSta
 
 }  // namespace
 
+std::map<std::string, ForwarderCounters> stats_forwarders(
+    const std::map<int, Snapshot>& workers, const std::map<std::string, ForwarderCounters>* retired) {
+  std::map<std::string, ForwarderCounters> sum;
+  if (retired) sum = *retired;
+  for (const auto& [pid, w] : workers)
+    for (const auto& [name, c] : w.forwarders) sum[name].merge(c);
+  return sum;
+}
+
 json stats_render(const std::map<int, Snapshot>& workers, const Counters& retired,
-                  const ProcessUsage& master_usage, double uptime) {
+                  const ProcessUsage& master_usage, double uptime,
+                  const std::map<std::string, ForwarderCounters>* retired_forwarders) {
   Counters total = retired;
   ProcessUsage usage = master_usage;
   std::map<std::string, ConnectionStats> connections;
@@ -179,6 +217,7 @@ json stats_render(const std::map<int, Snapshot>& workers, const Counters& retire
     row["kind"] = w.kind;
     row["port"] = w.port;
     row["started"] = w.started;
+    if (!w.queue_set.empty()) row["queue_set"] = w.queue_set;
     rows.push_back(std::move(row));
     if (w.port && std::find(ports.begin(), ports.end(), w.port) == ports.end()) ports.push_back(w.port);
   }
@@ -187,11 +226,15 @@ json stats_render(const std::map<int, Snapshot>& workers, const Counters& retire
   j["uptime"] = uptime;
   j["port"] = ports;
   j["workers"] = rows;
+  json fwd = json::object();
+  for (const auto& [name, c] : stats_forwarders(workers, retired_forwarders)) fwd[name] = c.to_json();
+  j["forwarders"] = fwd;
   return j;
 }
 
 std::string stats_render_prometheus(const std::map<int, Snapshot>& workers,
-                                    const Counters& retired) {
+                                    const Counters& retired,
+                                    const std::map<std::string, ForwarderCounters>* retired_forwarders) {
   std::string out;
   auto labels = [](const Snapshot& w) {
     return fmt::format("slot=\"{}\",pid=\"{}\",kind=\"{}\",port=\"{}\"", w.slot, w.pid, w.kind,
@@ -205,6 +248,17 @@ std::string stats_render_prometheus(const std::map<int, Snapshot>& workers,
   out += fmt::format("warren_{}_total{{slot=\"retired\"}} {}\n", #member, retired.member);
   WORKER_COUNTERS(WARREN_COUNTER_PROM)
 #undef WARREN_COUNTER_PROM
+  // Forwarders: one series per forwarder, summed over its workers (and the retired ones).
+  const auto forwarders = stats_forwarders(workers, retired_forwarders);
+  if (!forwarders.empty()) {
+#define WARREN_FORWARDER_PROM(member, help)                                                        \
+  out += fmt::format("# HELP warren_forwarder_{0}_total {1}\n# TYPE warren_forwarder_{0}_total counter\n", \
+                     #member, help);                                                               \
+  for (const auto& [name, c] : forwarders)                                                         \
+    out += fmt::format("warren_forwarder_{}_total{{forwarder=\"{}\"}} {}\n", #member, name, c.member);
+    FORWARDER_COUNTERS(WARREN_FORWARDER_PROM)
+#undef WARREN_FORWARDER_PROM
+  }
   return out;
 }
 
