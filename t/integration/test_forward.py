@@ -258,6 +258,40 @@ class RawFormat(ForwardTest):
             self.assertIn("requeued", w.log())
 
 
+class Lifecycle(ForwardTest):
+    def test_deleted_queue_is_declared_again_and_consumed(self):
+        with Backend() as b:
+            q = self.queue("cancel")
+            w = self.start([forwarder("c", q, b.url)])
+            self.broker.delete_queue(q)  # the broker cancels the consumer (consumer_cancel_notify)
+            self.assertTrue(wait_for(lambda: self.consumers(q) >= 1, 15), w.log())
+            self.publish(q, "after cancel")
+            self.assertEqual([r.body for r in b.wait_for(1)], [b"after cancel"], w.log())
+            self.assertIn("cancelled", w.log())
+
+    def test_reload_replaces_forward_workers_without_losing_messages(self):
+        with Backend() as b:
+            b.route("/", status=200, delay=0.05)
+            q = self.queue("reload")
+            w = self.start([forwarder("r", q, b.url, prefetch=4)])
+            old = {x["pid"] for x in w.worker_pids() if x["kind"] == "forward"}
+            n = 40
+            for i in range(n // 2):
+                self.publish(q, f"r-{i}")
+            w.reload()
+            for i in range(n // 2, n):
+                self.publish(q, f"r-{i}")
+            self.assertTrue(wait_for(lambda: {r.body.decode() for r in b.received()} ==
+                                     {f"r-{i}" for i in range(n)}, 20), w.log())
+
+            def replaced():
+                now = [x for x in w.worker_pids() if x["kind"] == "forward"]
+                return len(now) == 1 and now[0]["pid"] not in old and now[0]["generation"] == 2
+            self.assertTrue(wait_for(replaced, 10), w.worker_pids())
+            self.assertTrue(wait_for(lambda: self.broker.channel.queue_declare(
+                q, passive=True).method.message_count == 0, 5))
+
+
 def vcd_message(uri, rights, org, body=b'{"hello": "vcd"}', method="POST"):
     request = {"id": f"req-{uid()}", "method": method, "requestUri": uri, "queryString": "a=1",
                "headers": {"Accept": "application/json", "Content-Type": "application/json"},
