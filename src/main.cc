@@ -6,6 +6,8 @@
 
 #include <cstdio>
 
+#include <curl/curl.h>
+
 #include "config.h"
 #include "log.h"
 #include "master.h"
@@ -71,6 +73,12 @@ int main(int argc, char** argv) {
   }
   if (detach && daemon(0, 1) != 0) {
     warren::log_error("daemon() failed: {}", warren::errno_text(errno));
+    return 1;
+  }
+  // Once, before any fork: curl's global state (OpenSSL included) is not safe to set up later
+  // from several places. Forward workers inherit it.
+  if (CURLcode rc = curl_global_init(CURL_GLOBAL_DEFAULT); rc != CURLE_OK) {
+    warren::log_error("curl_global_init() failed: {}", curl_easy_strerror(rc));
     return 1;
   }
   warren::Master master(loaded.config, pidfile);

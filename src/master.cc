@@ -166,7 +166,12 @@ std::vector<std::pair<WorkerSpec, ListenerKey>> Master::plan(const Config& confi
   int slot = 0;
   for (int port : config.http.ports)
     for (int i = 0; i < config.http.workers_per_port; ++i)
-      out.emplace_back(WorkerSpec{"http", slot++, port, -1}, ListenerKey{config.http.listen, port, i});
+      out.emplace_back(WorkerSpec{"http", slot++, port, -1, ""}, ListenerKey{config.http.listen, port, i});
+  // One forward worker per queue set, in the order the sets first appear; no socket (port 0).
+  std::vector<std::string> sets;
+  for (const auto& f : config.forwarders)
+    if (std::find(sets.begin(), sets.end(), f.queue_set) == sets.end()) sets.push_back(f.queue_set);
+  for (const auto& set : sets) out.emplace_back(WorkerSpec{"forward", slot++, 0, -1, set}, ListenerKey{});
   return out;
 }
 
@@ -177,7 +182,7 @@ void Master::spawn_generation() {
 
 void Master::spawn(const WorkerSpec& spec_in, const ListenerKey& key) {
   WorkerSpec spec = spec_in;
-  spec.listen_fd = listeners_.fd(key);
+  spec.listen_fd = spec.kind == "forward" ? -1 : listeners_.fd(key);
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     log_error("socketpair() failed: {}", errno_text(errno));
@@ -214,7 +219,8 @@ void Master::spawn(const WorkerSpec& spec_in, const ListenerKey& key) {
   p->channel = std::make_unique<Channel>(
       base_.get(), Fd(sv[0]), [this, pid](const Frame& f) { on_frame(pid, f); },
       [] { /* the exit is seen by SIGCHLD; nothing to do until then */ });
-  log_info("started worker pid {} for port {} (slot {})", pid, spec.port, spec.slot);
+  if (spec.kind == "forward") log_info("started worker pid {} for queue set {} (slot {})", pid, spec.queue_set, spec.slot);
+  else log_info("started worker pid {} for port {} (slot {})", pid, spec.port, spec.slot);
   processes_.push_back(std::move(p));
 }
 
@@ -234,8 +240,7 @@ void Master::reap() {
     std::unique_ptr<Process> p = std::move(*it);
     processes_.erase(it);
     if (auto snap = snapshots_.find(pid); snap != snapshots_.end()) {
-      retired_.merge(snap->second.counters);
-      retired_histograms_.merge(snap->second.histograms);
+      retired_.add(snap->second);
       snapshots_.erase(snap);
     }
     for (auto& c : collects_) c->awaited.erase(pid);
@@ -353,7 +358,7 @@ void Master::on_frame(int pid, const Frame& frame) {
         Process* q = find(pid);
         if (!q) return;
         nlohmann::json body = format == "prometheus"
-                                  ? nlohmann::json(stats_render_prometheus(snapshots_, retired_, retired_histograms_))
+                                  ? nlohmann::json(stats_render_prometheus(snapshots_, retired_))
                                   : render_stats();
         q->channel->send(FrameType::stats_reply, nlohmann::json{{"id", id}, {"body", body}}.dump());
       });
@@ -399,8 +404,7 @@ void Master::finish_collect(Collect* collect) {
 }
 
 nlohmann::json Master::render_stats() const {
-  auto j = stats_render(snapshots_, retired_, retired_histograms_, ProcessUsage::current(),
-                        unix_now() - started_);
+  auto j = stats_render(snapshots_, retired_, ProcessUsage::current(), unix_now() - started_);
   const double now = unix_now();
   j["rates"] = history_.empty() ? nlohmann::json::object()
                                 : stats_total(snapshots_, retired_).rates_since(
@@ -422,6 +426,7 @@ nlohmann::json Master::workers_json() const {
                     {"slot", p->spec.slot},
                     {"kind", p->spec.kind},
                     {"port", p->spec.port},
+                    {"queue_set", p->spec.queue_set},
                     {"generation", p->generation},
                     {"started", p->started},
                     {"ready", p->ready},
@@ -442,7 +447,7 @@ void Master::handle_command(const std::string& command, Control::Reply reply) {
   } else if (command == "stats") {
     collect([this, reply] { reply(render_stats().dump()); });
   } else if (command == "metrics") {
-    collect([this, reply] { reply(nlohmann::json(stats_render_prometheus(snapshots_, retired_, retired_histograms_)).dump()); });
+    collect([this, reply] { reply(nlohmann::json(stats_render_prometheus(snapshots_, retired_)).dump()); });
   } else if (command == "workers") {
     reply(workers_json().dump());
   } else if (command == "reload") {

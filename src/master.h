@@ -80,8 +80,7 @@ class Master {
   std::vector<std::unique_ptr<Process>> processes_;
   std::vector<std::pair<WorkerSpec, ListenerKey>> respawn_queue_;
   std::map<int, Snapshot> snapshots_;  // by pid
-  Counters retired_;                   // counters of workers that have exited
-  Histograms retired_histograms_;
+  Retired retired_;                    // what workers that have exited counted
   std::vector<std::unique_ptr<Collect>> collects_;
   int generation_ = 0;
   bool stopping_ = false;

@@ -91,6 +91,28 @@ Histograms Histograms::from_json(const json& j) {
   return h;
 }
 
+void ForwarderCounters::merge(const ForwarderCounters& other) {
+#define WARREN_FORWARDER_MERGE(member, help) member += other.member;
+  FORWARDER_COUNTERS(WARREN_FORWARDER_MERGE)
+#undef WARREN_FORWARDER_MERGE
+}
+
+json ForwarderCounters::to_json() const {
+  json j = json::object();
+#define WARREN_FORWARDER_JSON(member, help) j[#member] = member;
+  FORWARDER_COUNTERS(WARREN_FORWARDER_JSON)
+#undef WARREN_FORWARDER_JSON
+  return j;
+}
+
+ForwarderCounters ForwarderCounters::from_json(const json& j) {
+  ForwarderCounters c;
+#define WARREN_FORWARDER_FROM(member, help) c.member = j.value(#member, uint64_t{0});
+  FORWARDER_COUNTERS(WARREN_FORWARDER_FROM)
+#undef WARREN_FORWARDER_FROM
+  return c;
+}
+
 void ConnectionStats::merge(const ConnectionStats& o) {
   connections_opened += o.connections_opened;
   connections_closed += o.connections_closed;
@@ -177,10 +199,13 @@ ProcessUsage ProcessUsage::from_json(const json& j) {
 json Snapshot::to_json() const {
   json conns = json::object();
   for (const auto& [name, c] : connections) conns[name] = c.to_json();
+  json fwd = json::object();
+  for (const auto& [name, c] : forwarders) fwd[name] = c.to_json();
   return {{"pid", pid},         {"slot", slot},       {"kind", kind},
           {"port", port},       {"started", started}, {"counters", counters.to_json()},
           {"histograms", histograms.to_json()},
-          {"connections", conns}, {"usage", usage.to_json()}};
+          {"connections", conns}, {"usage", usage.to_json()}, {"queue_set", queue_set},
+          {"forwarders", fwd}};
 }
 
 Snapshot Snapshot::from_json(const json& j) {
@@ -195,6 +220,9 @@ Snapshot Snapshot::from_json(const json& j) {
   for (const auto& [name, c] : j.at("connections").items())
     s.connections[name] = ConnectionStats::from_json(c);
   s.usage = ProcessUsage::from_json(j.at("usage"));
+  s.queue_set = j.value("queue_set", "");
+  if (auto it = j.find("forwarders"); it != j.end() && it->is_object())
+    for (const auto& [name, c] : it->items()) s.forwarders[name] = ForwarderCounters::from_json(c);
   return s;
 }
 
@@ -223,17 +251,30 @@ json render_figures(const Counters& c, const std::map<std::string, ConnectionSta
 
 }  // namespace
 
-Counters stats_total(const std::map<int, Snapshot>& workers, const Counters& retired) {
-  Counters total = retired;
+void Retired::add(const Snapshot& last) {
+  counters.merge(last.counters);
+  histograms.merge(last.histograms);
+  for (const auto& [name, c] : last.forwarders) forwarders[name].merge(c);
+}
+
+std::map<std::string, ForwarderCounters> stats_forwarders(const std::map<int, Snapshot>& workers,
+                                                          const Retired& retired) {
+  std::map<std::string, ForwarderCounters> sum = retired.forwarders;
+  for (const auto& [pid, w] : workers)
+    for (const auto& [name, c] : w.forwarders) sum[name].merge(c);
+  return sum;
+}
+
+Counters stats_total(const std::map<int, Snapshot>& workers, const Retired& retired) {
+  Counters total = retired.counters;
   for (const auto& [pid, w] : workers) total.merge(w.counters);
   return total;
 }
 
-json stats_render(const std::map<int, Snapshot>& workers, const Counters& retired,
-                  const Histograms& retired_histograms, const ProcessUsage& master_usage,
-                  double uptime) {
-  Counters total = retired;
-  Histograms latency = retired_histograms;
+json stats_render(const std::map<int, Snapshot>& workers, const Retired& retired,
+                  const ProcessUsage& master_usage, double uptime) {
+  Counters total = retired.counters;
+  Histograms latency = retired.histograms;
   ProcessUsage usage = master_usage;
   std::map<std::string, ConnectionStats> connections;
   json rows = json::array();
@@ -249,6 +290,7 @@ json stats_render(const std::map<int, Snapshot>& workers, const Counters& retire
     row["kind"] = w.kind;
     row["port"] = w.port;
     row["started"] = w.started;
+    if (!w.queue_set.empty()) row["queue_set"] = w.queue_set;
     rows.push_back(std::move(row));
     if (w.port && std::find(ports.begin(), ports.end(), w.port) == ports.end()) ports.push_back(w.port);
   }
@@ -258,11 +300,13 @@ json stats_render(const std::map<int, Snapshot>& workers, const Counters& retire
   j["port"] = ports;
   j["workers"] = rows;
   j["latency"] = latency.to_json();
+  json fwd = json::object();
+  for (const auto& [name, c] : stats_forwarders(workers, retired)) fwd[name] = c.to_json();
+  j["forwarders"] = fwd;
   return j;
 }
 
-std::string stats_render_prometheus(const std::map<int, Snapshot>& workers,
-                                    const Counters& retired, const Histograms& retired_histograms) {
+std::string stats_render_prometheus(const std::map<int, Snapshot>& workers, const Retired& retired) {
   std::string out;
   auto labels = [](const Snapshot& w) {
     return fmt::format("slot=\"{}\",pid=\"{}\",kind=\"{}\",port=\"{}\"", w.slot, w.pid, w.kind,
@@ -273,7 +317,7 @@ std::string stats_render_prometheus(const std::map<int, Snapshot>& workers,
                      help);                                                                \
   for (const auto& [pid, w] : workers)                                                     \
     out += fmt::format("warren_{}_total{{{}}} {}\n", #member, labels(w), w.counters.member); \
-  out += fmt::format("warren_{}_total{{slot=\"retired\"}} {}\n", #member, retired.member);
+  out += fmt::format("warren_{}_total{{slot=\"retired\"}} {}\n", #member, retired.counters.member);
   WORKER_COUNTERS(WARREN_COUNTER_PROM)
 #undef WARREN_COUNTER_PROM
 
@@ -281,16 +325,17 @@ std::string stats_render_prometheus(const std::map<int, Snapshot>& workers,
     uint64_t cumulative = 0;
     for (size_t i = 0; i < h.buckets.size(); ++i) {
       cumulative += h.buckets[i];
-      const std::string le = i < Histogram::kBounds.size() ? fmt::format("{}", Histogram::kBounds[i]) : "+Inf";
+      const std::string le =
+          i < Histogram::kBounds.size() ? fmt::format("{}", Histogram::kBounds[i]) : "+Inf";
       out += fmt::format("warren_{}_bucket{{{},le=\"{}\"}} {}\n", name, label, le, cumulative);
     }
-    out += fmt::format("warren_{}_sum{{{}}} {}\nwarren_{}_count{{{}}} {}\n", name, label, h.sum, name,
-                       label, h.count);
+    out += fmt::format("warren_{}_sum{{{}}} {}\nwarren_{}_count{{{}}} {}\n", name, label, h.sum,
+                       name, label, h.count);
   };
 #define WARREN_HISTOGRAM_PROM(member, help)                                                    \
   out += fmt::format("# HELP warren_{0} {1}\n# TYPE warren_{0} histogram\n", #member, help); \
   for (const auto& [pid, w] : workers) histogram(#member, labels(w), w.histograms.member);    \
-  histogram(#member, "slot=\"retired\"", retired_histograms.member);
+  histogram(#member, "slot=\"retired\"", retired.histograms.member);
   WORKER_HISTOGRAMS(WARREN_HISTOGRAM_PROM)
 #undef WARREN_HISTOGRAM_PROM
 
@@ -300,6 +345,20 @@ std::string stats_render_prometheus(const std::map<int, Snapshot>& workers,
     int open = 0;
     for (const auto& [name, c] : w.connections) open += c.connected;
     out += fmt::format("warren_broker_connections_open{{{}}} {}\n", labels(w), open);
+  }
+
+  // Forwarders: one series per forwarder, summed over its workers (and the retired ones).
+  const auto forwarders = stats_forwarders(workers, retired);
+  if (!forwarders.empty()) {
+#define WARREN_FORWARDER_PROM(member, help)                                                   \
+  out += fmt::format(                                                                         \
+      "# HELP warren_forwarder_{0}_total {1}\n# TYPE warren_forwarder_{0}_total counter\n", \
+      #member, help);                                                                         \
+  for (const auto& [name, c] : forwarders)                                                    \
+    out += fmt::format("warren_forwarder_{}_total{{forwarder=\"{}\"}} {}\n", #member, name,   \
+                       c.member);
+    FORWARDER_COUNTERS(WARREN_FORWARDER_PROM)
+#undef WARREN_FORWARDER_PROM
   }
   return out;
 }

@@ -89,6 +89,35 @@ struct Histograms {
   static Histograms from_json(const nlohmann::json& j);
 };
 
+// Per forwarder (AMQP -> HTTP), summed over the workers of its queue set. X(member, help).
+#define FORWARDER_COUNTERS(X)                                                                  \
+  X(consumed, "messages delivered to the forwarder by the broker")                             \
+  X(acked, "messages acked after a final 2xx/3xx answer")                                      \
+  X(retried, "backend attempts that failed (5xx, error, timeout) and were retried")            \
+  X(dead_lettered, "messages dead-lettered, or rejected without requeue when no dead_letter_exchange") \
+  X(dead_letter_failed, "dead-letter publishes refused by the broker (message then rejected)") \
+  X(replied, "replies published to reply_to and confirmed")                                   \
+  X(reply_failed, "replies the broker did not confirm")                                        \
+  X(requeued, "messages handed back to the queue (nack requeue) while stopping")               \
+  X(invalid, "messages that could not be translated into a request")                          \
+  X(status_2xx, "backend answers 2xx")                                                         \
+  X(status_3xx, "backend answers 3xx")                                                         \
+  X(status_4xx, "backend answers 4xx")                                                         \
+  X(status_5xx, "backend answers 5xx")                                                         \
+  X(status_error, "backend attempts without an answer (connect error, timeout, reset)")        \
+  X(latency_us, "time spent waiting for backends, microseconds")
+
+struct ForwarderCounters {
+#define WARREN_FORWARDER_MEMBER(member, help) uint64_t member = 0;
+  FORWARDER_COUNTERS(WARREN_FORWARDER_MEMBER)
+#undef WARREN_FORWARDER_MEMBER
+
+  void merge(const ForwarderCounters& other);
+  nlohmann::json to_json() const;  // flat: {"consumed": n, ...}
+  static ForwarderCounters from_json(const nlohmann::json& j);
+  bool operator==(const ForwarderCounters&) const = default;
+};
+
 // Per broker connection pool entry, keyed "vhost:user" as statelessd does.
 struct ConnectionStats {
   uint64_t connections_opened = 0, connections_closed = 0;
@@ -124,21 +153,33 @@ struct Snapshot {
   Counters counters;
   Histograms histograms;
   std::map<std::string, ConnectionStats> connections;
+  std::string queue_set;                                 // forward workers
+  std::map<std::string, ForwarderCounters> forwarders;  // by forwarder name
   ProcessUsage usage;
 
   nlohmann::json to_json() const;
   static Snapshot from_json(const nlohmann::json& j);
 };
 
+// What workers that have exited counted, so that totals never go backwards.
+struct Retired {
+  Counters counters;
+  Histograms histograms;
+  std::map<std::string, ForwarderCounters> forwarders;
+  void add(const Snapshot& last);
+};
+
 // The master's sum over workers: /stats in statelessd's shape plus `workers[]`.
-nlohmann::json stats_render(const std::map<int, Snapshot>& workers, const Counters& retired,
-                            const Histograms& retired_histograms, const ProcessUsage& master_usage,
-                            double uptime);
+nlohmann::json stats_render(const std::map<int, Snapshot>& workers, const Retired& retired,
+                            const ProcessUsage& master_usage, double uptime);
 // Every counter summed over the workers and those that exited.
-Counters stats_total(const std::map<int, Snapshot>& workers, const Counters& retired);
+Counters stats_total(const std::map<int, Snapshot>& workers, const Retired& retired);
 
 // Prometheus text exposition of the same figures, per worker as labels.
-std::string stats_render_prometheus(const std::map<int, Snapshot>& workers,
-                                    const Counters& retired, const Histograms& retired_histograms);
+std::string stats_render_prometheus(const std::map<int, Snapshot>& workers, const Retired& retired);
+
+// Forwarder counters summed by forwarder name over the workers (and the retired ones).
+std::map<std::string, ForwarderCounters> stats_forwarders(const std::map<int, Snapshot>& workers,
+                                                          const Retired& retired);
 
 }  // namespace warren

@@ -10,6 +10,7 @@
 
 #include "channel.h"
 #include "core/publisher.h"
+#include "forward/queue_set.h"
 #include "http/admin.h"
 #include "http/dashboard.h"
 #include "http/events.h"
@@ -70,6 +71,14 @@ class Worker final : public StatsSource {
     snapshot_timer_.reset(event_new(base_.get(), -1, EV_PERSIST, on_snapshot_timer, this));
     event_add(snapshot_timer_.get(), &kSnapshotInterval);
 
+    if (spec_.kind == "forward") {
+      queue_set_ = std::make_unique<forward::QueueSet>(base_.get(), *config_, spec_.queue_set);
+      queue_set_->start();
+      channel_->send(FrameType::ready, "");
+      log_info("forwarding queue set {} ({} forwarder(s))", spec_.queue_set, queue_set_->size());
+      event_base_dispatch(base_.get());
+      return 0;
+    }
     http_ = std::make_unique<HttpServer>(base_.get(), config_->http, counters_);
     publisher_ = std::make_unique<core::Publisher>(base_.get(), *config_, counters_, histograms_);
     admin_routes(*http_, *this);
@@ -93,7 +102,8 @@ class Worker final : public StatsSource {
   }
 
   nlohmann::json identity() const override {
-    return {{"pid", getpid()}, {"slot", spec_.slot}, {"port", spec_.port}, {"draining", draining_}};
+    return {{"pid", getpid()}, {"slot", spec_.slot}, {"port", spec_.port}, {"draining", draining_},
+            {"queue_set", spec_.queue_set}};
   }
 
  private:
@@ -107,7 +117,8 @@ class Worker final : public StatsSource {
     s.counters = counters_;
     s.histograms = histograms_;
     s.usage = ProcessUsage::current();
-    publisher_->fill(s);
+    if (publisher_) publisher_->fill(s);
+    if (queue_set_) queue_set_->fill(s);
     return s;
   }
 
@@ -144,14 +155,18 @@ class Worker final : public StatsSource {
     draining_ = true;
     // Stats requests still waiting on the master will not be answered now.
     for (auto& [id, done] : std::exchange(pending_stats_, {})) done(nullptr);
-    http_->drain([this] { finish(); });
+    // A forward worker stops consuming and lets in-flight messages finish, requeueing what is
+    // left a second before the master's SIGKILL would.
+    if (queue_set_) queue_set_->drain(std::max(0.5, config_->daemon.shutdown_timeout - 1), [this] { finish(); });
+    else http_->drain([this] { finish(); });
   }
 
   void finish() {
     send_snapshot();
     channel_->flush_blocking();
     // Nothing is in flight: close the broker connections politely, bounded by a short wait.
-    publisher_->close_all();
+    if (publisher_) publisher_->close_all();
+    if (queue_set_) queue_set_->close();
     log_info("drained; exiting");
     constexpr timeval kCloseWait{0, 500000};
     event_base_loopexit(base_.get(), &kCloseWait);
@@ -185,6 +200,7 @@ class Worker final : public StatsSource {
   std::unique_ptr<Channel> channel_;
   std::unique_ptr<HttpServer> http_;
   std::unique_ptr<core::Publisher> publisher_;
+  std::unique_ptr<forward::QueueSet> queue_set_;
   std::vector<EventPtr> signals_;
   EventPtr snapshot_timer_;
   std::map<uint64_t, StatsCallback> pending_stats_;
@@ -195,7 +211,8 @@ class Worker final : public StatsSource {
 }  // namespace
 
 int worker_run(std::shared_ptr<const Config> config, const WorkerSpec& spec, Fd channel) {
-  log_set_role(fmt::format("worker {}:{}", spec.kind, spec.port));
+  log_set_role(spec.kind == "forward" ? fmt::format("worker forward:{}", spec.queue_set)
+                                      : fmt::format("worker {}:{}", spec.kind, spec.port));
   if (!drop_privileges(config->daemon)) return kWorkerExitFatal;
   signal(SIGPIPE, SIG_IGN);
   Worker worker(std::move(config), spec);

@@ -10,10 +10,11 @@
 namespace warren {
 
 struct WorkerSpec {
-  std::string kind = "http";  // "http": one listening socket; later "forward": a queue set
+  std::string kind = "http";  // "http": one listening socket; "forward": a queue set
   int slot = 0;               // stable position in the master's table, kept across respawns
   int port = 0;
-  int listen_fd = -1;
+  int listen_fd = -1;         // -1 for forward workers: they listen on nothing
+  std::string queue_set;      // forward workers: the forwarders[].queue_set they run
 };
 
 // Exit codes: 0 after a graceful drain; 2 for a fatal setup error the master must not respawn.

@@ -53,9 +53,9 @@ TEST(Snapshot, JsonRoundTrip) {
 
 TEST(StatsRender, SumsWorkersInStatelessdShape) {
   std::map<int, Snapshot> workers{{101, worker(101, 8000, 5, 4)}, {102, worker(102, 8001, 7, 7)}};
-  Counters retired;
-  retired.method_post = 10;
-  auto j = stats_render(workers, retired, Histograms{}, ProcessUsage{}, 12.5);
+  Retired retired;
+  retired.counters.method_post = 10;
+  auto j = stats_render(workers, retired, ProcessUsage{}, 12.5);
   EXPECT_EQ(j["requests"]["method.POST"], 22);
   EXPECT_EQ(j["requests"]["response.204"], 11);
   EXPECT_DOUBLE_EQ(j["requests"]["processing_time"].get<double>(), 3.0);
@@ -72,7 +72,7 @@ TEST(StatsRender, SumsWorkersInStatelessdShape) {
 
 TEST(StatsRender, PrometheusHasOneSeriesPerWorkerAndRetired) {
   std::map<int, Snapshot> workers{{101, worker(101, 8000, 5, 4)}};
-  auto text = stats_render_prometheus(workers, Counters{}, Histograms{});
+  auto text = stats_render_prometheus(workers, Retired{});
   EXPECT_NE(text.find("# TYPE warren_method_post_total counter"), std::string::npos);
   EXPECT_NE(text.find("warren_method_post_total{slot=\"1\",pid=\"101\",kind=\"http\",port=\"8000\"} 5"),
             std::string::npos);
@@ -87,7 +87,7 @@ TEST(Histogram, BucketsAreCumulativeInPrometheusText) {
   auto back = Snapshot::from_json(w.to_json());
   EXPECT_EQ(back.histograms.publish_seconds.count, 3u);
   EXPECT_DOUBLE_EQ(back.histograms.publish_seconds.sum, 30.0032);
-  auto text = stats_render_prometheus({{7, back}}, Counters{}, Histograms{});
+  auto text = stats_render_prometheus({{7, back}}, Retired{});
   const std::string series = "warren_publish_seconds_bucket{slot=\"7\",pid=\"7\",kind=\"http\",port=\"8000\",le=";
   EXPECT_NE(text.find(series + "\"0.0005\"} 1"), std::string::npos) << text;
   EXPECT_NE(text.find(series + "\"0.005\"} 2"), std::string::npos);

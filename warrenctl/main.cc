@@ -94,6 +94,20 @@ void print_stats(const json& s) {
                c.value("connected", false) ? "connected" : "disconnected",
                c["connections"].value("opened", 0), c["connections"].value("closed", 0),
                c.value("publishes", 0), c.value("queue_size", 0));
+  if (s.contains("forwarders") && !s["forwarders"].empty()) fmt::print("forwarders:\n");
+  const json forwarders = s.value("forwarders", json::object());
+  for (const auto& [name, f] : forwarders.items()) {
+    const uint64_t answers = f.value("status_2xx", uint64_t{0}) + f.value("status_3xx", uint64_t{0}) +
+                             f.value("status_4xx", uint64_t{0}) + f.value("status_5xx", uint64_t{0}) +
+                             f.value("status_error", uint64_t{0});
+    fmt::print("  {:<20} consumed {} acked {} retried {} dead-lettered {} replied {} requeued {} invalid {}\n"
+               "  {:<20} backend 2xx {} 3xx {} 4xx {} 5xx {} error {}  mean latency {:.1f} ms\n",
+               name, f.value("consumed", 0), f.value("acked", 0), f.value("retried", 0),
+               f.value("dead_lettered", 0), f.value("replied", 0), f.value("requeued", 0),
+               f.value("invalid", 0), "", f.value("status_2xx", 0), f.value("status_3xx", 0),
+               f.value("status_4xx", 0), f.value("status_5xx", 0), f.value("status_error", 0),
+               answers ? f.value("latency_us", uint64_t{0}) / 1000.0 / answers : 0.0);
+  }
   fmt::print("workers:\n");
   for (const auto& w : s["workers"])
     fmt::print("  pid {:<7} slot {:<3} {:<7} port {:<6} POST {:<8} GET {:<8} rss {}\n",
@@ -103,10 +117,12 @@ void print_stats(const json& s) {
 }
 
 void print_workers(const json& rows) {
-  fmt::print("{:<8} {:<5} {:<8} {:<6} {:<4} {}\n", "PID", "SLOT", "KIND", "PORT", "GEN", "STATE");
+  fmt::print("{:<8} {:<5} {:<8} {:<6} {:<12} {:<4} {}\n", "PID", "SLOT", "KIND", "PORT", "QUEUE_SET",
+             "GEN", "STATE");
   for (const auto& w : rows)
-    fmt::print("{:<8} {:<5} {:<8} {:<6} {:<4} {}\n", w.value("pid", 0), w.value("slot", 0),
-               w.value("kind", ""), w.value("port", 0), w.value("generation", 0),
+    fmt::print("{:<8} {:<5} {:<8} {:<6} {:<12} {:<4} {}\n", w.value("pid", 0), w.value("slot", 0),
+               w.value("kind", ""), w.value("port", 0),
+               w.value("queue_set", "").empty() ? "-" : w.value("queue_set", ""), w.value("generation", 0),
                w.value("quitting", false) ? "draining" : w.value("ready", false) ? "serving" : "starting");
 }
 

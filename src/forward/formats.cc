@@ -1,0 +1,342 @@
+#include "forward/formats.h"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <cctype>
+
+#include <fmt/format.h>
+
+namespace warren::forward {
+namespace {
+
+using nlohmann::json;
+
+// RFC 9110 token characters: what a method and a header name may be made of.
+bool is_token(std::string_view s) {
+  if (s.empty()) return false;
+  return std::all_of(s.begin(), s.end(), [](unsigned char c) {
+    return std::isalnum(c) || std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+  });
+}
+
+// A header value may not break the request: no CR, LF or NUL.
+bool is_header_value(std::string_view s) {
+  return s.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
+}
+
+// A request target: printable ASCII without spaces, empty or starting with '/'.
+bool is_path(std::string_view s) {
+  if (!s.empty() && s[0] != '/') return false;
+  return std::all_of(s.begin(), s.end(), [](unsigned char c) { return c > 0x20 && c < 0x7f; });
+}
+
+// Hop-by-hop and framing headers that describe the hop to warren, not the request: curl sets
+// its own for the hop to the backend.
+bool is_hop_header(std::string_view name) {
+  static constexpr std::string_view kHop[] = {"host", "content-length", "connection", "keep-alive",
+                                              "transfer-encoding", "te", "trailer", "upgrade",
+                                              "expect", "proxy-connection", "proxy-authorization"};
+  std::string lower(name);
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+  return std::find(std::begin(kHop), std::end(kHop), lower) != std::end(kHop);
+}
+
+// A header table value as header text: strings as they are, anything else as JSON.
+std::string header_text(const json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
+
+std::optional<std::string> string_header(const amqp::Properties& p, const char* name) {
+  if (!p.headers || !p.headers->is_object()) return std::nullopt;
+  auto it = p.headers->find(name);
+  if (it == p.headers->end() || !it->is_string()) return std::nullopt;
+  return it->get<std::string>();
+}
+
+Translation answer(int status, std::string error, bool invalid) {
+  Translation t;
+  t.kind = Translation::Kind::answer;
+  t.invalid = invalid;
+  t.error = std::move(error);
+  t.answer.status = status;
+  t.answer.content_type = "application/json";
+  t.answer.body = json{{"error", status == 400 ? "bad message" : status == 403 ? "forbidden" : "not found"},
+                       {"detail", t.error}}
+                      .dump();
+  return t;
+}
+
+// vCloud Director's error document (its Error type, in JSON), for answers warren makes itself.
+std::string vcd_error_body(int status, std::string_view minor, std::string_view message) {
+  return json{{"majorErrorCode", status}, {"minorErrorCode", minor}, {"message", message}}.dump();
+}
+
+Translation vcd_answer(int status, std::string_view minor, std::string error, bool invalid,
+                       std::string request_id) {
+  Translation t;
+  t.kind = Translation::Kind::answer;
+  t.invalid = invalid;
+  t.answer.status = status;
+  t.answer.content_type = "application/json";
+  t.answer.body = vcd_error_body(status, minor, error);
+  t.error = std::move(error);
+  t.request_id = std::move(request_id);
+  return t;
+}
+
+std::string id_text(const json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_null()) return "";
+  return v.dump();
+}
+
+// context.user / context.org: a URN string, or an object carrying one as "id".
+std::string context_id(const json& context, const char* key) {
+  auto it = context.find(key);
+  if (it == context.end()) return "";
+  if (it->is_object()) return id_text(it->value("id", json()));
+  return id_text(*it);
+}
+
+}  // namespace
+
+int failure_status(const BackendResponse& r) {
+  switch (r.failure) {
+    case BackendResponse::Failure::connect: return 503;
+    case BackendResponse::Failure::timeout: return 504;
+    default: return 502;
+  }
+}
+
+std::string base64_encode(std::string_view data) {
+  std::string out(4 * ((data.size() + 2) / 3) + 1, '\0');
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(data.data()),
+                                static_cast<int>(data.size()));
+  out.resize(n);
+  return out;
+}
+
+std::optional<std::string> base64_decode(std::string_view text) {
+  // EVP_DecodeBlock wants whole quads and no whitespace; it counts padding as zero bytes.
+  std::string in;
+  in.reserve(text.size());
+  for (char c : text)
+    if (!std::isspace(static_cast<unsigned char>(c))) in += c;
+  if (in.size() % 4 != 0) return std::nullopt;
+  if (in.empty()) return std::string();
+  std::string out(in.size() / 4 * 3, '\0');
+  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(in.data()),
+                                static_cast<int>(in.size()));
+  if (n < 0) return std::nullopt;
+  size_t pad = 0;
+  if (in.back() == '=') ++pad;
+  if (in.size() >= 2 && in[in.size() - 2] == '=') ++pad;
+  out.resize(static_cast<size_t>(n) - pad);
+  return out;
+}
+
+Translator::Translator(const ForwarderConfig& config) : config_(config) {
+  if (!config_.rewrite_from.empty()) rewrite_.emplace(config_.rewrite_from, std::regex::ECMAScript);
+}
+
+std::string Translator::rewrite(std::string_view target) const {
+  const auto q = target.find('?');
+  std::string path(target.substr(0, q));
+  if (rewrite_) path = std::regex_replace(path, *rewrite_, config_.rewrite_to, std::regex_constants::format_first_only);
+  if (q != std::string_view::npos) path += target.substr(q);
+  return path;
+}
+
+std::string Translator::backend_url(std::string_view path) const {
+  std::string url = config_.backend.url;
+  if (!url.empty() && url.back() == '/' && !path.empty() && path[0] == '/') url.pop_back();
+  url += path;
+  return url;
+}
+
+Translation Translator::translate(const amqp::Delivery& message) const {
+  if (config_.format == "vcd") return translate_vcd(message);
+  return translate_raw(message);
+}
+
+std::optional<Reply> Translator::reply(const amqp::Delivery& message, const Translation& t,
+                                       const BackendResponse& r) const {
+  if (!message.properties.reply_to || message.properties.reply_to->empty()) return std::nullopt;
+  if (config_.format == "vcd") return reply_vcd(message, t, r);
+  return reply_raw(message, r);
+}
+
+Translation Translator::translate_raw(const amqp::Delivery& message) const {
+  const auto& p = message.properties;
+  std::string method = "POST", path;
+  if (p.headers && p.headers->is_object()) {
+    if (auto it = p.headers->find("x-http-method"); it != p.headers->end()) {
+      if (!it->is_string() || !is_token(it->get<std::string>()))
+        return answer(400, fmt::format("header x-http-method is not an HTTP method: {}", it->dump()), true);
+      method = it->get<std::string>();
+      std::transform(method.begin(), method.end(), method.begin(), [](unsigned char c) { return std::toupper(c); });
+    }
+    if (auto it = p.headers->find("x-http-path"); it != p.headers->end()) {
+      if (!it->is_string() || !is_path(it->get<std::string>()))
+        return answer(400, fmt::format("header x-http-path is not a path: {}", it->dump()), true);
+      path = it->get<std::string>();
+    }
+  }
+  Translation t;
+  t.request.method = method;
+  t.request.url = backend_url(rewrite(path));
+  t.request.body = message.body;
+  auto& h = t.request.headers;
+  if (p.content_type && is_header_value(*p.content_type)) h.emplace_back("Content-Type", *p.content_type);
+  auto add = [&h](const char* name, const std::string& value) {
+    if (is_header_value(value)) h.emplace_back(name, value);
+  };
+  if (p.content_type) add("X-AMQP-Content-Type", *p.content_type);
+  if (p.content_encoding) add("X-AMQP-Content-Encoding", *p.content_encoding);
+  if (p.delivery_mode) add("X-AMQP-Delivery-Mode", std::to_string(*p.delivery_mode));
+  if (p.priority) add("X-AMQP-Priority", std::to_string(*p.priority));
+  if (p.correlation_id) add("X-AMQP-Correlation-Id", *p.correlation_id);
+  if (p.reply_to) add("X-AMQP-Reply-To", *p.reply_to);
+  if (p.expiration) add("X-AMQP-Expiration", *p.expiration);
+  if (p.message_id) add("X-AMQP-Message-Id", *p.message_id);
+  if (p.timestamp) add("X-AMQP-Timestamp", std::to_string(*p.timestamp));
+  if (p.type) add("X-AMQP-Type", *p.type);
+  if (p.user_id) add("X-AMQP-User-Id", *p.user_id);
+  if (p.app_id) add("X-AMQP-App-Id", *p.app_id);
+  add("X-AMQP-Exchange", message.exchange);
+  add("X-AMQP-Routing-Key", message.routing_key);
+  add("X-AMQP-Redelivered", message.redelivered ? "true" : "false");
+  // The application headers, one X-AMQP-Header-<name> each; names HTTP cannot carry are left
+  // out (the body and the properties above still reach the backend).
+  if (p.headers && p.headers->is_object())
+    for (const auto& [name, value] : p.headers->items()) {
+      if (name == "x-http-method" || name == "x-http-path" || !is_token(name)) continue;
+      const std::string text = header_text(value);
+      if (is_header_value(text)) h.emplace_back("X-AMQP-Header-" + name, text);
+    }
+  return t;
+}
+
+std::optional<Reply> Translator::reply_raw(const amqp::Delivery& message, const BackendResponse& r) const {
+  Reply reply;
+  reply.exchange = string_header(message.properties, "replyToExchange").value_or("");
+  reply.routing_key = *message.properties.reply_to;
+  auto& p = reply.properties;
+  p.correlation_id = message.properties.correlation_id;
+  const int status = r.status ? r.status : failure_status(r);
+  p.headers = json{{"x-http-status", status}};
+  if (r.status) {
+    if (!r.content_type.empty()) p.content_type = r.content_type;
+    reply.body = r.body;
+  } else {
+    p.content_type = "application/json";
+    reply.body = json{{"error", "backend failed"}, {"detail", r.error}}.dump();
+  }
+  return reply;
+}
+
+// The vCloud Director API extension format (vCD 9.1 to 10): the body is the JSON array
+// [request, context] where request = {id, method, requestUri, queryString, headers, body
+// (base64)} and context = {user, org, rights: [URN...]}. Checks, in order: the URI belongs to
+// /api/<vcd.extension>; every vcd.required_rights URN is in context.rights; context.org is one
+// of vcd.allowed_orgs (when that list is not empty). Refusals are answered 403 (404 for a URI
+// that is not this extension's) in vCD's error document.
+Translation Translator::translate_vcd(const amqp::Delivery& message) const {
+  json doc = json::parse(message.body, nullptr, false);
+  if (doc.is_discarded() || !doc.is_array() || doc.size() < 2 || !doc[0].is_object() || !doc[1].is_object())
+    return vcd_answer(400, "BAD_REQUEST", "the message body is not a vCD [request, context] array", true, "");
+  const json& request = doc[0];
+  const json& context = doc[1];
+  std::string id = id_text(request.value("id", json()));
+  auto field = [&](const char* key) -> std::optional<std::string> {
+    auto it = request.find(key);
+    if (it == request.end() || it->is_null()) return std::string();
+    if (!it->is_string()) return std::nullopt;
+    return it->get<std::string>();
+  };
+  auto method = field("method"), uri = field("requestUri"), query = field("queryString"), body64 = field("body");
+  if (!method || !uri || !query || !body64 || !is_token(*method))
+    return vcd_answer(400, "BAD_REQUEST", "request.method, requestUri, queryString and body must be strings", true, id);
+  auto body = base64_decode(*body64);
+  if (!body) return vcd_answer(400, "BAD_REQUEST", "request.body is not base64", true, id);
+
+  // requestUri is a path, or a whole URL on some vCD versions: keep the path.
+  std::string path = *uri;
+  if (path.starts_with("http://") || path.starts_with("https://")) {
+    auto slash = path.find('/', path.find("//") + 2);
+    path = slash == std::string::npos ? "/" : path.substr(slash);
+  }
+  if (auto q = path.find('?'); q != std::string::npos) path.resize(q);
+  const std::string prefix = "/api/" + config_.vcd.extension;
+  if (!(path == prefix || path.starts_with(prefix + "/")) || !is_path(path))
+    return vcd_answer(404, "RESOURCE_NOT_FOUND",
+                      fmt::format("{} is not a URI of the extension {}", *uri, config_.vcd.extension), false, id);
+
+  std::vector<std::string> rights;
+  if (auto it = context.find("rights"); it != context.end() && it->is_array())
+    for (const auto& r : *it)
+      if (r.is_string()) rights.push_back(r.get<std::string>());
+  for (const auto& need : config_.vcd.required_rights)
+    if (std::find(rights.begin(), rights.end(), need) == rights.end())
+      return vcd_answer(403, "ACCESS_TO_RESOURCE_IS_FORBIDDEN",
+                        fmt::format("the user lacks the right {}", need), false, id);
+  const std::string org = context_id(context, "org"), user = context_id(context, "user");
+  if (!config_.vcd.allowed_orgs.empty() &&
+      std::find(config_.vcd.allowed_orgs.begin(), config_.vcd.allowed_orgs.end(), org) ==
+          config_.vcd.allowed_orgs.end())
+    return vcd_answer(403, "ACCESS_TO_RESOURCE_IS_FORBIDDEN",
+                      fmt::format("the organization {} may not use this extension", org), false, id);
+
+  Translation t;
+  t.request_id = id;
+  t.request.method = *method;
+  std::transform(t.request.method.begin(), t.request.method.end(), t.request.method.begin(),
+                 [](unsigned char c) { return std::toupper(c); });
+  std::string target = rewrite(path);
+  if (!query->empty()) target += (query->front() == '?' ? "" : "?") + *query;
+  t.request.url = backend_url(target);
+  t.request.body = std::move(*body);
+  if (auto it = request.find("headers"); it != request.end() && it->is_object())
+    for (const auto& [name, value] : it->items()) {
+      if (!is_token(name) || is_hop_header(name)) continue;
+      std::string text;
+      if (value.is_array()) {  // some versions send every header as a list of values
+        for (const auto& v : value) text += (text.empty() ? "" : ", ") + header_text(v);
+      } else {
+        text = header_text(value);
+      }
+      if (is_header_value(text)) t.request.headers.emplace_back(name, text);
+    }
+  if (is_header_value(org)) t.request.headers.emplace_back("org_id", org);
+  if (is_header_value(user)) t.request.headers.emplace_back("user_id", user);
+  return t;
+}
+
+std::optional<Reply> Translator::reply_vcd(const amqp::Delivery& message, const Translation& t,
+                                           const BackendResponse& r) const {
+  Reply reply;
+  reply.exchange = string_header(message.properties, "replyToExchange").value_or("");
+  reply.routing_key = *message.properties.reply_to;
+  reply.properties.correlation_id = message.properties.correlation_id;
+  reply.properties.content_type = "application/json";
+  int status = r.status;
+  std::string content_type = r.content_type, body = r.body;
+  if (!status) {
+    status = failure_status(r);
+    content_type = "application/json";
+    body = vcd_error_body(status, status == 504 ? "GATEWAY_TIMEOUT" : status == 503 ? "SERVICE_UNAVAILABLE" : "BAD_GATEWAY",
+                          fmt::format("backend failed: {}", r.error));
+  }
+  json headers = json::object();
+  if (!content_type.empty()) headers["Content-Type"] = content_type;
+  reply.body = json{{"id", t.request_id},
+                    {"headers", headers},
+                    {"statusCode", status},
+                    {"body", base64_encode(body)},
+                    {"request", false}}
+                   .dump();
+  return reply;
+}
+
+}  // namespace warren::forward

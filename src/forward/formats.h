@@ -1,0 +1,101 @@
+// Message <-> HTTP translation for forwarders, one pair of functions per format: a consumed
+// message becomes a backend request (or an answer warren gives itself: a message it cannot
+// parse, a vCD request its checks refuse), and a backend response becomes the reply message.
+// Pure: no I/O, no clock; unit-tested in t/forward/formats_test.cc.
+//
+//   raw  method from header x-http-method (POST), path from x-http-path appended to backend.url
+//        after `rewrite`, body = message body, properties as X-AMQP-* headers. The reply goes to
+//        reply_to on the default exchange (or header replyToExchange): correlation_id kept,
+//        status in header x-http-status, the response body and Content-Type as they came.
+//   vcd  vCloud Director API extension messages: body [request, context] (see translate_vcd).
+#pragma once
+
+#include <optional>
+#include <regex>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "amqp/codec.h"
+#include "amqp/types.h"
+#include "config.h"
+
+namespace warren::forward {
+
+// One HTTP request for a backend, before curl sees it.
+struct BackendRequest {
+  std::string method = "POST";
+  std::string url;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+};
+
+// How a backend answered. status 0: no answer; `failure` and `error` say why.
+struct BackendResponse {
+  enum class Failure { none, connect, timeout, other };
+  int status = 0;
+  std::string content_type;
+  std::string body;
+  Failure failure = Failure::none;
+  std::string error;
+};
+
+// The status a failure is reported with: 503 when the backend could not be reached, 504 on a
+// timeout, 502 for anything else that gave no usable answer.
+int failure_status(const BackendResponse& response);
+
+// What a format made of one message.
+struct Translation {
+  enum class Kind {
+    forward,  // send `request` to the backend
+    answer,   // warren answers itself with `answer` (a 4xx): nothing goes to the backend
+  };
+  Kind kind = Kind::forward;
+  BackendRequest request;
+  BackendResponse answer;
+  bool invalid = false;    // the answer is because the message could not be parsed
+  std::string error;       // why an answer was given, for logs and dead-letter headers
+  std::string request_id;  // vcd: the request's id, echoed in the reply
+};
+
+// A reply message to publish.
+struct Reply {
+  std::string exchange, routing_key;
+  amqp::Properties properties;
+  std::string body;
+};
+
+class Translator {
+ public:
+  // `config` must outlive the translator. Its rewrite regex is compiled once, here (the config
+  // check already proved it compiles).
+  explicit Translator(const ForwarderConfig& config);
+
+  Translation translate(const amqp::Delivery& message) const;
+  // The reply for a message that has reply_to; nullopt when it has none. `response` is the
+  // backend's, or translation.answer for Kind::answer.
+  std::optional<Reply> reply(const amqp::Delivery& message, const Translation& translation,
+                             const BackendResponse& response) const;
+
+  // `path` (which may carry "?query": the query is left alone) after rewrite.from -> rewrite.to.
+  std::string rewrite(std::string_view path) const;
+  // backend.url + path, with one slash where both have one.
+  std::string backend_url(std::string_view path) const;
+
+ private:
+  Translation translate_raw(const amqp::Delivery& message) const;
+  Translation translate_vcd(const amqp::Delivery& message) const;
+  std::optional<Reply> reply_raw(const amqp::Delivery& message, const BackendResponse& r) const;
+  std::optional<Reply> reply_vcd(const amqp::Delivery& message, const Translation& t,
+                                 const BackendResponse& r) const;
+
+  const ForwarderConfig& config_;
+  std::optional<std::regex> rewrite_;
+};
+
+// Base64 (OpenSSL EVP): encode never fails; decode returns nullopt for bad input.
+std::string base64_encode(std::string_view data);
+std::optional<std::string> base64_decode(std::string_view text);
+
+}  // namespace warren::forward

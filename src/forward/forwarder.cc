@@ -1,0 +1,418 @@
+#include "forward/forwarder.h"
+
+#include <unistd.h>
+
+#include "log.h"
+
+namespace warren::forward {
+namespace {
+
+using nlohmann::json;
+
+json argument_json(const ArgValue& v) {
+  switch (v.kind) {
+    case ArgValue::Kind::integer: return v.integer;
+    case ArgValue::Kind::real: return v.real;
+    case ArgValue::Kind::boolean: return v.boolean;
+    case ArgValue::Kind::string: break;
+  }
+  return v.text;
+}
+
+void count_status(ForwarderCounters& c, int status) {
+  const std::string_view cls = core::status_class(status);
+  if (cls == "2xx") ++c.status_2xx;
+  else if (cls == "3xx") ++c.status_3xx;
+  else if (cls == "4xx") ++c.status_4xx;
+  else if (cls == "5xx") ++c.status_5xx;
+  else ++c.status_error;
+}
+
+}  // namespace
+
+struct Forwarder::Flight {
+  enum class Stage { http, waiting, replying, settling };
+  uint64_t key = 0;
+  std::shared_ptr<amqp::Channel> channel;  // the channel the message came on
+  amqp::Delivery message;
+  Translation translation;
+  Stage stage = Stage::http;
+  int attempt = 0;
+  uint64_t http_id = 0;
+  BackendResponse last;  // the latest answer (or failure), for dead-letter headers
+  EventPtr retry_timer;
+  Forwarder* owner = nullptr;
+};
+
+Forwarder::Forwarder(event_base* base, const Config& config, const ForwarderConfig& forwarder,
+                     HttpClient& http, ForwarderCounters& counters, amqp::Stats& amqp_stats)
+    : base_(base),
+      global_(config),
+      config_(forwarder),
+      http_(http),
+      counters_(counters),
+      amqp_stats_(amqp_stats),
+      translator_(forwarder) {
+  reconnect_timer_.reset(evtimer_new(base_, on_reconnect_timer, this));
+}
+
+Forwarder::~Forwarder() {
+  for (auto& [key, f] : flights_)
+    if (f->stage == Flight::Stage::http) http_.cancel(f->http_id);
+  flights_.clear();
+}
+
+void Forwarder::start() { connect(); }
+
+void Forwarder::connect() {
+  if (conn_) {
+    // Never freed inside its own callback: the old connection goes on the next loop pass.
+    auto* old = conn_.release();
+    amqp::defer(base_, [old] { delete old; });
+  }
+  consume_channel_.reset();
+  publish_channel_.reset();
+  consumer_tag_.clear();
+  auto options = amqp::connection_options(global_.broker);
+  options.vhost = config_.vhost;
+  options.connection_name = fmt::format("warren forwarder {} pid {}", config_.name, getpid());
+  conn_ = std::make_unique<amqp::Connection>(base_, std::move(options), &amqp_stats_);
+  conn_->set_state_callback([this, alive = std::weak_ptr<int>(alive_)](amqp::ConnectionState s, const amqp::Result& why) {
+    if (alive.lock()) on_state(s, why);
+  });
+  conn_->start();
+  declare_and_consume();
+}
+
+void Forwarder::on_state(amqp::ConnectionState state, const amqp::Result& why) {
+  using amqp::ConnectionState;
+  if (state == ConnectionState::open) {
+    if (backoff_.attempts() > 0) log_info("forwarder {}: broker connection open to {}", config_.name, conn_->peer());
+    backoff_.reset();
+  } else if (state == ConnectionState::closed) {
+    drop_channel_flights();
+    consumer_tag_.clear();
+    if (draining_) return check_drained();
+    restart(why.text.empty() ? "broker connection closed" : why.text);
+  }
+}
+
+// The channels queue their methods until the connection is open: declarations, qos and
+// basic.consume go in one go and the consume's answer says whether all of them worked (a
+// failed declaration closes the channel, which fails everything after it).
+void Forwarder::declare_and_consume() {
+  consume_channel_ = conn_->open_channel(false);
+  publish_channel_ = conn_->open_channel(true);
+  auto& ch = *consume_channel_;
+  const auto& d = config_.declare;
+  auto report = [this](const char* what) {
+    return [this, what, alive = std::weak_ptr<int>(alive_)](const amqp::Result& r) {
+      if (alive.lock() && !r.ok() && r.outcome != amqp::Outcome::connection_lost)
+        log_error("forwarder {}: {} failed: {}", config_.name, what, r.text);
+    };
+  };
+  if (d.enabled) {
+    if (!d.exchange_name.empty())
+      ch.declare_exchange(d.exchange_name, d.exchange_type, d.exchange_durable, false, json::object(),
+                          report("exchange.declare"));
+    json arguments = json::object();
+    for (const auto& [k, v] : d.queue_arguments) arguments[k] = argument_json(v);
+    ch.declare_queue(config_.queue, d.queue_durable, false, false, arguments,
+                     [cb = report("queue.declare")](const amqp::Result& r, const std::string&, uint32_t, uint32_t) { cb(r); });
+    for (const auto& key : d.bindings)
+      ch.bind_queue(config_.queue, d.exchange_name, key, json::object(), report("queue.bind"));
+  }
+  std::weak_ptr<amqp::Channel> weak = consume_channel_;
+  auto alive = std::weak_ptr<int>(alive_);
+  ch.consume(
+      config_.queue, static_cast<uint16_t>(config_.prefetch), false, false,
+      [this, alive](amqp::Delivery&& m) {
+        if (alive.lock()) on_delivery(std::move(m));
+      },
+      [this, alive](const amqp::Result& why) {
+        if (alive.lock()) on_consumer_end(why);
+      },
+      [this, alive, weak](const amqp::Result& r, const std::string& tag) {
+        if (!alive.lock() || weak.lock() != consume_channel_) return;
+        if (!r.ok()) {
+          if (r.outcome != amqp::Outcome::connection_lost)
+            restart(fmt::format("basic.consume on {} failed: {}", config_.queue, r.text));
+          return;
+        }
+        consumer_tag_ = tag;
+        log_info("forwarder {}: consuming {} (prefetch {}) for {}", config_.name, config_.queue,
+                 config_.prefetch, config_.backend.url);
+        if (draining_) consume_channel_->cancel(tag, [](const amqp::Result&) {});
+      });
+}
+
+void Forwarder::on_consumer_end(const amqp::Result& why) {
+  consumer_tag_.clear();
+  if (draining_) return check_drained();
+  if (why.ok()) return;
+  // consumer_cancel_notify (queue deleted, its node gone) or the channel closed: start over
+  // with a new connection, which declares the queue again.
+  restart(why.text.empty() ? "consumer ended" : why.text);
+}
+
+void Forwarder::restart(const std::string& why) {
+  if (draining_ || event_pending(reconnect_timer_.get(), EV_TIMEOUT, nullptr)) return;
+  drop_channel_flights();
+  const double delay = backoff_.next_delay();
+  log_warning("forwarder {}: {}; reconnecting in {:.1f} s", config_.name, why, delay);
+  if (conn_ && conn_->state() != amqp::ConnectionState::closed) {
+    // Closing fails the channels and reports closed, which lands here again: the pending
+    // timer makes that a no-op.
+    timeval tv = amqp::to_timeval(delay);
+    evtimer_add(reconnect_timer_.get(), &tv);
+    conn_->close();
+    return;
+  }
+  timeval tv = amqp::to_timeval(delay);
+  evtimer_add(reconnect_timer_.get(), &tv);
+}
+
+void Forwarder::on_reconnect_timer(evutil_socket_t, short, void* arg) {
+  auto* self = static_cast<Forwarder*>(arg);
+  if (!self->draining_) self->connect();
+}
+
+bool Forwarder::valid(const Flight& f) const {
+  return f.channel && f.channel == consume_channel_ && f.channel->is_open();
+}
+
+// The channel is gone: the broker requeues whatever it had delivered on it. Requests still
+// under way are cancelled (their answer could not be acked anyway).
+void Forwarder::drop_channel_flights() {
+  std::vector<uint64_t> gone;
+  for (auto& [key, f] : flights_)
+    if (!f->channel || !f->channel->is_open() || f->channel != consume_channel_) gone.push_back(key);
+  if (!gone.empty())
+    log_warning("forwarder {}: {} message(s) in flight go back to the queue with the channel",
+                config_.name, gone.size());
+  for (uint64_t key : gone) forget(key);
+}
+
+void Forwarder::forget(uint64_t key) {
+  auto it = flights_.find(key);
+  if (it == flights_.end()) return;
+  if (it->second->stage == Flight::Stage::http) http_.cancel(it->second->http_id);
+  flights_.erase(it);
+  if (draining_) check_drained();
+}
+
+void Forwarder::on_delivery(amqp::Delivery&& message) {
+  ++counters_.consumed;
+  auto f = std::make_unique<Flight>();
+  f->key = next_key_++;
+  f->owner = this;
+  f->channel = consume_channel_;
+  f->message = std::move(message);
+  Flight& flight = *f;
+  flights_.emplace(f->key, std::move(f));
+  if (draining_) {  // sent before our basic.cancel reached the broker
+    requeue(flight);
+    return;
+  }
+  flight.translation = translator_.translate(flight.message);
+  if (flight.translation.kind == Translation::Kind::answer) {
+    if (flight.translation.invalid) {
+      ++counters_.invalid;
+      log_warning("forwarder {}: message {} cannot be forwarded: {}", config_.name,
+                  flight.message.properties.message_id.value_or("(no message_id)"), flight.translation.error);
+    }
+    flight.last = flight.translation.answer;
+    finish(flight, flight.translation.answer,
+           core::forward_disposition(flight.translation.answer.status, 1, 1));
+    return;
+  }
+  attempt(flight);
+}
+
+void Forwarder::attempt(Flight& f) {
+  ++f.attempt;
+  f.stage = Flight::Stage::http;
+  const uint64_t key = f.key;
+  f.http_id = http_.start(config_.backend, f.translation.request,
+                          [this, key, alive = std::weak_ptr<int>(alive_)](BackendResponse&& r, double seconds) {
+                            if (alive.lock()) on_response(key, std::move(r), seconds);
+                          });
+}
+
+void Forwarder::on_response(uint64_t key, BackendResponse&& response, double seconds) {
+  auto it = flights_.find(key);
+  if (it == flights_.end()) return;
+  Flight& f = *it->second;
+  counters_.latency_us += static_cast<uint64_t>(seconds * 1e6);
+  count_status(counters_, response.status);
+  f.last = response;
+  const auto disposition = core::forward_disposition(response.status, f.attempt, config_.retry.max_attempts);
+  if (disposition != core::Disposition::retry) return finish(f, response, disposition);
+  ++counters_.retried;
+  if (draining_ || !valid(f)) {
+    // Stopping: another worker (or this one's successor) gets the message from the queue.
+    requeue(f);
+    return;
+  }
+  const double delay = core::retry_delay(config_.retry, f.attempt);
+  log_debug("forwarder {}: attempt {} of {} got {}; retrying in {:.2f} s", config_.name, f.attempt,
+            config_.retry.max_attempts, response.status ? std::to_string(response.status) : response.error, delay);
+  f.stage = Flight::Stage::waiting;
+  f.retry_timer.reset(evtimer_new(base_, on_retry_timer, &f));
+  timeval tv = amqp::to_timeval(delay);
+  evtimer_add(f.retry_timer.get(), &tv);
+}
+
+void Forwarder::on_retry_timer(evutil_socket_t, short, void* arg) {
+  auto* f = static_cast<Flight*>(arg);
+  Forwarder* self = f->owner;
+  if (!self->valid(*f)) return self->forget(f->key);
+  // The timer is not freed here (we are inside its callback); attempt() leaves it be.
+  self->attempt(*f);
+}
+
+// A final answer: reply first when the message asks for one, then ack or dead-letter. The
+// reply is published with confirms; whether it made it or not, the disposition follows (a
+// 2xx is done either way; a failed reply is counted and logged).
+void Forwarder::finish(Flight& f, const BackendResponse& response, core::Disposition disposition) {
+  auto reply = translator_.reply(f.message, f.translation, response);
+  if (!reply) return settle(f.key, disposition);
+  f.stage = Flight::Stage::replying;
+  const uint64_t key = f.key;
+  publish_channel()->publish(
+      reply->exchange, reply->routing_key, false, reply->properties, std::move(reply->body),
+      global_.http.confirm_timeout,
+      [this, key, disposition, alive = std::weak_ptr<int>(alive_)](const amqp::Result& r) {
+        if (!alive.lock()) return;
+        if (r.ok()) {
+          ++counters_.replied;
+        } else {
+          ++counters_.reply_failed;
+          log_warning("forwarder {}: reply not published: {}", config_.name, r.text);
+        }
+        settle(key, disposition);
+      });
+}
+
+void Forwarder::settle(uint64_t key, core::Disposition disposition) {
+  auto it = flights_.find(key);
+  if (it == flights_.end()) return;
+  Flight& f = *it->second;
+  if (!valid(f)) return forget(key);
+  if (disposition == core::Disposition::ack) return ack(f);
+  dead_letter(f);
+}
+
+void Forwarder::ack(Flight& f) {
+  f.channel->ack(f.message.delivery_tag);
+  ++counters_.acked;
+  forget(f.key);
+}
+
+void Forwarder::requeue(Flight& f) {
+  if (valid(f)) {
+    f.channel->nack(f.message.delivery_tag, false, true);
+    ++counters_.requeued;
+  }
+  forget(f.key);
+}
+
+// Without dead_letter_exchange the message is rejected without requeue: RabbitMQ then applies
+// the queue's own dead-letter exchange (x-dead-letter-exchange) if it has one, and drops it
+// otherwise. Counted as dead-lettered and logged either way.
+void Forwarder::reject(Flight& f) {
+  f.channel->reject(f.message.delivery_tag, false);
+  ++counters_.dead_lettered;
+  forget(f.key);
+}
+
+// Published to dead_letter_exchange with the original routing key and properties, plus headers
+// saying why; acked once the broker confirmed it.
+void Forwarder::dead_letter(Flight& f) {
+  const std::string why = f.last.status ? fmt::format("HTTP {}", f.last.status)
+                          : f.last.error.empty() ? f.translation.error : f.last.error;
+  log_warning("forwarder {}: dead-lettering a message after {} attempt(s): {}{}", config_.name, f.attempt,
+              why, f.translation.error.empty() || f.last.status == 0 ? "" : " (" + f.translation.error + ")");
+  if (config_.dead_letter_exchange.empty()) return reject(f);
+  f.stage = Flight::Stage::settling;
+  amqp::Properties p = f.message.properties;
+  if (!p.headers || !p.headers->is_object()) p.headers = json::object();
+  auto& h = *p.headers;
+  h["x-warren-forwarder"] = config_.name;
+  h["x-warren-queue"] = config_.queue;
+  h["x-warren-attempts"] = f.attempt;
+  h["x-warren-status"] = f.last.status;
+  h["x-warren-error"] = f.last.status ? (f.translation.error.empty() ? f.last.body.substr(0, 200) : f.translation.error)
+                                      : (f.last.error.empty() ? f.translation.error : f.last.error);
+  h["x-warren-original-exchange"] = f.message.exchange;
+  h["x-warren-original-routing-key"] = f.message.routing_key;
+  const uint64_t key = f.key;
+  publish_channel()->publish(
+      config_.dead_letter_exchange, f.message.routing_key, false, p, f.message.body,
+      global_.http.confirm_timeout, [this, key, alive = std::weak_ptr<int>(alive_)](const amqp::Result& r) {
+        if (!alive.lock()) return;
+        auto it = flights_.find(key);
+        if (it == flights_.end()) return;
+        Flight& fl = *it->second;
+        if (!valid(fl)) return forget(key);
+        if (r.ok()) {
+          fl.channel->ack(fl.message.delivery_tag);
+          ++counters_.dead_lettered;
+          forget(key);
+          return;
+        }
+        // The dead-letter exchange refused it (missing, 403, nack): reject without requeue so
+        // the queue's own DLX, if any, still catches it; requeueing would loop forever.
+        log_error("forwarder {}: publishing to dead_letter_exchange {} failed: {}; rejecting the message",
+                  config_.name, config_.dead_letter_exchange, r.text);
+        ++counters_.dead_letter_failed;
+        reject(fl);
+      });
+}
+
+std::shared_ptr<amqp::Channel> Forwarder::publish_channel() {
+  // A reply to a missing exchange closes the confirm channel (404): open another for the next.
+  if (!publish_channel_ || !publish_channel_->is_open()) publish_channel_ = conn_->open_channel(true);
+  return publish_channel_;
+}
+
+void Forwarder::drain(std::function<void()> done) {
+  draining_ = true;
+  evtimer_del(reconnect_timer_.get());
+  if (!consumer_tag_.empty() && consume_channel_ && consume_channel_->is_open())
+    consume_channel_->cancel(consumer_tag_, [](const amqp::Result&) {});
+  std::vector<Flight*> waiting;
+  for (auto& [key, f] : flights_)
+    if (f->stage == Flight::Stage::waiting) waiting.push_back(f.get());
+  for (Flight* f : waiting) requeue(*f);
+  log_info("forwarder {}: stopping; {} message(s) waiting for a retry requeued, {} in flight",
+           config_.name, waiting.size(), flights_.size());
+  on_drained_ = std::move(done);  // set only now: `done` never runs inside this call
+  amqp::defer(base_, [this, alive = std::weak_ptr<int>(alive_)] {
+    if (alive.lock()) check_drained();
+  });
+}
+
+void Forwarder::check_drained() {
+  if (!draining_ || !on_drained_ || !flights_.empty()) return;
+  // The consumer must be gone too, or the broker could still deliver to it.
+  if (!consumer_tag_.empty() && consume_channel_ && consume_channel_->is_open()) return;
+  auto done = std::move(on_drained_);
+  on_drained_ = nullptr;
+  done();
+}
+
+void Forwarder::requeue_all() {
+  std::vector<Flight*> all;
+  for (auto& [key, f] : flights_) all.push_back(f.get());
+  for (Flight* f : all) requeue(*f);
+  consumer_tag_.clear();
+  if (draining_) check_drained();
+}
+
+void Forwarder::close() {
+  evtimer_del(reconnect_timer_.get());
+  if (conn_ && conn_->state() != amqp::ConnectionState::closed) conn_->close();
+}
+
+}  // namespace warren::forward

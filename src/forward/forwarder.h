@@ -1,0 +1,97 @@
+// One forwarder: consumes one queue and calls one REST backend. Owns its broker connection
+// (service identity, the forwarder's vhost), a consume channel and a confirm channel for
+// replies and dead letters, the declarations (again after every reconnect), the messages in
+// flight (at most `prefetch`), their retry timers, and the ack / reply / dead-letter steps the
+// rules in core/forwarding.h decide.
+//
+// A delivery is acked only on the channel it came from: when that channel or the connection
+// dies, the broker requeues it, so what was in flight is dropped here (HTTP cancelled), never
+// acked on a later channel.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "amqp/channel.h"
+#include "amqp/connection.h"
+#include "config.h"
+#include "core/forwarding.h"
+#include "forward/formats.h"
+#include "forward/http_client.h"
+#include "stats.h"
+
+namespace warren::forward {
+
+class Forwarder {
+ public:
+  // `config` and `forwarder` (an entry of config.forwarders) must outlive the forwarder, as
+  // must `http`, `counters` and `amqp_stats`.
+  Forwarder(event_base* base, const Config& config, const ForwarderConfig& forwarder,
+            HttpClient& http, ForwarderCounters& counters, amqp::Stats& amqp_stats);
+  ~Forwarder();
+  Forwarder(const Forwarder&) = delete;
+  Forwarder& operator=(const Forwarder&) = delete;
+
+  const std::string& name() const { return config_.name; }
+  // Connects, declares and consumes; reconnects with backoff for as long as it lives.
+  void start();
+  // Stops consuming: messages waiting for a retry are requeued at once, requests under way
+  // finish (acked, replied or dead-lettered as usual). `done` runs (from the loop) once
+  // nothing is in flight.
+  void drain(std::function<void()> done);
+  // Gives up on what is still in flight: its requests are cancelled and its messages requeued.
+  void requeue_all();
+  // Closes the broker connection politely.
+  void close();
+  size_t in_flight() const { return flights_.size(); }
+  bool consuming() const { return !consumer_tag_.empty(); }
+
+ private:
+  struct Flight;
+
+  void connect();
+  void on_state(amqp::ConnectionState state, const amqp::Result& why);
+  void declare_and_consume();
+  void on_delivery(amqp::Delivery&& message);
+  void on_consumer_end(const amqp::Result& why);
+  void restart(const std::string& why);
+  void attempt(Flight& f);
+  void on_response(uint64_t key, BackendResponse&& response, double seconds);
+  void finish(Flight& f, const BackendResponse& response, core::Disposition disposition);
+  void settle(uint64_t key, core::Disposition disposition);
+  void dead_letter(Flight& f);
+  void ack(Flight& f);
+  void requeue(Flight& f);
+  void reject(Flight& f);
+  void forget(uint64_t key);
+  void drop_channel_flights();
+  void check_drained();
+  std::shared_ptr<amqp::Channel> publish_channel();
+  bool valid(const Flight& f) const;
+
+  static void on_retry_timer(evutil_socket_t, short, void* arg);
+  static void on_reconnect_timer(evutil_socket_t, short, void* arg);
+
+  event_base* base_;
+  const Config& global_;
+  const ForwarderConfig& config_;
+  HttpClient& http_;
+  ForwarderCounters& counters_;
+  amqp::Stats& amqp_stats_;
+  Translator translator_;
+
+  std::unique_ptr<amqp::Connection> conn_;
+  std::shared_ptr<amqp::Channel> consume_channel_, publish_channel_;
+  std::string consumer_tag_;
+  amqp::Backoff backoff_{0.2, 30};
+  EventPtr reconnect_timer_;
+  std::map<uint64_t, std::unique_ptr<Flight>> flights_;  // by our own key (tags repeat per channel)
+  uint64_t next_key_ = 1;
+  bool draining_ = false;
+  std::function<void()> on_drained_;
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+};
+
+}  // namespace warren::forward

@@ -1,0 +1,258 @@
+#include "forward/http_client.h"
+
+#include <chrono>
+#include <vector>
+
+#include "amqp/connection.h"
+#include "log.h"
+
+namespace warren::forward {
+namespace {
+
+// A backend answering more than this is answered 502: replies must fit a broker message and a
+// worker's memory.
+constexpr size_t kMaxResponseBody = 64 << 20;
+
+using Clock = std::chrono::steady_clock;
+
+}  // namespace
+
+struct HttpClient::Request {
+  uint64_t id = 0;
+  HttpClient* client = nullptr;
+  CurlEasyPtr easy;
+  CurlSlistPtr headers;
+  BackendRequest request;  // owns the body and URL curl points into
+  Callback done;
+  std::string body;
+  bool too_large = false;
+  char error[CURL_ERROR_SIZE] = {};
+  Clock::time_point started = Clock::now();
+};
+
+struct HttpClient::Socket {
+  HttpClient* client;
+  curl_socket_t fd;
+  EventPtr event;
+};
+
+HttpClient::HttpClient(event_base* base) : base_(base), multi_(curl_multi_init()) {
+  if (!multi_) abort();  // out of memory
+  timer_.reset(evtimer_new(base_, on_timeout, this));
+  curl_multi_setopt(multi_.get(), CURLMOPT_SOCKETFUNCTION, on_socket);
+  curl_multi_setopt(multi_.get(), CURLMOPT_SOCKETDATA, this);
+  curl_multi_setopt(multi_.get(), CURLMOPT_TIMERFUNCTION, on_timer);
+  curl_multi_setopt(multi_.get(), CURLMOPT_TIMERDATA, this);
+  // Keep enough idle connections for a forwarder's whole prefetch window to be reused.
+  curl_multi_setopt(multi_.get(), CURLMOPT_MAXCONNECTS, 1024L);
+}
+
+HttpClient::~HttpClient() {
+  // curl must not call back into a half-destroyed client: unhook first, then let go.
+  curl_multi_setopt(multi_.get(), CURLMOPT_SOCKETFUNCTION, nullptr);
+  curl_multi_setopt(multi_.get(), CURLMOPT_TIMERFUNCTION, nullptr);
+  for (auto& [id, r] : requests_) curl_multi_remove_handle(multi_.get(), r->easy.get());
+  requests_.clear();
+  sockets_.clear();
+  multi_.reset();
+}
+
+uint64_t HttpClient::start(const BackendConfig& backend, BackendRequest request, Callback done) {
+  auto r = std::make_unique<Request>();
+  r->id = next_id_++;
+  r->client = this;
+  r->request = std::move(request);
+  r->done = std::move(done);
+  r->easy.reset(curl_easy_init());
+  if (!r->easy) abort();
+  CURL* e = r->easy.get();
+  const BackendRequest& q = r->request;
+  curl_easy_setopt(e, CURLOPT_URL, q.url.c_str());
+  curl_easy_setopt(e, CURLOPT_PRIVATE, r.get());
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->error);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, r.get());
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  if (backend.timeout > 0) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(backend.timeout * 1000));
+  if (q.method == "GET" && q.body.empty()) {
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+  } else if (q.method == "HEAD") {
+    curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+  } else {
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, q.body.data());
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(q.body.size()));
+    if (q.method != "POST") curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, q.method.c_str());
+  }
+  if (!backend.username.empty() || !backend.password.empty()) {
+    curl_easy_setopt(e, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
+    curl_easy_setopt(e, CURLOPT_USERNAME, backend.username.c_str());
+    curl_easy_setopt(e, CURLOPT_PASSWORD, backend.password.c_str());
+  }
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, backend.verify ? 1L : 0L);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, backend.verify ? 2L : 0L);
+  if (!backend.ca.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, backend.ca.c_str());
+  if (!backend.cert.empty()) curl_easy_setopt(e, CURLOPT_SSLCERT, backend.cert.c_str());
+  if (!backend.key.empty()) curl_easy_setopt(e, CURLOPT_SSLKEY, backend.key.c_str());
+
+  bool has_content_type = false;
+  curl_slist* list = nullptr;
+  auto append = [&list](const std::string& line) {
+    if (curl_slist* grown = curl_slist_append(list, line.c_str())) list = grown;
+  };
+  for (const auto& [name, value] : q.headers) {
+    if (strcasecmp(name.c_str(), "Content-Type") == 0) has_content_type = true;
+    // "Name;" is curl's way of sending a header with an empty value.
+    append(value.empty() ? name + ";" : name + ": " + value);
+  }
+  // No 100-continue round trip, and no made-up form content type for a body that has none.
+  append("Expect:");
+  if (!has_content_type) append("Content-Type:");
+  r->headers.reset(list);
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, list);
+
+  const uint64_t id = r->id;
+  CURLMcode rc = curl_multi_add_handle(multi_.get(), e);
+  requests_.emplace(id, std::move(r));
+  if (rc != CURLM_OK) {
+    BackendResponse fail;
+    fail.failure = BackendResponse::Failure::other;
+    fail.error = fmt::format("curl_multi_add_handle() failed: {}", curl_multi_strerror(rc));
+    fail_later(id, std::move(fail));
+  }
+  return id;
+}
+
+void HttpClient::fail_later(uint64_t id, BackendResponse r) {
+  auto it = requests_.find(id);
+  if (it == requests_.end()) return;
+  curl_multi_remove_handle(multi_.get(), it->second->easy.get());
+  auto done = std::move(it->second->done);
+  requests_.erase(it);
+  amqp::defer(base_, [alive = std::weak_ptr<int>(alive_), done = std::move(done), r = std::move(r)]() mutable {
+    if (alive.lock()) done(std::move(r), 0);
+  });
+}
+
+void HttpClient::cancel(uint64_t id) {
+  auto it = requests_.find(id);
+  if (it == requests_.end()) return;
+  curl_multi_remove_handle(multi_.get(), it->second->easy.get());
+  requests_.erase(it);
+}
+
+size_t HttpClient::on_body(char* data, size_t size, size_t n, void* arg) {
+  auto* r = static_cast<Request*>(arg);
+  const size_t len = size * n;
+  if (r->body.size() + len > kMaxResponseBody) {
+    r->too_large = true;
+    return 0;  // curl aborts the transfer with CURLE_WRITE_ERROR
+  }
+  r->body.append(data, len);
+  return len;
+}
+
+int HttpClient::on_socket(CURL*, curl_socket_t s, int what, void* arg, void*) {
+  auto* self = static_cast<HttpClient*>(arg);
+  if (what == CURL_POLL_REMOVE) {
+    self->sockets_.erase(s);
+    return 0;
+  }
+  auto& slot = self->sockets_[s];
+  if (!slot) {
+    slot = std::make_unique<Socket>();
+    slot->client = self;
+    slot->fd = s;
+  }
+  short events = EV_PERSIST;
+  if (what & CURL_POLL_IN) events |= EV_READ;
+  if (what & CURL_POLL_OUT) events |= EV_WRITE;
+  if (slot->event) event_del(slot->event.get());
+  slot->event.reset(event_new(self->base_, s, events, on_socket_event, slot.get()));
+  event_add(slot->event.get(), nullptr);
+  return 0;
+}
+
+int HttpClient::on_timer(CURLM*, long timeout_ms, void* arg) {
+  auto* self = static_cast<HttpClient*>(arg);
+  if (timeout_ms < 0) {
+    evtimer_del(self->timer_.get());
+    return 0;
+  }
+  // 0 means "now": still through the loop, never from inside curl's own call.
+  timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+  evtimer_add(self->timer_.get(), &tv);
+  return 0;
+}
+
+void HttpClient::on_socket_event(evutil_socket_t fd, short what, void* arg) {
+  auto* sock = static_cast<Socket*>(arg);
+  int flags = 0;
+  if (what & EV_READ) flags |= CURL_CSELECT_IN;
+  if (what & EV_WRITE) flags |= CURL_CSELECT_OUT;
+  // `sock` may be freed inside the action (CURL_POLL_REMOVE): use only the client after it.
+  sock->client->action(fd, flags);
+}
+
+void HttpClient::on_timeout(evutil_socket_t, short, void* arg) {
+  static_cast<HttpClient*>(arg)->action(CURL_SOCKET_TIMEOUT, 0);
+}
+
+void HttpClient::action(curl_socket_t s, int what) {
+  int running = 0;
+  curl_multi_socket_action(multi_.get(), s, what, &running);
+  collect_done();
+}
+
+void HttpClient::collect_done() {
+  // Finished transfers are taken out first and their callbacks run afterwards: a callback may
+  // start or cancel requests, which must not happen while curl's message list is walked.
+  std::vector<std::pair<Callback, std::pair<BackendResponse, double>>> finished;
+  int left = 0;
+  while (CURLMsg* msg = curl_multi_info_read(multi_.get(), &left)) {
+    if (msg->msg != CURLMSG_DONE) continue;
+    Request* raw = nullptr;
+    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &raw);
+    auto it = raw ? requests_.find(raw->id) : requests_.end();
+    if (it == requests_.end()) continue;
+    std::unique_ptr<Request> r = std::move(it->second);
+    requests_.erase(it);
+    const CURLcode code = msg->data.result;
+    BackendResponse resp;
+    if (code == CURLE_OK) {
+      long status = 0;
+      curl_easy_getinfo(r->easy.get(), CURLINFO_RESPONSE_CODE, &status);
+      resp.status = static_cast<int>(status);
+      const char* ct = nullptr;
+      curl_easy_getinfo(r->easy.get(), CURLINFO_CONTENT_TYPE, &ct);
+      if (ct) resp.content_type = ct;
+      resp.body = std::move(r->body);
+    } else {
+      switch (code) {
+        case CURLE_COULDNT_CONNECT:
+        case CURLE_COULDNT_RESOLVE_HOST:
+          resp.failure = BackendResponse::Failure::connect;
+          break;
+        case CURLE_OPERATION_TIMEDOUT:
+          resp.failure = BackendResponse::Failure::timeout;
+          break;
+        default:
+          resp.failure = BackendResponse::Failure::other;
+      }
+      resp.error = r->too_large ? fmt::format("response body over {} bytes", kMaxResponseBody)
+                   : r->error[0] ? std::string(r->error)
+                                 : std::string(curl_easy_strerror(code));
+      resp.error = fmt::format("{} {}: {}", r->request.method, r->request.url, resp.error);
+    }
+    const double seconds = std::chrono::duration<double>(Clock::now() - r->started).count();
+    curl_multi_remove_handle(multi_.get(), r->easy.get());
+    finished.emplace_back(std::move(r->done), std::make_pair(std::move(resp), seconds));
+  }
+  std::weak_ptr<int> alive = alive_;
+  for (auto& [done, result] : finished) {
+    if (!alive.lock()) return;  // a callback destroyed the client
+    done(std::move(result.first), result.second);
+  }
+}
+
+}  // namespace warren::forward

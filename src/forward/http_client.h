@@ -1,0 +1,60 @@
+// HTTP requests to backends from a worker's event loop: one CURLM driven through
+// CURLMOPT_SOCKETFUNCTION / CURLMOPT_TIMERFUNCTION with libevent events, so a slow backend
+// never blocks the loop. The multi handle's connection cache keeps backend connections alive
+// between requests (keep-alive reuse across every forwarder of the worker).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "config.h"
+#include "forward/formats.h"
+#include "handles.h"
+
+namespace warren::forward {
+
+class HttpClient {
+ public:
+  // Called exactly once per request that was not cancelled, from the loop, never inside start().
+  using Callback = std::function<void(BackendResponse&&, double seconds)>;
+
+  explicit HttpClient(event_base* base);
+  ~HttpClient();
+  HttpClient(const HttpClient&) = delete;
+  HttpClient& operator=(const HttpClient&) = delete;
+
+  // Sends `request` to the backend `backend` describes (TLS files, verification, Basic auth,
+  // timeout). Returns an id for cancel().
+  uint64_t start(const BackendConfig& backend, BackendRequest request, Callback done);
+  // Abandons a request; its callback is never called.
+  void cancel(uint64_t id);
+  size_t active() const { return requests_.size(); }
+
+ private:
+  struct Request;
+  struct Socket;
+
+  static int on_socket(CURL* easy, curl_socket_t s, int what, void* arg, void* socket_arg);
+  static int on_timer(CURLM* multi, long timeout_ms, void* arg);
+  static void on_socket_event(evutil_socket_t fd, short what, void* arg);
+  static void on_timeout(evutil_socket_t, short, void* arg);
+  static size_t on_body(char* data, size_t size, size_t n, void* arg);
+
+  void action(curl_socket_t s, int what);
+  void collect_done();
+  void fail_later(uint64_t id, BackendResponse r);
+
+  event_base* base_;
+  CurlMultiPtr multi_;
+  EventPtr timer_;
+  std::map<curl_socket_t, std::unique_ptr<Socket>> sockets_;
+  std::map<uint64_t, std::unique_ptr<Request>> requests_;
+  uint64_t next_id_ = 1;
+  // Lets deferred callbacks notice the client is gone.
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+};
+
+}  // namespace warren::forward

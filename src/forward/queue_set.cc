@@ -1,0 +1,67 @@
+#include "forward/queue_set.h"
+
+#include "amqp/connection.h"
+#include "log.h"
+
+namespace warren::forward {
+
+QueueSet::QueueSet(event_base* base, const Config& config, std::string name)
+    : base_(base), config_(config), name_(std::move(name)), http_(base) {
+  for (const auto& f : config_.forwarders) {
+    if (f.queue_set != name_) continue;
+    if (f.format == "oslo") {
+      log_warning("forwarder {}: format oslo is not served by this build; skipped", f.name);
+      continue;
+    }
+    forwarders_.push_back(std::make_unique<Forwarder>(base_, config_, f, http_, counters_[f.name], amqp_stats_));
+  }
+  drain_timer_.reset(evtimer_new(base_, on_drain_timeout, this));
+}
+
+QueueSet::~QueueSet() = default;
+
+void QueueSet::start() {
+  for (auto& f : forwarders_) f->start();
+}
+
+void QueueSet::drain(double timeout, std::function<void()> done) {
+  on_drained_ = std::move(done);
+  draining_ = forwarders_.size();
+  if (draining_ == 0) return amqp::defer(base_, [this] { drained_one(); });
+  timeval tv = amqp::to_timeval(timeout);
+  evtimer_add(drain_timer_.get(), &tv);
+  for (auto& f : forwarders_) f->drain([this] { drained_one(); });
+}
+
+void QueueSet::drained_one() {
+  if (draining_ > 0) --draining_;
+  if (draining_ > 0 || !on_drained_) return;
+  evtimer_del(drain_timer_.get());
+  auto done = std::move(on_drained_);
+  on_drained_ = nullptr;
+  done();
+}
+
+void QueueSet::on_drain_timeout(evutil_socket_t, short, void* arg) {
+  auto* self = static_cast<QueueSet*>(arg);
+  size_t left = 0;
+  for (auto& f : self->forwarders_) left += f->in_flight();
+  log_warning("queue set {}: {} message(s) still in flight at the drain deadline; requeueing them",
+              self->name_, left);
+  // requeue_all() lets each forwarder report drained, which counts down to done.
+  for (auto& f : self->forwarders_) f->requeue_all();
+}
+
+void QueueSet::close() {
+  for (auto& f : forwarders_) f->close();
+}
+
+void QueueSet::fill(Snapshot& snapshot) const {
+  snapshot.queue_set = name_;
+  for (const auto& [name, c] : counters_) snapshot.forwarders[name].merge(c);
+  snapshot.counters.broker_connects += amqp_stats_.connections_opened;
+  snapshot.counters.broker_disconnects += amqp_stats_.connections_closed;
+  snapshot.counters.broker_login_refused += amqp_stats_.logins_refused;
+}
+
+}  // namespace warren::forward

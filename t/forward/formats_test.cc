@@ -1,0 +1,301 @@
+// Message <-> HTTP translation (raw and vcd) and the delivery rules: pure, no broker.
+#include <gtest/gtest.h>
+
+#include "core/forwarding.h"
+#include "forward/formats.h"
+
+namespace warren::forward {
+namespace {
+
+using nlohmann::json;
+
+ForwarderConfig raw_config() {
+  ForwarderConfig f;
+  f.name = "example1";
+  f.queue = "example1";
+  f.backend.url = "http://127.0.0.1:9000/api";
+  f.rewrite_from = "^/api/example1";
+  f.rewrite_to = "";
+  return f;
+}
+
+amqp::Delivery message(std::string body, json headers = json::object()) {
+  amqp::Delivery d;
+  d.exchange = "vcdext";
+  d.routing_key = "example1";
+  d.body = std::move(body);
+  d.properties.headers = std::move(headers);
+  return d;
+}
+
+std::string header(const BackendRequest& r, const std::string& name) {
+  for (const auto& [k, v] : r.headers)
+    if (k == name) return v;
+  return "<none>";
+}
+
+TEST(ForwardRaw, MethodPathHeadersAndBody) {
+  auto cfg = raw_config();
+  Translator t(cfg);
+  auto d = message("payload", {{"x-http-method", "put"}, {"x-http-path", "/api/example1/things/7?x=1"},
+                               {"tenant", "acme"}, {"count", 3}});
+  d.properties.content_type = "application/json";
+  d.properties.correlation_id = "c-1";
+  d.properties.reply_to = "replies";
+  d.properties.message_id = "m-1";
+  d.properties.timestamp = 1700000000;
+  auto tr = t.translate(d);
+  ASSERT_EQ(tr.kind, Translation::Kind::forward);
+  EXPECT_EQ(tr.request.method, "PUT");
+  EXPECT_EQ(tr.request.url, "http://127.0.0.1:9000/api/things/7?x=1");
+  EXPECT_EQ(tr.request.body, "payload");
+  EXPECT_EQ(header(tr.request, "Content-Type"), "application/json");
+  EXPECT_EQ(header(tr.request, "X-AMQP-Correlation-Id"), "c-1");
+  EXPECT_EQ(header(tr.request, "X-AMQP-Reply-To"), "replies");
+  EXPECT_EQ(header(tr.request, "X-AMQP-Message-Id"), "m-1");
+  EXPECT_EQ(header(tr.request, "X-AMQP-Timestamp"), "1700000000");
+  EXPECT_EQ(header(tr.request, "X-AMQP-Routing-Key"), "example1");
+  EXPECT_EQ(header(tr.request, "X-AMQP-Header-tenant"), "acme");
+  EXPECT_EQ(header(tr.request, "X-AMQP-Header-count"), "3");
+  EXPECT_EQ(header(tr.request, "X-AMQP-Header-x-http-path"), "<none>");
+}
+
+TEST(ForwardRaw, DefaultsToPostOnTheBackendUrl) {
+  auto cfg = raw_config();
+  Translator t(cfg);
+  auto tr = t.translate(message("b"));
+  ASSERT_EQ(tr.kind, Translation::Kind::forward);
+  EXPECT_EQ(tr.request.method, "POST");
+  EXPECT_EQ(tr.request.url, "http://127.0.0.1:9000/api");
+}
+
+TEST(ForwardRaw, BadMethodOrPathIsAnInvalidMessage) {
+  auto cfg = raw_config();
+  Translator t(cfg);
+  for (json h : {json{{"x-http-method", "GE T"}}, json{{"x-http-method", 5}},
+                 json{{"x-http-path", "no-slash"}}, json{{"x-http-path", "/a b"}},
+                 json{{"x-http-path", "/a\r\nX: y"}}}) {
+    auto tr = t.translate(message("b", h));
+    EXPECT_EQ(tr.kind, Translation::Kind::answer) << h.dump();
+    EXPECT_TRUE(tr.invalid);
+    EXPECT_EQ(tr.answer.status, 400);
+  }
+}
+
+TEST(ForwardRaw, ReplyCarriesStatusCorrelationAndContentType) {
+  auto cfg = raw_config();
+  Translator t(cfg);
+  auto d = message("b", {{"replyToExchange", "replies-x"}});
+  d.properties.reply_to = "rk";
+  d.properties.correlation_id = "c-9";
+  auto tr = t.translate(d);
+  BackendResponse r{201, "text/plain; charset=utf-8", "made", BackendResponse::Failure::none, ""};
+  auto reply = t.reply(d, tr, r);
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->exchange, "replies-x");
+  EXPECT_EQ(reply->routing_key, "rk");
+  EXPECT_EQ(reply->properties.correlation_id, "c-9");
+  EXPECT_EQ(reply->properties.content_type, "text/plain; charset=utf-8");
+  EXPECT_EQ((*reply->properties.headers)["x-http-status"], 201);
+  EXPECT_EQ(reply->body, "made");
+
+  d.properties.reply_to.reset();
+  EXPECT_FALSE(t.reply(d, tr, r));
+}
+
+TEST(ForwardRaw, FailuresReplyWithGatewayStatuses) {
+  auto cfg = raw_config();
+  Translator t(cfg);
+  auto d = message("b");
+  d.properties.reply_to = "rk";
+  auto tr = t.translate(d);
+  BackendResponse r;
+  r.failure = BackendResponse::Failure::timeout;
+  r.error = "timed out";
+  auto reply = t.reply(d, tr, r);
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->exchange, "");
+  EXPECT_EQ((*reply->properties.headers)["x-http-status"], 504);
+  r.failure = BackendResponse::Failure::connect;
+  EXPECT_EQ((*t.reply(d, tr, r)->properties.headers)["x-http-status"], 503);
+  r.failure = BackendResponse::Failure::other;
+  EXPECT_EQ((*t.reply(d, tr, r)->properties.headers)["x-http-status"], 502);
+}
+
+TEST(ForwardRaw, RewriteKeepsTheQueryAndUrlJoinsSlashes) {
+  auto cfg = raw_config();
+  cfg.backend.url = "http://b/root/";
+  cfg.rewrite_from = "^/v1/(\\w+)";
+  cfg.rewrite_to = "/v2/$1";
+  Translator t(cfg);
+  EXPECT_EQ(t.rewrite("/v1/items/3?a=/v1/x"), "/v2/items/3?a=/v1/x");
+  EXPECT_EQ(t.backend_url("/x"), "http://b/root/x");
+  EXPECT_EQ(t.backend_url(""), "http://b/root/");
+}
+
+ForwarderConfig vcd_config() {
+  auto f = raw_config();
+  f.format = "vcd";
+  f.vcd.extension = "example1";
+  f.vcd.required_rights = {"urn:vcloud:right:ext-use"};
+  f.vcd.allowed_orgs = {"urn:vcloud:org:acme"};
+  return f;
+}
+
+amqp::Delivery vcd_message(json request, json context) {
+  auto d = message(json::array({request, context}).dump(), {{"replyToExchange", "vcdreply"}});
+  d.properties.reply_to = "reply-key";
+  d.properties.correlation_id = "corr-1";
+  return d;
+}
+
+json vcd_request(std::string uri = "/api/example1/vms/1") {
+  return {{"id", "req-1"},
+          {"method", "POST"},
+          {"requestUri", uri},
+          {"queryString", "page=2"},
+          {"headers", {{"Accept", "application/json"}, {"Content-Type", "application/json"}, {"Host", "vcd"}}},
+          {"body", base64_encode("{\"a\":1}")}};
+}
+
+json vcd_context(std::string org = "urn:vcloud:org:acme") {
+  return {{"user", "urn:vcloud:user:bob"}, {"org", org},
+          {"rights", {"urn:vcloud:right:other", "urn:vcloud:right:ext-use"}}};
+}
+
+TEST(ForwardVcd, RequestBecomesBackendCallWithOrgAndUser) {
+  auto cfg = vcd_config();
+  Translator t(cfg);
+  auto tr = t.translate(vcd_message(vcd_request(), vcd_context()));
+  ASSERT_EQ(tr.kind, Translation::Kind::forward) << tr.error;
+  EXPECT_EQ(tr.request.method, "POST");
+  EXPECT_EQ(tr.request.url, "http://127.0.0.1:9000/api/vms/1?page=2");
+  EXPECT_EQ(tr.request.body, "{\"a\":1}");
+  EXPECT_EQ(header(tr.request, "Accept"), "application/json");
+  EXPECT_EQ(header(tr.request, "Host"), "<none>");
+  EXPECT_EQ(header(tr.request, "org_id"), "urn:vcloud:org:acme");
+  EXPECT_EQ(header(tr.request, "user_id"), "urn:vcloud:user:bob");
+  EXPECT_EQ(tr.request_id, "req-1");
+}
+
+TEST(ForwardVcd, ReplyIsTheVcdResponseDocument) {
+  auto cfg = vcd_config();
+  Translator t(cfg);
+  auto d = vcd_message(vcd_request(), vcd_context());
+  auto tr = t.translate(d);
+  BackendResponse r{200, "application/vnd.example+json", "{\"ok\":true}", BackendResponse::Failure::none, ""};
+  auto reply = t.reply(d, tr, r);
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->exchange, "vcdreply");
+  EXPECT_EQ(reply->routing_key, "reply-key");
+  EXPECT_EQ(reply->properties.correlation_id, "corr-1");
+  auto j = json::parse(reply->body);
+  EXPECT_EQ(j["id"], "req-1");
+  EXPECT_EQ(j["statusCode"], 200);
+  EXPECT_EQ(j["request"], false);
+  EXPECT_EQ(j["headers"]["Content-Type"], "application/vnd.example+json");
+  EXPECT_EQ(base64_decode(j["body"].get<std::string>()), "{\"ok\":true}");
+}
+
+TEST(ForwardVcd, MissingRightOrOrgIsA403InVcdFormat) {
+  auto cfg = vcd_config();
+  Translator t(cfg);
+  json ctx = vcd_context();
+  ctx["rights"] = json::array({"urn:vcloud:right:other"});
+  for (const json& c : {ctx, vcd_context("urn:vcloud:org:evil")}) {
+    auto d = vcd_message(vcd_request(), c);
+    auto tr = t.translate(d);
+    ASSERT_EQ(tr.kind, Translation::Kind::answer);
+    EXPECT_FALSE(tr.invalid);
+    EXPECT_EQ(tr.answer.status, 403);
+    auto j = json::parse(t.reply(d, tr, tr.answer)->body);
+    EXPECT_EQ(j["statusCode"], 403);
+    EXPECT_EQ(j["id"], "req-1");
+    auto err = json::parse(*base64_decode(j["body"].get<std::string>()));
+    EXPECT_EQ(err["majorErrorCode"], 403);
+    EXPECT_EQ(err["minorErrorCode"], "ACCESS_TO_RESOURCE_IS_FORBIDDEN");
+  }
+}
+
+TEST(ForwardVcd, UriOfAnotherExtensionIs404AndGarbageIs400) {
+  auto cfg = vcd_config();
+  Translator t(cfg);
+  auto tr = t.translate(vcd_message(vcd_request("/api/example10/x"), vcd_context()));
+  EXPECT_EQ(tr.answer.status, 404);
+  tr = t.translate(vcd_message(vcd_request("https://vcd.example.com/api/example1"), vcd_context()));
+  EXPECT_EQ(tr.kind, Translation::Kind::forward);
+  auto garbage = message("not json");
+  garbage.properties.reply_to = "r";
+  tr = t.translate(garbage);
+  EXPECT_TRUE(tr.invalid);
+  EXPECT_EQ(tr.answer.status, 400);
+  json bad = vcd_request();
+  bad["body"] = "!!!";
+  tr = t.translate(vcd_message(bad, vcd_context()));
+  EXPECT_TRUE(tr.invalid);
+}
+
+TEST(ForwardVcd, BackendFailuresMapToGatewayStatuses) {
+  auto cfg = vcd_config();
+  Translator t(cfg);
+  auto d = vcd_message(vcd_request(), vcd_context());
+  auto tr = t.translate(d);
+  BackendResponse r;
+  for (auto [failure, status] : {std::pair{BackendResponse::Failure::connect, 503},
+                                 std::pair{BackendResponse::Failure::timeout, 504},
+                                 std::pair{BackendResponse::Failure::other, 502}}) {
+    r.failure = failure;
+    auto j = json::parse(t.reply(d, tr, r)->body);
+    EXPECT_EQ(j["statusCode"], status);
+    EXPECT_EQ(j["headers"]["Content-Type"], "application/json");
+    EXPECT_TRUE(json::parse(*base64_decode(j["body"].get<std::string>())).contains("message"));
+  }
+}
+
+TEST(Base64, RoundTripsAndRejectsGarbage) {
+  for (std::string s : std::vector<std::string>{"", "a", "ab", "abc", "abcd", std::string("\0\xff\x10", 3)})
+    EXPECT_EQ(base64_decode(base64_encode(s)), s);
+  EXPECT_EQ(base64_encode("hello"), "aGVsbG8=");
+  EXPECT_FALSE(base64_decode("abc"));
+  EXPECT_FALSE(base64_decode("ab!="));
+}
+
+}  // namespace
+}  // namespace warren::forward
+
+namespace warren::core {
+namespace {
+
+TEST(ForwardingRules, Dispositions) {
+  EXPECT_EQ(forward_disposition(200, 1, 5), Disposition::ack);
+  EXPECT_EQ(forward_disposition(204, 5, 5), Disposition::ack);
+  EXPECT_EQ(forward_disposition(302, 1, 5), Disposition::ack);
+  EXPECT_EQ(forward_disposition(404, 1, 5), Disposition::dead_letter);
+  EXPECT_EQ(forward_disposition(400, 1, 5), Disposition::dead_letter);
+  EXPECT_EQ(forward_disposition(500, 1, 5), Disposition::retry);
+  EXPECT_EQ(forward_disposition(503, 4, 5), Disposition::retry);
+  EXPECT_EQ(forward_disposition(503, 5, 5), Disposition::dead_letter);
+  EXPECT_EQ(forward_disposition(0, 1, 5), Disposition::retry);
+  EXPECT_EQ(forward_disposition(0, 1, 1), Disposition::dead_letter);
+}
+
+TEST(ForwardingRules, RetryDelayDoublesUpToTheCap) {
+  RetryConfig r{10, 0.5, 3};
+  EXPECT_DOUBLE_EQ(retry_delay(r, 1), 0.5);
+  EXPECT_DOUBLE_EQ(retry_delay(r, 2), 1.0);
+  EXPECT_DOUBLE_EQ(retry_delay(r, 3), 2.0);
+  EXPECT_DOUBLE_EQ(retry_delay(r, 4), 3.0);
+  EXPECT_DOUBLE_EQ(retry_delay(r, 1000), 3.0);
+  EXPECT_DOUBLE_EQ(retry_delay(RetryConfig{5, 0, 0}, 3), 0.0);
+}
+
+TEST(ForwardingRules, StatusClasses) {
+  EXPECT_STREQ(status_class(200), "2xx");
+  EXPECT_STREQ(status_class(301), "3xx");
+  EXPECT_STREQ(status_class(451), "4xx");
+  EXPECT_STREQ(status_class(599), "5xx");
+  EXPECT_STREQ(status_class(0), "error");
+}
+
+}  // namespace
+}  // namespace warren::core

@@ -1,0 +1,387 @@
+"""Forwarding (AMQP -> HTTP) as an operator sees it: a real broker, warrend, a real backend."""
+import base64
+import json
+import os
+import signal
+import time
+import unittest
+import uuid
+
+import pika
+
+from backend import Backend, make_cert
+from harness import BrokerClient, Warrend, free_ports
+
+
+def wait_for(predicate, timeout, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
+
+
+def uid():
+    return uuid.uuid4().hex[:8]
+
+
+def forwarder(name, queue, url, **kw):
+    f = {"name": name, "queue_set": kw.pop("queue_set", "default"), "vhost": "/", "queue": queue,
+         "declare": {"queue": {"durable": True}}, "format": "raw",
+         "backend": {"url": url, "timeout": 2}, "prefetch": 16,
+         "retry": {"max_attempts": 3, "initial_delay": 0.1, "max_delay": 0.4}}
+    f.update(kw)
+    return f
+
+
+class ForwardTest(unittest.TestCase):
+    def setUp(self):
+        self.broker = BrokerClient()
+        self.addCleanup(self.broker.close)
+        self.queues = []
+
+    def tearDown(self):
+        for q in self.queues:
+            try:
+                self.broker.delete_queue(q)
+            except Exception:
+                pass
+
+    def queue(self, prefix):
+        q = f"{prefix}-{uid()}"
+        self.queues.append(q)
+        return q
+
+    def dead_letters(self):
+        """A fanout DLX and the queue bound to it: (exchange, queue)."""
+        x, q = f"dlx-{uid()}", self.queue("dead")
+        self.broker.declare_exchange(x, "fanout")
+        self.broker.declare_queue(q)
+        self.broker.bind(q, x)
+        self.addCleanup(lambda: self.broker.channel.exchange_delete(x))
+        return x, q
+
+    def consumers(self, queue):
+        try:
+            return self.broker.channel.queue_declare(queue, passive=True).method.consumer_count
+        except pika.exceptions.ChannelClosedByBroker:
+            return 0
+
+    def start(self, forwarders, **extra):
+        w = Warrend(ports=1, extra={"forwarders": forwarders, **extra})
+        w.start()
+        self.addCleanup(w.cleanup)
+        for f in forwarders:
+            self.assertTrue(wait_for(lambda: self.consumers(f["queue"]) >= 1, 15),
+                            f"forwarder {f['name']} never consumed:\n{w.log()}")
+        return w
+
+    def publish(self, queue, body, headers=None, **props):
+        self.broker.publish("", queue, body, pika.BasicProperties(headers=headers or {}, **props))
+
+    def stats(self, w):
+        status, _, body = w.request("GET", 0, "/stats")
+        self.assertEqual(status, 200)
+        return json.loads(body)
+
+    def drain(self, queue, count, timeout=10):
+        got = []
+        deadline = time.monotonic() + timeout
+        while len(got) < count and time.monotonic() < deadline:
+            m = self.broker.get(queue, timeout=max(0.1, deadline - time.monotonic()))
+            if m:
+                got.append(m)
+        return got
+
+
+class RawFormat(ForwardTest):
+    def test_request_reply_and_stats(self):
+        with Backend() as b:
+            b.route("/api/items", status=201, body='{"made": true}', content_type="application/json")
+            q, replies = self.queue("raw"), self.queue("replies")
+            self.broker.declare_queue(replies)
+            w = self.start([forwarder("f1", q, b.url + "/api",
+                                      rewrite={"from": "^/api/f1", "to": ""},
+                                      declare={"queue": {"durable": True,
+                                                         "arguments": {"x-queue-type": "quorum"}}})])
+            for i in range(3):
+                self.publish(q, f"body-{i}", {"x-http-method": "PUT", "x-http-path": f"/api/f1/items/{i}?v=1",
+                                              "tenant": "acme"},
+                             content_type="text/plain", correlation_id=f"corr-{i}", reply_to=replies,
+                             message_id=f"m-{i}")
+            got = b.wait_for(3, "/api/items")
+            self.assertEqual(len(got), 3, w.log())
+            by_path = {r.path: r for r in got}
+            r = by_path["/api/items/1?v=1"]
+            self.assertEqual(r.method, "PUT")
+            self.assertEqual(r.body, b"body-1")
+            self.assertEqual(r.headers["Content-Type"], "text/plain")
+            self.assertEqual(r.headers["X-AMQP-Correlation-Id"], "corr-1")
+            self.assertEqual(r.headers["X-AMQP-Message-Id"], "m-1")
+            self.assertEqual(r.headers["X-AMQP-Reply-To"], replies)
+            self.assertEqual(r.headers["X-AMQP-Header-tenant"], "acme")
+            answers = self.drain(replies, 3)
+            self.assertEqual(len(answers), 3)
+            self.assertEqual(sorted(p.correlation_id for _, p, _ in answers), ["corr-0", "corr-1", "corr-2"])
+            for _, props, body in answers:
+                self.assertEqual(props.headers["x-http-status"], 201)
+                self.assertEqual(props.content_type, "application/json")
+                self.assertEqual(json.loads(body), {"made": True})
+            # queue arguments were applied: a quorum queue
+            self.assertTrue(wait_for(lambda: self.stats(w)["forwarders"].get("f1", {}).get("acked") == 3, 5))
+            f = self.stats(w)["forwarders"]["f1"]
+            self.assertEqual((f["consumed"], f["replied"], f["status_2xx"], f["dead_lettered"]), (3, 3, 3, 0))
+            self.assertGreater(f["latency_us"], 0)
+            _, _, metrics = w.request("GET", 0, "/metrics")
+            self.assertIn('warren_forwarder_acked_total{forwarder="f1"} 3', metrics.decode())
+            rc, out = w.ctl("stats")
+            self.assertEqual(rc, 0)
+            self.assertIn("f1", out)
+            self.assertIn("consumed 3 acked 3", out)
+            workers = w.worker_pids()
+            self.assertEqual([x["queue_set"] for x in workers if x["kind"] == "forward"], ["default"])
+            rc, out = w.ctl("workers")
+            self.assertIn("default", out)
+
+    def test_4xx_and_unparseable_are_dead_lettered_at_once(self):
+        with Backend() as b:
+            b.route("/gone", status=404, body="nope")
+            q, replies = self.queue("raw4xx"), self.queue("replies")
+            self.broker.declare_queue(replies)
+            dlx, dead = self.dead_letters()
+            w = self.start([forwarder("f4", q, b.url, dead_letter_exchange=dlx)])
+            self.publish(q, "a", {"x-http-path": "/gone"}, message_id="m-404")
+            self.publish(q, "b", {"x-http-path": "not a path"}, message_id="m-bad", reply_to=replies,
+                         correlation_id="c-bad")
+            got = self.drain(dead, 2)
+            self.assertEqual(len(got), 2, w.log())
+            by_id = {p.message_id: (p, body) for _, p, body in got}
+            p, body = by_id["m-404"]
+            self.assertEqual(body, b"a")
+            self.assertEqual(p.headers["x-warren-status"], 404)
+            self.assertEqual(p.headers["x-warren-attempts"], 1)
+            self.assertEqual(p.headers["x-warren-forwarder"], "f4")
+            p, _ = by_id["m-bad"]
+            self.assertIn("x-http-path", p.headers["x-warren-error"])
+            self.assertEqual(len(b.received("/gone")), 1)  # never retried
+            (_, rp, rbody), = self.drain(replies, 1)
+            self.assertEqual(rp.correlation_id, "c-bad")
+            self.assertEqual(rp.headers["x-http-status"], 400)
+            f = self.stats(w)["forwarders"]["f4"]
+            self.assertEqual((f["dead_lettered"], f["invalid"], f["retried"], f["status_4xx"]), (2, 1, 0, 1))
+
+    def test_backend_down_then_up_delivers_each_message_once_or_dead_letters(self):
+        port = free_ports(1)[0]
+        b = Backend(port)
+        q_retry, q_dl = self.queue("down-up"), self.queue("down-dl")
+        dlx, dead = self.dead_letters()
+        w = self.start([
+            forwarder("up", q_retry, f"http://127.0.0.1:{port}", dead_letter_exchange=dlx,
+                      retry={"max_attempts": 100, "initial_delay": 0.05, "max_delay": 0.2}),
+            forwarder("down", q_dl, f"http://127.0.0.1:{free_ports(1)[0]}", dead_letter_exchange=dlx,
+                      retry={"max_attempts": 3, "initial_delay": 0.05, "max_delay": 0.1})])
+        n = 30
+        for i in range(n):
+            self.publish(q_retry, f"up-{i}", message_id=f"up-{i}")
+            self.publish(q_dl, f"down-{i}", message_id=f"down-{i}")
+        time.sleep(1.0)
+        self.assertEqual(b.received(), [])
+        b.start()
+        try:
+            got = b.wait_for(n, timeout=15)
+            time.sleep(0.5)  # any duplicate would show up now
+            bodies = sorted(r.body.decode() for r in b.received())
+        finally:
+            b.stop()
+        self.assertEqual(bodies, sorted(f"up-{i}" for i in range(n)), w.log())
+        dead_msgs = self.drain(dead, n)
+        self.assertEqual(sorted(p.message_id for _, p, _ in dead_msgs), sorted(f"down-{i}" for i in range(n)))
+        for _, p, _ in dead_msgs:
+            self.assertEqual(p.headers["x-warren-attempts"], 3)
+            self.assertEqual(p.headers["x-warren-status"], 0)
+            self.assertTrue(p.headers["x-warren-error"])
+        self.assertIsNone(self.broker.get(dead, timeout=0.3))
+        stats = self.stats(w)["forwarders"]
+        self.assertEqual(stats["up"]["acked"], n)
+        self.assertGreaterEqual(stats["up"]["retried"], n)
+        self.assertEqual(stats["down"]["dead_lettered"], n)
+        self.assertEqual(stats["down"]["retried"], 2 * n)
+        self.assertEqual(stats["down"]["status_error"], 3 * n)
+
+    def test_no_dead_letter_exchange_rejects_to_the_queues_own_dlx(self):
+        with Backend() as b:
+            b.route("/", status=400)
+            q = self.queue("own-dlx")
+            dlx, dead = self.dead_letters()
+            w = self.start([forwarder("own", q, b.url, declare={"queue": {
+                "durable": True, "arguments": {"x-dead-letter-exchange": dlx}}})])
+            self.publish(q, "x", message_id="m-own")
+            got = self.drain(dead, 1)
+            self.assertEqual([p.message_id for _, p, _ in got], ["m-own"], w.log())
+            self.assertEqual(self.stats(w)["forwarders"]["own"]["dead_lettered"], 1)
+
+    def test_killed_worker_redelivers_unacked_messages(self):
+        with Backend() as b:
+            b.route("/", status=200, delay=0.2)
+            q = self.queue("kill9")
+            w = self.start([forwarder("k", q, b.url, prefetch=4)])
+            n = 24
+            for i in range(n):
+                self.publish(q, f"k-{i}")
+            self.assertTrue(wait_for(lambda: len(b.received()) >= 4, 10))
+            victim = [x for x in w.worker_pids() if x["kind"] == "forward"][0]["pid"]
+            os.kill(victim, signal.SIGKILL)
+            served = lambda: {r.body.decode() for r in b.received()}
+            self.assertTrue(wait_for(lambda: served() == {f"k-{i}" for i in range(n)}, 30),
+                            f"missing {sorted({f'k-{i}' for i in range(n)} - served())}\n{w.log()}")
+            pids = [x["pid"] for x in w.worker_pids() if x["kind"] == "forward"]
+            self.assertNotIn(victim, pids)
+            self.assertTrue(wait_for(lambda: self.broker.channel.queue_declare(
+                q, passive=True).method.message_count == 0, 5))
+
+    def test_sigterm_requeues_messages_waiting_for_a_retry(self):
+        with Backend() as b:
+            b.route("/", status=503)
+            q = self.queue("term")
+            w = self.start([forwarder("t", q, b.url, retry={"max_attempts": 100, "initial_delay": 30,
+                                                            "max_delay": 30})])
+            for i in range(5):
+                self.publish(q, f"t-{i}")
+            self.assertTrue(wait_for(lambda: len(b.received()) >= 5, 10))
+            start = time.monotonic()
+            self.assertEqual(w.stop(), 0)
+            self.assertLess(time.monotonic() - start, 5)
+            count = wait_for(lambda: self.broker.channel.queue_declare(q, passive=True).method.message_count == 5, 5)
+            self.assertTrue(count, w.log())
+            self.assertIn("requeued", w.log())
+
+
+class Lifecycle(ForwardTest):
+    def test_deleted_queue_is_declared_again_and_consumed(self):
+        with Backend() as b:
+            q = self.queue("cancel")
+            w = self.start([forwarder("c", q, b.url)])
+            self.broker.delete_queue(q)  # the broker cancels the consumer (consumer_cancel_notify)
+            self.assertTrue(wait_for(lambda: self.consumers(q) >= 1, 15), w.log())
+            self.publish(q, "after cancel")
+            self.assertEqual([r.body for r in b.wait_for(1)], [b"after cancel"], w.log())
+            self.assertIn("cancelled", w.log())
+
+    def test_reload_replaces_forward_workers_without_losing_messages(self):
+        with Backend() as b:
+            b.route("/", status=200, delay=0.05)
+            q = self.queue("reload")
+            w = self.start([forwarder("r", q, b.url, prefetch=4)])
+            old = {x["pid"] for x in w.worker_pids() if x["kind"] == "forward"}
+            n = 40
+            for i in range(n // 2):
+                self.publish(q, f"r-{i}")
+            w.reload()
+            for i in range(n // 2, n):
+                self.publish(q, f"r-{i}")
+            self.assertTrue(wait_for(lambda: {r.body.decode() for r in b.received()} ==
+                                     {f"r-{i}" for i in range(n)}, 20), w.log())
+
+            def replaced():
+                now = [x for x in w.worker_pids() if x["kind"] == "forward"]
+                return len(now) == 1 and now[0]["pid"] not in old and now[0]["generation"] == 2
+            self.assertTrue(wait_for(replaced, 10), w.worker_pids())
+            self.assertTrue(wait_for(lambda: self.broker.channel.queue_declare(
+                q, passive=True).method.message_count == 0, 5))
+
+
+def vcd_message(uri, rights, org, body=b'{"hello": "vcd"}', method="POST"):
+    request = {"id": f"req-{uid()}", "method": method, "requestUri": uri, "queryString": "a=1",
+               "headers": {"Accept": "application/json", "Content-Type": "application/json"},
+               "body": base64.b64encode(body).decode()}
+    context = {"user": "urn:vcloud:user:bob", "org": org, "rights": rights}
+    return request["id"], json.dumps([request, context])
+
+
+class VcdFormat(ForwardTest):
+    def test_round_trip_and_refusals(self):
+        with Backend() as b:
+            b.route("/ext/vms", status=200, body='{"vms": []}', content_type="application/vnd.vms+json")
+            q, replies = self.queue("vcd"), self.queue("vcdreplies")
+            rx = f"vcdreply-{uid()}"
+            self.broker.declare_exchange(rx, "direct")
+            self.addCleanup(lambda: self.broker.channel.exchange_delete(rx))
+            self.broker.declare_queue(replies)
+            self.broker.bind(replies, rx, "rk")
+            w = self.start([forwarder("v", q, b.url + "/ext", format="vcd",
+                                      rewrite={"from": "^/api/example1", "to": ""},
+                                      vcd={"extension": "example1",
+                                           "required_rights": ["urn:vcloud:right:use-ext"],
+                                           "allowed_orgs": ["urn:vcloud:org:acme"]})])
+            cases = [("ok", "/api/example1/vms", ["urn:vcloud:right:use-ext"], "urn:vcloud:org:acme", 200),
+                     ("noright", "/api/example1/vms", ["urn:vcloud:right:other"], "urn:vcloud:org:acme", 403),
+                     ("badorg", "/api/example1/vms", ["urn:vcloud:right:use-ext"], "urn:vcloud:org:evil", 403)]
+            ids = {}
+            for name, uri, rights, org, _ in cases:
+                rid, body = vcd_message(uri, rights, org)
+                ids[rid] = name
+                self.publish(q, body, {"replyToExchange": rx}, reply_to="rk", correlation_id=f"c-{name}")
+            answers = self.drain(replies, 3)
+            self.assertEqual(len(answers), 3, w.log())
+            want = {name: status for name, *_, status in cases}
+            for _, props, body in answers:
+                doc = json.loads(body)
+                name = ids[doc["id"]]
+                self.assertEqual(props.correlation_id, f"c-{name}")
+                self.assertEqual(doc["statusCode"], want[name])
+                self.assertIs(doc["request"], False)
+                payload = base64.b64decode(doc["body"])
+                if name == "ok":
+                    self.assertEqual(doc["headers"]["Content-Type"], "application/vnd.vms+json")
+                    self.assertEqual(json.loads(payload), {"vms": []})
+                else:
+                    err = json.loads(payload)
+                    self.assertEqual(err["majorErrorCode"], 403)
+                    self.assertEqual(err["minorErrorCode"], "ACCESS_TO_RESOURCE_IS_FORBIDDEN")
+            (req,) = b.received()
+            self.assertEqual(req.path, "/ext/vms?a=1")
+            self.assertEqual(req.method, "POST")
+            self.assertEqual(req.headers["org_id"], "urn:vcloud:org:acme")
+            self.assertEqual(req.headers["user_id"], "urn:vcloud:user:bob")
+            self.assertEqual(json.loads(req.body), {"hello": "vcd"})
+
+    def test_backend_down_answers_503_in_vcd_format(self):
+        q, replies = self.queue("vcddown"), self.queue("vcdreplies")
+        self.broker.declare_queue(replies)
+        self.start([forwarder("vd", q, f"http://127.0.0.1:{free_ports(1)[0]}", format="vcd",
+                              retry={"max_attempts": 2, "initial_delay": 0.05, "max_delay": 0.05},
+                              vcd={"extension": "example1"})])
+        rid, body = vcd_message("/api/example1/x", [], "urn:vcloud:org:any")
+        self.publish(q, body, reply_to=replies, correlation_id="c-down")
+        (_, props, body), = self.drain(replies, 1)
+        doc = json.loads(body)
+        self.assertEqual((doc["id"], doc["statusCode"]), (rid, 503))
+        self.assertIn("message", json.loads(base64.b64decode(doc["body"])))
+
+
+class HttpsBackend(ForwardTest):
+    def test_ca_verification(self):
+        tmp = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"warren-tls-{uid()}")
+        good, other = make_cert(tmp, "good"), make_cert(tmp, "other")
+        self.addCleanup(lambda: __import__("shutil").rmtree(tmp, ignore_errors=True))
+        with Backend(tls=good) as b:
+            q_ok, q_bad = self.queue("tls-ok"), self.queue("tls-bad")
+            dlx, dead = self.dead_letters()
+            w = self.start([
+                forwarder("tls_ok", q_ok, b.url, backend={"url": b.url, "ca": good["ca"], "timeout": 2}),
+                forwarder("tls_bad", q_bad, b.url, dead_letter_exchange=dlx,
+                          retry={"max_attempts": 1, "initial_delay": 0.1, "max_delay": 0.1},
+                          backend={"url": b.url, "ca": other["ca"], "timeout": 2})])
+            self.publish(q_ok, "secure")
+            self.publish(q_bad, "mitm", message_id="m-mitm")
+            self.assertEqual([r.body for r in b.wait_for(1)], [b"secure"], w.log())
+            (_, p, _), = self.drain(dead, 1)
+            self.assertEqual(p.message_id, "m-mitm")
+            self.assertIn("certificate", p.headers["x-warren-error"].lower())
+            self.assertEqual(len(b.received()), 1)
+
+
+if __name__ == "__main__":
+    unittest.main()
