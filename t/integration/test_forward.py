@@ -410,13 +410,13 @@ class HttpsBackend(ForwardTest):
 class BackendOptions(ForwardTest):
     def test_basic_auth_and_timeout(self):
         with Backend() as b:
-            b.route("/slow", status=200, delay=1.5)
+            b.route("/slow", status=200, delay=2.5)
             q = self.queue("opts")
             dlx, dead = self.dead_letters()
             w = self.start([forwarder("opts", q, b.url, dead_letter_exchange=dlx,
                                       retry={"max_attempts": 2, "initial_delay": 0.05, "max_delay": 0.05},
                                       backend={"url": b.url, "username": "svc", "password": "s:cret",
-                                               "timeout": 0.5})])
+                                               "timeout": 1.0})])  # room for a loaded machine
             self.publish(q, "fast", {"x-http-path": "/fast"})
             self.publish(q, "slow", {"x-http-path": "/slow"}, message_id="m-slow")
             (fast,) = b.wait_for(1, "/fast")
