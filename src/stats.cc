@@ -306,6 +306,21 @@ json stats_render(const std::map<int, Snapshot>& workers, const Retired& retired
   return j;
 }
 
+namespace {
+
+// A label value in the exposition format: backslash, double quote and newline escaped.
+std::string prometheus_label(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') out += "\\n";
+    else out += c;
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string stats_render_prometheus(const std::map<int, Snapshot>& workers, const Retired& retired) {
   std::string out;
   auto labels = [](const Snapshot& w) {
@@ -355,8 +370,8 @@ std::string stats_render_prometheus(const std::map<int, Snapshot>& workers, cons
       "# HELP warren_forwarder_{0}_total {1}\n# TYPE warren_forwarder_{0}_total counter\n", \
       #member, help);                                                                         \
   for (const auto& [name, c] : forwarders)                                                    \
-    out += fmt::format("warren_forwarder_{}_total{{forwarder=\"{}\"}} {}\n", #member, name,   \
-                       c.member);
+    out += fmt::format("warren_forwarder_{}_total{{forwarder=\"{}\"}} {}\n", #member,              \
+                       prometheus_label(name), c.member);
     FORWARDER_COUNTERS(WARREN_FORWARDER_PROM)
 #undef WARREN_FORWARDER_PROM
   }

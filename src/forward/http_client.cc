@@ -12,6 +12,7 @@ namespace {
 // A backend answering more than this is answered 502: replies must fit a broker message and a
 // worker's memory.
 constexpr size_t kMaxResponseBody = 64 << 20;
+constexpr size_t kMaxIdleHandles = 256;
 
 using Clock = std::chrono::steady_clock;
 
@@ -53,6 +54,7 @@ HttpClient::~HttpClient() {
   curl_multi_setopt(multi_.get(), CURLMOPT_TIMERFUNCTION, nullptr);
   for (auto& [id, r] : requests_) curl_multi_remove_handle(multi_.get(), r->easy.get());
   requests_.clear();
+  idle_.clear();
   sockets_.clear();
   multi_.reset();
 }
@@ -63,7 +65,13 @@ uint64_t HttpClient::start(const BackendConfig& backend, BackendRequest request,
   r->client = this;
   r->request = std::move(request);
   r->done = std::move(done);
-  r->easy.reset(curl_easy_init());
+  if (!idle_.empty()) {
+    r->easy = std::move(idle_.back());
+    idle_.pop_back();
+    curl_easy_reset(r->easy.get());  // options back to defaults; its connection stays cached
+  } else {
+    r->easy.reset(curl_easy_init());
+  }
   if (!r->easy) abort();
   CURL* e = r->easy.get();
   const BackendRequest& q = r->request;
@@ -246,6 +254,11 @@ void HttpClient::collect_done() {
     }
     const double seconds = std::chrono::duration<double>(Clock::now() - r->started).count();
     curl_multi_remove_handle(multi_.get(), r->easy.get());
+    if (idle_.size() < kMaxIdleHandles) {
+      // The header list goes with the request below: unhook it from the handle first.
+      curl_easy_setopt(r->easy.get(), CURLOPT_HTTPHEADER, nullptr);
+      idle_.push_back(std::move(r->easy));
+    }
     finished.emplace_back(std::move(r->done), std::make_pair(std::move(resp), seconds));
   }
   std::weak_ptr<int> alive = alive_;

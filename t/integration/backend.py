@@ -45,9 +45,10 @@ class Route:
 
 
 class Backend:
-    def __init__(self, port=0, tls=None):
+    def __init__(self, port=0, tls=None, client_ca=None):
         self.port = port
         self.tls = tls
+        self.client_ca = client_ca  # https: require a client certificate signed by this CA
         self.requests = []
         self.routes = {"": Route()}
         self.lock = threading.Lock()
@@ -128,6 +129,9 @@ class Backend:
         if self.tls:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(self.tls["cert"], self.tls["key"])
+            if self.client_ca:
+                ctx.verify_mode = ssl.CERT_REQUIRED
+                ctx.load_verify_locations(self.client_ca)
             server.socket = ctx.wrap_socket(server.socket, server_side=True)
         self.server = server
         self.port = server.server_address[1]

@@ -2,7 +2,11 @@
 import base64
 import json
 import os
+import shutil
 import signal
+import socket
+import subprocess
+import tempfile
 import time
 import unittest
 import uuid
@@ -381,6 +385,120 @@ class HttpsBackend(ForwardTest):
             self.assertEqual(p.message_id, "m-mitm")
             self.assertIn("certificate", p.headers["x-warren-error"].lower())
             self.assertEqual(len(b.received()), 1)
+
+    def test_client_certificate(self):
+        tmp = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"warren-tls-{uid()}")
+        server, client = make_cert(tmp, "server"), make_cert(tmp, "client")
+        self.addCleanup(lambda: __import__("shutil").rmtree(tmp, ignore_errors=True))
+        with Backend(tls=server, client_ca=client["ca"]) as b:
+            q_cert, q_nocert = self.queue("mtls"), self.queue("mtls-none")
+            dlx, dead = self.dead_letters()
+            self.start([
+                forwarder("mtls", q_cert, b.url, backend={"url": b.url, "ca": server["ca"], "cert": client["cert"],
+                                                          "key": client["key"], "timeout": 2}),
+                forwarder("nocert", q_nocert, b.url, dead_letter_exchange=dlx,
+                          retry={"max_attempts": 1, "initial_delay": 0.1, "max_delay": 0.1},
+                          backend={"url": b.url, "ca": server["ca"], "timeout": 2})])
+            self.publish(q_cert, "with cert")
+            self.publish(q_nocert, "without", message_id="m-nocert")
+            self.assertEqual([r.body for r in b.wait_for(1)], [b"with cert"])
+            (_, p, _), = self.drain(dead, 1)
+            self.assertEqual(p.message_id, "m-nocert")
+            self.assertEqual(len(b.received()), 1)
+
+
+class BackendOptions(ForwardTest):
+    def test_basic_auth_and_timeout(self):
+        with Backend() as b:
+            b.route("/slow", status=200, delay=2.5)
+            q = self.queue("opts")
+            dlx, dead = self.dead_letters()
+            w = self.start([forwarder("opts", q, b.url, dead_letter_exchange=dlx,
+                                      retry={"max_attempts": 2, "initial_delay": 0.05, "max_delay": 0.05},
+                                      backend={"url": b.url, "username": "svc", "password": "s:cret",
+                                               "timeout": 1.0})])  # room for a loaded machine
+            self.publish(q, "fast", {"x-http-path": "/fast"})
+            self.publish(q, "slow", {"x-http-path": "/slow"}, message_id="m-slow")
+            (fast,) = b.wait_for(1, "/fast")
+            self.assertEqual(fast.headers["Authorization"],
+                             "Basic " + base64.b64encode(b"svc:s:cret").decode())
+            (_, p, _), = self.drain(dead, 1)
+            self.assertEqual(p.message_id, "m-slow")
+            self.assertEqual(p.headers["x-warren-attempts"], 2)
+            self.assertIn("timed out", p.headers["x-warren-error"].lower())
+            f = self.stats(w)["forwarders"]["opts"]
+            self.assertEqual((f["status_error"], f["retried"], f["acked"]), (2, 1, 1))
+
+    def test_sigterm_lets_in_flight_requests_finish(self):
+        with Backend() as b:
+            b.route("/", status=200, delay=1.0)
+            q = self.queue("inflight")
+            w = self.start([forwarder("inf", q, b.url, prefetch=2)])
+            for i in range(2):
+                self.publish(q, f"i-{i}")
+            self.assertTrue(wait_for(lambda: len(b.received()) >= 2, 5))
+            self.assertEqual(w.stop(), 0)
+            self.assertIn("drained", w.log())
+            # both finished and were acked: nothing went back to the queue
+            self.assertEqual(self.broker.channel.queue_declare(q, passive=True).method.message_count, 0)
+            self.assertEqual(len(b.received()), 2)
+
+
+class NginxTarget(ForwardTest):
+    """nginx (`return 200`) as the backend: keep-alive connections are reused."""
+
+    def test_keep_alive_reuse(self):
+        if not shutil.which("nginx") and not os.path.exists("/usr/sbin/nginx"):
+            self.skipTest("nginx not installed")
+        d = tempfile.mkdtemp(prefix="warren-nginx-")
+        self.addCleanup(lambda: shutil.rmtree(d, ignore_errors=True))
+        port = free_ports(1)[0]
+        with open(os.path.join(d, "nginx.conf"), "w") as f:
+            f.write(NGINX_CONF.format(dir=d, port=port))
+        nginx = subprocess.Popen(["/usr/sbin/nginx", "-p", d, "-c", os.path.join(d, "nginx.conf"),
+                                  "-e", os.path.join(d, "error.log")], stdin=subprocess.DEVNULL)
+        self.addCleanup(lambda: (nginx.terminate(), nginx.wait(10)))
+        self.assertTrue(wait_for(lambda: port_open(port), 5))
+        q = self.queue("nginx")
+        w = self.start([forwarder("ngx", q, f"http://127.0.0.1:{port}/app", prefetch=8)])
+        n = 200
+        for i in range(n):
+            self.publish(q, f"n-{i}", {"x-http-path": f"/n/{i}"})
+        self.assertTrue(wait_for(lambda: self.stats(w)["forwarders"]["ngx"]["acked"] == n, 15), w.log())
+        with open(os.path.join(d, "access.log")) as f:
+            lines = [line.split() for line in f if line.strip()]
+        self.assertEqual(len(lines), n)
+        connections = {line[0] for line in lines}
+        self.assertTrue(all(line[2].startswith("/app/n/") for line in lines))
+        # at most one connection per message in flight (prefetch 8), each used many times
+        self.assertLessEqual(len(connections), 8, connections)
+
+
+NGINX_CONF = """daemon off;
+worker_processes 1;
+pid {dir}/nginx.pid;
+events {{ worker_connections 256; }}
+http {{
+  client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy; fastcgi_temp_path {dir}/fcgi;
+  uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;
+  log_format conn '$connection $connection_requests $request_uri';
+  access_log {dir}/access.log conn;
+  keepalive_requests 100000;
+  server {{ listen 127.0.0.1:{port}; location / {{ return 200 "ok"; }} }}
+}}
+"""
+
+
+def port_open(port):
+    s = socket.socket()
+    try:
+        s.settimeout(0.2)
+        s.connect(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
 
 
 if __name__ == "__main__":
