@@ -61,6 +61,11 @@ void close_inherited_fds(std::initializer_list<int> keep) {
     if (std::find(keep.begin(), keep.end(), fd) == keep.end()) close(fd);
 }
 
+// "port 8000" or "queue set vcd", for log lines.
+std::string worker_role(const WorkerSpec& spec) {
+  return spec.kind == "forward" ? "queue set " + spec.queue_set : fmt::format("port {}", spec.port);
+}
+
 const char* exit_text(int status, std::string& buf) {
   if (WIFEXITED(status)) buf = fmt::format("exited with code {}", WEXITSTATUS(status));
   else if (WIFSIGNALED(status)) buf = fmt::format("killed by signal {}", strsignal(WTERMSIG(status)));
@@ -219,8 +224,7 @@ void Master::spawn(const WorkerSpec& spec_in, const ListenerKey& key) {
   p->channel = std::make_unique<Channel>(
       base_.get(), Fd(sv[0]), [this, pid](const Frame& f) { on_frame(pid, f); },
       [] { /* the exit is seen by SIGCHLD; nothing to do until then */ });
-  if (spec.kind == "forward") log_info("started worker pid {} for queue set {} (slot {})", pid, spec.queue_set, spec.slot);
-  else log_info("started worker pid {} for port {} (slot {})", pid, spec.port, spec.slot);
+  log_info("started worker pid {} for {} (slot {})", pid, worker_role(spec), spec.slot);
   processes_.push_back(std::move(p));
 }
 
@@ -249,9 +253,9 @@ void Master::reap() {
     if (p->quitting || stopping_ || p->generation < generation_) {
       log_info("worker pid {} {}", pid, exit_text(status, text));
     } else if (WIFEXITED(status) && WEXITSTATUS(status) == kWorkerExitFatal) {
-      log_error("worker pid {} for port {} failed to set up; not respawning it", pid, p->spec.port);
+      log_error("worker pid {} for {} failed to set up; not respawning it", pid, worker_role(p->spec));
     } else {
-      log_error("worker pid {} for port {} {}; respawning", pid, p->spec.port, exit_text(status, text));
+      log_error("worker pid {} for {} {}; respawning", pid, worker_role(p->spec), exit_text(status, text));
       if (clean || unix_now() - p->started >= kRespawnThrottle) {
         spawn(p->spec, p->listener);
       } else {
