@@ -156,6 +156,7 @@ json render_figures(const Counters& c, const std::map<std::string, ConnectionSta
   j["requests"] = groups["requests"];
   j["publish"] = groups["publish"];
   j["broker"] = groups["broker"];
+  j["rpc"] = groups["rpc"];
   j["signals_received"] = c.signals_received;
   return j;
 }

@@ -10,8 +10,10 @@
 
 #include "channel.h"
 #include "core/publisher.h"
+#include "core/rpc.h"
 #include "http/admin.h"
 #include "http/publish.h"
+#include "http/rpc.h"
 #include "http/server.h"
 #include "log.h"
 #include "stats.h"
@@ -70,8 +72,10 @@ class Worker final : public StatsSource {
 
     http_ = std::make_unique<HttpServer>(base_.get(), config_->http, counters_);
     publisher_ = std::make_unique<core::Publisher>(base_.get(), *config_, counters_);
+    rpc_ = std::make_unique<core::Rpc>(base_.get(), *config_, *publisher_, counters_);
     admin_routes(*http_, *this);
     publish_routes(*http_, *publisher_, config_->http);
+    rpc_routes(*http_, *rpc_, *config_);
     if (!http_->accept_on(spec_.listen_fd)) {
       log_error("evhttp_accept_socket() on port {} failed", spec_.port);
       return kWorkerExitFatal;
@@ -103,6 +107,7 @@ class Worker final : public StatsSource {
     s.counters = counters_;
     s.usage = ProcessUsage::current();
     publisher_->fill(s);
+    rpc_->fill(s);
     return s;
   }
 
@@ -147,6 +152,7 @@ class Worker final : public StatsSource {
     channel_->flush_blocking();
     // Nothing is in flight: close the broker connections politely, bounded by a short wait.
     publisher_->close_all();
+    rpc_->close_all();
     log_info("drained; exiting");
     constexpr timeval kCloseWait{0, 500000};
     event_base_loopexit(base_.get(), &kCloseWait);
@@ -179,6 +185,7 @@ class Worker final : public StatsSource {
   std::unique_ptr<Channel> channel_;
   std::unique_ptr<HttpServer> http_;
   std::unique_ptr<core::Publisher> publisher_;
+  std::unique_ptr<core::Rpc> rpc_;
   std::vector<EventPtr> signals_;
   EventPtr snapshot_timer_;
   std::map<uint64_t, StatsCallback> pending_stats_;
