@@ -321,6 +321,7 @@ const KeyRow kKeyTable[] = {
     {.key = "forwarders[].oslo.server", .field = FORWARDER_KEY(oslo.server)},
 
     {.key = "rpc.timeout", .field = CONFIG_KEY(rpc.timeout), .min = 0, .max = kMaxSeconds},
+    {.key = "rpc.max_timeout", .field = CONFIG_KEY(rpc.max_timeout), .min = 0, .max = kMaxSeconds},
 
     {.key = "logging.level", .field = CONFIG_KEY(logging.level),
      .choices = "debug|info|warning|error"},
@@ -762,6 +763,10 @@ class Loader {
       check_file("broker.tls.key", broker.tls.key);
     }
     check_pair("broker.tls", broker.tls.cert, broker.tls.key);
+
+    if (config_.rpc.max_timeout < config_.rpc.timeout)
+      error_at("rpc.max_timeout",
+               fmt::format("must be at least rpc.timeout ({})", config_.rpc.timeout));
 
     std::map<std::string, size_t> names;
     for (size_t i = 0; i < config_.forwarders.size(); ++i) {

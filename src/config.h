@@ -117,6 +117,7 @@ struct ForwarderConfig {
 
 struct RpcConfig {
   double timeout = 60;
+  double max_timeout = 600;  // a call's whole wait, heartbeats included; the largest ?timeout
 };
 
 struct LoggingConfig {

@@ -39,6 +39,14 @@ namespace warren {
   X(publish_nacked, publish, "nacked", "messages nacked by the broker")                       \
   X(publish_returned, publish, "returned", "mandatory messages returned unroutable")          \
   X(publish_failed, publish, "failed", "messages refused, timed out or lost with the link")   \
+  X(rpc_calls, rpc, "calls", "RPC calls received")                                           \
+  X(rpc_casts, rpc, "casts", "RPC casts and fanouts received")                                \
+  X(rpc_results, rpc, "results", "RPC calls answered with a result")                          \
+  X(rpc_failures, rpc, "failures", "RPC calls answered with a remote failure")               \
+  X(rpc_timeouts, rpc, "timeouts", "RPC calls with no reply in time")                         \
+  X(rpc_heartbeats, rpc, "heartbeats", "RPC heartbeats (interim replies) received")          \
+  X(rpc_replies_late, rpc, "replies_late", "RPC replies for no waiting call, dropped")        \
+  X(rpc_replies_invalid, rpc, "replies_invalid", "unreadable messages on the reply queue")    \
   X(broker_connects, broker, "connects", "broker connections opened")                         \
   X(broker_disconnects, broker, "disconnects", "broker connections closed or lost")           \
   X(broker_login_refused, broker, "login_refused", "broker logins refused")                   \

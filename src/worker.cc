@@ -11,10 +11,12 @@
 #include "channel.h"
 #include "core/publisher.h"
 #include "forward/queue_set.h"
+#include "core/rpc.h"
 #include "http/admin.h"
 #include "http/dashboard.h"
 #include "http/events.h"
 #include "http/publish.h"
+#include "http/rpc.h"
 #include "http/server.h"
 #include "log.h"
 #include "stats.h"
@@ -81,10 +83,12 @@ class Worker final : public StatsSource {
     }
     http_ = std::make_unique<HttpServer>(base_.get(), config_->http, counters_);
     publisher_ = std::make_unique<core::Publisher>(base_.get(), *config_, counters_, histograms_);
+    rpc_ = std::make_unique<core::Rpc>(base_.get(), *config_, *publisher_, counters_);
     admin_routes(*http_, *this);
     dashboard_routes(*http_);
     publish_routes(*http_, *publisher_, config_->http);
     event_routes(*http_, *config_, counters_);
+    rpc_routes(*http_, *rpc_, *config_);
     if (!http_->accept_on(spec_.listen_fd)) {
       log_error("evhttp_accept_socket() on port {} failed", spec_.port);
       return kWorkerExitFatal;
@@ -119,6 +123,7 @@ class Worker final : public StatsSource {
     s.usage = ProcessUsage::current();
     if (publisher_) publisher_->fill(s);
     if (queue_set_) queue_set_->fill(s);
+    if (rpc_) rpc_->fill(s);
     return s;
   }
 
@@ -167,6 +172,7 @@ class Worker final : public StatsSource {
     // Nothing is in flight: close the broker connections politely, bounded by a short wait.
     if (publisher_) publisher_->close_all();
     if (queue_set_) queue_set_->close();
+    if (rpc_) rpc_->close_all();
     log_info("drained; exiting");
     constexpr timeval kCloseWait{0, 500000};
     event_base_loopexit(base_.get(), &kCloseWait);
@@ -201,6 +207,7 @@ class Worker final : public StatsSource {
   std::unique_ptr<HttpServer> http_;
   std::unique_ptr<core::Publisher> publisher_;
   std::unique_ptr<forward::QueueSet> queue_set_;
+  std::unique_ptr<core::Rpc> rpc_;
   std::vector<EventPtr> signals_;
   EventPtr snapshot_timer_;
   std::map<uint64_t, StatsCallback> pending_stats_;

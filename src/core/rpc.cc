@@ -1,0 +1,376 @@
+#include "core/rpc.h"
+
+#include <unistd.h>
+
+#include <cmath>
+
+#include "log.h"
+
+namespace warren::core {
+namespace {
+
+// Replies are acked as they arrive, so this only bounds what one read may hand us at once.
+constexpr uint16_t kReplyPrefetch = 256;
+
+timeval seconds_timeval(double s) {
+  if (s < 0) s = 0;
+  return {static_cast<time_t>(s), static_cast<suseconds_t>((s - std::floor(s)) * 1e6)};
+}
+
+}  // namespace
+
+struct Rpc::ReplyLink {
+  std::string vhost;
+  std::string queue;  // reply_<uuid>: the same name for the worker's life, redeclared on reconnect
+  amqp::Stats amqp_stats;
+  std::unique_ptr<amqp::Connection> conn;
+  std::shared_ptr<amqp::Channel> channel;
+  amqp::Backoff backoff;
+  EventPtr reconnect_timer;
+  bool consuming = false;      // on the current connection
+  bool declared_once = false;  // the queue exists: requests may go out, replies will wait there
+  bool closing = false;        // close_all(): no reconnect
+  std::vector<std::string> waiting;  // calls held until the first declare
+};
+
+struct Rpc::PendingCall {
+  Rpc* owner = nullptr;
+  std::string msg_id, unique_id, vhost;
+  Credentials who;
+  Message message;  // until handed to the publisher
+  RpcCallback done;
+  EventPtr timer;
+  double timeout = 0;  // between signs of life
+  Clock::time_point hard_deadline;
+  bool sent = false, confirmed = false;
+  nlohmann::json result;
+  std::optional<oslo::Failure> failure;
+};
+
+Rpc::Rpc(event_base* base, const Config& config, Publisher& publisher, Counters& counters)
+    : base_(base), config_(config), publisher_(publisher), counters_(counters) {}
+
+Rpc::~Rpc() = default;
+
+Message Rpc::request(const RpcTarget& target, const nlohmann::json& message,
+                     std::optional<double> expiration) {
+  Message m;
+  if (target.fanout) {
+    m.exchange = target.topic + "_fanout";
+    m.routing_key = target.topic;  // ignored by a fanout exchange
+  } else {
+    m.exchange = target.exchange;
+    m.routing_key = target.server.empty() ? target.topic : target.topic + "." + target.server;
+  }
+  // Unlike oslo, a request nobody is bound to fails at once (404) instead of timing out.
+  m.mandatory = true;
+  m.properties = oslo::message_properties(expiration);
+  m.body = oslo::envelope(message);
+  return m;
+}
+
+void Rpc::cast(const Credentials& who, const RpcTarget& target, oslo::Call call, RpcCallback done) {
+  ++counters_.rpc_casts;
+  const std::string unique_id = oslo::new_id();
+  auto message = request(target, oslo::request_message(call, "", "", std::nullopt, unique_id), std::nullopt);
+  publisher_.publish(who, std::move(message),
+                     [unique_id, done = std::move(done)](const PublishResult& r) {
+                       RpcResult result;
+                       result.unique_id = unique_id;
+                       result.status = r.status == PublishStatus::confirmed ? RpcStatus::accepted
+                                                                           : RpcStatus::publish_failed;
+                       result.publish = r;
+                       done(result);
+                     });
+}
+
+void Rpc::call(const Credentials& who, const RpcTarget& target, oslo::Call call, double timeout,
+               RpcCallback done) {
+  ++counters_.rpc_calls;
+  if (target.fanout) {
+    return amqp::defer(base_, [done = std::move(done)] {
+      RpcResult r;
+      r.status = RpcStatus::publish_failed;
+      r.publish = {PublishStatus::invalid, "a fanout cannot be called, only cast"};
+      done(r);
+    });
+  }
+  timeout = std::clamp(timeout, 0.001, config_.rpc.max_timeout);
+  ReplyLink& link = reply_link(who.vhost);
+  auto c = std::make_unique<PendingCall>();
+  c->owner = this;
+  c->msg_id = oslo::new_id();
+  c->unique_id = oslo::new_id();
+  c->vhost = who.vhost;
+  c->who = who;
+  c->done = std::move(done);
+  c->timeout = timeout;
+  c->hard_deadline = Clock::now() + std::chrono::microseconds(static_cast<int64_t>(config_.rpc.max_timeout * 1e6));
+  // `_timeout` asks an oslo server for a heartbeat every _timeout/2 s; it must be a whole number
+  // of at least 2 s (the server ignores, and warns about, anything less).
+  const int whole = static_cast<int>(std::floor(timeout));
+  const std::optional<int> monitor = whole >= 2 ? std::optional<int>(whole) : std::nullopt;
+  c->message = request(target, oslo::request_message(call, c->msg_id, link.queue, monitor, c->unique_id),
+                       timeout);
+  arm(*c, timeout);
+  const std::string msg_id = c->msg_id;
+  calls_.emplace(msg_id, std::move(c));
+  if (link.declared_once) return send_request(msg_id);
+  link.waiting.push_back(msg_id);
+}
+
+void Rpc::send_request(const std::string& msg_id) {
+  auto it = calls_.find(msg_id);
+  if (it == calls_.end()) return;  // timed out while waiting for the reply queue
+  PendingCall& c = *it->second;
+  c.sent = true;
+  std::weak_ptr<int> alive = alive_;
+  publisher_.publish(c.who, std::move(c.message), [this, alive, msg_id](const PublishResult& r) {
+    if (alive.expired()) return;
+    auto it = calls_.find(msg_id);
+    if (it == calls_.end()) return;  // answered already: a fast reply, or the timer
+    if (r.status == PublishStatus::confirmed) {
+      it->second->confirmed = true;
+      return;
+    }
+    RpcResult result;
+    result.status = RpcStatus::publish_failed;
+    result.publish = r;
+    finish(msg_id, std::move(result));
+  });
+}
+
+void Rpc::arm(PendingCall& c, double seconds) {
+  const double left = std::chrono::duration<double>(c.hard_deadline - Clock::now()).count();
+  if (!c.timer)
+    c.timer.reset(evtimer_new(
+        base_,
+        [](evutil_socket_t, short, void* arg) {
+          auto* call = static_cast<PendingCall*>(arg);
+          call->owner->expire(call->msg_id);
+        },
+        &c));
+  const timeval tv = seconds_timeval(std::min(seconds, left));
+  evtimer_add(c.timer.get(), &tv);
+}
+
+void Rpc::expire(const std::string& msg_id) {
+  auto it = calls_.find(msg_id);
+  if (it == calls_.end()) return;
+  PendingCall& c = *it->second;
+  RpcResult result;
+  if (!c.sent) {
+    auto link = links_.find(c.vhost);
+    std::string why = "the broker is unreachable";
+    if (link != links_.end() && link->second->conn && link->second->conn->close_reason().text.size())
+      why = link->second->conn->close_reason().text;
+    result.status = RpcStatus::publish_failed;
+    result.publish = {PublishStatus::unavailable, "the reply queue is not ready: " + why};
+  } else {
+    ++counters_.rpc_timeouts;
+    result.status = RpcStatus::timeout;
+  }
+  finish(msg_id, std::move(result));
+}
+
+void Rpc::finish(const std::string& msg_id, RpcResult result) {
+  auto it = calls_.find(msg_id);
+  if (it == calls_.end()) return;
+  std::shared_ptr<PendingCall> c(it->second.release());
+  calls_.erase(it);
+  if (c->timer) evtimer_del(c->timer.get());
+  result.msg_id = c->msg_id;
+  result.unique_id = c->unique_id;
+  auto done = std::move(c->done);
+  // Never freed inside its own timer callback: the next loop pass drops it.
+  amqp::defer(base_, [c] {});
+  done(result);
+}
+
+void Rpc::on_reply(amqp::Delivery&& delivery) {
+  auto parsed = oslo::parse_reply(delivery.body);
+  if (auto* error = std::get_if<std::string>(&parsed)) {
+    ++counters_.rpc_replies_invalid;
+    log_warning("rpc: unreadable reply on {}: {}", delivery.routing_key, *error);
+    return;
+  }
+  auto& reply = std::get<oslo::Reply>(parsed);
+  auto it = calls_.find(reply.msg_id);
+  if (it == calls_.end()) {
+    ++counters_.rpc_replies_late;
+    log_debug("rpc: reply to {} that no call waits for: dropped", reply.msg_id);
+    return;
+  }
+  PendingCall& c = *it->second;
+  // As oslo's ReplyWaiter: a result or a failure is kept, whatever `ending` says (old servers
+  // sent the result first, then an empty `ending: true`); `ending` answers the call.
+  if (reply.failure) c.failure = std::move(reply.failure);
+  else if (!reply.result.is_null()) c.result = std::move(reply.result);
+  if (!reply.ending) {
+    if (reply.is_heartbeat()) ++counters_.rpc_heartbeats;
+    return arm(c, c.timeout);
+  }
+  RpcResult result;
+  if (c.failure) {
+    ++counters_.rpc_failures;
+    result.status = RpcStatus::failure;
+    result.failure = std::move(c.failure);
+  } else {
+    ++counters_.rpc_results;
+    result.status = RpcStatus::result;
+    result.result = std::move(c.result);
+  }
+  finish(reply.msg_id, std::move(result));
+}
+
+Rpc::ReplyLink& Rpc::reply_link(const std::string& vhost) {
+  auto& slot = links_[vhost];
+  if (!slot) {
+    slot = std::make_unique<ReplyLink>();
+    slot->vhost = vhost;
+    slot->queue = "reply_" + oslo::new_id();
+    connect(*slot);
+  }
+  return *slot;
+}
+
+void Rpc::connect(ReplyLink& link) {
+  if (link.conn) {
+    auto* old = link.conn.release();
+    amqp::defer(base_, [old] { delete old; });
+  }
+  link.channel.reset();
+  link.consuming = false;
+  auto options = amqp::connection_options(config_.broker);
+  options.vhost = link.vhost;
+  options.connection_name = fmt::format("warren rpc replies {} pid {}", link.vhost, getpid());
+  link.conn = std::make_unique<amqp::Connection>(base_, std::move(options), &link.amqp_stats);
+  const std::string vhost = link.vhost;
+  link.conn->set_state_callback([this, vhost](amqp::ConnectionState state, const amqp::Result& why) {
+    if (auto it = links_.find(vhost); it != links_.end()) on_link_state(*it->second, state, why);
+  });
+  const bool retrying = link.backoff.attempts() > 0;
+  const double delay = link.backoff.next_delay();
+  if (!retrying) return link.conn->start();
+  link.reconnect_timer.reset(evtimer_new(
+      base_,
+      [](evutil_socket_t, short, void* arg) { static_cast<amqp::Connection*>(arg)->start(); },
+      link.conn.get()));
+  const timeval tv = seconds_timeval(delay);
+  evtimer_add(link.reconnect_timer.get(), &tv);
+}
+
+void Rpc::on_link_state(ReplyLink& link, amqp::ConnectionState state, const amqp::Result& why) {
+  using amqp::ConnectionState;
+  if (state == ConnectionState::open && !link.consuming && !link.channel) {
+    if (link.backoff.attempts() > 1) log_info("rpc: reply link for vhost {} open again", link.vhost);
+    return declare_and_consume(link);
+  }
+  if (state != ConnectionState::closed) return;
+  link.consuming = false;
+  link.channel.reset();
+  if (link.closing) return;
+  // The service identity cannot open this vhost (no such vhost, no permission, bad password):
+  // fail what waits rather than retrying a door that stays shut.
+  if (!link.declared_once && (why.outcome == amqp::Outcome::refused || why.code == 530)) {
+    PublishResult r{PublishStatus::unavailable,
+                    fmt::format("the reply queue cannot be declared with the service identity "
+                                "(broker.username): {}", why.text)};
+    if (why.code == 530 && why.text.find("not found") != std::string::npos)
+      r = {PublishStatus::not_found, why.text};
+    return link_failed(link, r);
+  }
+  if (why.outcome != amqp::Outcome::ok)
+    log_warning("rpc: reply link for vhost {} lost: {}", link.vhost, why.text);
+  connect(link);
+}
+
+void Rpc::declare_and_consume(ReplyLink& link) {
+  link.channel = link.conn->open_channel(false);
+  const std::string vhost = link.vhost;
+  const amqp::Channel* current = link.channel.get();
+  // A failure of this channel (not of a later one, nor of the connection, which on_link_state
+  // handles) closes the connection; it comes back through on_link_state, which redeclares.
+  auto restart = [this, vhost, current](const std::string& what, const amqp::Result& r) {
+    auto it = links_.find(vhost);
+    if (it == links_.end() || it->second->closing || it->second->channel.get() != current) return;
+    if (r.outcome == amqp::Outcome::connection_lost) return;
+    log_warning("rpc: {} on reply queue {} failed: {}", what, it->second->queue, r.text);
+    if (it->second->conn) it->second->conn->close();
+  };
+  link.channel->set_close_callback([restart](const amqp::Result& r) { restart("channel", r); });
+  // As oslo declares its reply queues: not durable, not exclusive (replies survive our
+  // reconnects), not auto-delete, gone after 30 minutes unused.
+  link.channel->declare_queue(
+      link.queue, false, false, false, {{"x-expires", oslo::kTransientQueueTtlMs}},
+      [this, vhost, restart](const amqp::Result& r, const std::string&, uint32_t, uint32_t) {
+        if (!r.ok()) return restart("queue.declare", r);
+        auto it = links_.find(vhost);
+        if (it == links_.end() || !it->second->channel) return;
+        ReplyLink& l = *it->second;
+        std::weak_ptr<amqp::Channel> weak = l.channel;
+        l.channel->consume(
+            l.queue, kReplyPrefetch, false, true,
+            [this, weak](amqp::Delivery&& d) {
+              if (auto ch = weak.lock()) ch->ack(d.delivery_tag);
+              on_reply(std::move(d));
+            },
+            [restart](const amqp::Result& end) {
+              // Cancelled by the broker (the queue was deleted): declare it again.
+              if (end.outcome == amqp::Outcome::channel_error && end.code == 0)
+                restart("consumer", {amqp::Outcome::channel_error, 0, "cancelled by the broker"});
+            },
+            [this, vhost, restart](const amqp::Result& started, const std::string&) {
+              if (!started.ok()) return restart("basic.consume", started);
+              if (auto it = links_.find(vhost); it != links_.end()) link_ready(*it->second);
+            });
+      });
+}
+
+void Rpc::link_ready(ReplyLink& link) {
+  link.consuming = true;
+  link.declared_once = true;
+  link.backoff.reset();
+  for (const auto& msg_id : std::exchange(link.waiting, {})) send_request(msg_id);
+}
+
+void Rpc::link_failed(ReplyLink& link, const PublishResult& why) {
+  log_warning("rpc: reply link for vhost {}: {}", link.vhost, why.detail);
+  const std::string vhost = link.vhost;
+  const auto waiting = std::exchange(link.waiting, {});
+  // We are inside the connection's own callback: the link (and the connection, which counts
+  // into the link's stats) goes on the next loop pass. The next call tries again, new queue.
+  std::shared_ptr<ReplyLink> dead(links_[vhost].release());
+  links_.erase(vhost);
+  amqp::defer(base_, [dead] {});
+  for (const auto& msg_id : waiting) {
+    RpcResult result;
+    result.status = RpcStatus::publish_failed;
+    result.publish = why;
+    finish(msg_id, std::move(result));
+  }
+}
+
+void Rpc::fill(Snapshot& snapshot) const {
+  for (const auto& [vhost, link] : links_) {
+    const auto& a = link->amqp_stats;
+    auto& s = snapshot.connections[vhost + ":" + config_.broker.username];
+    s.connections_opened += a.connections_opened;
+    s.connections_closed += a.connections_closed;
+    s.channels_opened += a.channels_opened;
+    s.channels_closed += a.channels_closed;
+    s.connected = s.connected || link->consuming;
+    snapshot.counters.broker_connects += a.connections_opened;
+    snapshot.counters.broker_disconnects += a.connections_closed;
+    snapshot.counters.broker_login_refused += a.logins_refused;
+  }
+}
+
+void Rpc::close_all() {
+  for (auto& [vhost, link] : links_) {
+    link->closing = true;
+    if (link->conn && link->conn->state() != amqp::ConnectionState::closed) link->conn->close();
+  }
+}
+
+}  // namespace warren::core

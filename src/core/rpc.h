@@ -1,0 +1,100 @@
+// The bridge's RPC call operation (oslo.messaging's protocol, core/oslo.h), for every binding.
+// Requests go out through the Publisher with the caller's credentials (so the broker decides
+// who may call what, as for publishing); replies come back on one reply queue per vhost per
+// worker, `reply_<uuid>`, declared and consumed with the service identity (broker.username),
+// redeclared after every reconnect. Replies are matched to calls by `_msg_id`; heartbeats
+// restart a call's timer; a reply for a call no longer waiting is dropped and counted.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "amqp/channel.h"
+#include "amqp/connection.h"
+#include "config.h"
+#include "core/oslo.h"
+#include "core/publisher.h"
+#include "stats.h"
+
+namespace warren::core {
+
+// Where a request goes: `exchange` (topic type) with routing key `topic` or `topic.server`;
+// a fanout goes to the exchange `<topic>_fanout` instead, to every server on the topic.
+struct RpcTarget {
+  std::string exchange{oslo::kDefaultExchange};
+  std::string topic;
+  std::string server;
+  bool fanout = false;
+};
+
+enum class RpcStatus {
+  result,          // the server answered: `result`
+  failure,         // the server raised: `failure`
+  accepted,        // a cast (or fanout) the broker confirmed; no reply expected
+  timeout,         // published, but no reply (nor heartbeat) in time
+  publish_failed,  // never reached the broker, or the broker refused it: `publish`
+};
+
+struct RpcResult {
+  RpcStatus status = RpcStatus::result;
+  nlohmann::json result;
+  std::optional<oslo::Failure> failure;
+  PublishResult publish{PublishStatus::confirmed, {}};
+  std::string msg_id;     // calls
+  std::string unique_id;  // every request
+};
+using RpcCallback = std::function<void(const RpcResult&)>;
+
+class Rpc {
+ public:
+  Rpc(event_base* base, const Config& config, Publisher& publisher, Counters& counters);
+  ~Rpc();
+  Rpc(const Rpc&) = delete;
+  Rpc& operator=(const Rpc&) = delete;
+
+  // A call: waits for the reply up to `timeout` seconds from the last sign of life (the request
+  // being sent, a heartbeat), never more than rpc.max_timeout in all. `done` runs exactly once,
+  // from the loop. A fanout target cannot be called (oslo refuses it too): use cast().
+  void call(const Credentials& who, const RpcTarget& target, oslo::Call call, double timeout,
+            RpcCallback done);
+  // A cast (or a fanout): answered `accepted` once the broker confirmed the request.
+  void cast(const Credentials& who, const RpcTarget& target, oslo::Call call, RpcCallback done);
+
+  size_t waiting() const { return calls_.size(); }
+  // Reply-queue links in /stats (their broker counters and one connection row per vhost).
+  void fill(Snapshot& snapshot) const;
+  void close_all();
+
+ private:
+  struct ReplyLink;
+  struct PendingCall;
+  using Clock = std::chrono::steady_clock;
+
+  ReplyLink& reply_link(const std::string& vhost);
+  void connect(ReplyLink& link);
+  void on_link_state(ReplyLink& link, amqp::ConnectionState state, const amqp::Result& why);
+  void declare_and_consume(ReplyLink& link);
+  void link_ready(ReplyLink& link);
+  void link_failed(ReplyLink& link, const PublishResult& why);
+  void on_reply(amqp::Delivery&& delivery);
+  void send_request(const std::string& msg_id);
+  void arm(PendingCall& call, double seconds);
+  void expire(const std::string& msg_id);
+  void finish(const std::string& msg_id, RpcResult result);
+  static Message request(const RpcTarget& target, const nlohmann::json& message,
+                         std::optional<double> expiration);
+
+  event_base* base_;
+  const Config& config_;
+  Publisher& publisher_;
+  Counters& counters_;
+  std::map<std::string, std::unique_ptr<ReplyLink>> links_;   // by vhost
+  std::map<std::string, std::unique_ptr<PendingCall>> calls_;  // by _msg_id
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+};
+
+}  // namespace warren::core
