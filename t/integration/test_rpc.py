@@ -206,6 +206,29 @@ class RpcAgainstOslo(unittest.TestCase):
         self.assertEqual(status, 404)
         self.assertEqual(self.w.request("GET", 0, f"/rpc/%2f/openstack/{self.topic}")[0], 405)
 
+    def test_warrenctl_call(self):
+        def ctl(*args):
+            proc = subprocess.run([os.path.join(os.environ.get("WARREN_BUILD", "build"), "warrenctl"),
+                                   "call", "-H", self.w.url(1), "-u", "guest:guest", *args],
+                                  capture_output=True, text=True, timeout=30)
+            return proc.returncode, proc.stdout.strip(), proc.stderr
+        self.assertEqual(ctl(self.topic, "add", '{"a": 20, "b": 22}')[:2], (0, "42"))
+        self.assertEqual(ctl("-S", "s2", self.topic, "whoami")[:2], (0, '"s2"'))
+        rc, out, _ = ctl("-c", '{"user": "cli"}', self.topic, "context")
+        self.assertEqual((rc, json.loads(out)), (0, {"user": "cli"}))
+        rc, _, err = ctl(self.topic, "fail", '{"message": "from the shell"}')
+        self.assertEqual(rc, 1)
+        self.assertIn("OsloTestError: from the shell", err)
+        self.assertEqual(ctl("-T", "1", self.topic, "slow", '{"seconds": 1.5}')[0], 1)
+        value = uuid.uuid4().hex
+        self.assertEqual(ctl("--cast", self.topic, "record", json.dumps({"value": value}))[0], 0)
+        self.assertTrue(wait_for(lambda: [r for r in self.recorded() if r["value"] == value], 5))
+        self.assertEqual(ctl(self.topic, "add", "[1]")[0], 64)
+        unreachable = subprocess.run([os.path.join(os.environ.get("WARREN_BUILD", "build"), "warrenctl"),
+                                      "call", "-H", "http://127.0.0.1:1", "t", "m"],
+                                     capture_output=True, text=True, timeout=30)
+        self.assertEqual(unreachable.returncode, 2)
+
 
 class RpcWire(unittest.TestCase):
     """pika plays the server: what warren sends, and that a reply in oslo's format comes back."""
