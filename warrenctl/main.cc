@@ -1,4 +1,5 @@
 // warrenctl: talks to warrend's control socket. One command line out, one JSON document back.
+// `call` is the exception: it goes to a worker's HTTP /rpc route (warrenctl/call.cc).
 // Exit codes: 0 the daemon answered, 1 it answered with an error, 2 it could not be reached,
 // 64 usage.
 #include <getopt.h>
@@ -16,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "handles.h"
+#include "call.h"
 
 namespace {
 
@@ -33,6 +35,7 @@ void usage(FILE* out) {
              "  workers   one line per worker process\n"
              "  reload    re-read the configuration (as SIGHUP)\n"
              "  stop      drain the workers and stop (as SIGTERM)\n"
+             "  call      an RPC call over a worker's HTTP /rpc route: warrenctl call -h\n"
              "options: -s SOCKET (default {}), -t timeout (default 10 s), --json raw JSON\n",
              kDefaultSocket);
 }
@@ -145,6 +148,8 @@ int main(int argc, char** argv) {
       default: usage(stderr); return kExitUsage;
     }
   }
+  if (optind < argc && std::string(argv[optind]) == "call")
+    return warrenctl::call_command(argc - optind, argv + optind);
   std::vector<std::string> args(argv + optind, argv + argc);
   std::erase_if(args, [&](const std::string& a) { return a == "--json" && (as_json = true); });
   static const std::vector<std::string> kCommands{"status", "stats", "metrics", "workers", "reload", "stop"};

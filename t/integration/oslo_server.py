@@ -4,7 +4,8 @@ RPC tests: warren must interoperate with the real thing, not with our idea of it
 
     oslo_server.py --port P --topic T --server S [--exchange openstack] [--record FILE]
 
-Prints "ready" on stdout once it consumes; stops on SIGTERM, SIGINT or when stdin closes.
+Prints "ready" on stdout once it consumes; stops on SIGTERM, SIGINT or when stdin (a pipe)
+closes.
 Endpoint methods: echo(x), add(a, b), context() (the request context it got), fail(message)
 raises OsloTestError, slow(seconds) sleeps then answers, record(value) appends
 {"server", "value"} as a JSON line to FILE (the cast recorder), whoami() the server name.
@@ -13,6 +14,7 @@ import argparse
 import json
 import os
 import signal
+import stat
 import sys
 import threading
 import time
@@ -78,7 +80,8 @@ def main():
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+    if stat.S_ISFIFO(os.fstat(0).st_mode):  # a test's pipe: its closing stops us
+        threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
     # The consumers are declared by start(): the queues exist once it returns.
     print("ready", flush=True)
     stop.wait(600)  # bounded: a test never needs a server longer

@@ -188,6 +188,33 @@ class RpcAgainstOslo(unittest.TestCase):
         pids = {json.loads(self.w.request("GET", p, "/healthz")[2])["pid"] for p in range(3)}
         self.assertEqual(len(pids), 3)
 
+    def test_reply_link_lost_mid_call_still_gets_the_reply(self):
+        broker_dir = os.environ.get("WARREN_BROKER_DIR")
+        if not broker_dir:
+            self.skipTest("needs WARREN_BROKER_DIR (t/run-tests sets it)")
+
+        def ctl(*args):
+            return subprocess.run([os.path.join(HERE, "..", "..", "scripts", "broker"), "ctl",
+                                   broker_dir, *args], capture_output=True, text=True, timeout=60).stdout
+
+        answer = {}
+        t = threading.Thread(target=lambda: answer.setdefault("r", self.rpc(
+            {"method": "slow", "args": {"seconds": 1.5}}, query="timeout=8", port=2)))
+        t.start()
+        time.sleep(0.5)
+        rows = ctl("list_connections", "pid", "client_properties").splitlines()
+        pids = [r.split("\t")[0] for r in rows if "warren rpc replies" in r]
+        self.assertTrue(pids, rows)
+        for pid in pids:  # every worker's reply link: the call's worker is among them
+            ctl("close_connection", pid, "test: reply link lost")
+        t.join(15)
+        # The reply waited in the (not exclusive) reply queue; the worker reconnected and took it.
+        self.assertEqual(answer["r"][0], 200, answer)
+        self.assertEqual(answer["r"][1]["result"]["slept"], 1.5)
+        for port in range(3):
+            self.assertEqual(self.rpc({"method": "add", "args": {"a": 1, "b": port}}, port=port),
+                             (200, {"result": 1 + port}))
+
     def test_http_errors(self):
         self.assertEqual(self.rpc({"method": "echo"}, auth=None)[0], 401)
         status, body = self.rpc({"args": {}})
@@ -205,6 +232,29 @@ class RpcAgainstOslo(unittest.TestCase):
                                       body=json.dumps({"method": "x"}), auth=AUTH)
         self.assertEqual(status, 404)
         self.assertEqual(self.w.request("GET", 0, f"/rpc/%2f/openstack/{self.topic}")[0], 405)
+
+    def test_warrenctl_call(self):
+        def ctl(*args):
+            proc = subprocess.run([os.path.join(os.environ.get("WARREN_BUILD", "build"), "warrenctl"),
+                                   "call", "-H", self.w.url(1), "-u", "guest:guest", *args],
+                                  capture_output=True, text=True, timeout=30)
+            return proc.returncode, proc.stdout.strip(), proc.stderr
+        self.assertEqual(ctl(self.topic, "add", '{"a": 20, "b": 22}')[:2], (0, "42"))
+        self.assertEqual(ctl("-S", "s2", self.topic, "whoami")[:2], (0, '"s2"'))
+        rc, out, _ = ctl("-c", '{"user": "cli"}', self.topic, "context")
+        self.assertEqual((rc, json.loads(out)), (0, {"user": "cli"}))
+        rc, _, err = ctl(self.topic, "fail", '{"message": "from the shell"}')
+        self.assertEqual(rc, 1)
+        self.assertIn("OsloTestError: from the shell", err)
+        self.assertEqual(ctl("-T", "1", self.topic, "slow", '{"seconds": 1.5}')[0], 1)
+        value = uuid.uuid4().hex
+        self.assertEqual(ctl("--cast", self.topic, "record", json.dumps({"value": value}))[0], 0)
+        self.assertTrue(wait_for(lambda: [r for r in self.recorded() if r["value"] == value], 5))
+        self.assertEqual(ctl(self.topic, "add", "[1]")[0], 64)
+        unreachable = subprocess.run([os.path.join(os.environ.get("WARREN_BUILD", "build"), "warrenctl"),
+                                      "call", "-H", "http://127.0.0.1:1", "t", "m"],
+                                     capture_output=True, text=True, timeout=30)
+        self.assertEqual(unreachable.returncode, 2)
 
 
 class RpcWire(unittest.TestCase):
