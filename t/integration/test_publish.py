@@ -344,6 +344,9 @@ class Publish(unittest.TestCase):
                                            headers={"Content-Type": "application/octet-stream"}), 413)
         self.assertIn(str(MAX_BODY), doc["detail"])
         self.assert_status(self.post(path("/", "", q), {"body": "y" * MAX_BODY}), 413)
+        # Not tested: far over it (above 2 * max_body + 64 KiB) libevent 2.1 answers 413 itself
+        # with an HTML body, uncounted, and closes while the client may still be sending (a
+        # reset, racy to assert). 2.1 has no hook for that reply.
         # exactly max_body is fine
         self.assert_status(self.post(path("/", "", q), "z" * MAX_BODY,
                                      headers={"Content-Type": "application/octet-stream"}), 204)
@@ -403,6 +406,24 @@ class Publish(unittest.TestCase):
         self.assertTrue(doc["detail"].startswith("priority:"))
         self.assert_status(self.post(path("/", "", q) + "?body=x", b"x",
                                      headers={"Content-Type": "text/plain"}), 400)
+
+    def test_form_fields_may_also_come_from_the_query(self):
+        # as with statelessd (Tornado's arguments): the body's value wins over the query's
+        q = self.queue()
+        self.assert_status(self.post(path("/", "", q) + "?app_id=from-query&type=query-type",
+                                     {"body": "b", "type": "form-type"}), 204)
+        _, props, _ = self.broker.get(q)
+        self.assertEqual((props.app_id, props.type), ("from-query", "form-type"))
+        nowhere = unique("it-nowhere")
+        self.assert_status(self.post(path("/", "", nowhere) + "?mandatory=1", {"body": "b"}), 422)
+
+    def test_content_types_ignore_case(self):
+        q = self.queue()
+        r = self.post(path("/", "", q), "body=hi&app_id=upper",
+                      headers={"Content-Type": "Application/X-WWW-Form-URLEncoded; Charset=UTF-8"})
+        self.assert_status(r, 204)
+        _, props, body = self.broker.get(q)
+        self.assertEqual((body, props.app_id), (b"hi", "upper"))
 
     @unittest.skipUnless(shutil.which("php"), "php-cli is not installed")
     def test_statelessd_php_example(self):
