@@ -4,6 +4,10 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <cerrno>
 
 #include "amqp/connection.h"
@@ -154,6 +158,11 @@ void Connection::on_event(bufferevent* bev, short what, void* arg) {
   auto* c = static_cast<Connection*>(arg);
   int err = EVUTIL_SOCKET_ERROR();
   if (what & BEV_EVENT_CONNECTED) {
+    // Without TCP_NODELAY, a write that follows an unacknowledged one (a new channel's publish
+    // right after its channel.open) waits for the broker's delayed ACK: 40 ms on Linux.
+    const int one = 1;
+    if (setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
+      log_warning("amqp: setsockopt(TCP_NODELAY) failed: {}", errno_text(errno));
     c->phase_ = Phase::start;
     c->last_recv_ = Clock::now();
     c->send(kProtocolHeader);

@@ -163,14 +163,21 @@ void Publisher::send(Link& link, Message message, Clock::time_point deadline, Pu
       done({PublishStatus::unavailable, "too many messages waiting for this broker connection"});
     });
   }
-  if (link.refused || !link.conn || link.conn->state() == amqp::ConnectionState::closed) {
+  // A closing connection (closed as idle a moment ago) takes no new channel: it would fail the
+  // message at once, the retry would find it still closing, and so on until close-ok.
+  const auto state = link.conn ? link.conn->state() : amqp::ConnectionState::closed;
+  if (link.refused || state == amqp::ConnectionState::closed ||
+      state == amqp::ConnectionState::closing) {
     link.refused = false;
     connect(link);
   }
-  auto& channel = link.channels[message.exchange];
+  auto found = link.channels.find(message.exchange);
+  std::shared_ptr<amqp::Channel> channel = found != link.channels.end() ? found->second : nullptr;
   if (!channel || !channel->is_open()) {
-    if (link.channels.size() > kMaxChannelsPerLink)
-      std::erase_if(link.channels, [](const auto& e) { return e.second && e.second->in_flight() == 0; });
+    // Idle channels go beyond the limit; this exchange's own entry may be among them, so no
+    // reference into the map is held across the erase.
+    if (link.channels.size() >= kMaxChannelsPerLink)
+      std::erase_if(link.channels, [](const auto& e) { return e.second->in_flight() == 0; });
     channel = link.conn->open_channel(true);
     link.channels[message.exchange] = channel;
   }

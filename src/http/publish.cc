@@ -78,12 +78,19 @@ class PublishHandler {
   }
 
  private:
-  // Fields from a form, a multipart form, or (raw body) the query string.
+  // Fields from the query string, then from a form or a multipart form (a field in both: the
+  // body's wins, as statelessd's Tornado did); any other body is the message itself.
   std::optional<HttpError> read_fields(evhttp_request* req, core::Message& m,
                                        std::string_view content_type, std::string_view body) {
     std::map<std::string, std::string> fields;
-    const bool form = content_type.starts_with("application/x-www-form-urlencoded");
-    const bool multipart = content_type.starts_with("multipart/form-data");
+    const std::string type = media_type(content_type);
+    const bool form = type == "application/x-www-form-urlencoded";
+    const bool multipart = type == "multipart/form-data";
+    const char* query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+    if (query && !parse_form(query, &fields))
+      return HttpError{400, "bad query", "malformed percent-encoding"};
+    if (!form && !multipart && fields.count("body"))
+      return HttpError{400, "bad field", "body: the raw request body is the message"};
     if (form) {
       if (!parse_form(body, &fields)) return HttpError{400, "bad form", "malformed percent-encoding"};
     } else if (multipart) {
@@ -92,10 +99,6 @@ class PublishHandler {
     } else {
       m.body = body;
       if (!content_type.empty()) m.properties.content_type = std::string(content_type);
-      const char* query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-      if (query && !parse_form(query, &fields))
-        return HttpError{400, "bad query", "malformed percent-encoding"};
-      if (fields.count("body")) return HttpError{400, "bad field", "body: the raw request body is the message"};
     }
     if ((form || multipart) && !fields.count("body"))
       return HttpError{400, "bad field", "body: missing (the message body field)"};

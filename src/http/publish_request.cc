@@ -5,6 +5,7 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <strings.h>
 
@@ -123,6 +124,16 @@ std::optional<core::Credentials> parse_basic_auth(std::string_view header, std::
   const auto colon = decoded.find(':');
   if (colon == std::string::npos || colon == 0) return std::nullopt;
   return core::Credentials{std::move(vhost), decoded.substr(0, colon), decoded.substr(colon + 1)};
+}
+
+std::string media_type(std::string_view content_type) {
+  std::string_view type = content_type.substr(0, content_type.find(';'));
+  while (!type.empty() && (type.front() == ' ' || type.front() == '\t')) type.remove_prefix(1);
+  while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) type.remove_suffix(1);
+  std::string out(type);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
 }
 
 bool parse_form(std::string_view text, std::map<std::string, std::string>* fields) {
@@ -251,7 +262,8 @@ std::optional<HttpError> apply_json_item(core::Message& m, const nlohmann::json&
 std::variant<std::vector<nlohmann::json>, HttpError> parse_batch(std::string_view content_type,
                                                                  std::string_view body) {
   std::vector<nlohmann::json> items;
-  if (content_type.starts_with("application/x-ndjson")) {
+  const std::string type = media_type(content_type);
+  if (type == "application/x-ndjson") {
     size_t line_no = 0;
     while (!body.empty()) {
       ++line_no;
@@ -264,7 +276,7 @@ std::variant<std::vector<nlohmann::json>, HttpError> parse_batch(std::string_vie
         return HttpError{400, "bad batch", fmt::format("line {} is not JSON", line_no)};
       items.push_back(std::move(j));
     }
-  } else if (content_type.starts_with("application/json")) {
+  } else if (type == "application/json") {
     auto j = nlohmann::json::parse(body, nullptr, false);
     if (j.is_discarded() || !j.is_array())
       return HttpError{400, "bad batch", "the body must be a JSON array of messages"};

@@ -32,6 +32,10 @@ std::variant<PublishPath, HttpError> parse_publish_path(std::string_view raw_pat
 // "Basic base64(user:password)"; the password may contain ':'.
 std::optional<core::Credentials> parse_basic_auth(std::string_view header, std::string vhost);
 
+// The media type of a Content-Type value, lower-cased, without its parameters:
+// "Application/JSON; charset=utf-8" is "application/json" (media types ignore case).
+std::string media_type(std::string_view content_type);
+
 // application/x-www-form-urlencoded (also a query string): keys and values percent-decoded,
 // '+' as space. Repeated keys keep the last value. False for a '%' without two hex digits.
 [[nodiscard]] bool parse_form(std::string_view text, std::map<std::string, std::string>* fields);

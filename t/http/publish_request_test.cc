@@ -165,6 +165,15 @@ TEST(BasicAuth, Refusals) {
   EXPECT_FALSE(parse_basic_auth(basic(":password"), "v"));    // no user
 }
 
+// --- content types ---
+
+TEST(MediaType, LowerCasedWithoutParameters) {
+  EXPECT_EQ(media_type("application/x-www-form-urlencoded"), "application/x-www-form-urlencoded");
+  EXPECT_EQ(media_type("Application/JSON; charset=utf-8"), "application/json");
+  EXPECT_EQ(media_type(" multipart/form-data ;boundary=x"), "multipart/form-data");
+  EXPECT_EQ(media_type(""), "");
+}
+
 // --- forms ---
 
 TEST(Form, PlusIsSpaceAndPercentDecoded) {
@@ -427,6 +436,13 @@ TEST(Batch, NdjsonBadLineIsNamed) {
   ASSERT_NE(e, nullptr);
   EXPECT_EQ(e->status, 400);
   EXPECT_NE(e->detail.find("line 3"), std::string::npos) << e->detail;
+}
+
+TEST(Batch, MediaTypesIgnoreCase) {
+  EXPECT_TRUE(std::holds_alternative<std::vector<json>>(parse_batch("Application/JSON", "[{}]")));
+  EXPECT_TRUE(std::holds_alternative<std::vector<json>>(parse_batch("application/X-NDJSON", "{}")));
+  // a type that merely starts like one is not it
+  EXPECT_TRUE(std::holds_alternative<HttpError>(parse_batch("application/jsonx", "[{}]")));
 }
 
 TEST(Batch, JsonArray) {

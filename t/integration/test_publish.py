@@ -30,12 +30,21 @@ WRONG_PASSWORD = "wrong-secret-5d0a"
 EXAMPLE_VHOST = "test"  # statelessd's curl example publishes to /test/test/foo
 
 
-def broker_ctl(*args):
-    proc = subprocess.run([os.path.join(ROOT, "scripts", "broker"), "ctl", BROKER_DIR, *args],
-                          capture_output=True, text=True, timeout=60)
+def broker_eval(*expressions):
+    """Runs Erlang expressions on the test broker in ONE rabbitmqctl call (each call starts an
+    Erlang VM: about 1 s, several on a loaded machine). `A` is the acting user for the audit
+    log. These are RabbitMQ 3.10's functions behind add_user, set_permissions, add_vhost ..."""
+    code = ", ".join(('A = <<"warren-it">>',) + expressions + ("ok.",))
+    proc = subprocess.run([os.path.join(ROOT, "scripts", "broker"), "ctl", BROKER_DIR, "eval", code],
+                          capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
-        raise RuntimeError(f"broker ctl {' '.join(args)}: {proc.stderr}")
+        raise RuntimeError(f"rabbitmqctl eval {code}: {proc.stdout}{proc.stderr}")
     return proc.stdout
+
+
+def erl(text):
+    """An Erlang binary literal."""
+    return '<<"' + text.replace("\\", "\\\\").replace('"', '\\"') + '">>'
 
 
 def unique(prefix):
@@ -87,16 +96,16 @@ class Publish(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         # Users and a vhost first: a failure here leaves nothing running.
-        cls.made_users, cls.made_vhost = [], False
         try:
-            broker_ctl("add_user", COLON_USER, COLON_PASSWORD)
-            cls.made_users.append(COLON_USER)
-            broker_ctl("set_permissions", "-p", "/", COLON_USER, ".*", ".*", ".*")
-            broker_ctl("add_user", NOPERM_USER, NOPERM_PASSWORD)  # no permission anywhere
-            cls.made_users.append(NOPERM_USER)
-            broker_ctl("add_vhost", EXAMPLE_VHOST)
-            cls.made_vhost = True
-            broker_ctl("set_permissions", "-p", EXAMPLE_VHOST, "guest", ".*", ".*", ".*")
+            broker_eval(
+                f"ok = rabbit_auth_backend_internal:add_user({erl(COLON_USER)}, {erl(COLON_PASSWORD)}, A)",
+                f"ok = rabbit_auth_backend_internal:set_permissions({erl(COLON_USER)}, <<\"/\">>, "
+                f"<<\".*\">>, <<\".*\">>, <<\".*\">>, A)",
+                # no permission anywhere
+                f"ok = rabbit_auth_backend_internal:add_user({erl(NOPERM_USER)}, {erl(NOPERM_PASSWORD)}, A)",
+                f"ok = rabbit_vhost:add({erl(EXAMPLE_VHOST)}, A)",
+                f"ok = rabbit_auth_backend_internal:set_permissions(<<\"guest\">>, {erl(EXAMPLE_VHOST)}, "
+                f"<<\".*\">>, <<\".*\">>, <<\".*\">>, A)")
             cls.w = Warrend(ports=3, extra={"http": {"max_body": MAX_BODY, "confirm_timeout": 5}})
             cls.w.start()
         except Exception:
@@ -110,10 +119,10 @@ class Publish(unittest.TestCase):
             cls.broker.close()
         if getattr(cls, "w", None):
             cls.w.cleanup()
-        for user in cls.made_users:
-            broker_ctl("delete_user", user)
-        if cls.made_vhost:
-            broker_ctl("delete_vhost", EXAMPLE_VHOST)
+        # Always (a failed setUpClass may have made some): `catch` ignores "no such user".
+        broker_eval(f"catch rabbit_auth_backend_internal:delete_user({erl(COLON_USER)}, A)",
+                    f"catch rabbit_auth_backend_internal:delete_user({erl(NOPERM_USER)}, A)",
+                    f"catch rabbit_vhost:delete({erl(EXAMPLE_VHOST)}, A)")
 
     def setUp(self):
         self.to_delete = []
@@ -304,6 +313,18 @@ class Publish(unittest.TestCase):
         self.assertEqual(self.stats()["connections"]["/:guest"]["connections"]["opened"], opened,
                          "a channel error must not cost the connection")
 
+    def test_more_exchanges_than_channels_kept_per_connection(self):
+        # A connection keeps at most 64 channels (one per exchange); beyond that the idle ones
+        # go. 70 failed exchanges, then the first one again, must still be a plain 404.
+        q = self.queue()
+        pids = {w["pid"] for w in self.w.worker_pids()}
+        missing = [unique("it-many") for _ in range(70)]
+        for name in missing + missing[:3]:
+            self.assert_status(self.post(path("/", name, "k"), {"body": "x"}), 404)
+        self.assert_status(self.post(path("/", "", q), {"body": "still here"}), 204)
+        self.assertEqual(self.broker.get(q)[2], b"still here")
+        self.assertEqual({w["pid"] for w in self.w.worker_pids()}, pids, "a worker died")
+
     def test_missing_vhost_answers_404(self):
         vhost = unique("it-no-such-vhost")
         doc = self.assert_status(self.post(path(vhost, "", "q"), {"body": "x"}), 404)
@@ -323,6 +344,9 @@ class Publish(unittest.TestCase):
                                            headers={"Content-Type": "application/octet-stream"}), 413)
         self.assertIn(str(MAX_BODY), doc["detail"])
         self.assert_status(self.post(path("/", "", q), {"body": "y" * MAX_BODY}), 413)
+        # Not tested: far over it (above 2 * max_body + 64 KiB) libevent 2.1 answers 413 itself
+        # with an HTML body, uncounted, and closes while the client may still be sending (a
+        # reset, racy to assert). 2.1 has no hook for that reply.
         # exactly max_body is fine
         self.assert_status(self.post(path("/", "", q), "z" * MAX_BODY,
                                      headers={"Content-Type": "application/octet-stream"}), 204)
@@ -382,6 +406,24 @@ class Publish(unittest.TestCase):
         self.assertTrue(doc["detail"].startswith("priority:"))
         self.assert_status(self.post(path("/", "", q) + "?body=x", b"x",
                                      headers={"Content-Type": "text/plain"}), 400)
+
+    def test_form_fields_may_also_come_from_the_query(self):
+        # as with statelessd (Tornado's arguments): the body's value wins over the query's
+        q = self.queue()
+        self.assert_status(self.post(path("/", "", q) + "?app_id=from-query&type=query-type",
+                                     {"body": "b", "type": "form-type"}), 204)
+        _, props, _ = self.broker.get(q)
+        self.assertEqual((props.app_id, props.type), ("from-query", "form-type"))
+        nowhere = unique("it-nowhere")
+        self.assert_status(self.post(path("/", "", nowhere) + "?mandatory=1", {"body": "b"}), 422)
+
+    def test_content_types_ignore_case(self):
+        q = self.queue()
+        r = self.post(path("/", "", q), "body=hi&app_id=upper",
+                      headers={"Content-Type": "Application/X-WWW-Form-URLEncoded; Charset=UTF-8"})
+        self.assert_status(r, 204)
+        _, props, body = self.broker.get(q)
+        self.assertEqual((body, props.app_id), (b"hi", "upper"))
 
     @unittest.skipUnless(shutil.which("php"), "php-cli is not installed")
     def test_statelessd_php_example(self):
