@@ -94,21 +94,54 @@ bench: all $(MICRO_BENCH) $(BENCH_TOOLS)
 	bench/run
 
 # --- install ---
+# Binaries and man pages; the sample config (kept if one is there); the service files: the init
+# script, its defaults file (kept if there), the systemd unit, the logrotate file; the nginx
+# front-end as an example only (an nginx conf.d file would go live at nginx's next reload).
+# The service files name /usr/sbin/warrend, /etc/warren/warren.yml and /etc/default/warrend:
+# installing rewrites them to this prefix. A Debian layout is
+#   ./configure --prefix=/usr --sysconfdir=/etc && make && make install
+systemdunitdir ?= $(prefix)/lib/systemd/system
+examplesdir = $(docdir)/examples
+REWRITE_PATHS = sed -e 's|/usr/sbin/warrend|$(sbindir)/warrend|g' \
+	-e 's|/etc/warren/warren.yml|$(sysconfdir)/warren/warren.yml|g' \
+	-e 's|/etc/default/warrend|$(sysconfdir)/default/warrend|g'
+MAN_PAGES := $(wildcard man/*.[0-9])
+
 .PHONY: install uninstall
 install: all
-	install -d $(DESTDIR)$(sbindir) $(DESTDIR)$(bindir) $(DESTDIR)$(sysconfdir)/warren
+	install -d $(DESTDIR)$(sbindir) $(DESTDIR)$(bindir) $(DESTDIR)$(sysconfdir)/warren \
+	  $(DESTDIR)$(sysconfdir)/init.d $(DESTDIR)$(sysconfdir)/default \
+	  $(DESTDIR)$(sysconfdir)/logrotate.d $(DESTDIR)$(systemdunitdir) $(DESTDIR)$(examplesdir)
 	install -m 755 $(WARREND) $(DESTDIR)$(sbindir)/warrend
 	install -m 755 $(WARRENCTL) $(DESTDIR)$(bindir)/warrenctl
-	install -m 644 etc/warren.yml $(DESTDIR)$(sysconfdir)/warren/warren.yml
-	for page in $(wildcard man/*.[0-9]); do \
+	for page in $(MAN_PAGES); do \
 	  sect=$${page##*.}; install -d $(DESTDIR)$(mandir)/man$$sect; \
 	  install -m 644 $$page $(DESTDIR)$(mandir)/man$$sect/; done
+	test -e $(DESTDIR)$(sysconfdir)/warren/warren.yml || \
+	  install -m 644 etc/warren.yml $(DESTDIR)$(sysconfdir)/warren/warren.yml
+	test -e $(DESTDIR)$(sysconfdir)/default/warrend || \
+	  { $(REWRITE_PATHS) etc/default/warrend > $(DESTDIR)$(sysconfdir)/default/warrend && \
+	    chmod 644 $(DESTDIR)$(sysconfdir)/default/warrend; }
+	$(REWRITE_PATHS) etc/init.d/warrend > $(DESTDIR)$(sysconfdir)/init.d/warrend
+	chmod 755 $(DESTDIR)$(sysconfdir)/init.d/warrend
+	$(REWRITE_PATHS) etc/warrend.service > $(DESTDIR)$(systemdunitdir)/warrend.service
+	chmod 644 $(DESTDIR)$(systemdunitdir)/warrend.service
+	install -m 644 etc/logrotate.d/warrend $(DESTDIR)$(sysconfdir)/logrotate.d/warrend
+	install -m 644 etc/nginx-warren.conf etc/warren.yml $(DESTDIR)$(examplesdir)/
 
+# Config files go only when unchanged from what install wrote.
 uninstall:
 	rm -f $(DESTDIR)$(sbindir)/warrend $(DESTDIR)$(bindir)/warrenctl
-	rm -f $(DESTDIR)$(sysconfdir)/warren/warren.yml
-	for page in $(wildcard man/*.[0-9]); do \
+	for page in $(MAN_PAGES); do \
 	  rm -f $(DESTDIR)$(mandir)/man$${page##*.}/$${page##*/}; done
+	! cmp -s etc/warren.yml $(DESTDIR)$(sysconfdir)/warren/warren.yml || \
+	  rm -f $(DESTDIR)$(sysconfdir)/warren/warren.yml
+	! $(REWRITE_PATHS) etc/default/warrend | cmp -s - $(DESTDIR)$(sysconfdir)/default/warrend || \
+	  rm -f $(DESTDIR)$(sysconfdir)/default/warrend
+	rm -f $(DESTDIR)$(sysconfdir)/init.d/warrend $(DESTDIR)$(systemdunitdir)/warrend.service
+	rm -f $(DESTDIR)$(sysconfdir)/logrotate.d/warrend
+	rm -f $(DESTDIR)$(examplesdir)/nginx-warren.conf $(DESTDIR)$(examplesdir)/warren.yml
+	-rmdir $(DESTDIR)$(examplesdir) $(DESTDIR)$(docdir) $(DESTDIR)$(sysconfdir)/warren 2>/dev/null
 
 # --- distribution ---
 DIST_NAME := warren-0.1.0
