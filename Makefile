@@ -141,7 +141,7 @@ uninstall:
 	rm -f $(DESTDIR)$(sysconfdir)/init.d/warrend $(DESTDIR)$(systemdunitdir)/warrend.service
 	rm -f $(DESTDIR)$(sysconfdir)/logrotate.d/warrend
 	rm -f $(DESTDIR)$(examplesdir)/nginx-warren.conf $(DESTDIR)$(examplesdir)/warren.yml
-	-rmdir $(DESTDIR)$(examplesdir) $(DESTDIR)$(docdir) $(DESTDIR)$(sysconfdir)/warren 2>/dev/null
+	rmdir $(DESTDIR)$(examplesdir) $(DESTDIR)$(docdir) $(DESTDIR)$(sysconfdir)/warren 2>/dev/null || true
 
 # --- distribution ---
 DIST_NAME := warren-0.1.0
