@@ -33,7 +33,8 @@ void usage(FILE* out) {
              "  workers   one line per worker process\n"
              "  reload    re-read the configuration (as SIGHUP)\n"
              "  stop      drain the workers and stop (as SIGTERM)\n"
-             "options: -s SOCKET (default {}), -t timeout (default 10 s), --json raw JSON\n",
+             "options: -s SOCKET (default {}), -t SECONDS to wait (default 10),\n"
+             "         --json or -j indented JSON, -h or --help this help\n",
              kDefaultSocket);
 }
 
