@@ -23,6 +23,7 @@ WARRENCTL := $(BUILD)/warrenctl
 UNIT_TESTS := $(BUILD)/unit_tests
 MICRO_BENCH := $(BUILD)/micro_bench
 BENCH_TOOLS := $(patsubst bench/%.cc,$(BUILD)/%,$(wildcard bench/*_tool.cc))
+MAN_KEYS := $(BUILD)/man_keys
 
 # --- configuration: installs packages and runs configure when config.mk is missing or stale ---
 configure: configure.ac
@@ -63,6 +64,17 @@ $(MICRO_BENCH): $(bench_src:%.cc=$(OBJ)/%.o) $(BUILD)/libwarren.a
 $(BUILD)/%_tool: $(OBJ)/bench/%_tool.o $(BUILD)/libwarren.a
 	$(CXX) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)
 
+$(MAN_KEYS): $(OBJ)/man/man_keys.o $(BUILD)/libwarren.a
+	$(CXX) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)
+
+# man/warren.yml.5 is committed; `make man` refreshes its key entries from the key table
+# (t/checks/man-keys fails while it is stale). Not a dependency of all or install: a tarball
+# installs the committed page without building the generator.
+.PHONY: man
+man: $(MAN_KEYS)
+	$(MAN_KEYS) man/warren.yml.5.in > man/warren.yml.5.tmp
+	mv man/warren.yml.5.tmp man/warren.yml.5
+
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
 # --- the two commands ---
@@ -72,7 +84,7 @@ run: all
 	scripts/install-deps --run
 	scripts/run-dev $(RUN_DIR)
 
-check: all $(UNIT_TESTS)
+check: all $(UNIT_TESTS) $(MAN_KEYS)
 	scripts/install-deps --test
 	t/run-tests
 
@@ -82,21 +94,54 @@ bench: all $(MICRO_BENCH) $(BENCH_TOOLS)
 	bench/run
 
 # --- install ---
+# Binaries and man pages; the sample config (kept if one is there); the service files: the init
+# script, its defaults file (kept if there), the systemd unit, the logrotate file; the nginx
+# front-end as an example only (an nginx conf.d file would go live at nginx's next reload).
+# The service files name /usr/sbin/warrend, /etc/warren/warren.yml and /etc/default/warrend:
+# installing rewrites them to this prefix. A Debian layout is
+#   ./configure --prefix=/usr --sysconfdir=/etc && make && make install
+systemdunitdir ?= $(prefix)/lib/systemd/system
+examplesdir = $(docdir)/examples
+REWRITE_PATHS = sed -e 's|/usr/sbin/warrend|$(sbindir)/warrend|g' \
+	-e 's|/etc/warren/warren.yml|$(sysconfdir)/warren/warren.yml|g' \
+	-e 's|/etc/default/warrend|$(sysconfdir)/default/warrend|g'
+MAN_PAGES := $(wildcard man/*.[0-9])
+
 .PHONY: install uninstall
 install: all
-	install -d $(DESTDIR)$(sbindir) $(DESTDIR)$(bindir) $(DESTDIR)$(sysconfdir)/warren
+	install -d $(DESTDIR)$(sbindir) $(DESTDIR)$(bindir) $(DESTDIR)$(sysconfdir)/warren \
+	  $(DESTDIR)$(sysconfdir)/init.d $(DESTDIR)$(sysconfdir)/default \
+	  $(DESTDIR)$(sysconfdir)/logrotate.d $(DESTDIR)$(systemdunitdir) $(DESTDIR)$(examplesdir)
 	install -m 755 $(WARREND) $(DESTDIR)$(sbindir)/warrend
 	install -m 755 $(WARRENCTL) $(DESTDIR)$(bindir)/warrenctl
-	install -m 644 etc/warren.yml $(DESTDIR)$(sysconfdir)/warren/warren.yml
-	for page in $(wildcard man/*.[0-9]); do \
+	for page in $(MAN_PAGES); do \
 	  sect=$${page##*.}; install -d $(DESTDIR)$(mandir)/man$$sect; \
 	  install -m 644 $$page $(DESTDIR)$(mandir)/man$$sect/; done
+	test -e $(DESTDIR)$(sysconfdir)/warren/warren.yml || \
+	  install -m 644 etc/warren.yml $(DESTDIR)$(sysconfdir)/warren/warren.yml
+	test -e $(DESTDIR)$(sysconfdir)/default/warrend || \
+	  { $(REWRITE_PATHS) etc/default/warrend > $(DESTDIR)$(sysconfdir)/default/warrend && \
+	    chmod 644 $(DESTDIR)$(sysconfdir)/default/warrend; }
+	$(REWRITE_PATHS) etc/init.d/warrend > $(DESTDIR)$(sysconfdir)/init.d/warrend
+	chmod 755 $(DESTDIR)$(sysconfdir)/init.d/warrend
+	$(REWRITE_PATHS) etc/warrend.service > $(DESTDIR)$(systemdunitdir)/warrend.service
+	chmod 644 $(DESTDIR)$(systemdunitdir)/warrend.service
+	install -m 644 etc/logrotate.d/warrend $(DESTDIR)$(sysconfdir)/logrotate.d/warrend
+	install -m 644 etc/nginx-warren.conf etc/warren.yml $(DESTDIR)$(examplesdir)/
 
+# Config files go only when unchanged from what install wrote.
 uninstall:
 	rm -f $(DESTDIR)$(sbindir)/warrend $(DESTDIR)$(bindir)/warrenctl
-	rm -f $(DESTDIR)$(sysconfdir)/warren/warren.yml
-	for page in $(wildcard man/*.[0-9]); do \
+	for page in $(MAN_PAGES); do \
 	  rm -f $(DESTDIR)$(mandir)/man$${page##*.}/$${page##*/}; done
+	! cmp -s etc/warren.yml $(DESTDIR)$(sysconfdir)/warren/warren.yml || \
+	  rm -f $(DESTDIR)$(sysconfdir)/warren/warren.yml
+	! $(REWRITE_PATHS) etc/default/warrend | cmp -s - $(DESTDIR)$(sysconfdir)/default/warrend || \
+	  rm -f $(DESTDIR)$(sysconfdir)/default/warrend
+	rm -f $(DESTDIR)$(sysconfdir)/init.d/warrend $(DESTDIR)$(systemdunitdir)/warrend.service
+	rm -f $(DESTDIR)$(sysconfdir)/logrotate.d/warrend
+	rm -f $(DESTDIR)$(examplesdir)/nginx-warren.conf $(DESTDIR)$(examplesdir)/warren.yml
+	rmdir $(DESTDIR)$(examplesdir) $(DESTDIR)$(docdir) $(DESTDIR)$(sysconfdir)/warren 2>/dev/null || true
 
 # --- distribution ---
 DIST_NAME := warren-0.1.0

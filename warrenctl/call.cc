@@ -8,11 +8,10 @@
 #include <cstdlib>
 #include <string>
 
-#include <curl/curl.h>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "handles.h"
+#include "http.h"
 
 namespace warrenctl {
 namespace {
@@ -21,18 +20,6 @@ using nlohmann::json;
 constexpr int kExitError = 1, kExitUnreachable = 2, kExitUsage = 64;
 // Without -T the daemon applies rpc.timeout; wait as long as its rpc.max_timeout default.
 constexpr double kDefaultWait = 600;
-
-size_t append(char* data, size_t size, size_t n, void* out) {
-  static_cast<std::string*>(out)->append(data, size * n);
-  return size * n;
-}
-
-std::string escape(CURL* curl, const std::string& s) {
-  char* e = curl_easy_escape(curl, s.c_str(), static_cast<int>(s.size()));
-  std::string out = e ? e : "";
-  curl_free(e);  // curl's allocation, freed by curl
-  return out;
-}
 
 json parse_object(const std::string& text, const char* what, bool* ok) {
   json j = json::parse(text, nullptr, false);
@@ -65,8 +52,8 @@ void call_usage(FILE* out) {
 }
 
 int call_command(int argc, char** argv) {
-  std::string base = "http://127.0.0.1:8000", auth = "guest:guest", vhost = "/",
-              exchange = "openstack", server, context, timeout;
+  HttpTarget target;
+  std::string vhost = "/", exchange = "openstack", server, context, timeout;
   bool cast = false, fanout = false, as_json = false;
   static const option kLong[] = {{"cast", no_argument, nullptr, 'C'},
                                  {"fanout", no_argument, nullptr, 'F'},
@@ -77,8 +64,8 @@ int call_command(int argc, char** argv) {
   int opt;
   while ((opt = getopt_long(argc, argv, "H:u:V:x:S:c:T:h", kLong, nullptr)) != -1) {
     switch (opt) {
-      case 'H': base = optarg; break;
-      case 'u': auth = optarg; break;
+      case 'H': target.base = optarg; break;
+      case 'u': target.auth = optarg; break;
       case 'V': vhost = optarg; break;
       case 'x': exchange = optarg; break;
       case 'S': server = optarg; break;
@@ -108,52 +95,31 @@ int call_command(int argc, char** argv) {
     return kExitUsage;
   }
 
-  warren::CurlEasyPtr curl(curl_easy_init());
-  if (!curl) return kExitUnreachable;
-  std::string url = fmt::format("{}/rpc/{}/{}/{}", base.substr(0, base.find_last_not_of('/') + 1),
-                                escape(curl.get(), vhost),
-                                escape(curl.get(), exchange.empty() ? "amq.default" : exchange),
-                                escape(curl.get(), argv[optind]));
-  if (!server.empty()) url += "/" + escape(curl.get(), server);
+  std::string path = fmt::format("/rpc/{}/{}/{}", url_escape(vhost),
+                                 url_escape(exchange.empty() ? "amq.default" : exchange),
+                                 url_escape(argv[optind]));
+  if (!server.empty()) path += "/" + url_escape(server);
   std::string query;
   if (cast) query += "&cast=1";
   if (fanout) query += "&fanout=1";
   if (!timeout.empty()) query += "&timeout=" + timeout;
-  if (!query.empty()) url += "?" + query.substr(1);
+  if (!query.empty()) path += "?" + query.substr(1);
 
-  const std::string payload = body.dump();
-  std::string answer;
-  warren::CurlSlistPtr headers(curl_slist_append(nullptr, "Content-Type: application/json"));
-  curl_easy_setopt(curl.get(), CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl.get(), CURLOPT_HTTPHEADER, headers.get());
-  curl_easy_setopt(curl.get(), CURLOPT_POSTFIELDS, payload.c_str());
-  curl_easy_setopt(curl.get(), CURLOPT_POSTFIELDSIZE, static_cast<long>(payload.size()));
-  curl_easy_setopt(curl.get(), CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
-  curl_easy_setopt(curl.get(), CURLOPT_USERPWD, auth.c_str());
-  curl_easy_setopt(curl.get(), CURLOPT_WRITEFUNCTION, append);
-  curl_easy_setopt(curl.get(), CURLOPT_WRITEDATA, &answer);
-  curl_easy_setopt(curl.get(), CURLOPT_CONNECTTIMEOUT, 5L);
-  curl_easy_setopt(curl.get(), CURLOPT_TIMEOUT_MS, static_cast<long>((wait + 10) * 1000));
-  curl_easy_setopt(curl.get(), CURLOPT_NOSIGNAL, 1L);
-  const CURLcode rc = curl_easy_perform(curl.get());
-  if (rc != CURLE_OK) {
-    fmt::print(stderr, "warrenctl call: POST {} failed: {}\n", url, curl_easy_strerror(rc));
+  const HttpAnswer http = http_request(target, path, "POST", "application/json", body.dump(), wait + 10);
+  if (!http.reached) {
+    fmt::print(stderr, "warrenctl call: {}\n", http.error);
     return kExitUnreachable;
   }
-  long status = 0;
-  curl_easy_getinfo(curl.get(), CURLINFO_RESPONSE_CODE, &status);
+  const long status = http.status;
+  const std::string& answer = http.body;
   json j = json::parse(answer, nullptr, false);
   if (status == 200 || status == 202) {
     if (as_json) fmt::print("{}\n", j.is_discarded() ? answer : j.dump(2));
     else if (status == 200 && j.is_object()) fmt::print("{}\n", j["result"].dump(2));
     return 0;
   }
-  if (as_json || j.is_discarded() || !j.is_object()) {
-    fmt::print(stderr, "warrenctl call: HTTP {}: {}\n", status, answer);
-  } else {
-    fmt::print(stderr, "warrenctl call: HTTP {}: {}: {}\n", status, j.value("error", ""),
-               j.value("detail", ""));
-  }
+  fmt::print(stderr, "warrenctl call: {}\n", as_json ? fmt::format("HTTP {}: {}", status, answer)
+                                                     : http_error_text(http));
   return kExitError;
 }
 

@@ -16,8 +16,9 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "handles.h"
+#include "bus.h"
 #include "call.h"
+#include "handles.h"
 
 namespace {
 
@@ -36,7 +37,10 @@ void usage(FILE* out) {
              "  reload    re-read the configuration (as SIGHUP)\n"
              "  stop      drain the workers and stop (as SIGTERM)\n"
              "  call      an RPC call over a worker's HTTP /rpc route: warrenctl call -h\n"
-             "options: -s SOCKET (default {}), -t timeout (default 10 s), --json raw JSON\n",
+             "  publish   publish one message through a worker: warrenctl publish -h\n"
+             "  tail      print the events on an exchange: warrenctl tail -h\n"
+             "options: -s SOCKET (default {}), -t SECONDS to wait (default 10),\n"
+             "         --json or -j indented JSON, -h or --help this help\n",
              kDefaultSocket);
 }
 
@@ -148,8 +152,13 @@ int main(int argc, char** argv) {
       default: usage(stderr); return kExitUsage;
     }
   }
-  if (optind < argc && std::string(argv[optind]) == "call")
-    return warrenctl::call_command(argc - optind, argv + optind);
+  // Commands that act on the bus talk HTTP to a worker and have options of their own.
+  static const std::pair<std::string_view, int (*)(int, char**)> kHttpCommands[] = {
+      {"call", warrenctl::call_command},
+      {"publish", warrenctl::publish_command},
+      {"tail", warrenctl::tail_command}};
+  for (const auto& [name, run] : kHttpCommands)
+    if (optind < argc && argv[optind] == name) return run(argc - optind, argv + optind);
   std::vector<std::string> args(argv + optind, argv + argc);
   std::erase_if(args, [&](const std::string& a) { return a == "--json" && (as_json = true); });
   static const std::vector<std::string> kCommands{"status", "stats", "metrics", "workers", "reload", "stop"};
