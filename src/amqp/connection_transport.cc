@@ -2,7 +2,10 @@
 // addresses directly, names through evdns), and what the socket reports while connecting.
 #include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/x509v3.h>
+#include <sys/socket.h>
 
 #include <cerrno>
 
@@ -154,6 +157,10 @@ void Connection::on_event(bufferevent* bev, short what, void* arg) {
   auto* c = static_cast<Connection*>(arg);
   int err = EVUTIL_SOCKET_ERROR();
   if (what & BEV_EVENT_CONNECTED) {
+    // Publishes are small writes made while earlier ones are unacknowledged: with Nagle on,
+    // each would wait for the broker's next packet (librabbitmq's own sockets set this too).
+    int one = 1;
+    setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->phase_ = Phase::start;
     c->last_recv_ = Clock::now();
     c->send(kProtocolHeader);
