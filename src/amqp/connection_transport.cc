@@ -2,7 +2,10 @@
 // addresses directly, names through evdns), and what the socket reports while connecting.
 #include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/x509v3.h>
+#include <sys/socket.h>
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>

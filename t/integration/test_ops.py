@@ -172,6 +172,7 @@ class Install(unittest.TestCase):
         "usr/share/man/man8/warrend.8": 0o644,
         "usr/share/man/man1/warrenctl.1": 0o644,
         "usr/share/man/man5/warren.yml.5": 0o644,
+        "usr/share/man/man7/warren-rpc.7": 0o644,
         "etc/warren/warren.yml": 0o644,
         "etc/default/warrend": 0o644,
         "etc/init.d/warrend": 0o755,
