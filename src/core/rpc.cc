@@ -41,6 +41,7 @@ struct Rpc::PendingCall {
   RpcCallback done;
   EventPtr timer;
   double timeout = 0;  // between signs of life
+  Clock::time_point started = Clock::now();
   Clock::time_point hard_deadline;
   bool sent = false, confirmed = false;
   nlohmann::json result;
@@ -181,6 +182,8 @@ void Rpc::finish(const std::string& msg_id, RpcResult result) {
   if (c->timer) evtimer_del(c->timer.get());
   result.msg_id = c->msg_id;
   result.unique_id = c->unique_id;
+  if (result.status == RpcStatus::result || result.status == RpcStatus::failure)
+    latency_.observe(std::chrono::duration<double>(Clock::now() - c->started).count());
   auto done = std::move(c->done);
   // Never freed inside its own timer callback: the next loop pass drops it.
   amqp::defer(base_, [c] {});
@@ -352,6 +355,7 @@ void Rpc::link_failed(ReplyLink& link, const PublishResult& why) {
 }
 
 void Rpc::fill(Snapshot& snapshot) const {
+  snapshot.histograms.rpc_seconds.merge(latency_);
   for (const auto& [vhost, link] : links_) {
     const auto& a = link->amqp_stats;
     auto& s = snapshot.connections[vhost + ":" + config_.broker.username];

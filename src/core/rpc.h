@@ -92,6 +92,7 @@ class Rpc {
   const Config& config_;
   Publisher& publisher_;
   Counters& counters_;
+  Histogram latency_;  // calls answered (result or failure), from request to reply
   std::map<std::string, std::unique_ptr<ReplyLink>> links_;   // by vhost
   std::map<std::string, std::unique_ptr<PendingCall>> calls_;  // by _msg_id
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);

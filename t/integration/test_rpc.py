@@ -107,6 +107,8 @@ class RpcAgainstOslo(unittest.TestCase):
         # a method returning None
         self.assertEqual(self.rpc({"method": "record", "args": {"value": "as call"}}),
                          (200, {"result": None}))
+        latency = json.loads(self.w.request("GET", 0, "/stats")[2])["latency"]["rpc_seconds"]
+        self.assertGreaterEqual(latency["count"], 3)
 
     def test_directed_to_one_server(self):
         for name in ("s1", "s2"):
