@@ -437,4 +437,15 @@ ConnectionOptions connection_options(const BrokerConfig& broker) {
   return o;
 }
 
+void start_with_backoff(Connection& conn, Backoff& backoff, EventPtr& timer) {
+  const bool retrying = backoff.attempts() > 0;
+  const double delay = backoff.next_delay();
+  if (!retrying) return conn.start();
+  timer.reset(evtimer_new(
+      conn.base(),
+      [](evutil_socket_t, short, void* arg) { static_cast<Connection*>(arg)->start(); }, &conn));
+  const timeval tv = to_timeval(delay);
+  evtimer_add(timer.get(), &tv);
+}
+
 }  // namespace warren::amqp

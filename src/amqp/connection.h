@@ -139,4 +139,8 @@ class Connection {
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 
+// Starts a new connection at once on a first attempt, or after the backoff's next delay when
+// earlier attempts failed (`timer` holds that wait). Callers reset `backoff` once open.
+void start_with_backoff(Connection& conn, Backoff& backoff, EventPtr& timer);
+
 }  // namespace warren::amqp

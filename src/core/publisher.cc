@@ -107,17 +107,8 @@ void Publisher::connect(Link& link) {
   link.conn->set_state_callback([this, key](amqp::ConnectionState state, const amqp::Result& why) {
     if (auto it = links_.find(key); it != links_.end()) on_link_state(*it->second, state, why);
   });
-  // The first attempt goes at once; a reconnect after a failure waits its turn, the messages
-  // waiting in the channels meanwhile.
-  const bool retrying = link.backoff.attempts() > 0;
-  const double delay = link.backoff.next_delay();
-  if (!retrying) return link.conn->start();
-  link.reconnect_timer.reset(evtimer_new(
-      base_,
-      [](evutil_socket_t, short, void* arg) { static_cast<amqp::Connection*>(arg)->start(); },
-      link.conn.get()));
-  timeval tv{static_cast<time_t>(delay), static_cast<suseconds_t>((delay - int(delay)) * 1e6)};
-  evtimer_add(link.reconnect_timer.get(), &tv);
+  // Messages wait in the channels while a reconnect waits its turn.
+  amqp::start_with_backoff(*link.conn, link.backoff, link.reconnect_timer);
 }
 
 void Publisher::on_link_state(Link& link, amqp::ConnectionState state, const amqp::Result& why) {

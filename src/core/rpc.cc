@@ -12,11 +12,6 @@ namespace {
 // Replies are acked as they arrive, so this only bounds what one read may hand us at once.
 constexpr uint16_t kReplyPrefetch = 256;
 
-timeval seconds_timeval(double s) {
-  if (s < 0) s = 0;
-  return {static_cast<time_t>(s), static_cast<suseconds_t>((s - std::floor(s)) * 1e6)};
-}
-
 }  // namespace
 
 struct Rpc::ReplyLink {
@@ -151,7 +146,7 @@ void Rpc::arm(PendingCall& c, double seconds) {
           call->owner->expire(call->msg_id);
         },
         &c));
-  const timeval tv = seconds_timeval(std::min(seconds, left));
+  const timeval tv = amqp::to_timeval(std::min(seconds, left));
   evtimer_add(c.timer.get(), &tv);
 }
 
@@ -252,15 +247,7 @@ void Rpc::connect(ReplyLink& link) {
   link.conn->set_state_callback([this, vhost](amqp::ConnectionState state, const amqp::Result& why) {
     if (auto it = links_.find(vhost); it != links_.end()) on_link_state(*it->second, state, why);
   });
-  const bool retrying = link.backoff.attempts() > 0;
-  const double delay = link.backoff.next_delay();
-  if (!retrying) return link.conn->start();
-  link.reconnect_timer.reset(evtimer_new(
-      base_,
-      [](evutil_socket_t, short, void* arg) { static_cast<amqp::Connection*>(arg)->start(); },
-      link.conn.get()));
-  const timeval tv = seconds_timeval(delay);
-  evtimer_add(link.reconnect_timer.get(), &tv);
+  amqp::start_with_backoff(*link.conn, link.backoff, link.reconnect_timer);
 }
 
 void Rpc::on_link_state(ReplyLink& link, amqp::ConnectionState state, const amqp::Result& why) {

@@ -35,6 +35,17 @@ def broker_port():
     return int(os.environ.get("WARREN_BROKER_PORT", "5672"))
 
 
+def wait_for(predicate, timeout, interval=0.05):
+    """Polls predicate until it returns something true or timeout seconds pass; its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
+
+
 def free_ports(n):
     """n distinct free TCP ports on 127.0.0.1 (all sockets held open until every port is known)."""
     socks = []

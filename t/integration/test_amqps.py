@@ -5,26 +5,15 @@ WARREN_BROKER_CA); skipped without it."""
 import json
 import os
 import subprocess
-import time
 import unittest
 
 import pika
 
 from backend import Backend
-from harness import BrokerClient, Warrend
+from harness import BrokerClient, Warrend, wait_for
 
 TLS_PORT = os.environ.get("WARREN_BROKER_TLS_PORT")
 CA = os.environ.get("WARREN_BROKER_CA")
-
-
-def wait_for(predicate, timeout, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
 
 
 @unittest.skipUnless(TLS_PORT and CA, "no TLS listener (scripts/broker start --tls)")

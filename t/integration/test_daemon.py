@@ -7,19 +7,9 @@ import threading
 import time
 import unittest
 
-from harness import Warrend, free_ports, write_config
+from harness import Warrend, wait_for, write_config
 
 BUILD = os.environ.get("WARREN_BUILD", "build")
-
-
-def wait_for(predicate, timeout, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
 
 
 class ProcessModel(unittest.TestCase):

@@ -7,19 +7,9 @@ import subprocess
 import time
 import unittest
 
-from harness import BrokerClient, Warrend
+from harness import BrokerClient, Warrend, wait_for
 
 AUTH = "Basic " + base64.b64encode(b"guest:guest").decode()
-
-
-def wait_for(predicate, timeout, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
 
 
 class SseClient:

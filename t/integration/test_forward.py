@@ -14,17 +14,7 @@ import uuid
 import pika
 
 from backend import Backend, make_cert
-from harness import BrokerClient, Warrend, free_ports
-
-
-def wait_for(predicate, timeout, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
+from harness import BrokerClient, Warrend, free_ports, wait_for
 
 
 def uid():

@@ -10,22 +10,11 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 import unittest
 
-from harness import BUILD, ROOT, Warrend, free_ports, http_request
+from harness import BUILD, ROOT, Warrend, free_ports, http_request, wait_for
 
 INIT_SCRIPT = os.path.join(ROOT, "etc", "init.d", "warrend")
-
-
-def wait_for(predicate, timeout, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
 
 
 def alive(pid):

@@ -13,7 +13,7 @@ import uuid
 
 import pika
 
-from harness import ROOT, BrokerClient, Warrend, broker_port
+from harness import ROOT, BrokerClient, Warrend
 
 BROKER_DIR = os.environ.get("WARREN_BROKER_DIR")
 CONFIRM_TIMEOUT = 2

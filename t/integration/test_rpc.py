@@ -11,20 +11,10 @@ import uuid
 
 import pika
 
-from harness import BrokerClient, Warrend, broker_port
+from harness import BrokerClient, Warrend, broker_port, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 AUTH = ("guest", "guest")
-
-
-def wait_for(predicate, timeout, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
 
 
 class OsloServer:
