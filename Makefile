@@ -124,7 +124,8 @@ FUZZ_FLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=
 .PHONY: fuzz
 fuzz: config.mk
 	scripts/install-deps --fuzz
-	$(MAKE) BUILD=$(FUZZ_BUILD) CXX=clang++ SANITIZE_FLAGS="$(FUZZ_FLAGS)" CXXFLAGS="-O1 -g" \
+	$(MAKE) BUILD=$(FUZZ_BUILD) CXX=clang++ SANITIZE_FLAGS="$(FUZZ_FLAGS)" \
+	  CXXFLAGS="-O1 -g -Wno-unknown-warning-option" \
 	  fuzz-binaries
 	scripts/fuzz $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_NAMES)
 
