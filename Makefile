@@ -125,7 +125,7 @@ FUZZ_FLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=
 fuzz: config.mk
 	scripts/install-deps --fuzz
 	$(MAKE) BUILD=$(FUZZ_BUILD) CXX=clang++ SANITIZE_FLAGS="$(FUZZ_FLAGS)" \
-	  CXXFLAGS="-O1 -g -Wno-unknown-warning-option" \
+	  CXXFLAGS="-O1 -g -Wno-unknown-warning-option -Wno-unused-private-field" \
 	  fuzz-binaries
 	scripts/fuzz $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_NAMES)
 
