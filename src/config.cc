@@ -42,13 +42,20 @@ namespace {
 
 // ---------------------------------------------------------------- phase 1: YAML -> tree
 
+struct Entry;  // a mapping's key and value
+
 struct Node {
   enum class Kind { null, scalar, sequence, mapping } kind = Kind::null;
   std::string value;
   bool quoted = false;  // quoted, block scalar or !!str: always a string, never a number or bool
   int line = 0;         // 1-based
   std::vector<Node> items;
-  std::vector<std::pair<Node, Node>> entries;
+  // Not std::pair<Node, Node>: a pair of an incomplete type is refused by clang (make fuzz).
+  std::vector<Entry> entries;
+};
+
+struct Entry {
+  Node first, second;
 };
 
 // Deep nesting would exhaust the stack and alias expansion can grow exponentially

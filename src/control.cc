@@ -1,6 +1,11 @@
 #include "control.h"
 
+#include <grp.h>
+#include <pwd.h>
 #include <sys/socket.h>
+#include <unistd.h>
+
+#include <vector>
 
 #include "log.h"
 
@@ -16,17 +21,47 @@ struct Control::Client : std::enable_shared_from_this<Control::Client> {
   bool done = false;
 };
 
-Control::Control(event_base* base, Fd listener, Handler handler)
-    : base_(base), listener_(std::move(listener)), handler_(std::move(handler)) {
+Control::Control(event_base* base, Fd listener, Handler handler, gid_t group)
+    : base_(base), listener_(std::move(listener)), handler_(std::move(handler)), group_(group) {
   accept_event_.reset(event_new(base, listener_.get(), EV_READ | EV_PERSIST, on_accept, this));
   event_add(accept_event_.get(), nullptr);
   reap_event_.reset(event_new(base, -1, 0, on_reap, this));
+}
+
+bool Control::peer_allowed(int fd) const {
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return false;
+  if (cred.uid == 0 || cred.uid == geteuid()) return true;
+  if (group_ == static_cast<gid_t>(-1)) return false;
+  if (cred.gid == group_) return true;
+  // Supplementary groups are not in SO_PEERCRED: ask the group database about the peer's user.
+  const passwd* pw = getpwuid(cred.uid);
+  if (!pw) return false;
+  int n = 64;
+  std::vector<gid_t> groups(n);
+  if (getgrouplist(pw->pw_name, pw->pw_gid, groups.data(), &n) < 0) {
+    groups.resize(n);
+    if (getgrouplist(pw->pw_name, pw->pw_gid, groups.data(), &n) < 0) return false;
+  }
+  groups.resize(n);
+  for (gid_t g : groups)
+    if (g == group_) return true;
+  return false;
 }
 
 void Control::on_accept(evutil_socket_t fd, short, void* arg) {
   auto* self = static_cast<Control*>(arg);
   int conn = accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
   if (conn < 0) return;  // EAGAIN or a client that went away: nothing to do
+  if (!self->peer_allowed(conn)) {
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cred, &len);
+    log_warning("control socket: refused a client with uid {} gid {}", cred.uid, cred.gid);
+    close(conn);
+    return;
+  }
   auto client = std::make_shared<Client>();
   client->owner = self;
   client->bev.reset(bufferevent_socket_new(self->base_, conn, BEV_OPT_CLOSE_ON_FREE));

@@ -7,6 +7,8 @@
 #include <memory>
 #include <string>
 
+#include <sys/types.h>
+
 #include "handles.h"
 
 namespace warren {
@@ -17,13 +19,17 @@ class Control {
   // Called with the command line (e.g. "stats"); answer by calling reply once, now or later.
   using Handler = std::function<void(const std::string& command, Reply reply)>;
 
-  Control(event_base* base, Fd listener, Handler handler);
+  // Only root, our own user and members of `group` (-1: none) are served: the socket file's mode
+  // and owner are the first line of defence, the peer's credentials (SO_PEERCRED) the second,
+  // for a socket whose mode someone loosened.
+  Control(event_base* base, Fd listener, Handler handler, gid_t group = static_cast<gid_t>(-1));
   Control(const Control&) = delete;
   Control& operator=(const Control&) = delete;
   int fd() const { return listener_.get(); }
 
  private:
   struct Client;
+  bool peer_allowed(int fd) const;
   static void on_accept(evutil_socket_t fd, short what, void* arg);
   static void on_read(bufferevent* bev, void* arg);
   static void on_write(bufferevent* bev, void* arg);
@@ -36,6 +42,7 @@ class Control {
   EventPtr accept_event_;
   EventPtr reap_event_;
   Handler handler_;
+  gid_t group_;
   std::list<std::shared_ptr<Client>> clients_;
 };
 

@@ -41,6 +41,16 @@ timeval to_timeval(double seconds) {
   return tv;
 }
 
+// Verification off is allowed (a lab broker with a self-signed certificate) but never silent.
+void warn_insecure_tls(const Config& config) {
+  if (config.broker.tls.enabled && !config.broker.tls.verify)
+    log_warning("broker.tls.verify is false: the broker's certificate is NOT checked");
+  for (const auto& f : config.forwarders)
+    if (!f.backend.verify && f.backend.url.starts_with("https:"))
+      log_warning("forwarder {}: backend.verify is false: {} is NOT authenticated", f.name,
+                  f.backend.url);
+}
+
 void make_parent_dir(const std::string& path) {
   auto slash = path.rfind('/');
   if (slash == std::string::npos || slash == 0) return;
@@ -138,12 +148,16 @@ int Master::run() {
       return 1;
     }
     // warrenctl may be run by members of daemon.group without root.
+    gid_t control_group = static_cast<gid_t>(-1);
     if (geteuid() == 0 && !config_->daemon.group.empty())
-      if (const group* gr = getgrnam(config_->daemon.group.c_str()))
+      if (const group* gr = getgrnam(config_->daemon.group.c_str())) {
+        control_group = gr->gr_gid;
         [[maybe_unused]] auto rc = chown(path.c_str(), 0, gr->gr_gid);
+      }
     control_ = std::make_unique<Control>(
         base_.get(), std::move(fd),
-        [this](const std::string& cmd, Control::Reply reply) { handle_command(cmd, std::move(reply)); });
+        [this](const std::string& cmd, Control::Reply reply) { handle_command(cmd, std::move(reply)); },
+        control_group);
   }
   signal(SIGPIPE, SIG_IGN);
   for (int sig : kHandledSignals) {
@@ -157,6 +171,7 @@ int Master::run() {
   event_add(rate_timer_.get(), &kRateInterval);
 
   log_info("warrend {} starting with {} (pid {})", "0.1.0", config_->path, getpid());
+  warn_insecure_tls(*config_);
   spawn_generation();
   event_base_dispatch(base_.get());
 
@@ -297,6 +312,7 @@ void Master::reload() {
   }
   if (!log_configure(result.config->logging.level, result.config->logging.syslog_facility))
     log_warning("reload: logging settings not applied");
+  warn_insecure_tls(*result.config);
   config_ = result.config;
   respawn_queue_.clear();
   spawn_generation();

@@ -101,6 +101,9 @@ class Channel : public std::enable_shared_from_this<Channel> {
   };
   // A basic.deliver or basic.return being reassembled from its frames.
   struct Incoming {
+    // Spelt out: clang does not see a nested struct with member initializers as default
+    // constructible inside its enclosing class, and std::optional::emplace() needs it (make fuzz).
+    Incoming() {}
     bool is_return = false;
     int reply_code = 0;
     std::string reply_text;

@@ -54,10 +54,40 @@ std::optional<T> parse_number(const std::string& text, T min, T max) {
   return value;
 }
 
+// CR or LF in a property or header would become a header line of its own wherever the message
+// turns back into HTTP (forwarders, other consumers): refused at the door.
+bool has_crlf(std::string_view s) { return s.find_first_of("\r\n") != std::string_view::npos; }
+
+// The first key or string value holding CR/LF anywhere in a headers object, or nullopt.
+std::optional<std::string> crlf_in_json(const nlohmann::json& j, int depth = 0) {
+  if (depth > 64) return std::string("(nested too deep)");
+  if (j.is_string()) {
+    if (has_crlf(j.get_ref<const std::string&>())) return std::string("a value");
+  } else if (j.is_object()) {
+    for (const auto& [k, v] : j.items()) {
+      if (has_crlf(k)) return "a name";
+      if (auto bad = crlf_in_json(v, depth + 1)) return k;
+    }
+  } else if (j.is_array()) {
+    for (const auto& v : j)
+      if (auto bad = crlf_in_json(v, depth + 1)) return bad;
+  }
+  return std::nullopt;
+}
+
+std::optional<HttpError> set_headers(std::optional<nlohmann::json>& slot, const std::string& key,
+                                     nlohmann::json value) {
+  if (auto bad = crlf_in_json(value))
+    return bad_field(key, fmt::format("CR or LF in header {}", *bad));
+  slot = std::move(value);
+  return std::nullopt;
+}
+
 // AMQP short strings are at most 255 bytes.
 std::optional<HttpError> set_short(std::optional<std::string>& slot, const std::string& key,
                                    const std::string& value) {
   if (value.size() > 255) return bad_field(key, "longer than 255 bytes");
+  if (has_crlf(value)) return bad_field(key, "CR or LF is not allowed");
   slot = value;
   return std::nullopt;
 }
@@ -117,9 +147,13 @@ std::optional<core::Credentials> parse_basic_auth(std::string_view header, std::
                                 reinterpret_cast<const unsigned char*>(b64.data()),
                                 static_cast<int>(b64.size()));
   if (n < 0) return std::nullopt;
-  // EVP_DecodeBlock counts the padding as data: drop one byte per '='.
+  // EVP_DecodeBlock counts the padding as data: drop one byte per '='. Base64 pads with at most
+  // two, and never more than it decoded ("====" decodes to nothing: found by fuzzing).
   size_t len = static_cast<size_t>(n);
-  for (size_t i = b64.size(); i > 0 && b64[i - 1] == '='; --i) --len;
+  size_t padding = 0;
+  for (size_t i = b64.size(); i > 0 && b64[i - 1] == '='; --i) ++padding;
+  if (padding > 2 || padding > len) return std::nullopt;
+  len -= padding;
   decoded.resize(len);
   const auto colon = decoded.find(':');
   if (colon == std::string::npos || colon == 0) return std::nullopt;
@@ -224,7 +258,7 @@ std::optional<HttpError> apply_field(core::Message& m, const std::string& field,
   } else if (key == "headers") {
     auto j = nlohmann::json::parse(value, nullptr, false);
     if (j.is_discarded() || !j.is_object()) return bad_field(field, "must be a JSON object");
-    p.headers = std::move(j);
+    return set_headers(p.headers, field, std::move(j));
   } else if (key == "mandatory") {
     if (value == "1" || value == "true") m.mandatory = true;
     else if (value == "0" || value == "false" || value.empty()) m.mandatory = false;
@@ -246,7 +280,7 @@ std::optional<HttpError> apply_json_item(core::Message& m, const nlohmann::json&
     }
     if (key == "headers") {
       if (!value.is_object()) return bad_field(key, "must be a JSON object");
-      m.properties.headers = value;
+      if (auto error = set_headers(m.properties.headers, key, value)) return error;
       continue;
     }
     std::string text;

@@ -154,6 +154,12 @@ TEST(BasicAuth, SchemeIsCaseInsensitive) {
   EXPECT_TRUE(parse_basic_auth(h, "v"));
 }
 
+TEST(BasicAuth, OnlyPaddingIsRefusedNotACrash) {  // found by t/fuzz/publish_request
+  EXPECT_FALSE(parse_basic_auth("Basic ====", "/"));
+  EXPECT_FALSE(parse_basic_auth("Basic ========", "/"));
+  EXPECT_FALSE(parse_basic_auth("Basic YQ===", "/"));
+}
+
 TEST(BasicAuth, Refusals) {
   EXPECT_FALSE(parse_basic_auth("", "v"));
   EXPECT_FALSE(parse_basic_auth("Basic", "v"));
@@ -320,6 +326,26 @@ TEST(Fields, ShortStringsOver255BytesAre400) {
     EXPECT_TRUE(field_ok(key, std::string(255, 'x')).properties != amqp::Properties{}) << key;
     expect_bad(key, std::string(256, 'x'));
   }
+}
+
+TEST(Fields, CrOrLfInAPropertyIs400) {
+  for (const char* key : {"app_id", "content_encoding", "content_type", "correlation_id",
+                          "message_id", "reply_to", "type", "user_id"}) {
+    expect_bad(key, "a\r\nX-Injected: 1");
+    expect_bad(key, "a\nb");
+    expect_bad(key, "a\rb");
+  }
+}
+
+TEST(Fields, CrOrLfAnywhereInHeadersIs400) {
+  expect_bad("headers", R"({"a": "x\r\nX-Injected: 1"})");
+  expect_bad("headers", R"({"a\nb": "x"})");
+  expect_bad("headers", R"({"a": {"b": ["ok", "x\ny"]}})");
+  EXPECT_TRUE(field_ok("headers", R"({"a": "tab\tis fine", "n": 1})").properties.headers);
+  core::Message m;
+  auto e = apply_json_item(m, json::parse(R"({"headers": {"h": "a\r\nb"}})"));
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->status, 400);
 }
 
 TEST(Fields, DeliveryMode) {

@@ -1,0 +1,154 @@
+"""Security checks: no secret in logs, stats or error bodies; CR/LF refused in properties and
+headers; the control socket serves only its owner and group; workers drop privileges after the
+master bound the ports; TLS verification turned off is never silent."""
+import base64
+import json
+import os
+import pwd
+import stat
+import subprocess
+import time
+import unittest
+import uuid
+
+from harness import ROOT, BrokerClient, Warrend
+
+BROKER_DIR = os.environ.get("WARREN_BROKER_DIR")
+TLS_PORT = os.environ.get("WARREN_BROKER_TLS_PORT")
+
+
+def broker_ctl(*args):
+    return subprocess.run([os.path.join(ROOT, "scripts", "broker"), "ctl", BROKER_DIR, *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+class Secrets(unittest.TestCase):
+    @unittest.skipUnless(BROKER_DIR, "needs WARREN_BROKER_DIR (scripts/broker) to add a user")
+    def test_no_password_or_authorization_anywhere(self):
+        user = f"sec-{uuid.uuid4().hex[:8]}"
+        password = f"pw-{uuid.uuid4().hex}"
+        config_password = f"cfg-{uuid.uuid4().hex}"
+        self.assertEqual(broker_ctl("add_user", user, password).returncode, 0)
+        try:
+            self.assertEqual(broker_ctl("set_permissions", "-p", "/", user, ".*", ".*", ".*")
+                             .returncode, 0)
+            queue = f"sec-{uuid.uuid4().hex[:8]}"
+            with BrokerClient() as broker:
+                broker.declare_queue(queue)
+                extra = {"broker": {"password": config_password}}
+                with Warrend(extra=extra) as w:
+                    bodies = []
+                    for pw in (password, password + "x"):  # accepted, then refused
+                        token = base64.b64encode(f"{user}:{pw}".encode()).decode()
+                        status, _, body = w.request("POST", 0, f"/%2f/amq.default/{queue}",
+                                                    body={"body": "m"}, auth=(user, pw))
+                        bodies.append(body.decode(errors="replace"))
+                        self.assertIn(status, (200, 202, 204, 401, 403), body)
+                    status, _, body = w.request("POST", 0, "/%2f/amq.default/" + queue,
+                                                body={"body": "m", "app_id": "a\r\nb"},
+                                                auth=(user, password))
+                    self.assertEqual(status, 400)
+                    bodies.append(body.decode())
+                    for path in ("/stats", "/metrics", "/nowhere", "/%2f/x"):
+                        _, _, body = w.request("GET", 0, path, auth=(user, password))
+                        bodies.append(body.decode(errors="replace"))
+                    rc, out = w.ctl("stats")
+                    bodies.append(out)
+                    time.sleep(0.3)  # the refused login's log line
+                    log = w.log()
+                    self.assertIn(user, log)  # the user is logged; its password never
+                    for text in bodies + [log]:
+                        for secret in (password, token, config_password,
+                                       base64.b64encode(f"{user}:{password}".encode()).decode()):
+                            self.assertNotIn(secret, text)
+                        self.assertNotIn("authorization:", text.lower())
+                broker.delete_queue(queue)
+        finally:
+            broker_ctl("delete_user", user)
+
+
+class CrLf(unittest.TestCase):
+    def test_property_and_header_values_with_cr_or_lf_are_400(self):
+        with Warrend() as w:
+            cases = [{"body": "m", "app_id": "a\r\nX-Evil: 1"},
+                     {"body": "m", "correlation_id": "a\nb"},
+                     {"body": "m", "headers": json.dumps({"h": "a\r\nX-Evil: 1"})},
+                     {"body": "m", "headers": json.dumps({"h\n": "a"})}]
+            for form in cases:
+                status, headers, body = w.request("POST", 0, "/%2f/amq.default/q", body=form,
+                                                  auth=("guest", "guest"))
+                self.assertEqual(status, 400, form)
+                self.assertEqual(headers["Content-Type"], "application/json")
+                self.assertIn("CR or LF", json.loads(body)["detail"])
+            batch = json.dumps([{"routing_key": "q", "body": "m", "type": "a\r\nb"}])
+            status, _, _ = w.request("POST", 0, "/%2f/amq.default", body=batch,
+                                     headers={"Content-Type": "application/json"},
+                                     auth=("guest", "guest"))
+            self.assertEqual(status, 400)
+
+
+class ControlSocket(unittest.TestCase):
+    def test_mode_owner_and_peer_credentials(self):
+        with Warrend() as w:
+            st = os.stat(w.socket_path)
+            self.assertTrue(stat.S_ISSOCK(st.st_mode))
+            self.assertEqual(stat.S_IMODE(st.st_mode), 0o660)
+            self.assertEqual(st.st_uid, os.geteuid())
+            if os.geteuid() != 0:
+                self.skipTest("peer-credential check needs root to act as another user")
+            # Loosen the file's mode as a careless admin would: the peer check still refuses.
+            os.chmod(w.dir, 0o755)
+            os.chmod(w.socket_path, 0o666)
+            nobody = pwd.getpwnam("nobody")
+            proc = subprocess.run([os.path.join(os.environ.get("WARREN_BUILD", ""), "warrenctl"),
+                                   "-s", w.socket_path, "stats"], user=nobody.pw_uid,
+                                  group=nobody.pw_gid, capture_output=True, text=True, timeout=15)
+            self.assertNotEqual(proc.returncode, 0, proc.stdout)
+            self.assertNotIn("workers", proc.stdout)
+            self.assertIn(f"refused a client with uid {nobody.pw_uid}", w.log())
+            self.assertEqual(w.ctl("stats")[0], 0)  # its owner still gets in
+
+
+@unittest.skipUnless(os.geteuid() == 0, "privilege drop needs root")
+class Privileges(unittest.TestCase):
+    def test_workers_run_as_daemon_user(self):
+        try:
+            user = pwd.getpwnam("warren")
+        except KeyError:
+            self.skipTest("no user warren (scripts/install-deps creates it)")
+        with Warrend(extra={"daemon": {"user": "warren", "group": "warren"}}) as w:
+            os.chmod(w.dir, 0o755)
+            self.assertEqual(w.request("GET", 0, "/healthz")[0], 200)
+            workers = w.worker_pids()
+            self.assertTrue(workers)
+            for worker in workers:
+                with open(f"/proc/{worker['pid']}/status") as f:
+                    ids = {l.split(":")[0]: l.split()[1:] for l in f if l[:4] in ("Uid:", "Gid:")}
+                self.assertEqual({int(x) for x in ids["Uid"]}, {user.pw_uid}, worker)
+                self.assertEqual({int(x) for x in ids["Gid"]}, {user.pw_gid}, worker)
+            with open(f"/proc/{w.pid}/status") as f:  # the master keeps root to bind and respawn
+                self.assertIn("Uid:\t0\t", f.read())
+
+
+class TlsVerify(unittest.TestCase):
+    @unittest.skipUnless(TLS_PORT, "no TLS listener")
+    def test_broker_verify_off_warns_at_start(self):
+        extra = {"broker": {"port": int(TLS_PORT), "tls": {"enabled": True, "verify": False}}}
+        with Warrend(extra=extra) as w:
+            self.assertIn("broker.tls.verify is false", w.log())
+
+    def test_backend_verify_off_warns_at_start(self):
+        extra = {"forwarders": [{"name": "insecure", "queue_set": "s", "vhost": "/",
+                                 "queue": f"sec-{uuid.uuid4().hex[:8]}",
+                                 "declare": {"queue": {"durable": False}},
+                                 "backend": {"url": "https://127.0.0.1:9/", "verify": False}}]}
+        with Warrend(extra=extra) as w:
+            self.assertIn("forwarder insecure: backend.verify is false", w.log())
+
+    def test_verify_on_is_quiet(self):
+        with Warrend() as w:
+            self.assertNotIn("verify is false", w.log())
+
+
+if __name__ == "__main__":
+    unittest.main()
