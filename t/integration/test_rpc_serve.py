@@ -11,6 +11,7 @@ from oslo_config import cfg
 
 from backend import Backend
 from harness import BrokerClient, Warrend, broker_port
+from test_rpc import OsloServer
 
 EXCHANGE = "openstack"
 
@@ -151,6 +152,18 @@ class ServeRpc(unittest.TestCase):
         time.sleep(0.3)
         got = [r for r in self.backend.received("/record") if json.loads(r.body) == {"value": value}]
         self.assertEqual(len(got), 1)
+
+    def test_an_oslo_server_of_the_topic_declares_beside_warren(self):
+        # Same exchange, same <topic> queue, same fanout exchange: a flag that differed would
+        # make the oslo server's declare fail with 406 PRECONDITION_FAILED.
+        server = OsloServer(self.topic, "oslo1", "")
+        try:
+            server.wait_ready()
+            self.assertEqual(self.client.prepare(server="oslo1").call({}, "whoami"), "oslo1")
+        finally:
+            server.stop()
+            with BrokerClient() as b:
+                b.delete_queue(self.topic + ".oslo1")
 
     def test_warren_calls_warren(self):
         path = f"/rpc/%2f/{EXCHANGE}/{self.topic}"
