@@ -113,7 +113,9 @@ struct Histograms {
   X(status_4xx, "backend answers 4xx")                                                         \
   X(status_5xx, "backend answers 5xx")                                                         \
   X(status_error, "backend attempts without an answer (connect error, timeout, reset)")        \
-  X(latency_us, "time spent waiting for backends, microseconds")
+  X(latency_us, "time spent waiting for backends, microseconds")                               \
+  X(duplicates, "oslo requests dropped as duplicates of one seen lately (_unique_id)")          \
+  X(heartbeats, "oslo heartbeat replies published while a backend worked on a call")
 
 struct ForwarderCounters {
 #define WARREN_FORWARDER_MEMBER(member, help) uint64_t member = 0;

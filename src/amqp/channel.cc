@@ -236,7 +236,7 @@ bool Channel::handle_method(const amqp_method_t& m, std::string* error) {
     default: break;
   }
   if (calls_.empty() || calls_.front().reply != m.id) {
-    *error = fmt::format("channel {}: unexpected {}", id_, method_name(m.id));
+    *error = fmt::format("channel {}: unexpected {} (waiting for {}, {} calls)", id_, method_name(m.id), calls_.empty() ? "nothing" : method_name(calls_.front().reply), calls_.size());
     return false;
   }
   auto call = std::move(calls_.front());

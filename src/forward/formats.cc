@@ -1,5 +1,7 @@
 #include "forward/formats.h"
 
+#include "forward/oslo_format.h"
+
 #include <openssl/evp.h>
 
 #include <algorithm>
@@ -11,19 +13,6 @@ namespace warren::forward {
 namespace {
 
 using nlohmann::json;
-
-// RFC 9110 token characters: what a method and a header name may be made of.
-bool is_token(std::string_view s) {
-  if (s.empty()) return false;
-  return std::all_of(s.begin(), s.end(), [](unsigned char c) {
-    return std::isalnum(c) || std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-  });
-}
-
-// A header value may not break the request: no CR, LF or NUL.
-bool is_header_value(std::string_view s) {
-  return s.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
-}
 
 // A request target: printable ASCII without spaces, empty or starting with '/'.
 bool is_path(std::string_view s) {
@@ -41,9 +30,6 @@ bool is_hop_header(std::string_view name) {
   std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
   return std::find(std::begin(kHop), std::end(kHop), lower) != std::end(kHop);
 }
-
-// A header table value as header text: strings as they are, anything else as JSON.
-std::string header_text(const json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
 
 std::optional<std::string> string_header(const amqp::Properties& p, const char* name) {
   if (!p.headers || !p.headers->is_object()) return std::nullopt;
@@ -97,7 +83,51 @@ std::string context_id(const json& context, const char* key) {
   return id_text(*it);
 }
 
+json argument_json(const ArgValue& v) {
+  switch (v.kind) {
+    case ArgValue::Kind::integer: return v.integer;
+    case ArgValue::Kind::real: return v.real;
+    case ArgValue::Kind::boolean: return v.boolean;
+    case ArgValue::Kind::string: break;
+  }
+  return v.text;
+}
+
 }  // namespace
+
+bool is_token(std::string_view s) {
+  if (s.empty()) return false;
+  return std::all_of(s.begin(), s.end(), [](unsigned char c) {
+    return std::isalnum(c) || std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+  });
+}
+
+// A header value may not break the request.
+bool is_header_value(std::string_view s) {
+  return s.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
+}
+
+std::string header_text(const json& v) {
+  return v.is_string() ? v.get<std::string>() : v.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::vector<ConsumeQueue> consume_plan(const ForwarderConfig& config, std::string_view server,
+                                       std::string_view fanout_id) {
+  if (config.format == "oslo") return oslo_queues(config.oslo, server, fanout_id);
+  ConsumeQueue q;
+  q.queue = config.queue;
+  const auto& d = config.declare;
+  q.declare = d.enabled;
+  if (d.enabled) {
+    q.exchange = d.exchange_name;
+    q.exchange_type = d.exchange_type;
+    q.exchange_durable = d.exchange_durable;
+    q.durable = d.queue_durable;
+    for (const auto& [k, v] : d.queue_arguments) q.arguments[k] = argument_json(v);
+    q.bindings = d.bindings;
+  }
+  return {q};
+}
 
 int failure_status(const BackendResponse& r) {
   switch (r.failure) {
@@ -157,11 +187,13 @@ std::string Translator::backend_url(std::string_view path) const {
 
 Translation Translator::translate(const amqp::Delivery& message) const {
   if (config_.format == "vcd") return translate_vcd(message);
+  if (config_.format == "oslo") return translate_oslo(message);
   return translate_raw(message);
 }
 
 std::optional<Reply> Translator::reply(const amqp::Delivery& message, const Translation& t,
                                        const BackendResponse& r) const {
+  if (config_.format == "oslo") return reply_oslo(t, r);
   if (!message.properties.reply_to || message.properties.reply_to->empty()) return std::nullopt;
   if (config_.format == "vcd") return reply_vcd(message, t, r);
   return reply_raw(message, r);

@@ -8,6 +8,8 @@
 //        reply_to on the default exchange (or header replyToExchange): correlation_id kept,
 //        status in header x-http-status, the response body and Content-Type as they came.
 //   vcd  vCloud Director API extension messages: body [request, context] (see translate_vcd).
+//   oslo oslo.messaging RPC requests: `args` POSTed as JSON to backend.url/<method>, the answer
+//        sent back as an oslo reply to _reply_q (see forward/oslo_format.cc).
 #pragma once
 
 #include <optional>
@@ -16,6 +18,8 @@
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "amqp/codec.h"
 #include "amqp/types.h"
@@ -57,14 +61,41 @@ struct Translation {
   bool invalid = false;    // the answer is because the message could not be parsed
   std::string error;       // why an answer was given, for logs and dead-letter headers
   std::string request_id;  // vcd: the request's id, echoed in the reply
+  // oslo: where the reply goes. msg_id empty: a cast, nothing to reply.
+  struct Oslo {
+    std::string msg_id, reply_q, unique_id;
+    double heartbeat = 0;  // seconds between heartbeat replies while the backend runs; 0: none
+  };
+  std::optional<Oslo> oslo;
+  // A caller waits for the answer (an oslo call): whatever the backend answered (or failed
+  // with) is final, replied and acked; no retry, no dead letter.
+  bool final_answer = false;
 };
 
 // A reply message to publish.
 struct Reply {
   std::string exchange, routing_key;
+  bool mandatory = false;  // oslo replies: a reply queue that is gone counts as a failed reply
   amqp::Properties properties;
   std::string body;
 };
+
+// One queue a forwarder consumes, and what it declares for it first (when `declare`).
+struct ConsumeQueue {
+  std::string queue;
+  bool declare = false;
+  std::string exchange;  // "" : no exchange to declare
+  std::string exchange_type = "topic";
+  bool exchange_durable = false, exchange_auto_delete = false;
+  bool durable = false, auto_delete = false;
+  nlohmann::json arguments = nlohmann::json::object();
+  std::vector<std::string> bindings;  // routing keys binding the queue to `exchange`
+};
+
+// What a forwarder consumes: raw and vcd its `queue` (declared as `declare` says); oslo the
+// queues of forward/oslo_format.h. `server` and `fanout_id` matter for oslo only.
+std::vector<ConsumeQueue> consume_plan(const ForwarderConfig& config, std::string_view server,
+                                       std::string_view fanout_id);
 
 class Translator {
  public:
@@ -77,6 +108,8 @@ class Translator {
   // backend's, or translation.answer for Kind::answer.
   std::optional<Reply> reply(const amqp::Delivery& message, const Translation& translation,
                              const BackendResponse& response) const;
+  // oslo: the heartbeat reply (ending false, no result) for a call still under way.
+  std::optional<Reply> heartbeat(const Translation& translation) const;
 
   // `path` (which may carry "?query": the query is left alone) after rewrite.from -> rewrite.to.
   std::string rewrite(std::string_view path) const;
@@ -89,10 +122,19 @@ class Translator {
   std::optional<Reply> reply_raw(const amqp::Delivery& message, const BackendResponse& r) const;
   std::optional<Reply> reply_vcd(const amqp::Delivery& message, const Translation& t,
                                  const BackendResponse& r) const;
+  Translation translate_oslo(const amqp::Delivery& message) const;
+  std::optional<Reply> reply_oslo(const Translation& t, const BackendResponse& r) const;
 
   const ForwarderConfig& config_;
   std::optional<std::regex> rewrite_;
 };
+
+// Checks and conversions the formats share. is_token: RFC 9110 token characters (a method, a
+// header name). is_header_value: no CR, LF or NUL. header_text: a header table value as
+// header text, strings as they are, anything else as JSON.
+bool is_token(std::string_view s);
+bool is_header_value(std::string_view s);
+std::string header_text(const nlohmann::json& v);
 
 // Base64 (OpenSSL EVP): encode never fails; decode returns nullopt for bad input.
 std::string base64_encode(std::string_view data);

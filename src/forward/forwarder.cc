@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <chrono>
+
 #include "log.h"
 
 namespace warren::forward {
@@ -9,14 +11,8 @@ namespace {
 
 using nlohmann::json;
 
-json argument_json(const ArgValue& v) {
-  switch (v.kind) {
-    case ArgValue::Kind::integer: return v.integer;
-    case ArgValue::Kind::real: return v.real;
-    case ArgValue::Kind::boolean: return v.boolean;
-    case ArgValue::Kind::string: break;
-  }
-  return v.text;
+double monotonic_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 void count_status(ForwarderCounters& c, int status) {
@@ -41,6 +37,8 @@ struct Forwarder::Flight {
   uint64_t http_id = 0;
   BackendResponse last;  // the latest answer (or failure), for dead-letter headers
   EventPtr retry_timer;
+  EventPtr heartbeat_timer;  // oslo calls: heartbeat replies while the backend works
+  bool settled = false;      // acked, rejected or dead-lettered (not going back to the queue)
   Forwarder* owner = nullptr;
 };
 
@@ -54,6 +52,26 @@ Forwarder::Forwarder(event_base* base, const Config& config, const ForwarderConf
       amqp_stats_(amqp_stats),
       translator_(forwarder) {
   reconnect_timer_.reset(evtimer_new(base_, on_reconnect_timer, this));
+  // One fanout queue per forwarder for its whole life (an oslo server has one per process):
+  // redeclared as it was after a reconnect; x-expires removes it once nobody consumes it.
+  plan_ = consume_plan(config_, oslo_server_name(config_.oslo), core::oslo::new_id());
+  consumer_tags_.assign(plan_.size(), "");
+  for (const auto& q : plan_) queues_ += (queues_.empty() ? "" : ", ") + q.queue;
+}
+
+bool Forwarder::consuming() const {
+  return std::none_of(consumer_tags_.begin(), consumer_tags_.end(), [](const std::string& t) { return t.empty(); });
+}
+
+bool Forwarder::any_consumer() const {
+  if (!consume_channel_ || !consume_channel_->is_open()) return false;
+  return std::any_of(consumer_tags_.begin(), consumer_tags_.end(), [](const std::string& t) { return !t.empty(); });
+}
+
+void Forwarder::cancel_consumers() {
+  if (!consume_channel_ || !consume_channel_->is_open()) return;
+  for (const auto& tag : consumer_tags_)
+    if (!tag.empty()) consume_channel_->cancel(tag, [](const amqp::Result&) {});
 }
 
 Forwarder::~Forwarder() {
@@ -72,7 +90,7 @@ void Forwarder::connect() {
   }
   consume_channel_.reset();
   publish_channel_.reset();
-  consumer_tag_.clear();
+  consumer_tags_.assign(plan_.size(), "");
   auto options = amqp::connection_options(global_.broker);
   options.vhost = config_.vhost;
   options.connection_name = fmt::format("warren forwarder {} pid {}", config_.name, getpid());
@@ -91,7 +109,7 @@ void Forwarder::on_state(amqp::ConnectionState state, const amqp::Result& why) {
     backoff_.reset();
   } else if (state == ConnectionState::closed) {
     drop_channel_flights();
-    consumer_tag_.clear();
+    consumer_tags_.assign(plan_.size(), "");
     if (draining_) return check_drained();
     restart(why.text.empty() ? "broker connection closed" : why.text);
   }
@@ -104,54 +122,60 @@ void Forwarder::declare_and_consume() {
   consume_channel_ = conn_->open_channel(false);
   publish_channel_ = conn_->open_channel(true);
   auto& ch = *consume_channel_;
-  const auto& d = config_.declare;
   auto report = [this](const char* what) {
     return [this, what, alive = std::weak_ptr<int>(alive_)](const amqp::Result& r) {
       if (alive.lock() && !r.ok() && r.outcome != amqp::Outcome::connection_lost)
         log_error("forwarder {}: {} failed: {}", config_.name, what, r.text);
     };
   };
-  if (d.enabled) {
-    if (!d.exchange_name.empty())
-      ch.declare_exchange(d.exchange_name, d.exchange_type, d.exchange_durable, false, json::object(),
-                          report("exchange.declare"));
-    json arguments = json::object();
-    for (const auto& [k, v] : d.queue_arguments) arguments[k] = argument_json(v);
-    ch.declare_queue(config_.queue, d.queue_durable, false, false, arguments,
+  for (const ConsumeQueue& q : plan_) {
+    if (!q.declare) continue;
+    if (!q.exchange.empty())
+      ch.declare_exchange(q.exchange, q.exchange_type, q.exchange_durable, q.exchange_auto_delete,
+                          json::object(), report("exchange.declare"));
+    ch.declare_queue(q.queue, q.durable, false, q.auto_delete, q.arguments,
                      [cb = report("queue.declare")](const amqp::Result& r, const std::string&, uint32_t, uint32_t) { cb(r); });
-    for (const auto& key : d.bindings)
-      ch.bind_queue(config_.queue, d.exchange_name, key, json::object(), report("queue.bind"));
+    for (const auto& key : q.bindings) ch.bind_queue(q.queue, q.exchange, key, json::object(), report("queue.bind"));
   }
+  consume(0);
+}
+
+// One basic.consume at a time, each after the previous one's consume-ok: RabbitMQ sends a
+// consume-ok from the queue's process, so it may overtake (or be overtaken by) the replies to
+// methods sent after it on the channel, and the channel matches replies in order.
+void Forwarder::consume(size_t index) {
+  if (index >= plan_.size() || !consume_channel_) return;
   std::weak_ptr<amqp::Channel> weak = consume_channel_;
   auto alive = std::weak_ptr<int>(alive_);
-  ch.consume(
-      config_.queue, static_cast<uint16_t>(config_.prefetch), false, false,
+  consume_channel_->consume(
+      plan_[index].queue, static_cast<uint16_t>(config_.prefetch), false, false,
       [this, alive](amqp::Delivery&& m) {
         if (alive.lock()) on_delivery(std::move(m));
       },
-      [this, alive](const amqp::Result& why) {
-        if (alive.lock()) on_consumer_end(why);
+      [this, alive, index](const amqp::Result& why) {
+        if (alive.lock()) on_consumer_end(index, why);
       },
-      [this, alive, weak](const amqp::Result& r, const std::string& tag) {
+      [this, alive, weak, index](const amqp::Result& r, const std::string& tag) {
         if (!alive.lock() || weak.lock() != consume_channel_) return;
         if (!r.ok()) {
           if (r.outcome != amqp::Outcome::connection_lost)
-            restart(fmt::format("basic.consume on {} failed: {}", config_.queue, r.text));
+            restart(fmt::format("basic.consume on {} failed: {}", plan_[index].queue, r.text));
           return;
         }
-        consumer_tag_ = tag;
-        log_info("forwarder {}: consuming {} (prefetch {}) for {}", config_.name, config_.queue,
+        consumer_tags_[index] = tag;
+        if (draining_) return consume_channel_->cancel(tag, [](const amqp::Result&) {});
+        if (index + 1 < plan_.size()) return consume(index + 1);
+        log_info("forwarder {}: consuming {} (prefetch {}) for {}", config_.name, queues_,
                  config_.prefetch, config_.backend.url);
-        if (draining_) consume_channel_->cancel(tag, [](const amqp::Result&) {});
       });
 }
 
-void Forwarder::on_consumer_end(const amqp::Result& why) {
-  consumer_tag_.clear();
+void Forwarder::on_consumer_end(size_t index, const amqp::Result& why) {
+  if (index < consumer_tags_.size()) consumer_tags_[index].clear();
   if (draining_) return check_drained();
   if (why.ok()) return;
   // consumer_cancel_notify (queue deleted, its node gone) or the channel closed: start over
-  // with a new connection, which declares the queue again.
+  // with a new connection, which declares the queues again.
   restart(why.text.empty() ? "consumer ended" : why.text);
 }
 
@@ -197,6 +221,9 @@ void Forwarder::forget(uint64_t key) {
   auto it = flights_.find(key);
   if (it == flights_.end()) return;
   if (it->second->stage == Flight::Stage::http) http_.cancel(it->second->http_id);
+  // Back to the queue unprocessed: its redelivery is not a duplicate.
+  const auto& oslo = it->second->translation.oslo;
+  if (!it->second->settled && oslo && !oslo->unique_id.empty()) recent_ids_.forget(oslo->unique_id);
   flights_.erase(it);
   if (draining_) check_drained();
 }
@@ -215,6 +242,13 @@ void Forwarder::on_delivery(amqp::Delivery&& message) {
     return;
   }
   flight.translation = translator_.translate(flight.message);
+  if (const auto& oslo = flight.translation.oslo;
+      oslo && !oslo->unique_id.empty() && recent_ids_.seen(oslo->unique_id, monotonic_seconds())) {
+    // Delivered twice (a publisher retry): the first copy is, or was, being answered.
+    ++counters_.duplicates;
+    log_debug("forwarder {}: dropping a duplicate request {}", config_.name, oslo->unique_id);
+    return ack(flight);
+  }
   if (flight.translation.kind == Translation::Kind::answer) {
     if (flight.translation.invalid) {
       ++counters_.invalid;
@@ -222,8 +256,7 @@ void Forwarder::on_delivery(amqp::Delivery&& message) {
                   flight.message.properties.message_id.value_or("(no message_id)"), flight.translation.error);
     }
     flight.last = flight.translation.answer;
-    finish(flight, flight.translation.answer,
-           core::forward_disposition(flight.translation.answer.status, 1, 1));
+    finish(flight, flight.translation.answer, disposition(flight, flight.translation.answer.status));
     return;
   }
   attempt(flight);
@@ -237,6 +270,37 @@ void Forwarder::attempt(Flight& f) {
                           [this, key, alive = std::weak_ptr<int>(alive_)](BackendResponse&& r, double seconds) {
                             if (alive.lock()) on_response(key, std::move(r), seconds);
                           });
+  start_heartbeats(f);
+}
+
+// A caller waiting for the answer (an oslo call) gets it whatever it is; everything else goes
+// by the forwarding rules.
+core::Disposition Forwarder::disposition(const Flight& f, int status) const {
+  if (f.translation.final_answer) return core::Disposition::ack;
+  return core::forward_disposition(status, f.attempt, config_.retry.max_attempts);
+}
+
+// oslo calls with a _timeout: a heartbeat reply every _timeout/2 s while the backend works, so
+// a caller with a call monitor keeps waiting. Best effort: a lost heartbeat is not retried.
+void Forwarder::start_heartbeats(Flight& f) {
+  if (!f.translation.oslo || f.translation.oslo->heartbeat <= 0) return;
+  f.heartbeat_timer.reset(event_new(base_, -1, EV_PERSIST, on_heartbeat_timer, &f));
+  timeval tv = amqp::to_timeval(f.translation.oslo->heartbeat);
+  evtimer_add(f.heartbeat_timer.get(), &tv);
+}
+
+void Forwarder::on_heartbeat_timer(evutil_socket_t, short, void* arg) {
+  auto* f = static_cast<Flight*>(arg);
+  Forwarder* self = f->owner;
+  auto beat = self->translator_.heartbeat(f->translation);
+  if (!beat || !self->conn_) return;
+  self->publish_channel()->publish(
+      beat->exchange, beat->routing_key, beat->mandatory, beat->properties, std::move(beat->body),
+      f->translation.oslo->heartbeat, [self, alive = std::weak_ptr<int>(self->alive_)](const amqp::Result& r) {
+        if (!alive.lock()) return;
+        if (r.ok()) ++self->counters_.heartbeats;
+        else log_debug("forwarder {}: heartbeat not published: {}", self->config_.name, r.text);
+      });
 }
 
 void Forwarder::on_response(uint64_t key, BackendResponse&& response, double seconds) {
@@ -246,8 +310,9 @@ void Forwarder::on_response(uint64_t key, BackendResponse&& response, double sec
   counters_.latency_us += static_cast<uint64_t>(seconds * 1e6);
   count_status(counters_, response.status);
   f.last = response;
-  const auto disposition = core::forward_disposition(response.status, f.attempt, config_.retry.max_attempts);
-  if (disposition != core::Disposition::retry) return finish(f, response, disposition);
+  f.heartbeat_timer.reset();
+  const auto d = disposition(f, response.status);
+  if (d != core::Disposition::retry) return finish(f, response, d);
   ++counters_.retried;
   if (draining_ || !valid(f)) {
     // Stopping: another worker (or this one's successor) gets the message from the queue.
@@ -280,7 +345,7 @@ void Forwarder::finish(Flight& f, const BackendResponse& response, core::Disposi
   f.stage = Flight::Stage::replying;
   const uint64_t key = f.key;
   publish_channel()->publish(
-      reply->exchange, reply->routing_key, false, reply->properties, std::move(reply->body),
+      reply->exchange, reply->routing_key, reply->mandatory, reply->properties, std::move(reply->body),
       global_.http.confirm_timeout,
       [this, key, disposition, alive = std::weak_ptr<int>(alive_)](const amqp::Result& r) {
         if (!alive.lock()) return;
@@ -304,6 +369,7 @@ void Forwarder::settle(uint64_t key, core::Disposition disposition) {
 }
 
 void Forwarder::ack(Flight& f) {
+  f.settled = true;
   f.channel->ack(f.message.delivery_tag);
   ++counters_.acked;
   forget(f.key);
@@ -321,6 +387,7 @@ void Forwarder::requeue(Flight& f) {
 // the queue's own dead-letter exchange (x-dead-letter-exchange) if it has one, and drops it
 // otherwise. Counted as dead-lettered and logged either way.
 void Forwarder::reject(Flight& f) {
+  f.settled = true;
   f.channel->reject(f.message.delivery_tag, false);
   ++counters_.dead_lettered;
   forget(f.key);
@@ -339,7 +406,7 @@ void Forwarder::dead_letter(Flight& f) {
   if (!p.headers || !p.headers->is_object()) p.headers = json::object();
   auto& h = *p.headers;
   h["x-warren-forwarder"] = config_.name;
-  h["x-warren-queue"] = config_.queue;
+  h["x-warren-queue"] = config_.queue.empty() ? f.message.routing_key : config_.queue;
   h["x-warren-attempts"] = f.attempt;
   h["x-warren-status"] = f.last.status;
   h["x-warren-error"] = f.last.status ? (f.translation.error.empty() ? f.last.body.substr(0, 200) : f.translation.error)
@@ -356,6 +423,7 @@ void Forwarder::dead_letter(Flight& f) {
         Flight& fl = *it->second;
         if (!valid(fl)) return forget(key);
         if (r.ok()) {
+          fl.settled = true;
           fl.channel->ack(fl.message.delivery_tag);
           ++counters_.dead_lettered;
           forget(key);
@@ -379,8 +447,7 @@ std::shared_ptr<amqp::Channel> Forwarder::publish_channel() {
 void Forwarder::drain(std::function<void()> done) {
   draining_ = true;
   evtimer_del(reconnect_timer_.get());
-  if (!consumer_tag_.empty() && consume_channel_ && consume_channel_->is_open())
-    consume_channel_->cancel(consumer_tag_, [](const amqp::Result&) {});
+  cancel_consumers();
   std::vector<Flight*> waiting;
   for (auto& [key, f] : flights_)
     if (f->stage == Flight::Stage::waiting) waiting.push_back(f.get());
@@ -396,7 +463,7 @@ void Forwarder::drain(std::function<void()> done) {
 void Forwarder::check_drained() {
   if (!draining_ || !on_drained_ || !flights_.empty()) return;
   // The consumer must be gone too, or the broker could still deliver to it.
-  if (!consumer_tag_.empty() && consume_channel_ && consume_channel_->is_open()) return;
+  if (any_consumer()) return;
   auto done = std::move(on_drained_);
   on_drained_ = nullptr;
   done();
@@ -406,7 +473,7 @@ void Forwarder::requeue_all() {
   std::vector<Flight*> all;
   for (auto& [key, f] : flights_) all.push_back(f.get());
   for (Flight* f : all) requeue(*f);
-  consumer_tag_.clear();
+  consumer_tags_.assign(plan_.size(), "");
   if (draining_) check_drained();
 }
 

@@ -1,4 +1,5 @@
-// One forwarder: consumes one queue and calls one REST backend. Owns its broker connection
+// One forwarder: consumes one queue (an oslo forwarder: the queues of its topic, see
+// forward/oslo_format.h) and calls one REST backend. Owns its broker connection
 // (service identity, the forwarder's vhost), a consume channel and a confirm channel for
 // replies and dead letters, the declarations (again after every reconnect), the messages in
 // flight (at most `prefetch`), their retry timers, and the ack / reply / dead-letter steps the
@@ -18,7 +19,9 @@
 #include "amqp/connection.h"
 #include "config.h"
 #include "core/forwarding.h"
+#include "core/recent_ids.h"
 #include "forward/formats.h"
+#include "forward/oslo_format.h"
 #include "forward/http_client.h"
 #include "stats.h"
 
@@ -46,7 +49,7 @@ class Forwarder {
   // Closes the broker connection politely.
   void close();
   size_t in_flight() const { return flights_.size(); }
-  bool consuming() const { return !consumer_tag_.empty(); }
+  bool consuming() const;
 
  private:
   struct Flight;
@@ -54,8 +57,14 @@ class Forwarder {
   void connect();
   void on_state(amqp::ConnectionState state, const amqp::Result& why);
   void declare_and_consume();
+  void consume(size_t index);
   void on_delivery(amqp::Delivery&& message);
-  void on_consumer_end(const amqp::Result& why);
+  void on_consumer_end(size_t index, const amqp::Result& why);
+  bool any_consumer() const;
+  void cancel_consumers();
+  core::Disposition disposition(const Flight& f, int status) const;
+  void start_heartbeats(Flight& f);
+  static void on_heartbeat_timer(evutil_socket_t, short, void* arg);
   void restart(const std::string& why);
   void attempt(Flight& f);
   void on_response(uint64_t key, BackendResponse&& response, double seconds);
@@ -84,7 +93,10 @@ class Forwarder {
 
   std::unique_ptr<amqp::Connection> conn_;
   std::shared_ptr<amqp::Channel> consume_channel_, publish_channel_;
-  std::string consumer_tag_;
+  std::vector<ConsumeQueue> plan_;         // what is declared and consumed
+  std::vector<std::string> consumer_tags_;  // per plan_ entry; "" until its consume-ok
+  std::string queues_;                      // plan_'s queue names, for logs
+  core::RecentIds recent_ids_{kOsloDuplicateCapacity, kOsloDuplicateSeconds};  // oslo _unique_id
   amqp::Backoff backoff_{0.2, 30};
   EventPtr reconnect_timer_;
   std::map<uint64_t, std::unique_ptr<Flight>> flights_;  // by our own key (tags repeat per channel)

@@ -9,10 +9,6 @@ QueueSet::QueueSet(event_base* base, const Config& config, std::string name)
     : base_(base), config_(config), name_(std::move(name)), http_(base) {
   for (const auto& f : config_.forwarders) {
     if (f.queue_set != name_) continue;
-    if (f.format == "oslo") {
-      log_warning("forwarder {}: format oslo is not served by this build; skipped", f.name);
-      continue;
-    }
     forwarders_.push_back(std::make_unique<Forwarder>(base_, config_, f, http_, counters_[f.name], amqp_stats_));
   }
   drain_timer_.reset(evtimer_new(base_, on_drain_timeout, this));

@@ -1,0 +1,151 @@
+#include "forward/oslo_format.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+
+#include <fmt/format.h>
+
+namespace warren::forward {
+namespace {
+
+using nlohmann::json;
+namespace oslo = core::oslo;
+
+// A method name that can be a path segment as it is: what Python identifiers are made of, plus
+// '-' and '.'.
+bool is_method_name(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) {
+           return std::isalnum(c) || c == '_' || c == '-' || c == '.';
+         });
+}
+
+Translation invalid(std::string error) {
+  Translation t;
+  t.kind = Translation::Kind::answer;
+  t.invalid = true;
+  t.answer.status = 400;
+  t.answer.content_type = "application/json";
+  t.answer.body = json{{"error", "bad message"}, {"detail", error}}.dump();
+  t.error = std::move(error);
+  return t;
+}
+
+Reply reply_to(const Translation::Oslo& o, const json& result, const std::optional<oslo::Failure>& failure,
+               bool ending) {
+  Reply r;
+  r.routing_key = o.reply_q;  // on the default exchange
+  r.mandatory = true;
+  r.properties = oslo::message_properties(std::nullopt);
+  // Every reply has its own _unique_id: the caller drops replies whose id it has seen.
+  r.body = oslo::envelope(oslo::reply_message(o.msg_id, result, failure, ending, oslo::new_id()));
+  return r;
+}
+
+}  // namespace
+
+std::vector<ConsumeQueue> oslo_queues(const OsloConfig& config, std::string_view server,
+                                      std::string_view fanout_id) {
+  std::vector<ConsumeQueue> queues;
+  for (std::string name : {config.topic, fmt::format("{}.{}", config.topic, server)}) {
+    ConsumeQueue q;
+    q.queue = name;
+    q.declare = true;
+    q.exchange = config.exchange.empty() ? std::string(oslo::kDefaultExchange) : config.exchange;
+    q.exchange_type = "topic";
+    q.bindings = {name};
+    queues.push_back(std::move(q));
+  }
+  ConsumeQueue fanout;
+  fanout.queue = fmt::format("{}_fanout_{}", config.topic, fanout_id);
+  fanout.declare = true;
+  fanout.exchange = config.topic + "_fanout";
+  fanout.exchange_type = "fanout";
+  fanout.exchange_auto_delete = true;
+  fanout.arguments = json{{"x-expires", oslo::kTransientQueueTtlMs}};
+  fanout.bindings = {config.topic};
+  queues.push_back(std::move(fanout));
+  return queues;
+}
+
+std::string oslo_server_name(const OsloConfig& config) {
+  if (!config.server.empty()) return config.server;
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') return "localhost";
+  return host;
+}
+
+json oslo_result(const BackendResponse& r) {
+  if (r.body.empty()) return nullptr;
+  json result = json::parse(r.body, nullptr, false);
+  if (result.is_discarded()) return r.body;  // not JSON: the text itself
+  return result;
+}
+
+oslo::Failure oslo_failure(const BackendResponse& r) {
+  oslo::Failure f;
+  f.class_name = kOsloFailureClass;
+  f.module = kOsloFailureModule;
+  const int status = r.status ? r.status : failure_status(r);
+  std::string detail = r.status ? r.body.substr(0, kOsloFailureBodyLimit) : "backend failed: " + r.error;
+  f.message = fmt::format("HTTP {}: {}", status, detail);
+  f.args = json::array({f.message});
+  f.kwargs = json{{"status", status}};
+  return f;
+}
+
+Translation Translator::translate_oslo(const amqp::Delivery& message) const {
+  auto parsed = oslo::parse_request(message.body);
+  if (auto* e = std::get_if<std::string>(&parsed)) return invalid("not an oslo.messaging request: " + *e);
+  auto& request = std::get<oslo::Request>(parsed);
+  Translation t;
+  auto& o = t.oslo.emplace();
+  o.msg_id = request.msg_id;
+  o.reply_q = request.reply_q;
+  o.unique_id = request.unique_id;
+  const bool call = !request.msg_id.empty();
+  if (call && request.timeout && *request.timeout >= kOsloMinHeartbeatTimeout) o.heartbeat = *request.timeout / 2;
+  // A caller waits: whatever happens is answered, never retried behind its back.
+  t.final_answer = call;
+  const auto& c = request.call;
+  if (!is_method_name(c.method)) {
+    auto answer = invalid(fmt::format("method {} is not a name warren can put in a URL", json(c.method).dump()));
+    answer.oslo = std::move(t.oslo);
+    answer.final_answer = call;
+    return answer;
+  }
+  t.request.method = "POST";
+  t.request.url = backend_url(rewrite("/" + c.method));
+  t.request.body = c.args.dump(-1, ' ', false, json::error_handler_t::replace);
+  auto& h = t.request.headers;
+  auto add = [&h](std::string name, const std::string& value) {
+    if (is_header_value(value)) h.emplace_back(std::move(name), value);
+  };
+  add("Content-Type", "application/json");
+  add("X-Oslo-Method", c.method);
+  add("X-Oslo-Kind", call ? "call" : "cast");
+  if (!o.unique_id.empty()) add("X-Oslo-Unique-Id", o.unique_id);
+  if (c.name_space) add("X-Oslo-Namespace", *c.name_space);
+  if (c.version) add("X-Oslo-Version", *c.version);
+  add("X-Oslo-Context", header_text(c.context));
+  for (const auto& [key, value] : c.context.items()) {
+    std::string name = key;
+    std::replace(name.begin(), name.end(), '_', '-');
+    if (is_token(name)) add("X-Oslo-Context-" + name, header_text(value));
+  }
+  return t;
+}
+
+std::optional<Reply> Translator::reply_oslo(const Translation& t, const BackendResponse& r) const {
+  if (!t.oslo || t.oslo->msg_id.empty()) return std::nullopt;
+  if (r.status >= 200 && r.status < 300) return reply_to(*t.oslo, oslo_result(r), std::nullopt, true);
+  return reply_to(*t.oslo, nullptr, oslo_failure(r), true);
+}
+
+std::optional<Reply> Translator::heartbeat(const Translation& t) const {
+  if (!t.oslo || t.oslo->msg_id.empty()) return std::nullopt;
+  return reply_to(*t.oslo, nullptr, std::nullopt, false);
+}
+
+}  // namespace warren::forward

@@ -1,0 +1,228 @@
+// The serving side of oslo RPC (format: oslo): request -> HTTP, answer -> reply, the queues an
+// oslo server declares, and the memory of recent _unique_ids. Pure, no broker.
+#include <gtest/gtest.h>
+
+#include "core/oslo.h"
+#include "core/recent_ids.h"
+#include "forward/formats.h"
+#include "forward/oslo_format.h"
+
+namespace warren::forward {
+namespace {
+
+using nlohmann::json;
+namespace oslo = core::oslo;
+
+ForwarderConfig oslo_config() {
+  ForwarderConfig f;
+  f.name = "volumes";
+  f.format = "oslo";
+  f.backend.url = "http://127.0.0.1:9000/rpc/";
+  f.oslo.topic = "volume";
+  f.oslo.server = "host1";
+  return f;
+}
+
+amqp::Delivery request(const json& message) {
+  amqp::Delivery d;
+  d.exchange = "openstack";
+  d.routing_key = "volume";
+  d.body = oslo::envelope(message);
+  return d;
+}
+
+json call_message(double timeout = 30) {
+  return {{"method", "attach"},         {"args", {{"volume", "v1"}, {"size", 2}}},
+          {"namespace", "storage"},     {"version", "1.2"},
+          {"_msg_id", "m1"},            {"_reply_q", "reply_abc"},
+          {"_timeout", timeout},        {"_unique_id", "u1"},
+          {"_context_user_id", "alice"}, {"_context_roles", {"admin"}}};
+}
+
+BackendResponse answer(int status, std::string body = "") {
+  BackendResponse r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+std::string header(const BackendRequest& r, const std::string& name) {
+  for (const auto& [k, v] : r.headers)
+    if (k == name) return v;
+  return "<none>";
+}
+
+json reply_dict(const Reply& r) { return std::get<json>(oslo::unwrap(r.body)); }
+
+TEST(OsloServe, CallBecomesAPostOfTheArgs) {
+  auto cfg = oslo_config();
+  Translator t(cfg);
+  auto tr = t.translate(request(call_message()));
+  ASSERT_EQ(tr.kind, Translation::Kind::forward);
+  EXPECT_EQ(tr.request.method, "POST");
+  EXPECT_EQ(tr.request.url, "http://127.0.0.1:9000/rpc/attach");
+  EXPECT_EQ(json::parse(tr.request.body), json({{"volume", "v1"}, {"size", 2}}));
+  EXPECT_EQ(header(tr.request, "Content-Type"), "application/json");
+  EXPECT_EQ(header(tr.request, "X-Oslo-Method"), "attach");
+  EXPECT_EQ(header(tr.request, "X-Oslo-Kind"), "call");
+  EXPECT_EQ(header(tr.request, "X-Oslo-Unique-Id"), "u1");
+  EXPECT_EQ(header(tr.request, "X-Oslo-Namespace"), "storage");
+  EXPECT_EQ(header(tr.request, "X-Oslo-Version"), "1.2");
+  EXPECT_EQ(json::parse(header(tr.request, "X-Oslo-Context")), json({{"user_id", "alice"}, {"roles", {"admin"}}}));
+  EXPECT_EQ(header(tr.request, "X-Oslo-Context-user-id"), "alice");
+  EXPECT_EQ(header(tr.request, "X-Oslo-Context-roles"), R"(["admin"])");
+  ASSERT_TRUE(tr.oslo);
+  EXPECT_EQ(tr.oslo->msg_id, "m1");
+  EXPECT_EQ(tr.oslo->reply_q, "reply_abc");
+  EXPECT_DOUBLE_EQ(tr.oslo->heartbeat, 15);
+  EXPECT_TRUE(tr.final_answer);
+}
+
+TEST(OsloServe, HeartbeatsOnlyForTimeoutsOfTwoSecondsOrMore) {
+  auto cfg = oslo_config();
+  Translator t(cfg);
+  EXPECT_DOUBLE_EQ(t.translate(request(call_message(1))).oslo->heartbeat, 0);
+  EXPECT_DOUBLE_EQ(t.translate(request(call_message(2))).oslo->heartbeat, 1);
+  auto m = call_message();
+  m["_timeout"] = nullptr;
+  EXPECT_DOUBLE_EQ(t.translate(request(m)).oslo->heartbeat, 0);
+}
+
+TEST(OsloServe, CastHasNoReplyAndFollowsTheRetryRules) {
+  auto cfg = oslo_config();
+  Translator t(cfg);
+  auto tr = t.translate(request({{"method", "notify"}, {"args", json::object()}, {"_unique_id", "u2"}}));
+  ASSERT_EQ(tr.kind, Translation::Kind::forward);
+  EXPECT_EQ(header(tr.request, "X-Oslo-Kind"), "cast");
+  EXPECT_FALSE(tr.final_answer);
+  EXPECT_FALSE(t.reply(amqp::Delivery{}, tr, answer(200)));
+  EXPECT_FALSE(t.heartbeat(tr));
+}
+
+TEST(OsloServe, SuccessIsTheResult) {
+  auto cfg = oslo_config();
+  Translator t(cfg);
+  auto d = request(call_message());
+  auto tr = t.translate(d);
+  auto r = t.reply(d, tr, answer(200, R"({"attached": true})"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->exchange, "");
+  EXPECT_EQ(r->routing_key, "reply_abc");
+  EXPECT_TRUE(r->mandatory);
+  EXPECT_EQ(r->properties.content_type, "application/json");
+  auto m = reply_dict(*r);
+  EXPECT_EQ(m["result"], json({{"attached", true}}));
+  EXPECT_TRUE(m["failure"].is_null());
+  EXPECT_EQ(m["ending"], true);
+  EXPECT_EQ(m["_msg_id"], "m1");
+  EXPECT_EQ(m["_unique_id"].get<std::string>().size(), 32u);
+  EXPECT_TRUE(reply_dict(*t.reply(d, tr, answer(204)))["result"].is_null());
+  EXPECT_EQ(reply_dict(*t.reply(d, tr, answer(200, "text")))["result"], "text");
+}
+
+TEST(OsloServe, ErrorsAreHttpErrorFailures) {
+  auto cfg = oslo_config();
+  Translator t(cfg);
+  auto d = request(call_message());
+  auto tr = t.translate(d);
+  auto m = reply_dict(*t.reply(d, tr, answer(404, "no such volume")));
+  EXPECT_TRUE(m["result"].is_null());
+  EXPECT_EQ(m["ending"], true);
+  auto f = oslo::parse_failure(m["failure"]);
+  EXPECT_EQ(f.class_name, "HTTPError");
+  EXPECT_EQ(f.module, "warren");
+  EXPECT_EQ(f.message, "HTTP 404: no such volume");
+  EXPECT_EQ(f.kwargs, json({{"status", 404}}));
+  BackendResponse down;
+  down.failure = BackendResponse::Failure::connect;
+  down.error = "connection refused";
+  f = oslo::parse_failure(reply_dict(*t.reply(d, tr, down))["failure"]);
+  EXPECT_EQ(f.message, "HTTP 503: backend failed: connection refused");
+}
+
+TEST(OsloServe, HeartbeatIsAnEmptyNonEndingReply) {
+  auto cfg = oslo_config();
+  Translator t(cfg);
+  auto tr = t.translate(request(call_message()));
+  auto hb = t.heartbeat(tr);
+  ASSERT_TRUE(hb);
+  auto parsed = std::get<oslo::Reply>(oslo::parse_reply(hb->body));
+  EXPECT_TRUE(parsed.is_heartbeat());
+  EXPECT_EQ(parsed.msg_id, "m1");
+}
+
+TEST(OsloServe, BadRequests) {
+  auto cfg = oslo_config();
+  Translator t(cfg);
+  amqp::Delivery d;
+  d.body = "not json";
+  auto tr = t.translate(d);
+  EXPECT_EQ(tr.kind, Translation::Kind::answer);
+  EXPECT_TRUE(tr.invalid);
+  EXPECT_FALSE(tr.oslo);  // nothing to reply to: dead-lettered
+  // A call to a method that cannot be a URL path is answered with a failure.
+  auto m = call_message();
+  m["method"] = "../admin";
+  auto d2 = request(m);
+  tr = t.translate(d2);
+  EXPECT_EQ(tr.kind, Translation::Kind::answer);
+  EXPECT_TRUE(tr.final_answer);
+  auto f = oslo::parse_failure(reply_dict(*t.reply(d2, tr, tr.answer))["failure"]);
+  EXPECT_EQ(f.class_name, "HTTPError");
+  EXPECT_TRUE(f.message.starts_with("HTTP 400: ")) << f.message;
+}
+
+TEST(OsloServe, QueuesAsAnOsloServerDeclaresThem) {
+  auto cfg = oslo_config();
+  auto plan = consume_plan(cfg, "host1", "abc");
+  ASSERT_EQ(plan.size(), 3u);
+  EXPECT_EQ(plan[0].queue, "volume");
+  EXPECT_EQ(plan[1].queue, "volume.host1");
+  for (int i : {0, 1}) {
+    EXPECT_EQ(plan[i].exchange, "openstack");
+    EXPECT_EQ(plan[i].exchange_type, "topic");
+    EXPECT_FALSE(plan[i].exchange_durable || plan[i].exchange_auto_delete || plan[i].durable || plan[i].auto_delete);
+    EXPECT_EQ(plan[i].arguments, json::object());
+    EXPECT_EQ(plan[i].bindings, std::vector<std::string>{plan[i].queue});
+  }
+  EXPECT_EQ(plan[2].queue, "volume_fanout_abc");
+  EXPECT_EQ(plan[2].exchange, "volume_fanout");
+  EXPECT_EQ(plan[2].exchange_type, "fanout");
+  EXPECT_TRUE(plan[2].exchange_auto_delete);
+  EXPECT_FALSE(plan[2].durable || plan[2].auto_delete);
+  EXPECT_EQ(plan[2].arguments, json({{"x-expires", 1800000}}));
+  cfg.oslo.server = "";
+  EXPECT_FALSE(oslo_server_name(cfg.oslo).empty());
+}
+
+TEST(OsloServe, RawKeepsItsOneQueue) {
+  ForwarderConfig f;
+  f.queue = "q1";
+  auto plan = consume_plan(f, "h", "x");
+  ASSERT_EQ(plan.size(), 1u);
+  EXPECT_EQ(plan[0].queue, "q1");
+  EXPECT_FALSE(plan[0].declare);
+}
+
+TEST(RecentIds, RemembersForTtlWithinCapacity) {
+  core::RecentIds ids(3, 10);
+  EXPECT_FALSE(ids.seen("a", 0));
+  EXPECT_TRUE(ids.seen("a", 5));
+  EXPECT_FALSE(ids.seen("a", 11));  // expired, remembered again from 11
+  EXPECT_TRUE(ids.seen("a", 12));
+  EXPECT_FALSE(ids.seen("b", 12));
+  EXPECT_FALSE(ids.seen("c", 12));
+  EXPECT_FALSE(ids.seen("d", 12));  // the oldest (a) goes
+  EXPECT_EQ(ids.size(), 3u);
+  EXPECT_FALSE(ids.seen("a", 13));
+  ids.forget("c");
+  EXPECT_FALSE(ids.seen("c", 13));
+  for (int i = 0; i < 100; ++i) {
+    ids.seen("x" + std::to_string(i), 14);
+    ids.forget("x" + std::to_string(i));
+  }
+  EXPECT_LE(ids.size(), 3u);
+}
+
+}  // namespace
+}  // namespace warren::forward
