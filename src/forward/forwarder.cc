@@ -43,12 +43,14 @@ struct Forwarder::Flight {
 };
 
 Forwarder::Forwarder(event_base* base, const Config& config, const ForwarderConfig& forwarder,
-                     HttpClient& http, ForwarderCounters& counters, amqp::Stats& amqp_stats)
+                     HttpClient& http, ForwarderCounters& counters, Histogram& latency,
+                     amqp::Stats& amqp_stats)
     : base_(base),
       global_(config),
       config_(forwarder),
       http_(http),
       counters_(counters),
+      latency_(latency),
       amqp_stats_(amqp_stats),
       translator_(forwarder) {
   reconnect_timer_.reset(evtimer_new(base_, on_reconnect_timer, this));
@@ -308,6 +310,7 @@ void Forwarder::on_response(uint64_t key, BackendResponse&& response, double sec
   if (it == flights_.end()) return;
   Flight& f = *it->second;
   counters_.latency_us += static_cast<uint64_t>(seconds * 1e6);
+  latency_.observe(seconds);
   count_status(counters_, response.status);
   f.last = response;
   f.heartbeat_timer.reset();

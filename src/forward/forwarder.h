@@ -30,9 +30,10 @@ namespace warren::forward {
 class Forwarder {
  public:
   // `config` and `forwarder` (an entry of config.forwarders) must outlive the forwarder, as
-  // must `http`, `counters` and `amqp_stats`.
+  // must `http`, `counters`, `latency` and `amqp_stats`.
   Forwarder(event_base* base, const Config& config, const ForwarderConfig& forwarder,
-            HttpClient& http, ForwarderCounters& counters, amqp::Stats& amqp_stats);
+            HttpClient& http, ForwarderCounters& counters, Histogram& latency,
+            amqp::Stats& amqp_stats);
   ~Forwarder();
   Forwarder(const Forwarder&) = delete;
   Forwarder& operator=(const Forwarder&) = delete;
@@ -88,6 +89,7 @@ class Forwarder {
   const ForwarderConfig& config_;
   HttpClient& http_;
   ForwarderCounters& counters_;
+  Histogram& latency_;  // backend answer times, the worker's forward_seconds
   amqp::Stats& amqp_stats_;
   Translator translator_;
 

@@ -44,6 +44,7 @@ class QueueSet {
   HttpClient http_;
   amqp::Stats amqp_stats_;
   std::map<std::string, ForwarderCounters> counters_;  // by forwarder name; stable addresses
+  Histogram latency_;                                   // every forwarder's backend answers
   std::vector<std::unique_ptr<Forwarder>> forwarders_;
   EventPtr drain_timer_;
   size_t draining_ = 0;

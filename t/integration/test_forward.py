@@ -128,6 +128,7 @@ class RawFormat(ForwardTest):
             f = self.stats(w)["forwarders"]["f1"]
             self.assertEqual((f["consumed"], f["replied"], f["status_2xx"], f["dead_lettered"]), (3, 3, 3, 0))
             self.assertGreater(f["latency_us"], 0)
+            self.assertEqual(self.stats(w)["latency"]["forward_seconds"]["count"], 3)
             _, _, metrics = w.request("GET", 0, "/metrics")
             self.assertIn('warren_forwarder_acked_total{forwarder="f1"} 3', metrics.decode())
             rc, out = w.ctl("stats")
