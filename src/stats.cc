@@ -245,6 +245,7 @@ json render_figures(const Counters& c, const std::map<std::string, ConnectionSta
   j["publish"] = groups["publish"];
   j["broker"] = groups["broker"];
   j["events"] = groups["events"];
+  j["limits"] = groups["limits"];
   j["signals_received"] = c.signals_received;
   return j;
 }
