@@ -241,11 +241,10 @@ json render_figures(const Counters& c, const std::map<std::string, ConnectionSta
 #undef WARREN_COUNTER_GROUP
   groups["requests"].erase("processing_time_us");
   groups["requests"]["processing_time"] = c.processing_time_us / 1e6;
-  j["requests"] = groups["requests"];
-  j["publish"] = groups["publish"];
-  j["broker"] = groups["broker"];
-  j["events"] = groups["events"];
-  j["rpc"] = groups["rpc"];
+  // Each group is an object of /stats ("requests", "publish", ...); statelessd keeps
+  // signals_received at the top level.
+  for (auto& [name, group] : groups.items())
+    if (name != "process") j[name] = group;
   j["signals_received"] = c.signals_received;
   return j;
 }

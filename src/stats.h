@@ -54,6 +54,7 @@ namespace warren {
   X(sse_streams_closed, events, "streams_closed", "event streams closed")                     \
   X(sse_events, events, "events", "events sent to stream clients")                            \
   X(sse_slow_clients, events, "slow_clients_cut", "stream clients cut off over sse_max_buffer") \
+  X(accept_paused, limits, "accept_paused", "accepting paused: out of file descriptors")      \
   X(signals_received, process, "signals_received", "signals received by the process")
 
 struct Counters {

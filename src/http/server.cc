@@ -1,6 +1,9 @@
 #include "http/server.h"
 
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+
+#include <cerrno>
 
 #include "log.h"
 
@@ -43,9 +46,45 @@ HttpServer::HttpServer(event_base* base, const HttpConfig& config, Counters& cou
   idle_event_.reset(event_new(base, -1, 0, on_idle, this));
 }
 
+namespace {
+// evhttp owns the listener and its callback argument; this finds our server from it. One
+// HttpServer per worker process, so the table holds one entry.
+std::unordered_map<evconnlistener*, HttpServer*>& accept_owners() {
+  static std::unordered_map<evconnlistener*, HttpServer*> owners;
+  return owners;
+}
+constexpr timeval kAcceptRetry{0, 100000};  // 100 ms
+}  // namespace
+
 bool HttpServer::accept_on(int listen_fd) {
   bound_ = evhttp_accept_socket_with_handle(http_.get(), listen_fd);
-  return bound_ != nullptr;
+  if (!bound_) return false;
+  evconnlistener* listener = evhttp_bound_socket_get_listener(bound_);
+  accept_owners()[listener] = this;
+  evconnlistener_set_error_cb(listener, on_accept_error);
+  accept_resume_.reset(evtimer_new(base_, on_accept_resume, this));
+  return true;
+}
+
+void HttpServer::on_accept_error(evconnlistener* listener, void*) {
+  const int err = EVUTIL_SOCKET_ERROR();
+  auto it = accept_owners().find(listener);
+  if (it == accept_owners().end()) return;
+  HttpServer* self = it->second;
+  if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM) {
+    log_warning("accept failed: {}", evutil_socket_error_to_string(err));
+    return;
+  }
+  evconnlistener_disable(listener);
+  if (++self->counters_.accept_paused == 1 || self->counters_.accept_paused % 100 == 0)
+    log_warning("accept paused: {} ({} times so far)", evutil_socket_error_to_string(err),
+                self->counters_.accept_paused);
+  evtimer_add(self->accept_resume_.get(), &kAcceptRetry);
+}
+
+void HttpServer::on_accept_resume(evutil_socket_t, short, void* arg) {
+  auto* self = static_cast<HttpServer*>(arg);
+  if (self->bound_) evconnlistener_enable(evhttp_bound_socket_get_listener(self->bound_));
 }
 
 void HttpServer::route(std::string path, Handler handler) {
@@ -178,6 +217,8 @@ void HttpServer::reply_error(evhttp_request* req, int code, std::string_view err
 
 void HttpServer::drain(std::function<void()> on_idle) {
   if (bound_) {
+    accept_owners().erase(evhttp_bound_socket_get_listener(bound_));
+    if (accept_resume_) evtimer_del(accept_resume_.get());
     evhttp_del_accept_socket(http_.get(), bound_);  // closes our copy; the master keeps its own
     bound_ = nullptr;
   }

@@ -13,6 +13,8 @@
 #include "handles.h"
 #include "stats.h"
 
+struct evconnlistener;
+
 namespace warren {
 
 class HttpServer {
@@ -52,6 +54,10 @@ class HttpServer {
 
  private:
   static void on_request(evhttp_request* req, void* arg);
+  // accept() failing with EMFILE and the like: pause accepting (the listening socket stays
+  // readable, so carrying on would be a busy loop) and try again on a timer.
+  static void on_accept_error(evconnlistener* listener, void* arg);
+  static void on_accept_resume(evutil_socket_t, short, void* arg);
   void dispatch(evhttp_request* req);
   void count_response(int code);
   // Bookkeeping common to every answer: counters, processing time, in-flight table.
@@ -73,6 +79,7 @@ class HttpServer {
   std::function<void()> on_idle_;
   std::vector<std::function<void()>> drain_hooks_;
   EventPtr idle_event_;
+  EventPtr accept_resume_;
 };
 
 std::string_view http_reason(int code);
