@@ -53,10 +53,7 @@ class EventsHandler {
     const PublishPath& path = *path_ok;
     const char* auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
     auto who = parse_basic_auth(auth ? auth : "", path.vhost);
-    if (!who) {
-      evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Basic realm=\"warren\"");
-      return server_.reply_error(req, 401, "unauthorized", "HTTP Basic credentials are the broker's");
-    }
+    if (!who) return server_.reply_error(req, 401, "unauthorized", "HTTP Basic credentials are the broker's");
     auto stream = std::make_unique<Stream>();
     Stream* s = stream.get();
     s->owner = this;
@@ -92,8 +89,6 @@ class EventsHandler {
           {core::PublishStatus::not_found, 404}};
       auto it = kStatus.find(r.status);
       const int code = it == kStatus.end() ? 503 : it->second;
-      if (code == 401)
-        evhttp_add_header(evhttp_request_get_output_headers(s.req), "WWW-Authenticate", "Basic realm=\"warren\"");
       server_.reply_error(s.req, code, code == 503 ? "broker unavailable" : "subscription refused", r.detail);
       return forget(s);
     }

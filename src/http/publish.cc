@@ -141,12 +141,7 @@ class PublishHandler {
     }
   }
 
-  void fail(evhttp_request* req, const HttpError& e) {
-    auto* headers = evhttp_request_get_output_headers(req);
-    if (e.status == 401) evhttp_add_header(headers, "WWW-Authenticate", "Basic realm=\"warren\"");
-    if (e.status == 503) evhttp_add_header(headers, "Retry-After", "1");
-    server_.reply_error(req, e.status, e.error, e.detail);
-  }
+  void fail(evhttp_request* req, const HttpError& e) { server_.reply_error(req, e.status, e.error, e.detail); }
 
   HttpServer& server_;
   core::Publisher& publisher_;

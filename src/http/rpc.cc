@@ -200,12 +200,7 @@ class RpcHandler {
   }
 
  private:
-  void answer(evhttp_request* req, int code, const json& body) {
-    auto* headers = evhttp_request_get_output_headers(req);
-    if (code == 401) evhttp_add_header(headers, "WWW-Authenticate", "Basic realm=\"warren\"");
-    if (code == 503) evhttp_add_header(headers, "Retry-After", "1");
-    server_.reply_json(req, code, body);
-  }
+  void answer(evhttp_request* req, int code, const json& body) { server_.reply_json(req, code, body); }
 
   HttpServer& server_;
   core::Rpc& rpc_;

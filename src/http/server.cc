@@ -162,6 +162,9 @@ void HttpServer::reply(evhttp_request* req, int code, std::string_view content_t
   if (!content_type.empty())
     evhttp_add_header(headers, "Content-Type", std::string(content_type).c_str());
   if (draining_ || !config_.keep_alive) evhttp_add_header(headers, "Connection", "close");
+  // Every route's credentials are the broker's, and every 503 is worth retrying shortly.
+  if (code == 401) evhttp_add_header(headers, "WWW-Authenticate", "Basic realm=\"warren\"");
+  if (code == 503) evhttp_add_header(headers, "Retry-After", "1");
   EvbufferPtr buf(evbuffer_new());
   evbuffer_add(buf.get(), body.data(), body.size());
   evhttp_send_reply(req, code, std::string(http_reason(code)).c_str(), buf.get());

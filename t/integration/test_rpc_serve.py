@@ -10,20 +10,11 @@ import oslo_messaging
 from oslo_config import cfg
 
 from backend import Backend
-from harness import BrokerClient, Warrend, broker_port
+from harness import BrokerClient, Warrend, broker_port, wait_for
 from test_rpc import OsloServer
 
 EXCHANGE = "openstack"
 
-
-def wait_for(predicate, timeout, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
 
 
 class ServeRpc(unittest.TestCase):
