@@ -2,10 +2,10 @@
 // librabbitmq's own blocking socket API (fine here: this is a client, not the daemon).
 //
 //   publisher_tool [--port P] [--queue Q] [--count N] [--size S] [--window W] [--seconds T]
-//                  [--rate R]
+//                  [--rate R] [--delivery-mode 1|2]
 //   publisher_tool --consume [--port P] [--queue Q] [--count N] [--prefetch P] [--seconds T]
 //
-// Publish mode sends N persistent (delivery_mode 2) messages of S bytes to the default exchange
+// Publish mode sends N messages (persistent unless --delivery-mode 1) of S bytes to the default exchange
 // with publisher confirms in a sliding window of W unconfirmed messages (paced at R messages/s
 // with --rate, for latency at a given load); consume mode reads N
 // messages with basic.qos prefetch and acks multiple every 100. Both stop early after T seconds
@@ -47,6 +47,7 @@ struct Options {
   double seconds = 10;
   double rate = 0;  // messages per second, 0 = as fast as the window allows
   bool consume = false;
+  int delivery_mode = 2;  // 1 transient, 2 persistent (the broker confirms after its disk write)
 };
 
 [[noreturn]] void die(std::string_view what) {
@@ -87,10 +88,12 @@ Options parse_options(int argc, char** argv) {
     else if (arg == "--seconds") o.seconds = std::atof(value());
     else if (arg == "--rate") o.rate = std::atof(value());
     else if (arg == "--consume") o.consume = true;
+    else if (arg == "--delivery-mode") o.delivery_mode = std::atoi(value());
     else die(fmt::format("unknown option {} (see the comment at the top of bench/publisher_tool.cc)", arg));
   }
-  if (o.count <= 0 || o.window <= 0 || o.prefetch <= 0 || o.prefetch > 65535 || o.seconds <= 0)
-    die("--count, --window, --seconds must be positive, --prefetch 1..65535");
+  if (o.count <= 0 || o.window <= 0 || o.prefetch <= 0 || o.prefetch > 65535 || o.seconds <= 0 ||
+      (o.delivery_mode != 1 && o.delivery_mode != 2))
+    die("--count, --window, --seconds must be positive, --prefetch 1..65535, --delivery-mode 1 or 2");
   return o;
 }
 
@@ -183,7 +186,7 @@ void run_publish(const Options& o) {
   const std::string body(o.size, 'x');
   amqp_basic_properties_t props{};
   props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_CONTENT_TYPE_FLAG;
-  props.delivery_mode = 2;
+  props.delivery_mode = static_cast<uint8_t>(o.delivery_mode);
   props.content_type = amqp_cstring_bytes("text/plain");
   const amqp_bytes_t queue = amqp_cstring_bytes(o.queue.c_str());
   const amqp_bytes_t payload{body.size(), const_cast<char*>(body.data())};

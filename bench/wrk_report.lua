@@ -2,6 +2,9 @@
 -- credentials and one JSON line for bench/run in wrk's `done` hook.
 local report = {}
 
+-- bench/run's WARREN_BENCH_DELIVERY_MODE: 2 persistent (default), 1 transient.
+report.delivery_mode = os.getenv("WARREN_BENCH_DELIVERY_MODE") or "2"
+
 local alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
 function report.base64(s)
