@@ -49,7 +49,7 @@ struct HttpConfig {
   double confirm_timeout = 5;
   double idle_connection_timeout = 300;
   bool keep_alive = true;
-  size_t max_in_flight = 10000;  // publishes waiting or unconfirmed per broker connection
+  int max_in_flight = 10000;  // publishes waiting or unconfirmed per broker connection
   double sse_keepalive = 15;        // seconds between comment lines on an idle event stream
   size_t sse_max_buffer = 1048576;  // bytes unsent to an event client before it is cut off
 };

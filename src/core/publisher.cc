@@ -148,7 +148,7 @@ void Publisher::publish(const Credentials& who, Message message, PublishCallback
 void Publisher::send(Link& link, Message message, Clock::time_point deadline, PublishCallback done) {
   const auto now = Clock::now();
   link.last_used = now;
-  if (link.in_flight >= config_.http.max_in_flight) {
+  if (link.in_flight >= static_cast<size_t>(config_.http.max_in_flight)) {
     ++counters_.publish_failed;
     return amqp::defer(base_, [done = std::move(done)] {
       done({PublishStatus::unavailable, "too many messages waiting for this broker connection"});
