@@ -134,10 +134,32 @@ int Master::run() {
   started_ = unix_now();
   log_set_role("master");
   if (!open_pidfile()) return 1;
+  if (!start()) {
+    remove_runtime_files();  // no stale pidfile naming a warrend that never ran
+    return 1;
+  }
+  log_info("warrend {} starting with {} (pid {})", "0.1.0", config_->path, getpid());
+  warn_insecure_tls(*config_);
+  spawn_generation();
+  event_base_dispatch(base_.get());
+
+  remove_runtime_files();
+  log_info("stopped");
+  return exit_code_;
+}
+
+void Master::remove_runtime_files() {
+  if (control_ && !config_->daemon.control_socket.empty()) unlink(config_->daemon.control_socket.c_str());
+  if (pidfile_) unlink(config_->daemon.pidfile.c_str());
+}
+
+// The listening ports, the control socket and the timers: everything that can fail before a
+// worker is forked.
+bool Master::start() {
   const auto& http = config_->http;
   if (auto error = listeners_.bind_all(http.listen, http.ports, http.workers_per_port); !error.empty()) {
     log_error("{}", error);
-    return 1;
+    return false;
   }
   if (const auto& path = config_->daemon.control_socket; !path.empty()) {
     make_parent_dir(path);
@@ -145,7 +167,7 @@ int Master::run() {
     Fd fd = listen_unix(path, 0660, &error);
     if (!fd) {
       log_error("control socket: {}", error);
-      return 1;
+      return false;
     }
     // warrenctl may be run by members of daemon.group without root.
     gid_t control_group = static_cast<gid_t>(-1);
@@ -169,16 +191,7 @@ int Master::run() {
   respawn_timer_.reset(evtimer_new(base_.get(), on_respawn_timer, this));
   rate_timer_.reset(event_new(base_.get(), -1, EV_PERSIST, on_rate_timer, this));
   event_add(rate_timer_.get(), &kRateInterval);
-
-  log_info("warrend {} starting with {} (pid {})", "0.1.0", config_->path, getpid());
-  warn_insecure_tls(*config_);
-  spawn_generation();
-  event_base_dispatch(base_.get());
-
-  if (!config_->daemon.control_socket.empty()) unlink(config_->daemon.control_socket.c_str());
-  if (pidfile_) unlink(config_->daemon.pidfile.c_str());
-  log_info("stopped");
-  return 0;
+  return true;
 }
 
 std::vector<std::pair<WorkerSpec, ListenerKey>> Master::plan(const Config& config) const {
@@ -285,6 +298,7 @@ void Master::reap() {
   if (stopping_ && processes_.empty()) event_base_loopexit(base_.get(), nullptr);
   if (!stopping_ && processes_.empty() && respawn_queue_.empty()) {
     log_error("no worker left to run; stopping");
+    exit_code_ = 1;
     shutdown("no workers");
   }
 }

@@ -45,6 +45,8 @@ class Master {
   struct Collect;
 
   [[nodiscard]] bool open_pidfile();
+  [[nodiscard]] bool start();
+  void remove_runtime_files();
   std::vector<std::pair<WorkerSpec, ListenerKey>> plan(const Config& config) const;
   void spawn(const WorkerSpec& spec, const ListenerKey& key);
   void spawn_generation();
@@ -84,6 +86,7 @@ class Master {
   std::vector<std::unique_ptr<Collect>> collects_;
   int generation_ = 0;
   bool stopping_ = false;
+  int exit_code_ = 0;  // 1 once no worker is left to run: the service failed, init should know
   double started_ = 0;
 };
 

@@ -2,6 +2,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -103,6 +104,37 @@ class Signals(unittest.TestCase):
             self.assertNotEqual(proc.returncode, 0)
             self.assertIn("pidfile", proc.stderr)
             self.assertEqual(w.request("GET", 0, "/healthz")[0], 200)
+
+    def run_foreground(self, warrend, timeout=15):
+        warrend.write()
+        try:
+            return subprocess.run([f"{BUILD}/warrend", "-f", "-c", warrend.config_path],
+                                  capture_output=True, text=True, timeout=timeout)
+        finally:
+            warrend.cleanup()
+
+    def test_port_in_use_exits_one_and_leaves_no_pidfile(self):
+        busy = socket.socket()
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        try:
+            w = Warrend(ports=1, extra={"http": {"ports": [port]}})
+            pidfile = w.pidfile
+            proc = self.run_foreground(w)
+        finally:
+            busy.close()
+        self.assertEqual(proc.returncode, 1, proc.stderr)
+        self.assertIn(f"bind() to 127.0.0.1:{port} failed", proc.stderr)
+        self.assertFalse(os.path.exists(pidfile), "a stale pidfile names a warrend that never ran")
+
+    @unittest.skipUnless(os.geteuid() == 0, "privileges are dropped only when started as root")
+    def test_no_worker_able_to_start_exits_one(self):
+        w = Warrend(ports=2, extra={"daemon": {"user": "no-such-user-warren"}})
+        proc = self.run_foreground(w)
+        self.assertEqual(proc.returncode, 1, proc.stderr)
+        self.assertIn('no such user "no-such-user-warren"', proc.stderr)
+        self.assertIn("no worker left to run", proc.stderr)
 
     def test_sighup_with_a_broken_config_keeps_the_old_workers(self):
         with Warrend(ports=2) as w:
