@@ -1,0 +1,175 @@
+#include "yaml_tree.h"
+
+#include <fmt/format.h>
+
+#include <map>
+#include <set>
+#include <string_view>
+
+#include "handles.h"
+
+namespace warren {
+
+namespace {
+
+// Deep nesting would exhaust the stack and alias expansion can grow exponentially
+// ("billion laughs"): both are bounded.
+constexpr int kMaxDepth = 64;
+constexpr size_t kMaxNodes = 100000;
+
+class TreeBuilder {
+ public:
+  TreeBuilder(const std::string& text, std::string file) : file_(std::move(file)) {
+    parser_.reset(new yaml_parser_t);
+    yaml_parser_initialize(parser_.get());
+    yaml_parser_set_input_string(parser_.get(), reinterpret_cast<const unsigned char*>(text.data()),
+                                 text.size());
+  }
+
+  // The document's root (null for an empty stream), or nullopt with error() set.
+  std::optional<Node> build() {
+    auto ev = next();
+    if (!ev || ev->type != YAML_STREAM_START_EVENT) return fail_if_unset();
+    ev = next();
+    if (!ev) return std::nullopt;
+    if (ev->type == YAML_STREAM_END_EVENT) return Node{};
+    if (ev->type != YAML_DOCUMENT_START_EVENT) return fail_if_unset();
+    ev = next();
+    if (!ev) return std::nullopt;
+    Node root;
+    if (!node_from(*ev, root, 0)) return std::nullopt;
+    ev = next();
+    if (!ev) return std::nullopt;
+    ev = next();
+    if (!ev) return std::nullopt;
+    if (ev->type != YAML_STREAM_END_EVENT) {
+      error_ = {file_, mark_line(ev->start_mark), "", "only one YAML document is allowed"};
+      return std::nullopt;
+    }
+    return root;
+  }
+  const ConfigError& error() const { return error_; }
+
+ private:
+  static int mark_line(const yaml_mark_t& m) { return static_cast<int>(m.line) + 1; }
+
+  YamlEventPtr next() {
+    YamlEventPtr ev(new yaml_event_t{});
+    if (!yaml_parser_parse(parser_.get(), ev.get())) {
+      const auto& p = *parser_;
+      std::string problem = "YAML syntax error: ";
+      problem += p.problem ? p.problem : "unknown error";
+      if (p.context) problem += fmt::format(" ({})", p.context);
+      error_ = {file_, mark_line(p.problem_mark), "", problem};
+      return nullptr;
+    }
+    return ev;
+  }
+
+  std::optional<Node> fail_if_unset() {
+    if (error_.problem.empty()) error_ = {file_, 1, "", "unexpected YAML event"};
+    return std::nullopt;
+  }
+
+  bool count(const Node& n) {
+    nodes_ += 1;
+    for (const auto& item : n.items)
+      if (!count(item)) return false;
+    for (const auto& [k, v] : n.entries)
+      if (!count(k) || !count(v)) return false;
+    if (nodes_ > kMaxNodes) {
+      error_ = {file_, n.line, "", fmt::format("more than {} YAML nodes", kMaxNodes)};
+      return false;
+    }
+    return true;
+  }
+
+  void remember_anchor(const yaml_char_t* anchor, const Node& n) {
+    if (anchor) anchors_[reinterpret_cast<const char*>(anchor)] = n;
+  }
+
+  bool node_from(const yaml_event_t& ev, Node& out, int depth) {
+    out.line = mark_line(ev.start_mark);
+    if (depth > kMaxDepth) {
+      error_ = {file_, out.line, "", fmt::format("nested deeper than {} levels", kMaxDepth)};
+      return false;
+    }
+    switch (ev.type) {
+      case YAML_ALIAS_EVENT: {
+        auto it = anchors_.find(reinterpret_cast<const char*>(ev.data.alias.anchor));
+        if (it == anchors_.end()) {
+          error_ = {file_, out.line, "", "unknown YAML alias"};
+          return false;
+        }
+        out = it->second;
+        out.line = mark_line(ev.start_mark);
+        return count(out);
+      }
+      case YAML_SCALAR_EVENT: {
+        const auto& s = ev.data.scalar;
+        out.value.assign(reinterpret_cast<const char*>(s.value), s.length);
+        const char* tag = reinterpret_cast<const char*>(s.tag);
+        out.quoted = s.style != YAML_PLAIN_SCALAR_STYLE ||
+                     (tag && std::string_view(tag) == "tag:yaml.org,2002:str");
+        static const std::set<std::string_view> kNulls{"", "~", "null", "Null", "NULL"};
+        out.kind = !out.quoted && kNulls.count(out.value) ? Node::Kind::null : Node::Kind::scalar;
+        remember_anchor(s.anchor, out);
+        return count(out);
+      }
+      case YAML_SEQUENCE_START_EVENT: {
+        out.kind = Node::Kind::sequence;
+        for (;;) {
+          auto child = next();
+          if (!child) return false;
+          if (child->type == YAML_SEQUENCE_END_EVENT) break;
+          out.items.emplace_back();
+          if (!node_from(*child, out.items.back(), depth + 1)) return false;
+        }
+        remember_anchor(ev.data.sequence_start.anchor, out);
+        return count_shallow();
+      }
+      case YAML_MAPPING_START_EVENT: {
+        out.kind = Node::Kind::mapping;
+        for (;;) {
+          auto key = next();
+          if (!key) return false;
+          if (key->type == YAML_MAPPING_END_EVENT) break;
+          out.entries.emplace_back();
+          if (!node_from(*key, out.entries.back().first, depth + 1)) return false;
+          auto value = next();
+          if (!value) return false;
+          if (!node_from(*value, out.entries.back().second, depth + 1)) return false;
+        }
+        remember_anchor(ev.data.mapping_start.anchor, out);
+        return count_shallow();
+      }
+      default:
+        error_ = {file_, out.line, "", "unexpected YAML event"};
+        return false;
+    }
+  }
+
+  // A collection's children were counted as they were built.
+  bool count_shallow() {
+    if (++nodes_ <= kMaxNodes) return true;
+    error_ = {file_, 0, "", fmt::format("more than {} YAML nodes", kMaxNodes)};
+    return false;
+  }
+
+  std::string file_;
+  YamlParserPtr parser_;
+  std::map<std::string, Node> anchors_;
+  size_t nodes_ = 0;
+  ConfigError error_;
+};
+
+}  // namespace
+
+std::optional<Node> yaml_tree(const std::string& text, const std::string& file, ConfigError& error) {
+  TreeBuilder builder(text, file);
+  auto root = builder.build();
+  if (!root) error = builder.error();
+  return root;
+}
+
+}  // namespace warren
