@@ -194,15 +194,15 @@ std::string join_key(std::string_view prefix, std::string_view name) {
 
 // ---------------------------------------------------------------- scalar conversions
 
-std::string describe(const Node& n) {
+std::string describe(const YamlNode& n) {
   switch (n.kind) {
-    case Node::Kind::null:
+    case YamlNode::Kind::null:
       return "nothing";
-    case Node::Kind::sequence:
+    case YamlNode::Kind::sequence:
       return "a list";
-    case Node::Kind::mapping:
+    case YamlNode::Kind::mapping:
       return "a mapping";
-    case Node::Kind::scalar:
+    case YamlNode::Kind::scalar:
       break;
   }
   std::string v = n.value.size() > 40 ? n.value.substr(0, 40) + "..." : n.value;
@@ -210,8 +210,8 @@ std::string describe(const Node& n) {
 }
 
 // Each returns the value or nullopt with `problem` set.
-std::optional<bool> to_bool(const Node& n, std::string& problem) {
-  if (n.kind == Node::Kind::scalar && !n.quoted) {
+std::optional<bool> to_bool(const YamlNode& n, std::string& problem) {
+  if (n.kind == YamlNode::Kind::scalar && !n.quoted) {
     std::string v = n.value;
     std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return std::tolower(c); });
     if (v == "true" || v == "yes") return true;
@@ -221,15 +221,15 @@ std::optional<bool> to_bool(const Node& n, std::string& problem) {
   return std::nullopt;
 }
 
-std::string_view number_text(const Node& n) {
+std::string_view number_text(const YamlNode& n) {
   std::string_view v = n.value;
   if (v.starts_with('+')) v.remove_prefix(1);
   return v;
 }
 
 template <typename T>
-std::optional<T> to_integer(const Node& n, std::string& problem) {
-  if (n.kind == Node::Kind::scalar && !n.quoted) {
+std::optional<T> to_integer(const YamlNode& n, std::string& problem) {
+  if (n.kind == YamlNode::Kind::scalar && !n.quoted) {
     std::string_view v = number_text(n);
     long long x = 0;
     auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
@@ -252,8 +252,8 @@ std::optional<T> to_integer(const Node& n, std::string& problem) {
   return std::nullopt;
 }
 
-std::optional<double> to_seconds(const Node& n, std::string& problem) {
-  if (n.kind == Node::Kind::scalar && !n.quoted) {
+std::optional<double> to_seconds(const YamlNode& n, std::string& problem) {
+  if (n.kind == YamlNode::Kind::scalar && !n.quoted) {
     std::string_view v = number_text(n);
     double x = 0;
     auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
@@ -263,9 +263,9 @@ std::optional<double> to_seconds(const Node& n, std::string& problem) {
   return std::nullopt;
 }
 
-std::optional<std::string> to_string(const Node& n, std::string& problem) {
-  if (n.kind == Node::Kind::null) return std::string();
-  if (n.kind == Node::Kind::scalar) return n.value;
+std::optional<std::string> to_string(const YamlNode& n, std::string& problem) {
+  if (n.kind == YamlNode::Kind::null) return std::string();
+  if (n.kind == YamlNode::Kind::scalar) return n.value;
   problem = "expected a string, got " + describe(n);
   return std::nullopt;
 }
@@ -277,7 +277,7 @@ bool parse_port(std::string_view text, int& port) {
 }
 
 // "host", "host:port", "[v6addr]" or "[v6addr]:port". Port 0: not given, takes broker.port.
-std::optional<BrokerHost> to_host(const Node& n, std::string& problem) {
+std::optional<BrokerHost> to_host(const YamlNode& n, std::string& problem) {
   auto text = to_string(n, problem);
   if (!text) return std::nullopt;
   std::string_view s = *text, host = s, port;
@@ -313,8 +313,8 @@ std::optional<BrokerHost> to_host(const Node& n, std::string& problem) {
 }
 
 // Queue arguments keep their YAML type: plain scalars become booleans, integers or reals.
-std::optional<ArgValue> to_arg(const Node& n, std::string& problem) {
-  if (n.kind != Node::Kind::scalar) {
+std::optional<ArgValue> to_arg(const YamlNode& n, std::string& problem) {
+  if (n.kind != YamlNode::Kind::scalar) {
     problem = "expected a string, number or boolean, got " + describe(n);
     return std::nullopt;
   }
@@ -342,7 +342,7 @@ class Loader {
  public:
   explicit Loader(std::string file) : file_(std::move(file)) { config_.path = file_; }
 
-  void load(const Node& root) {
+  void load(const YamlNode& root) {
     walk_mapping(root, "", "", Target{&config_, nullptr});
     resolve_hosts();
     check_semantics();
@@ -379,16 +379,16 @@ class Loader {
 
   // pattern: the table's name for this mapping ("forwarders[].backend"); path: the name the
   // user sees ("forwarders[2].backend").
-  void walk_mapping(const Node& node, const std::string& pattern, const std::string& path,
+  void walk_mapping(const YamlNode& node, const std::string& pattern, const std::string& path,
                     Target t) {
-    if (node.kind == Node::Kind::null) return;
-    if (node.kind != Node::Kind::mapping) {
+    if (node.kind == YamlNode::Kind::null) return;
+    if (node.kind != YamlNode::Kind::mapping) {
       error(node.line, path, "expected a mapping, got " + describe(node));
       return;
     }
     std::set<std::string> seen;
     for (const auto& [k, v] : node.entries) {
-      if (k.kind != Node::Kind::scalar) {
+      if (k.kind != YamlNode::Kind::scalar) {
         error(k.line, path, "expected a key name, got " + describe(k));
         continue;
       }
@@ -412,9 +412,9 @@ class Loader {
     }
   }
 
-  void walk_forwarders(const Node& node, const std::string& path) {
-    if (node.kind == Node::Kind::null) return;
-    if (node.kind != Node::Kind::sequence) {
+  void walk_forwarders(const YamlNode& node, const std::string& path) {
+    if (node.kind == YamlNode::Kind::null) return;
+    if (node.kind != YamlNode::Kind::sequence) {
       error(node.line, path, "expected a list, got " + describe(node));
       return;
     }
@@ -423,7 +423,7 @@ class Loader {
       std::string item = fmt::format("{}[{}]", path, i);
       lines_[item] = node.items[i].line;
       config_.forwarders.emplace_back();
-      if (node.items[i].kind != Node::Kind::mapping) {
+      if (node.items[i].kind != YamlNode::Kind::mapping) {
         error(node.items[i].line, item, "expected a mapping, got " + describe(node.items[i]));
         unchecked_forwarders_.insert(i);
         continue;
@@ -434,7 +434,7 @@ class Loader {
 
   // Converts one scalar with `convert`, or reports it. Returns whether it succeeded.
   template <typename T, typename Convert>
-  bool convert_into(const Node& n, const std::string& path, T& out, Convert convert) {
+  bool convert_into(const YamlNode& n, const std::string& path, T& out, Convert convert) {
     std::string problem;
     auto v = convert(n, problem);
     if (!v) {
@@ -446,12 +446,13 @@ class Loader {
   }
 
   template <typename T, typename Convert>
-  void convert_list(const Node& n, const std::string& path, std::vector<T>& out, Convert convert) {
-    if (n.kind == Node::Kind::null) {
+  void convert_list(const YamlNode& n, const std::string& path, std::vector<T>& out,
+                    Convert convert) {
+    if (n.kind == YamlNode::Kind::null) {
       out.clear();
       return;
     }
-    if (n.kind != Node::Kind::sequence) {
+    if (n.kind != YamlNode::Kind::sequence) {
       error(n.line, path, "expected a list, got " + describe(n));
       return;
     }
@@ -464,8 +465,8 @@ class Loader {
     }
   }
 
-  void set_value(const KeyRow& row, const Node& n, const std::string& path, Target t) {
-    if (n.kind == Node::Kind::scalar) lines_[path] = n.line;
+  void set_value(const KeyRow& row, const YamlNode& n, const std::string& path, Target t) {
+    if (n.kind == YamlNode::Kind::scalar) lines_[path] = n.line;
     std::visit(
         [&](auto ref) {
           auto& member = ref(t);
@@ -491,14 +492,15 @@ class Loader {
         row.field);
   }
 
-  void set_arguments(const Node& n, const std::string& path, std::map<std::string, ArgValue>& out) {
-    if (n.kind == Node::Kind::null) return;
-    if (n.kind != Node::Kind::mapping) {
+  void set_arguments(const YamlNode& n, const std::string& path,
+                     std::map<std::string, ArgValue>& out) {
+    if (n.kind == YamlNode::Kind::null) return;
+    if (n.kind != YamlNode::Kind::mapping) {
       error(n.line, path, "expected a mapping, got " + describe(n));
       return;
     }
     for (const auto& [k, v] : n.entries) {
-      if (k.kind != Node::Kind::scalar) {
+      if (k.kind != YamlNode::Kind::scalar) {
         error(k.line, path, "expected an argument name, got " + describe(k));
         continue;
       }

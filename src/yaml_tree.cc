@@ -27,16 +27,16 @@ class TreeBuilder {
   }
 
   // The document's root (null for an empty stream), or nullopt with error() set.
-  std::optional<Node> build() {
+  std::optional<YamlNode> build() {
     auto ev = next();
     if (!ev || ev->type != YAML_STREAM_START_EVENT) return fail_if_unset();
     ev = next();
     if (!ev) return std::nullopt;
-    if (ev->type == YAML_STREAM_END_EVENT) return Node{};
+    if (ev->type == YAML_STREAM_END_EVENT) return YamlNode{};
     if (ev->type != YAML_DOCUMENT_START_EVENT) return fail_if_unset();
     ev = next();
     if (!ev) return std::nullopt;
-    Node root;
+    YamlNode root;
     if (!node_from(*ev, root, 0)) return std::nullopt;
     ev = next();
     if (!ev) return std::nullopt;
@@ -66,12 +66,12 @@ class TreeBuilder {
     return ev;
   }
 
-  std::optional<Node> fail_if_unset() {
+  std::optional<YamlNode> fail_if_unset() {
     if (error_.problem.empty()) error_ = {file_, 1, "", "unexpected YAML event"};
     return std::nullopt;
   }
 
-  bool count(const Node& n) {
+  bool count(const YamlNode& n) {
     nodes_ += 1;
     for (const auto& item : n.items)
       if (!count(item)) return false;
@@ -84,11 +84,11 @@ class TreeBuilder {
     return true;
   }
 
-  void remember_anchor(const yaml_char_t* anchor, const Node& n) {
+  void remember_anchor(const yaml_char_t* anchor, const YamlNode& n) {
     if (anchor) anchors_[reinterpret_cast<const char*>(anchor)] = n;
   }
 
-  bool node_from(const yaml_event_t& ev, Node& out, int depth) {
+  bool node_from(const yaml_event_t& ev, YamlNode& out, int depth) {
     out.line = mark_line(ev.start_mark);
     if (depth > kMaxDepth) {
       error_ = {file_, out.line, "", fmt::format("nested deeper than {} levels", kMaxDepth)};
@@ -112,12 +112,13 @@ class TreeBuilder {
         out.quoted = s.style != YAML_PLAIN_SCALAR_STYLE ||
                      (tag && std::string_view(tag) == "tag:yaml.org,2002:str");
         static const std::set<std::string_view> kNulls{"", "~", "null", "Null", "NULL"};
-        out.kind = !out.quoted && kNulls.count(out.value) ? Node::Kind::null : Node::Kind::scalar;
+        out.kind = !out.quoted && kNulls.count(out.value) ? YamlNode::Kind::null
+                                                          : YamlNode::Kind::scalar;
         remember_anchor(s.anchor, out);
         return count(out);
       }
       case YAML_SEQUENCE_START_EVENT: {
-        out.kind = Node::Kind::sequence;
+        out.kind = YamlNode::Kind::sequence;
         for (;;) {
           auto child = next();
           if (!child) return false;
@@ -129,7 +130,7 @@ class TreeBuilder {
         return count_shallow();
       }
       case YAML_MAPPING_START_EVENT: {
-        out.kind = Node::Kind::mapping;
+        out.kind = YamlNode::Kind::mapping;
         for (;;) {
           auto key = next();
           if (!key) return false;
@@ -158,14 +159,15 @@ class TreeBuilder {
 
   std::string file_;
   YamlParserPtr parser_;
-  std::map<std::string, Node> anchors_;
+  std::map<std::string, YamlNode> anchors_;
   size_t nodes_ = 0;
   ConfigError error_;
 };
 
 }  // namespace
 
-std::optional<Node> yaml_tree(const std::string& text, const std::string& file, ConfigError& error) {
+std::optional<YamlNode> yaml_tree(const std::string& text, const std::string& file,
+                                  ConfigError& error) {
   TreeBuilder builder(text, file);
   auto root = builder.build();
   if (!root) error = builder.error();

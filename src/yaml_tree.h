@@ -11,24 +11,25 @@
 
 namespace warren {
 
-struct Entry;  // a mapping's key and value
+struct YamlEntry;  // a mapping's key and value
 
-struct Node {
+struct YamlNode {
   enum class Kind { null, scalar, sequence, mapping } kind = Kind::null;
   std::string value;
   bool quoted = false;  // quoted, block scalar or !!str: always a string, never a number or bool
   int line = 0;         // 1-based
-  std::vector<Node> items;
-  // Not std::pair<Node, Node>: a pair of an incomplete type is refused by clang (make fuzz).
-  std::vector<Entry> entries;
+  std::vector<YamlNode> items;
+  // Not a std::pair of two nodes: a pair of an incomplete type is refused by clang (make fuzz).
+  std::vector<YamlEntry> entries;
 };
 
-struct Entry {
-  Node first, second;
+struct YamlEntry {
+  YamlNode first, second;
 };
 
 // The document's root (a null node for an empty stream), or nullopt with `error` set to the
 // first problem: its file (`file`), line and what is wrong.
-std::optional<Node> yaml_tree(const std::string& text, const std::string& file, ConfigError& error);
+std::optional<YamlNode> yaml_tree(const std::string& text, const std::string& file,
+                                  ConfigError& error);
 
 }  // namespace warren
