@@ -26,6 +26,7 @@ struct Deleter {
 };
 
 using EventBasePtr = std::unique_ptr<event_base, Deleter<event_base_free>>;
+using EventConfigPtr = std::unique_ptr<event_config, Deleter<event_config_free>>;
 using EventPtr = std::unique_ptr<event, Deleter<event_free>>;
 using EvhttpPtr = std::unique_ptr<evhttp, Deleter<evhttp_free>>;
 using EvbufferPtr = std::unique_ptr<evbuffer, Deleter<evbuffer_free>>;

@@ -56,10 +56,20 @@ double unix_now() {
   return true;
 }
 
+// Each HTTP request changes its connection's events several times (reply written: write on;
+// written: write off, read on), often within one loop pass; epoll's changelist folds the
+// changes of one pass into one epoll_ctl per fd: 3 calls per request instead of 4 at c=64.
+// (Its documented caveat, fds duplicated with dup(), does not apply: a worker dups none.)
+EventBasePtr new_worker_base() {
+  EventConfigPtr config(event_config_new());
+  event_config_set_flag(config.get(), EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+  return EventBasePtr(event_base_new_with_config(config.get()));
+}
+
 class Worker final : public StatsSource {
  public:
   Worker(std::shared_ptr<const Config> config, const WorkerSpec& spec)
-      : config_(std::move(config)), spec_(spec), base_(event_base_new()) {}
+      : config_(std::move(config)), spec_(spec), base_(new_worker_base()) {}
 
   int run(Fd channel_fd) {
     started_ = unix_now();
