@@ -49,6 +49,13 @@ struct BackendResponse {
 // timeout, 502 for anything else that gave no usable answer.
 int failure_status(const BackendResponse& response);
 
+// oslo: where the reply goes. msg_id empty: a cast, nothing to reply. (At namespace scope: clang
+// cannot emplace a nested struct with default member initializers inside its enclosing class.)
+struct OsloCaller {
+  std::string msg_id, reply_q, unique_id;
+  double heartbeat = 0;  // seconds between heartbeat replies while the backend runs; 0: none
+};
+
 // What a format made of one message.
 struct Translation {
   enum class Kind {
@@ -61,12 +68,7 @@ struct Translation {
   bool invalid = false;    // the answer is because the message could not be parsed
   std::string error;       // why an answer was given, for logs and dead-letter headers
   std::string request_id;  // vcd: the request's id, echoed in the reply
-  // oslo: where the reply goes. msg_id empty: a cast, nothing to reply.
-  struct Oslo {
-    std::string msg_id, reply_q, unique_id;
-    double heartbeat = 0;  // seconds between heartbeat replies while the backend runs; 0: none
-  };
-  std::optional<Oslo> oslo;
+  std::optional<OsloCaller> oslo;
   // A caller waits for the answer (an oslo call): whatever the backend answered (or failed
   // with) is final, replied and acked; no retry, no dead letter.
   bool final_answer = false;

@@ -32,7 +32,7 @@ Translation invalid(std::string error) {
   return t;
 }
 
-Reply reply_to(const Translation::Oslo& o, const json& result, const std::optional<oslo::Failure>& failure,
+Reply reply_to(const OsloCaller& o, const json& result, const std::optional<oslo::Failure>& failure,
                bool ending) {
   Reply r;
   r.routing_key = o.reply_q;  // on the default exchange
