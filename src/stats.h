@@ -39,6 +39,7 @@ namespace warren {
   X(publish_nacked, publish, "nacked", "messages nacked by the broker")                       \
   X(publish_returned, publish, "returned", "mandatory messages returned unroutable")          \
   X(publish_failed, publish, "failed", "messages refused, timed out or lost with the link")   \
+  X(publish_blocked, publish, "blocked", "of failed: refused while the broker blocked us")    \
   X(rpc_calls, rpc, "calls", "RPC calls received")                                           \
   X(rpc_casts, rpc, "casts", "RPC casts and fanouts received")                                \
   X(rpc_results, rpc, "results", "RPC calls answered with a result")                          \

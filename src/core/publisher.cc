@@ -65,6 +65,7 @@ struct Publisher::Link {
   uint64_t publishes = 0;
   Clock::time_point last_used = Clock::now();
   bool refused = false;
+  std::string blocked_reason;  // the broker's, from connection.blocked
 
   bool open() const { return conn && conn->is_open(); }
 };
@@ -120,6 +121,7 @@ void Publisher::on_link_state(Link& link, amqp::ConnectionState state, const amq
       break;
     case ConnectionState::blocked:
       log_warning("broker blocked publishing for {}: {}", link.name, why.text);
+      link.blocked_reason = why.text;
       break;
     case ConnectionState::closed:
       if (why.outcome == amqp::Outcome::refused) {
@@ -161,6 +163,16 @@ void Publisher::send(Link& link, Message message, Clock::time_point deadline, Pu
       state == amqp::ConnectionState::closing) {
     link.refused = false;
     connect(link);
+  }
+  // A resource alarm: the broker reads nothing more from this connection until it clears,
+  // which takes as long as it takes. Refuse at once with 503 (never sent: safe to retry after
+  // Retry-After) rather than hold the client until confirm_timeout for a certain 504.
+  if (state == amqp::ConnectionState::blocked) {
+    ++counters_.publish_failed;
+    ++counters_.publish_blocked;
+    return amqp::defer(base_, [done = std::move(done), why = link.blocked_reason] {
+      done({PublishStatus::unavailable, fmt::format("the broker blocked publishing: {}", why)});
+    });
   }
   auto found = link.channels.find(message.exchange);
   std::shared_ptr<amqp::Channel> channel = found != link.channels.end() ? found->second : nullptr;

@@ -38,7 +38,7 @@ enum class PublishStatus {
   rejected,     // any other broker error (505, 541 ...) or a nack
   invalid,      // the message cannot be encoded (a header value too large, ...) or the broker
                 // refused it as such (406 PRECONDITION_FAILED: user_id not the login's, ...)
-  unavailable,  // broker unreachable, or too many messages already waiting
+  unavailable,  // broker unreachable or blocking publishers, or too many messages waiting
   timeout,      // sent, but no confirm within confirm_timeout
 };
 

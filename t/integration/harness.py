@@ -35,6 +35,30 @@ def broker_port():
     return int(os.environ.get("WARREN_BROKER_PORT", "5672"))
 
 
+def broker_command(command, *args, timeout=150):
+    """scripts/broker COMMAND $WARREN_BROKER_DIR ARGS... (kill, restart, pause, resume, ctl ...)
+    on t/run-tests' broker; its stdout. Raises with its stderr when it fails."""
+    proc = subprocess.run([os.path.join(ROOT, "scripts", "broker"), command,
+                           os.environ["WARREN_BROKER_DIR"], *args],
+                          capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"scripts/broker {command} {' '.join(args)}: {proc.stderr}")
+    return proc.stdout
+
+
+def broker_ready(timeout=60):
+    """Until pika can connect (the AMQP port answers and the node accepts logins)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            BrokerClient().close()
+            return
+        except pika.exceptions.AMQPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def wait_for(predicate, timeout, interval=0.05):
     """Polls predicate until it returns something true or timeout seconds pass; its last value."""
     deadline = time.monotonic() + timeout

@@ -5,7 +5,6 @@ These tests restart or SIGSTOP the shared test broker; each leaves it healthy ag
 """
 import json
 import os
-import subprocess
 import threading
 import time
 import unittest
@@ -13,31 +12,11 @@ import uuid
 
 import pika
 
-from harness import ROOT, BrokerClient, Warrend
+from harness import BrokerClient, Warrend, broker_command, broker_ready
 
 BROKER_DIR = os.environ.get("WARREN_BROKER_DIR")
 CONFIRM_TIMEOUT = 2
 MARGIN = 1.0  # seconds beyond confirm_timeout a loaded 2-core machine may need to answer
-
-
-def broker(command):
-    proc = subprocess.run([os.path.join(ROOT, "scripts", "broker"), command, BROKER_DIR],
-                          capture_output=True, text=True, timeout=150)
-    if proc.returncode != 0:
-        raise RuntimeError(f"scripts/broker {command}: {proc.stderr}")
-
-
-def broker_ready(timeout=60):
-    """Until pika can connect (the AMQP port answers and the node accepts logins)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            BrokerClient().close()
-            return
-        except pika.exceptions.AMQPError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
 
 
 def form(body):
@@ -114,7 +93,7 @@ class PublishFaults(unittest.TestCase):
         try:
             time.sleep(0.5)
             restart_started = time.monotonic()
-            broker("restart")
+            broker_command("restart")
             restarted = time.monotonic()
             broker_ready()
             time.sleep(1.0)  # keep the stream going past the broker's return
@@ -147,7 +126,7 @@ class PublishFaults(unittest.TestCase):
         # Every worker has its broker connection open before the broker stops.
         for port in range(3):
             self.assertEqual(self.post(port, f"warm-{port}")[0], 204)
-        broker("pause")
+        broker_command("pause")
         try:
             # One publish per worker on its open connection, and one with credentials never
             # seen (a new connection that cannot finish its handshake), all at once.
@@ -180,7 +159,7 @@ class PublishFaults(unittest.TestCase):
             # the new connection never got to send: 503 (unavailable), not 504
             self.assertEqual(outcomes["new"][0], 503)
         finally:
-            broker("resume")
+            broker_command("resume")
         for port in range(3):
             self.wait_publishing(port, 15)
 
