@@ -103,7 +103,10 @@ void Channel::fail_all(const Result& why) {
   for (auto& c : calls_)
     if (c.cb) todo.push_back([cb = std::move(c.cb), why] { cb(why, nullptr); });
   for (auto& p : waiting_) todo.push_back([cb = std::move(p.cb), why] { cb(why); });
-  for (auto& [tag, p] : unconfirmed_) todo.push_back([cb = std::move(p.cb), why] { cb(why); });
+  Result sent_why = why;
+  sent_why.sent = true;
+  for (auto& [tag, p] : unconfirmed_)
+    todo.push_back([cb = std::move(p.cb), sent_why] { cb(sent_why); });
   for (auto& [tag, c] : consumers_)
     if (c.on_end) todo.push_back([cb = std::move(c.on_end), why] { cb(why); });
   if (on_closed_by_owner_)

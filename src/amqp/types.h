@@ -30,6 +30,8 @@ struct Result {
   Outcome outcome = Outcome::ok;
   int code = 0;      // AMQP reply code when the broker gave one (404, 403, 312, 320, ...)
   std::string text;  // reply text or a description of the failure
+  // A publish that failed after it was written to the connection: the broker may have it.
+  bool sent = false;
   bool ok() const { return outcome == Outcome::ok; }
 };
 

@@ -19,6 +19,19 @@ std::string sha256_hex(std::string_view data) {
   return hex;
 }
 
+constexpr const char* kOutcomeUnknown =
+    "the broker connection was lost after the message was sent, before its confirm: the broker "
+    "may or may not have it";
+
+// A message the broker may already have: if a later attempt fails as "unavailable" (503, safe
+// to send again), the client must hear instead that the outcome is unknown (504).
+PublishCallback outcome_unknown(PublishCallback done) {
+  return [done = std::move(done)](const PublishResult& r) {
+    if (r.status != PublishStatus::unavailable) return done(r);
+    done({PublishStatus::timeout, kOutcomeUnknown});
+  };
+}
+
 }  // namespace
 
 PublishResult publish_result(const amqp::Result& r, bool link_open) {
@@ -41,6 +54,7 @@ PublishResult publish_result(const amqp::Result& r, bool link_open) {
       if (!link_open) return {PublishStatus::unavailable, "broker unreachable"};
       return {PublishStatus::timeout, "no confirm from the broker within confirm_timeout"};
     case Outcome::connection_lost:
+      if (r.sent) return {PublishStatus::timeout, kOutcomeUnknown};
       // connection.open refused: RabbitMQ says 530 NOT_ALLOWED for a missing vhost and for a
       // user without access to it; only the text tells them apart.
       if (r.code == 530)
@@ -198,8 +212,10 @@ void Publisher::send(Link& link, Message message, Clock::time_point deadline, Pu
         // The connection died before the confirm: the broker may or may not have the message.
         // Send it again while time is left (at-least-once; a 2xx always means confirmed).
         if (r.outcome == amqp::Outcome::connection_lost && r.code != 530 && !l.refused &&
-            Clock::now() < deadline)
+            Clock::now() < deadline) {
+          if (r.sent) done = outcome_unknown(std::move(done));
           return send(l, std::move(*held), deadline, std::move(done));
+        }
         auto result = publish_result(r, l.open());
         switch (result.status) {
           case PublishStatus::confirmed: ++counters_.publish_confirmed; ++l.publishes; break;

@@ -211,6 +211,10 @@ class PublishFaultBase(unittest.TestCase):
         in_queue = collections.Counter(queue_ids(self.queue))
         lost = confirmed - set(in_queue)
         self.assertEqual(lost, set(), f"{len(lost)} of {len(confirmed)} answered 204 are missing")
+        # 503 promises the message was never sent (safe to send again); one the broker may have
+        # kept is answered 504 (outcome unknown).
+        resendable = {a.id for a in answers if a.status == 503} & set(in_queue)
+        self.assertEqual(resendable, set(), "answered 503, yet the broker has them")
         return confirmed, in_queue
 
 
