@@ -31,8 +31,36 @@ BUILD = os.environ.get("WARREN_BUILD") or os.path.join(ROOT, "build")
 DELETE = object()  # in Warrend(extra=...): remove this key from the generated config
 
 
+BROKER_DIR = os.environ.get("WARREN_BROKER_DIR")  # t/run-tests' broker (scripts/broker)
+
+
 def broker_port():
     return int(os.environ.get("WARREN_BROKER_PORT", "5672"))
+
+
+def broker(command):
+    """scripts/broker COMMAND on the test broker: pause, resume, restart, kill ..."""
+    proc = subprocess.run([os.path.join(ROOT, "scripts", "broker"), command, BROKER_DIR],
+                          capture_output=True, text=True, timeout=150)
+    if proc.returncode != 0:
+        raise RuntimeError(f"scripts/broker {command}: {proc.stderr}")
+
+
+def broker_eval(*expressions):
+    """Runs Erlang expressions on the test broker in ONE rabbitmqctl call (each call starts an
+    Erlang VM: about 1 s, several on a loaded machine). `A` is the acting user for the audit
+    log. These are RabbitMQ 3.10's functions behind add_user, set_permissions, add_vhost ..."""
+    code = ", ".join(('A = <<"warren-it">>',) + expressions + ("ok.",))
+    proc = subprocess.run([os.path.join(ROOT, "scripts", "broker"), "ctl", BROKER_DIR, "eval", code],
+                          capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise RuntimeError(f"rabbitmqctl eval {code}: {proc.stdout}{proc.stderr}")
+    return proc.stdout
+
+
+def erl(text):
+    """An Erlang binary literal."""
+    return '<<"' + text.replace("\\", "\\\\").replace('"', '\\"') + '">>'
 
 
 def wait_for(predicate, timeout, interval=0.05):

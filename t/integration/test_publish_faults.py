@@ -5,7 +5,6 @@ These tests restart or SIGSTOP the shared test broker; each leaves it healthy ag
 """
 import json
 import os
-import subprocess
 import threading
 import time
 import unittest
@@ -13,18 +12,11 @@ import uuid
 
 import pika
 
-from harness import ROOT, BrokerClient, Warrend
+from harness import BrokerClient, Warrend, broker
 
 BROKER_DIR = os.environ.get("WARREN_BROKER_DIR")
 CONFIRM_TIMEOUT = 2
 MARGIN = 1.0  # seconds beyond confirm_timeout a loaded 2-core machine may need to answer
-
-
-def broker(command):
-    proc = subprocess.run([os.path.join(ROOT, "scripts", "broker"), command, BROKER_DIR],
-                          capture_output=True, text=True, timeout=150)
-    if proc.returncode != 0:
-        raise RuntimeError(f"scripts/broker {command}: {proc.stderr}")
 
 
 def broker_ready(timeout=60):
