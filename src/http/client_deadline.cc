@@ -111,9 +111,13 @@ void ClientDeadlines::on_deadline(evutil_socket_t, short, void* arg) {
 }
 
 void ClientDeadlines::expire(Client& c) {
-  // evhttp is writing its own answer (an error page for a request it could not parse) and
-  // closes the connection after it.
-  if (!c.conn || c.in_handler || evbuffer_get_length(bufferevent_get_output(c.bev)) > 0) return;
+  if (!c.conn || c.in_handler) return;
+  // evhttp is writing something of its own: an error page for a request it could not parse
+  // (the connection closes after it), or a "100 Continue". Look again later.
+  if (evbuffer_get_length(bufferevent_get_output(c.bev)) > 0) {
+    evtimer_add(c.deadline.get(), &timeout_);
+    return;
+  }
   ++counters_.request_timeouts;
   ++counters_.response_408;
   const double seconds = static_cast<double>(timeout_.tv_sec) + timeout_.tv_usec / 1e6;
