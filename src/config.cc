@@ -101,6 +101,8 @@ const KeyRow kKeyTable[] = {
     {.key = "broker.tls.cert", .field = CONFIG_KEY(broker.tls.cert)},
     {.key = "broker.tls.key", .field = CONFIG_KEY(broker.tls.key)},
     {.key = "broker.tls.verify", .field = CONFIG_KEY(broker.tls.verify)},
+    {.key = "broker.max_connections", .field = CONFIG_KEY(broker.max_connections), .min = 1,
+     .max = 65535},
 
     {.key = "http.listen", .field = CONFIG_KEY(http.listen), .reloadable = false,
      .required = true},
@@ -117,6 +119,10 @@ const KeyRow kKeyTable[] = {
     {.key = "http.sse_keepalive", .field = CONFIG_KEY(http.sse_keepalive), .min = 0.01,
      .max = kMaxSeconds},
     {.key = "http.sse_max_buffer", .field = CONFIG_KEY(http.sse_max_buffer), .min = 1},
+    {.key = "http.max_header_size", .field = CONFIG_KEY(http.max_header_size), .min = 256,
+     .max = 16 * 1024 * 1024},
+    {.key = "http.request_timeout", .field = CONFIG_KEY(http.request_timeout), .min = 0.001,
+     .max = kMaxSeconds},
 
     {.key = "forwarders[].name", .field = FORWARDER_KEY(name), .required = true},
     {.key = "forwarders[].queue_set", .field = FORWARDER_KEY(queue_set), .required = true},

@@ -39,6 +39,7 @@ struct BrokerConfig {
   int heartbeat = 30;
   double connect_timeout = 5;
   TlsConfig tls;
+  int max_connections = 64;  // publishing connections (one per vhost, user, password) per worker
 };
 
 struct HttpConfig {
@@ -52,6 +53,8 @@ struct HttpConfig {
   int max_in_flight = 10000;  // publishes waiting or unconfirmed per broker connection
   double sse_keepalive = 15;        // seconds between comment lines on an idle event stream
   size_t sse_max_buffer = 1048576;  // bytes unsent to an event client before it is cut off
+  size_t max_header_size = 16384;   // request line and headers; more answers 431
+  double request_timeout = 30;      // seconds from a request's first byte to its last; then 408
 };
 
 // A YAML scalar or nested value kept as written, for queue `arguments` (typed on the wire).

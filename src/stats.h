@@ -56,6 +56,12 @@ namespace warren {
   X(sse_events, events, "events", "events sent to stream clients")                            \
   X(sse_slow_clients, events, "slow_clients_cut", "stream clients cut off over sse_max_buffer") \
   X(accept_paused, limits, "accept_paused", "accepting paused: out of file descriptors")      \
+  X(header_too_large, limits, "header_too_large", "requests over http.max_header_size (431)")  \
+  X(request_timeouts, limits, "request_timeouts", "requests not sent whole in http.request_timeout (408)") \
+  X(broker_connections_evicted, limits, "broker_connections_evicted",                        \
+    "idle broker connections closed to stay within broker.max_connections")                   \
+  X(broker_connections_refused, limits, "broker_connections_refused",                        \
+    "publishes refused (503): broker.max_connections reached, every connection busy")         \
   X(signals_received, process, "signals_received", "signals received by the process")
 
 struct Counters {

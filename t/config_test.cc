@@ -57,6 +57,9 @@ TEST(Config, EmptyFileGivesDefaults) {
     EXPECT_EQ(c->http.ports, std::vector<int>{8000});
     EXPECT_EQ(c->http.max_body, 1048576u);
     EXPECT_TRUE(c->http.keep_alive);
+    EXPECT_EQ(c->http.max_header_size, 16384u);
+    EXPECT_EQ(c->http.request_timeout, 30);
+    EXPECT_EQ(c->broker.max_connections, 64);
     EXPECT_TRUE(c->forwarders.empty());
     EXPECT_EQ(c->rpc.timeout, 60);
     EXPECT_EQ(c->logging.level, "info");
@@ -374,6 +377,12 @@ TEST(Config, SemanticRanges) {
       "warren.yml:2: logging.syslog_facility: must be one of \"\", daemon, user, local0, local1, "
       "local2, local3, local4, local5, local6, local7, got \"mail\"");
   EXPECT_EQ(only_error("http:\n  listen: \"\"\n"), "warren.yml:2: http.listen: may not be empty");
+  EXPECT_EQ(only_error("broker:\n  max_connections: 0\n"),
+            "warren.yml:2: broker.max_connections: must be between 1 and 65535, got 0");
+  EXPECT_EQ(only_error("http:\n  max_header_size: 100\n"),
+            "warren.yml:2: http.max_header_size: must be between 256 and 16777216, got 100");
+  EXPECT_EQ(only_error("http:\n  request_timeout: 0\n"),
+            "warren.yml:2: http.request_timeout: must be between 0.001 and 10000000, got 0");
 }
 
 TEST(Config, BrokerTlsFiles) {

@@ -23,11 +23,12 @@ constexpr const char* kOutcomeUnknown =
     "the broker connection was lost after the message was sent, before its confirm: the broker "
     "may or may not have it";
 
-// A message the broker may already have: if a later attempt fails as "unavailable" (503, safe
-// to send again), the client must hear instead that the outcome is unknown (504).
+// A message the broker may already have: if a later attempt fails as never sent (503, safe to
+// send again), the client must hear instead that the outcome is unknown (504).
 PublishCallback outcome_unknown(PublishCallback done) {
   return [done = std::move(done)](const PublishResult& r) {
-    if (r.status != PublishStatus::unavailable) return done(r);
+    if (r.status != PublishStatus::unavailable && r.status != PublishStatus::over_limit)
+      return done(r);
     done({PublishStatus::timeout, kOutcomeUnknown});
   };
 }
@@ -80,8 +81,15 @@ struct Publisher::Link {
   Clock::time_point last_used = Clock::now();
   bool refused = false;
   std::string blocked_reason;  // the broker's, from connection.blocked
+  bool evicted = false;  // closed to make room; Connection::close() takes effect a pass later
 
   bool open() const { return conn && conn->is_open(); }
+  // Holds one of the worker's broker.max_connections: connected, connecting or about to.
+  bool holds_connection() const {
+    if (!conn || evicted) return false;
+    const auto state = conn->state();
+    return state != amqp::ConnectionState::closing && state != amqp::ConnectionState::closed;
+  }
 };
 
 Publisher::Publisher(event_base* base, const Config& config, Counters& counters,
@@ -105,7 +113,28 @@ Publisher::Link& Publisher::link_for(const Credentials& who) {
   return *slot;
 }
 
+bool Publisher::make_room(const Link& link) {
+  size_t held = 0;
+  Link* idlest = nullptr;
+  for (auto& [key, other] : links_) {
+    if (other.get() == &link || !other->holds_connection()) continue;
+    ++held;
+    if (other->in_flight == 0 && (!idlest || other->last_used < idlest->last_used))
+      idlest = other.get();
+  }
+  if (held < static_cast<size_t>(config_.broker.max_connections)) return true;
+  if (!idlest) return false;
+  log_info("closing idle broker connection for {} (broker.max_connections {} reached)",
+           idlest->name, config_.broker.max_connections);
+  ++counters_.broker_connections_evicted;
+  idlest->evicted = true;
+  idlest->reconnect_timer.reset();  // a connection waiting to retry must not start after all
+  idlest->conn->close();
+  return true;
+}
+
 void Publisher::connect(Link& link) {
+  link.evicted = false;
   if (link.conn) {
     // Never freed inside its own callback: hand the old connection to the next loop pass.
     auto* old = link.conn.release();
@@ -173,8 +202,18 @@ void Publisher::send(Link& link, Message message, Clock::time_point deadline, Pu
   // A closing connection (closed as idle a moment ago) takes no new channel: it would fail the
   // message at once, the retry would find it still closing, and so on until close-ok.
   const auto state = link.conn ? link.conn->state() : amqp::ConnectionState::closed;
-  if (link.refused || state == amqp::ConnectionState::closed ||
+  if (link.refused || link.evicted || state == amqp::ConnectionState::closed ||
       state == amqp::ConnectionState::closing) {
+    if (!make_room(link)) {
+      ++counters_.broker_connections_refused;
+      ++counters_.publish_failed;
+      return amqp::defer(base_, [done = std::move(done), max = config_.broker.max_connections] {
+        done({PublishStatus::over_limit,
+              fmt::format("broker.max_connections ({}) reached and every broker connection of "
+                          "this worker has messages in flight",
+                          max)});
+      });
+    }
     link.refused = false;
     connect(link);
   }

@@ -39,6 +39,7 @@ enum class PublishStatus {
   invalid,      // the message cannot be encoded (a header value too large, ...) or the broker
                 // refused it as such (406 PRECONDITION_FAILED: user_id not the login's, ...)
   unavailable,  // broker unreachable or blocking publishers, or too many messages waiting
+  over_limit,   // a new broker connection was needed and broker.max_connections are all busy
   timeout,      // sent, but no confirm within confirm_timeout
 };
 
@@ -70,6 +71,9 @@ class Publisher {
   using Clock = std::chrono::steady_clock;
 
   Link& link_for(const Credentials& who);
+  // Under broker.max_connections, a link about to connect may: true once there is room (the
+  // least recently used idle link closed if need be), false when every other link is busy.
+  [[nodiscard]] bool make_room(const Link& link);
   void connect(Link& link);
   void on_link_state(Link& link, amqp::ConnectionState state, const amqp::Result& why);
   void send(Link& link, Message message, Clock::time_point deadline, PublishCallback done);

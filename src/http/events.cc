@@ -96,7 +96,7 @@ class EventsHandler {
     ++counters_.sse_streams;
     server_.stream_start(s.req, 200, "text/event-stream");
     // The client may go at any time: libevent tells us through the connection's close callback.
-    evhttp_connection_set_closecb(evhttp_request_get_connection(s.req), on_client_gone, &s);
+    server_.on_connection_close(s.req, [this, &s] { end(s); });
     server_.stream_chunk(s.req, ": subscribed\n\n");
     s.keepalive.reset(event_new(s.base, -1, EV_PERSIST, on_keepalive, &s));
     const double every = config_.http.sse_keepalive;
@@ -122,16 +122,14 @@ class EventsHandler {
       server_.reply_error(s.req, 503, "shutting down", "the worker is stopping");
       return forget(s);
     }
-    // After the client left, the request has no connection any more (libevent detached it).
-    if (evhttp_connection* conn = evhttp_request_get_connection(s.req))
-      evhttp_connection_set_closecb(conn, nullptr, nullptr);
+    server_.on_connection_close(s.req, nullptr);
     server_.stream_end(s.req);
     forget(s);
   }
 
   void cut(Stream& s) {
     evhttp_connection* conn = evhttp_request_get_connection(s.req);
-    evhttp_connection_set_closecb(conn, nullptr, nullptr);
+    server_.on_connection_close(s.req, nullptr);
     server_.stream_abandon(s.req);
     forget(s);
     evhttp_connection_free(conn);  // frees the request too: nothing may touch it after this
@@ -143,11 +141,6 @@ class EventsHandler {
     if (s.open) ++counters_.sse_streams_closed;
     // Not inside the subscription's own callback: on the next loop pass.
     amqp::defer(s.base, [this, req = s.req] { streams_.erase(req); });
-  }
-
-  static void on_client_gone(evhttp_connection*, void* arg) {
-    auto* s = static_cast<Stream*>(arg);
-    s->owner->end(*s);
   }
 
   static void on_keepalive(evutil_socket_t, short, void* arg) {

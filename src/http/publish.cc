@@ -26,6 +26,7 @@ Status http_status(core::PublishStatus s) {
     case PublishStatus::invalid: return {400, "bad message"};
     case PublishStatus::rejected: return {503, "rejected by the broker"};
     case PublishStatus::unavailable: return {503, "broker unavailable"};
+    case PublishStatus::over_limit: return {503, "too many broker connections"};
     case PublishStatus::timeout: return {504, "no confirm"};
   }
   return {500, "internal error"};

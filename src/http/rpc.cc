@@ -153,6 +153,7 @@ std::pair<int, json> rpc_response(const core::RpcResult& r, double timeout) {
     case PublishStatus::invalid: return {400, error("bad request", d)};
     case PublishStatus::rejected: return {503, error("rejected by the broker", d)};
     case PublishStatus::unavailable: return {503, error("broker unavailable", d)};
+    case PublishStatus::over_limit: return {503, error("too many broker connections", d)};
     case PublishStatus::timeout: return {504, error("no confirm", d)};
   }
   return {500, error("internal error", "unexpected outcome")};

@@ -4,6 +4,7 @@
 #include <event2/listener.h>
 
 #include <cerrno>
+#include <cstring>
 
 #include "log.h"
 
@@ -33,11 +34,17 @@ std::string_view http_reason(int code) {
 }
 
 HttpServer::HttpServer(event_base* base, const HttpConfig& config, Counters& counters)
-    : base_(base), config_(config), counters_(counters), http_(evhttp_new(base)) {
-  // evhttp's own limit is the hard stop (it answers 413 and closes); up to it the publish route
-  // checks max_body itself and answers with a JSON error naming the limit.
+    : base_(base),
+      config_(config),
+      counters_(counters),
+      deadlines_(base, config.request_timeout, counters),
+      http_(evhttp_new(base)) {
+  // evhttp's own limits are the hard stops (it answers with an HTML page and closes); up to
+  // them the routes check max_body and max_header_size and answer with a JSON error naming the
+  // limit.
   evhttp_set_max_body_size(http_.get(), static_cast<ev_ssize_t>(config.max_body * 2 + 65536));
-  evhttp_set_max_headers_size(http_.get(), 64 * 1024);
+  evhttp_set_max_headers_size(http_.get(), static_cast<ev_ssize_t>(config.max_header_size * 4));
+  deadlines_.attach(http_.get());
   evhttp_set_timeout(http_.get(), static_cast<int>(config.idle_connection_timeout));
   evhttp_set_allowed_methods(http_.get(), EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
                                               EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
@@ -110,12 +117,30 @@ void HttpServer::on_request(evhttp_request* req, void* arg) {
   }
 }
 
+size_t HttpServer::header_block_size(evhttp_request* req) {
+  const char* uri = evhttp_request_get_uri(req);
+  // "METHOD uri HTTP/1.1\r\n": the method is at most 7 letters.
+  size_t size = 7 + 1 + (uri ? strlen(uri) : 0) + 1 + 8 + 2;
+  const evkeyvalq* headers = evhttp_request_get_input_headers(req);
+  for (const evkeyval* h = headers->tqh_first; h; h = h->next.tqe_next)
+    size += strlen(h->key) + 2 + strlen(h->value) + 2;
+  return size + 2;  // the empty line
+}
+
 void HttpServer::dispatch(evhttp_request* req) {
+  deadlines_.request_started(req);
   started_.emplace(req, std::chrono::steady_clock::now());
   switch (evhttp_request_get_command(req)) {
     case EVHTTP_REQ_GET: ++counters_.method_get; break;
     case EVHTTP_REQ_POST: ++counters_.method_post; break;
     default: ++counters_.method_other; break;
+  }
+  if (const size_t size = header_block_size(req); size > config_.max_header_size) {
+    ++counters_.header_too_large;
+    return reply_error(req, 431, "request header fields too large",
+                       fmt::format("the request line and headers are {} bytes, over "
+                                   "http.max_header_size ({})",
+                                   size, config_.max_header_size));
   }
   const evhttp_uri* uri = evhttp_request_get_evhttp_uri(req);
   const char* raw_path = uri ? evhttp_uri_get_path(uri) : nullptr;

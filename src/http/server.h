@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "handles.h"
+#include "http/client_deadline.h"
 #include "stats.h"
 
 struct evconnlistener;
@@ -45,6 +46,11 @@ class HttpServer {
   void stream_abandon(evhttp_request* req);
   // Bytes written to the client's connection and not yet taken by its socket.
   static size_t pending_output(evhttp_request* req);
+  // `cb` runs once when the client's connection closes (an empty one cancels it). evhttp has
+  // one close callback per connection, and the request deadlines need it: share it through here.
+  void on_connection_close(evhttp_request* req, std::function<void()> cb) {
+    deadlines_.on_close(req, std::move(cb));
+  }
   void on_drain(std::function<void()> cb) { drain_hooks_.push_back(std::move(cb)); }
 
   // Every response goes through these two.
@@ -60,6 +66,8 @@ class HttpServer {
   static void on_accept_resume(evutil_socket_t, short, void* arg);
   void dispatch(evhttp_request* req);
   void count_response(int code);
+  // Request line and header lines as received (CRLFs included), for http.max_header_size.
+  static size_t header_block_size(evhttp_request* req);
   // Bookkeeping common to every answer: counters, processing time, in-flight table.
   [[nodiscard]] bool finish(evhttp_request* req, int code);
   void check_idle();
@@ -68,6 +76,7 @@ class HttpServer {
   event_base* base_;
   const HttpConfig& config_;
   Counters& counters_;
+  ClientDeadlines deadlines_;  // before http_: freeing the evhttp closes connections through it
   EvhttpPtr http_;
   evhttp_bound_socket* bound_ = nullptr;
   std::unordered_map<std::string, Handler> exact_;

@@ -31,6 +31,9 @@ BUILD = os.environ.get("WARREN_BUILD") or os.path.join(ROOT, "build")
 DELETE = object()  # in Warrend(extra=...): remove this key from the generated config
 
 
+BROKER_DIR = os.environ.get("WARREN_BROKER_DIR")  # t/run-tests' broker (scripts/broker)
+
+
 def broker_port():
     return int(os.environ.get("WARREN_BROKER_PORT", "5672"))
 
@@ -39,10 +42,10 @@ def broker_command(command, *args, timeout=150):
     """scripts/broker COMMAND $WARREN_BROKER_DIR ARGS... (kill, restart, pause, resume, ctl ...)
     on t/run-tests' broker; its stdout. Raises with its stderr when it fails."""
     proc = subprocess.run([os.path.join(ROOT, "scripts", "broker"), command,
-                           os.environ["WARREN_BROKER_DIR"], *args],
+                           BROKER_DIR, *args],
                           capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
-        raise RuntimeError(f"scripts/broker {command} {' '.join(args)}: {proc.stderr}")
+        raise RuntimeError(f"scripts/broker {command} {' '.join(args)}: {proc.stdout}{proc.stderr}")
     return proc.stdout
 
 
@@ -57,6 +60,19 @@ def broker_ready(timeout=60):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def broker_eval(*expressions):
+    """Runs Erlang expressions on the test broker in ONE rabbitmqctl call (each call starts an
+    Erlang VM: about 1 s, several on a loaded machine). `A` is the acting user for the audit
+    log. These are RabbitMQ 3.10's functions behind add_user, set_permissions, add_vhost ..."""
+    code = ", ".join(('A = <<"warren-it">>',) + expressions + ("ok.",))
+    return broker_command("ctl", "eval", code, timeout=120)
+
+
+def erl(text):
+    """An Erlang binary literal."""
+    return '<<"' + text.replace("\\", "\\\\").replace('"', '\\"') + '">>'
 
 
 def wait_for(predicate, timeout, interval=0.05):

@@ -1,13 +1,18 @@
-"""Limits: a worker out of file descriptors pauses accepting (counted) instead of spinning on
-the readable listening socket, and serves again once descriptors are free."""
+"""Limits, each counted in /stats `limits`: a worker out of file descriptors pauses accepting
+instead of spinning on the readable listening socket; a header block over http.max_header_size
+is answered 431; a client that does not send its whole request within http.request_timeout is
+answered 408 and cut off (slowloris); broker.max_connections closes the least recently used
+idle broker connection, or answers 503 when every one is busy."""
 import json
 import os
 import resource
 import socket
+import threading
 import time
 import unittest
+import uuid
 
-from harness import Warrend
+from harness import BROKER_DIR, BrokerClient, Warrend, broker_command, broker_eval, erl, wait_for
 
 
 def cpu_seconds(pid):
@@ -57,6 +62,297 @@ class AcceptPause(unittest.TestCase):
         finally:
             for s in clients:
                 s.close()
+
+
+class RawClient:
+    """HTTP/1.1 by hand on one socket, so a test controls every byte and sees every close."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.buf = b""
+
+    def close(self):
+        self.sock.close()
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def _fill(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed after {self.buf!r}")
+        self.buf += chunk
+
+    def response(self, timeout=5):
+        """The next response: (status, headers dict with lower-case names, body bytes)."""
+        self.sock.settimeout(timeout)
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:])}
+        length = int(headers.get("content-length", "0"))
+        while len(self.buf) < length:
+            self._fill()
+        body, self.buf = self.buf[:length], self.buf[length:]
+        return int(lines[0].split()[1]), headers, body
+
+    def closed_by_peer(self, timeout=3):
+        """True once the peer closes (EOF or reset) within timeout; False if nothing comes."""
+        self.sock.settimeout(timeout)
+        try:
+            return self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
+            return False
+
+    def nothing_received(self):
+        """True if no byte and no close has come from the peer so far."""
+        self.sock.settimeout(0)
+        try:
+            self.sock.recv(1, socket.MSG_PEEK)  # data, or b"" for a close
+            return False
+        except BlockingIOError:
+            return True
+
+
+GET = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def limits(w):
+    return json.loads(w.request("GET", 0, "/stats")[2])["limits"]
+
+
+MAX_HEADER_SIZE = 1024
+
+
+class HeaderSize(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.w = Warrend(extra={"http": {"max_header_size": MAX_HEADER_SIZE}})
+        cls.w.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.w.cleanup()
+
+    def test_over_the_limit_is_431_json(self):
+        status, headers, body = self.w.request("GET", 0, "/healthz",
+                                               headers={"X-Big": "a" * (MAX_HEADER_SIZE + 10)})
+        self.assertEqual(status, 431, body)
+        self.assertEqual(headers["Content-Type"], "application/json")
+        error = json.loads(body)
+        self.assertEqual(error["error"], "request header fields too large")
+        self.assertIn("http.max_header_size (1024)", error["detail"])
+        self.assertGreaterEqual(limits(self.w)["header_too_large"], 1)
+        # just under it is served
+        status, _, body = self.w.request("GET", 0, "/healthz",
+                                         headers={"X-Big": "a" * (MAX_HEADER_SIZE - 200)})
+        self.assertEqual(status, 200, body)
+
+    def test_beyond_four_times_the_limit_libevent_answers_400_and_closes(self):
+        # libevent stops reading there itself, before warren sees the request (t/README.md).
+        c = RawClient(self.w.ports[0])
+        self.addCleanup(c.close)
+        c.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (4 * MAX_HEADER_SIZE + 10) +
+               b"\r\n\r\n")
+        status, headers, _ = c.response()
+        self.assertEqual(status, 400)
+        self.assertEqual(headers.get("connection"), "close")
+        self.assertTrue(c.closed_by_peer())
+
+
+REQUEST_TIMEOUT = 1
+
+
+class RequestTimeout(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.w = Warrend(extra={"http": {"request_timeout": REQUEST_TIMEOUT,
+                                        "sse_keepalive": 0.2}})
+        cls.w.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.w.cleanup()
+
+    def connect(self):
+        c = RawClient(self.w.ports[0])
+        self.addCleanup(c.close)
+        return c
+
+    def test_slowloris_gets_408_json_and_is_cut_off(self):
+        before = limits(self.w)["request_timeouts"]
+        c = self.connect()
+        request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"b" * 40 + b"\r\n\r\n"
+        start = time.monotonic()
+        cut = None
+        for byte in request:  # one byte every 0.3 s: evhttp's own timeout would never fire
+            try:
+                c.send(bytes([byte]))
+            except OSError:
+                cut = time.monotonic() - start
+                break
+            c.sock.settimeout(0.3)
+            try:
+                if c.sock.recv(1, socket.MSG_PEEK):
+                    cut = time.monotonic() - start
+                    break
+            except socket.timeout:
+                pass
+        self.assertIsNotNone(cut, "the slow request was never cut off")
+        self.assertLess(cut, REQUEST_TIMEOUT + 0.8)
+        status, headers, body = c.response()
+        self.assertEqual(status, 408)
+        self.assertEqual(headers["content-type"], "application/json")
+        self.assertEqual(headers["connection"], "close")
+        error = json.loads(body)
+        self.assertEqual(error["error"], "request timeout")
+        self.assertIn("http.request_timeout", error["detail"])
+        self.assertTrue(c.closed_by_peer())
+        stats = json.loads(self.w.request("GET", 0, "/stats")[2])
+        self.assertEqual(stats["limits"]["request_timeouts"], before + 1)
+        self.assertGreaterEqual(stats["requests"]["response.408"], 1)
+
+    def test_stalled_request_after_a_pipelined_one_gets_408(self):
+        # The clock of a request that arrived while the one before it was answered starts
+        # when that answer has gone out; here the second one stops in its body.
+        c = self.connect()
+        c.send(GET + b"POST /%2f/amq.default/q HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab")
+        self.assertEqual(c.response()[0], 200)
+        start = time.monotonic()
+        status, _, body = c.response(timeout=REQUEST_TIMEOUT + 3)
+        self.assertEqual(status, 408, body)
+        self.assertLess(time.monotonic() - start, REQUEST_TIMEOUT + 0.8)
+        self.assertTrue(c.closed_by_peer())
+
+    def test_idle_keepalive_connection_gets_no_408(self):
+        fresh = self.connect()  # never sends a byte
+        used = self.connect()   # one request, then idle
+        used.send(GET)
+        self.assertEqual(used.response()[0], 200)
+        time.sleep(REQUEST_TIMEOUT + 1)
+        for c in (fresh, used):
+            self.assertTrue(c.nothing_received())  # no 408, no close
+            c.send(GET)
+            self.assertEqual(c.response()[0], 200)
+
+    def test_keepalive_client_with_many_quick_requests_is_unaffected(self):
+        c = self.connect()
+        start = time.monotonic()
+        statuses = []
+        while time.monotonic() - start < REQUEST_TIMEOUT * 2:  # longer than the timeout in all
+            c.send(GET)
+            statuses.append(c.response()[0])
+            time.sleep(0.2)
+        c.send(GET * 2)  # and two pipelined in one write
+        statuses += [c.response()[0], c.response()[0]]
+        self.assertEqual(set(statuses), {200}, statuses)
+        self.assertGreaterEqual(len(statuses), 6)
+
+    @unittest.skipUnless(BROKER_DIR, "needs t/run-tests' broker")
+    def test_event_stream_outlives_the_request_timeout(self):
+        # A stream is a request with its handler: no deadline runs while it lasts, and its
+        # connection's close is still seen (the close callback is shared).
+        c = self.connect()
+        c.send(b"GET /events/%2f/amq.topic/limits.test HTTP/1.1\r\nHost: x\r\n"
+               b"Authorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\n\r\n")
+        c.sock.settimeout(5)
+        while b"\r\n\r\n" not in c.buf:
+            c._fill()
+        self.assertTrue(c.buf.startswith(b"HTTP/1.1 200"), c.buf)
+        c.sock.settimeout(0.5)
+        data, deadline = c.buf, time.monotonic() + REQUEST_TIMEOUT * 2.5
+        while time.monotonic() < deadline:
+            try:
+                chunk = c.sock.recv(4096)
+            except socket.timeout:
+                continue
+            self.assertTrue(chunk, "the stream was closed")
+            data += chunk
+        self.assertIn(b"keepalive", data)
+        closed = lambda: json.loads(self.w.request("GET", 0, "/stats")[2])["events"]["streams_closed"]
+        before = closed()
+        c.close()
+        self.assertTrue(wait_for(lambda: closed() > before, 5), "stream end not seen")
+
+
+USERS = [(f"warren_it_limit{i}", f"limit-secret-{i}") for i in range(3)]
+
+
+@unittest.skipUnless(BROKER_DIR, "needs t/run-tests' broker (WARREN_BROKER_DIR)")
+class BrokerConnections(unittest.TestCase):
+    """broker.max_connections 2 and three users, each needing its own broker connection."""
+
+    @classmethod
+    def setUpClass(cls):
+        steps = []
+        for user, password in USERS:
+            steps += [f"ok = rabbit_auth_backend_internal:add_user({erl(user)}, {erl(password)}, A)",
+                      f"ok = rabbit_auth_backend_internal:set_permissions({erl(user)}, <<\"/\">>, "
+                      f"<<\".*\">>, <<\".*\">>, <<\".*\">>, A)"]
+        broker_eval(*steps)
+        cls.queue = f"it-limits-{uuid.uuid4().hex[:8]}"
+        with BrokerClient() as b:
+            b.declare_queue(cls.queue)
+        cls.w = Warrend(extra={"broker": {"max_connections": 2},
+                               "http": {"confirm_timeout": 2}})
+        cls.w.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        if getattr(cls, "w", None):
+            cls.w.cleanup()
+        with BrokerClient() as b:
+            b.delete_queue(cls.queue)
+        broker_eval(*(f"ok = rabbit_auth_backend_internal:delete_user({erl(u)}, A)"
+                      for u, _ in USERS))
+
+    def post(self, i, body, timeout=10):
+        start = time.monotonic()
+        status, headers, reply = self.w.request("POST", 0, f"/%2f/amq.default/{self.queue}",
+                                                body={"body": body}, auth=USERS[i],
+                                                timeout=timeout)
+        return status, headers, reply, time.monotonic() - start
+
+    def stats(self):
+        return json.loads(self.w.request("GET", 0, "/stats")[2])
+
+    def test_idle_connection_evicted_busy_ones_refuse(self):
+        for i in range(2):
+            self.assertEqual(self.post(i, f"warm-{i}")[0], 204)
+        # A third user: the least recently used idle connection (user 0's) makes room.
+        self.assertEqual(self.post(2, "third")[0], 204)
+        self.assertTrue(wait_for(lambda: self.stats()["limits"]["broker_connections_evicted"] == 1
+                                 and not self.stats()["connections"][f"/:{USERS[0][0]}"]["connected"],
+                                 5), self.stats())
+        self.assertIn("broker.max_connections 2 reached", self.w.log())
+
+        # Users 1 and 2 with messages in flight (the broker stopped): user 0 is refused at once.
+        outcomes = {}
+        broker_command("pause")
+        try:
+            jobs = [threading.Thread(target=lambda i=i: outcomes.setdefault(i, self.post(i, "stuck")))
+                    for i in (1, 2)]
+            for j in jobs:
+                j.start()
+            time.sleep(0.5)
+            status, headers, body, took = self.post(0, "refused")
+            self.assertEqual(status, 503, body)
+            self.assertLess(took, 1)
+            self.assertEqual(headers["Retry-After"], "1")
+            error = json.loads(body)
+            self.assertEqual(error["error"], "too many broker connections")
+            self.assertIn("broker.max_connections (2)", error["detail"])
+            for j in jobs:
+                j.join(15)
+        finally:
+            broker_command("resume")
+        self.assertEqual(sorted(o[0] in (503, 504) for o in outcomes.values()), [True, True], outcomes)
+        self.assertTrue(wait_for(lambda: self.stats()["limits"]["broker_connections_refused"] == 1, 5))
+        # Once they are idle again, user 0 gets a connection by closing one of theirs.
+        self.assertTrue(wait_for(lambda: self.post(0, "again")[0] == 204, 15))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import uuid
 
 import pika
 
-from harness import ROOT, BrokerClient, Warrend
+from harness import BrokerClient, Warrend, broker_eval, erl
 
 MAX_BODY = 200000  # a batch of 1000 small messages is about 100 kB
 BROKER_DIR = os.environ.get("WARREN_BROKER_DIR")
@@ -28,23 +28,6 @@ COLON_USER, COLON_PASSWORD = "warren_it_colon", "pa:ss:wo:rd-7f3e"
 NOPERM_USER, NOPERM_PASSWORD = "warren_it_noperm", "noperm-secret-91c2"
 WRONG_PASSWORD = "wrong-secret-5d0a"
 EXAMPLE_VHOST = "test"  # statelessd's curl example publishes to /test/test/foo
-
-
-def broker_eval(*expressions):
-    """Runs Erlang expressions on the test broker in ONE rabbitmqctl call (each call starts an
-    Erlang VM: about 1 s, several on a loaded machine). `A` is the acting user for the audit
-    log. These are RabbitMQ 3.10's functions behind add_user, set_permissions, add_vhost ..."""
-    code = ", ".join(('A = <<"warren-it">>',) + expressions + ("ok.",))
-    proc = subprocess.run([os.path.join(ROOT, "scripts", "broker"), "ctl", BROKER_DIR, "eval", code],
-                          capture_output=True, text=True, timeout=120)
-    if proc.returncode != 0:
-        raise RuntimeError(f"rabbitmqctl eval {code}: {proc.stdout}{proc.stderr}")
-    return proc.stdout
-
-
-def erl(text):
-    """An Erlang binary literal."""
-    return '<<"' + text.replace("\\", "\\\\").replace('"', '\\"') + '">>'
 
 
 def unique(prefix):
