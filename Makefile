@@ -141,10 +141,13 @@ fuzz: config.mk
 	  fuzz-binaries
 	scripts/fuzz $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_NAMES)
 
+# Publishing (bench/run), then forwarding (bench/forward_run): each starts and stops its own
+# broker, warrend and peers; bench/README.md says what each figure means.
 .PHONY: bench
 bench: all $(MICRO_BENCH) $(BENCH_TOOLS)
 	scripts/install-deps --test
 	bench/run
+	bench/forward_run
 
 # --- install ---
 # Binaries and man pages; the sample config (kept if one is there); the service files: the init
