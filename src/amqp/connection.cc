@@ -25,7 +25,9 @@ constexpr int kAccessRefused = 403;
 }  // namespace
 
 timeval to_timeval(double seconds) {
-  if (seconds < 0) seconds = 0;
+  // Negative and NaN wait nothing; the cap keeps the cast to time_t defined (about 31 years).
+  if (!(seconds > 0)) seconds = 0;
+  if (seconds > 1e9) seconds = 1e9;
   timeval tv;
   tv.tv_sec = static_cast<time_t>(seconds);
   tv.tv_usec = static_cast<suseconds_t>((seconds - static_cast<double>(tv.tv_sec)) * 1e6);

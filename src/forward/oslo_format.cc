@@ -105,7 +105,8 @@ Translation Translator::translate_oslo(const amqp::Delivery& message) const {
   o.reply_q = request.reply_q;
   o.unique_id = request.unique_id;
   const bool call = !request.msg_id.empty();
-  if (call && request.timeout && *request.timeout >= kOsloMinHeartbeatTimeout) o.heartbeat = *request.timeout / 2;
+  if (call && request.timeout && *request.timeout >= kOsloMinHeartbeatTimeout)
+    o.heartbeat = std::min(*request.timeout, kOsloMaxHeartbeatTimeout) / 2;
   // A caller waits: whatever happens is answered, never retried behind its back.
   t.final_answer = call;
   const auto& c = request.call;

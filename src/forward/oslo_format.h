@@ -35,6 +35,9 @@ inline constexpr double kOsloDuplicateSeconds = 600;
 inline constexpr size_t kOsloDuplicateCapacity = 10000;
 // Heartbeats only for calls whose _timeout is at least this (oslo's call monitor).
 inline constexpr double kOsloMinHeartbeatTimeout = 2;
+// A longer _timeout gets heartbeats as if it were this long: more heartbeats than the caller
+// needs do no harm, and the interval must fit a timer (a _timeout of 1e300 is valid JSON).
+inline constexpr double kOsloMaxHeartbeatTimeout = 86400;
 
 // What an oslo server of oslo.topic declares and consumes (oslo's rabbit driver with its
 // defaults: amqp_durable_queues and amqp_auto_delete false, no HA, no quorum queues):

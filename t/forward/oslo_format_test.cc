@@ -2,6 +2,9 @@
 // oslo server declares, and the memory of recent _unique_ids. Pure, no broker.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
+#include "amqp/connection.h"
 #include "core/oslo.h"
 #include "core/recent_ids.h"
 #include "forward/formats.h"
@@ -86,6 +89,24 @@ TEST(OsloServe, HeartbeatsOnlyForTimeoutsOfTwoSecondsOrMore) {
   auto m = call_message();
   m["_timeout"] = nullptr;
   EXPECT_DOUBLE_EQ(t.translate(request(m)).oslo->heartbeat, 0);
+}
+
+// Found while writing the oslo fuzz target: a _timeout of 1e300 is valid JSON, and half of it
+// went to a libevent timer through a double -> time_t cast that overflowed (undefined).
+TEST(OsloServe, AHugeTimeoutGivesAHeartbeatATimerCanHold) {
+  auto cfg = oslo_config();
+  Translator t(cfg);
+  auto m = call_message();
+  m["_timeout"] = 1e300;
+  const double beat = t.translate(request(m)).oslo->heartbeat;
+  EXPECT_DOUBLE_EQ(beat, kOsloMaxHeartbeatTimeout / 2);
+  const timeval tv = amqp::to_timeval(beat);
+  EXPECT_EQ(tv.tv_sec, static_cast<time_t>(kOsloMaxHeartbeatTimeout / 2));
+  EXPECT_EQ(tv.tv_usec, 0);
+  EXPECT_EQ(amqp::to_timeval(1e300).tv_sec, static_cast<time_t>(1e9));
+  EXPECT_EQ(amqp::to_timeval(std::nan("")).tv_sec, 0);
+  EXPECT_EQ(amqp::to_timeval(-3).tv_sec, 0);
+  EXPECT_EQ(amqp::to_timeval(1.25).tv_usec, 250000);
 }
 
 TEST(OsloServe, CastHasNoReplyAndFollowsTheRetryRules) {
