@@ -62,6 +62,16 @@ def broker_ready(timeout=60):
             time.sleep(0.2)
 
 
+def delete_queue_when_back(queue):
+    """A fault test's tearDown: waits for the broker to be back, then deletes the test's queue."""
+    try:
+        broker_ready(60)
+        with BrokerClient() as b:
+            b.delete_queue(queue)
+    except pika.exceptions.AMQPError:
+        pass
+
+
 def broker_eval(*expressions):
     """Runs Erlang expressions on the test broker in ONE rabbitmqctl call (each call starts an
     Erlang VM: about 1 s, several on a loaded machine). `A` is the acting user for the audit

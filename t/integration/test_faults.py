@@ -25,7 +25,8 @@ import uuid
 
 import pika
 
-from harness import BrokerClient, Warrend, broker_command, broker_ready, wait_for
+from harness import (BrokerClient, Warrend, broker_command, broker_ready, delete_queue_when_back,
+                     wait_for)
 
 CONFIRM_TIMEOUT = 2
 MARGIN = 1.5   # seconds beyond confirm_timeout a loaded 2-core machine may need to answer
@@ -157,12 +158,7 @@ class PublishFaultBase(unittest.TestCase):
             b.declare_queue(self.queue, durable=True)
 
     def tearDown(self):
-        try:
-            broker_ready(60)
-            with BrokerClient() as b:
-                b.delete_queue(self.queue)
-        except pika.exceptions.AMQPError:
-            pass
+        delete_queue_when_back(self.queue)
 
     def start_warrend(self, ports):
         w = Warrend(ports=ports, extra={"http": {"confirm_timeout": CONFIRM_TIMEOUT}})

@@ -10,9 +10,7 @@ import time
 import unittest
 import uuid
 
-import pika
-
-from harness import BrokerClient, Warrend, broker_command, broker_ready
+from harness import BrokerClient, Warrend, broker_command, broker_ready, delete_queue_when_back
 
 BROKER_DIR = os.environ.get("WARREN_BROKER_DIR")
 CONFIRM_TIMEOUT = 2
@@ -34,12 +32,7 @@ class PublishFaults(unittest.TestCase):
 
     def tearDown(self):
         self.w.cleanup()
-        try:
-            broker_ready(60)
-            with BrokerClient() as b:
-                b.delete_queue(self.queue)
-        except pika.exceptions.AMQPError:
-            pass
+        delete_queue_when_back(self.queue)
 
     def post(self, port, body, auth=("guest", "guest"), timeout=CONFIRM_TIMEOUT + 10):
         start = time.monotonic()
