@@ -54,6 +54,7 @@ Forwarder::Forwarder(event_base* base, const Config& config, const ForwarderConf
       amqp_stats_(amqp_stats),
       translator_(forwarder) {
   reconnect_timer_.reset(evtimer_new(base_, on_reconnect_timer, this));
+  ack_flush_.reset(event_new(base_, -1, 0, on_ack_flush, this));
   // One fanout queue per forwarder for its whole life (an oslo server has one per process):
   // redeclared as it was after a reconnect; x-expires removes it once nobody consumes it.
   plan_ = consume_plan(config_, oslo_server_name(config_.oslo), core::oslo::new_id());
@@ -85,6 +86,7 @@ Forwarder::~Forwarder() {
 void Forwarder::start() { connect(); }
 
 void Forwarder::connect() {
+  flush_acks();
   if (conn_) {
     // Never freed inside its own callback: the old connection goes on the next loop pass.
     auto* old = conn_.release();
@@ -121,8 +123,12 @@ void Forwarder::on_state(amqp::ConnectionState state, const amqp::Result& why) {
 // basic.consume go in one go and the consume's answer says whether all of them worked (a
 // failed declaration closes the channel, which fails everything after it).
 void Forwarder::declare_and_consume() {
+  flush_acks();
   consume_channel_ = conn_->open_channel(false);
   publish_channel_ = conn_->open_channel(true);
+  // A new channel numbers its deliveries from 1 again.
+  acks_.reset();
+  ack_channel_ = consume_channel_;
   auto& ch = *consume_channel_;
   auto report = [this](const char* what) {
     return [this, what, alive = std::weak_ptr<int>(alive_)](const amqp::Result& r) {
@@ -183,6 +189,7 @@ void Forwarder::on_consumer_end(size_t index, const amqp::Result& why) {
 
 void Forwarder::restart(const std::string& why) {
   if (draining_ || event_pending(reconnect_timer_.get(), EV_TIMEOUT, nullptr)) return;
+  flush_acks();  // what finished on a channel still open is acked before it closes
   drop_channel_flights();
   const double delay = backoff_.next_delay();
   log_warning("forwarder {}: {}; reconnecting in {:.1f} s", config_.name, why, delay);
@@ -237,6 +244,7 @@ void Forwarder::on_delivery(amqp::Delivery&& message) {
   f->owner = this;
   f->channel = consume_channel_;
   f->message = std::move(message);
+  if (f->channel == ack_channel_) acks_.delivered(f->message.delivery_tag);
   Flight& flight = *f;
   flights_.emplace(f->key, std::move(f));
   if (draining_) {  // sent before our basic.cancel reached the broker
@@ -372,15 +380,41 @@ void Forwarder::settle(uint64_t key, core::Disposition disposition) {
 }
 
 void Forwarder::ack(Flight& f) {
-  f.settled = true;
-  f.channel->ack(f.message.delivery_tag);
   ++counters_.acked;
+  settle_by_ack(f);
+}
+
+void Forwarder::settle_by_ack(Flight& f) {
+  f.settled = true;
+  if (f.channel == ack_channel_) {
+    // Sent with whatever else finishes in this loop pass (on_ack_flush).
+    if (!acks_.pending()) event_active(ack_flush_.get(), EV_TIMEOUT, 0);
+    acks_.ack(f.message.delivery_tag);
+  } else {
+    f.channel->ack(f.message.delivery_tag);
+  }
   forget(f.key);
+}
+
+// A nack or reject went out at once: a later ack-multiple must not count on the tag.
+void Forwarder::settled_otherwise(const Flight& f) {
+  if (f.channel == ack_channel_) acks_.settled(f.message.delivery_tag);
+}
+
+void Forwarder::flush_acks() {
+  if (!acks_.pending()) return;
+  for (const auto& a : acks_.flush())
+    if (ack_channel_) ack_channel_->ack(a.tag, a.multiple);  // a no-op once the channel is gone
+}
+
+void Forwarder::on_ack_flush(evutil_socket_t, short, void* arg) {
+  static_cast<Forwarder*>(arg)->flush_acks();
 }
 
 void Forwarder::requeue(Flight& f) {
   if (valid(f)) {
     f.channel->nack(f.message.delivery_tag, false, true);
+    settled_otherwise(f);
     ++counters_.requeued;
   }
   forget(f.key);
@@ -392,6 +426,7 @@ void Forwarder::requeue(Flight& f) {
 void Forwarder::reject(Flight& f) {
   f.settled = true;
   f.channel->reject(f.message.delivery_tag, false);
+  settled_otherwise(f);
   ++counters_.dead_lettered;
   forget(f.key);
 }
@@ -426,11 +461,8 @@ void Forwarder::dead_letter(Flight& f) {
         Flight& fl = *it->second;
         if (!valid(fl)) return forget(key);
         if (r.ok()) {
-          fl.settled = true;
-          fl.channel->ack(fl.message.delivery_tag);
           ++counters_.dead_lettered;
-          forget(key);
-          return;
+          return settle_by_ack(fl);
         }
         // The dead-letter exchange refused it (missing, 403, nack): reject without requeue so
         // the queue's own DLX, if any, still catches it; requeueing would loop forever.
@@ -467,12 +499,14 @@ void Forwarder::check_drained() {
   if (!draining_ || !on_drained_ || !flights_.empty()) return;
   // The consumer must be gone too, or the broker could still deliver to it.
   if (any_consumer()) return;
+  flush_acks();
   auto done = std::move(on_drained_);
   on_drained_ = nullptr;
   done();
 }
 
 void Forwarder::requeue_all() {
+  flush_acks();
   std::vector<Flight*> all;
   for (auto& [key, f] : flights_) all.push_back(f.get());
   for (Flight* f : all) requeue(*f);
@@ -482,6 +516,7 @@ void Forwarder::requeue_all() {
 
 void Forwarder::close() {
   evtimer_del(reconnect_timer_.get());
+  flush_acks();
   if (conn_ && conn_->state() != amqp::ConnectionState::closed) conn_->close();
 }
 

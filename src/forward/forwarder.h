@@ -7,7 +7,9 @@
 //
 // A delivery is acked only on the channel it came from: when that channel or the connection
 // dies, the broker requeues it, so what was in flight is dropped here (HTTP cancelled), never
-// acked on a later channel.
+// acked on a later channel. Acks are batched (amqp/ack_batch.h): decided as the messages
+// finish, sent once per loop pass, a run of them as one ack-multiple; nacks and rejects go out
+// at once.
 #pragma once
 
 #include <functional>
@@ -15,6 +17,7 @@
 #include <memory>
 #include <string>
 
+#include "amqp/ack_batch.h"
 #include "amqp/channel.h"
 #include "amqp/connection.h"
 #include "config.h"
@@ -73,6 +76,10 @@ class Forwarder {
   void settle(uint64_t key, core::Disposition disposition);
   void dead_letter(Flight& f);
   void ack(Flight& f);
+  void settle_by_ack(Flight& f);
+  void settled_otherwise(const Flight& f);
+  void flush_acks();
+  static void on_ack_flush(evutil_socket_t, short, void* arg);
   void requeue(Flight& f);
   void reject(Flight& f);
   void forget(uint64_t key);
@@ -101,6 +108,9 @@ class Forwarder {
   core::RecentIds recent_ids_{kOsloDuplicateCapacity, kOsloDuplicateSeconds};  // oslo _unique_id
   amqp::Backoff backoff_{0.2, 30};
   EventPtr reconnect_timer_;
+  amqp::AckBatch acks_;                        // for ack_channel_'s deliveries
+  std::shared_ptr<amqp::Channel> ack_channel_;  // the consume channel acks_ counts tags of
+  EventPtr ack_flush_;                          // made active when an ack is waiting
   std::map<uint64_t, std::unique_ptr<Flight>> flights_;  // by our own key (tags repeat per channel)
   uint64_t next_key_ = 1;
   bool draining_ = false;
