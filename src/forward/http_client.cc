@@ -31,9 +31,13 @@ struct HttpClient::Request {
   Clock::time_point started = Clock::now();
 };
 
+// Kept after CURL_POLL_REMOVE (with its event deleted): a keep-alive connection is removed
+// after every request and wanted again for the next one, so its event is reassigned in place
+// rather than freed and allocated again each time.
 struct HttpClient::Socket {
   HttpClient* client;
   curl_socket_t fd;
+  short events = 0;  // what `event` waits for; 0 while curl does not want the socket
   EventPtr event;
 };
 
@@ -162,21 +166,21 @@ size_t HttpClient::on_body(char* data, size_t size, size_t n, void* arg) {
 
 int HttpClient::on_socket(CURL*, curl_socket_t s, int what, void* arg, void*) {
   auto* self = static_cast<HttpClient*>(arg);
-  if (what == CURL_POLL_REMOVE) {
-    self->sockets_.erase(s);
-    return 0;
-  }
   auto& slot = self->sockets_[s];
   if (!slot) {
     slot = std::make_unique<Socket>();
     slot->client = self;
     slot->fd = s;
+    slot->event.reset(event_new(self->base_, s, 0, on_socket_event, slot.get()));
   }
-  short events = EV_PERSIST;
-  if (what & CURL_POLL_IN) events |= EV_READ;
-  if (what & CURL_POLL_OUT) events |= EV_WRITE;
-  if (slot->event) event_del(slot->event.get());
-  slot->event.reset(event_new(self->base_, s, events, on_socket_event, slot.get()));
+  short events = 0;
+  if (what & CURL_POLL_IN) events |= EV_READ | EV_PERSIST;
+  if (what & CURL_POLL_OUT) events |= EV_WRITE | EV_PERSIST;
+  if (events == slot->events) return 0;
+  event_del(slot->event.get());
+  slot->events = events;
+  if (events == 0) return 0;  // CURL_POLL_REMOVE
+  event_assign(slot->event.get(), self->base_, s, events, on_socket_event, slot.get());
   event_add(slot->event.get(), nullptr);
   return 0;
 }
@@ -198,7 +202,6 @@ void HttpClient::on_socket_event(evutil_socket_t fd, short what, void* arg) {
   int flags = 0;
   if (what & EV_READ) flags |= CURL_CSELECT_IN;
   if (what & EV_WRITE) flags |= CURL_CSELECT_OUT;
-  // `sock` may be freed inside the action (CURL_POLL_REMOVE): use only the client after it.
   sock->client->action(fd, flags);
 }
 
