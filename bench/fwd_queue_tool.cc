@@ -1,7 +1,9 @@
 // The raw reference for bench/forward_run, on warren's own broker link (src/amqp):
 //   fwd_queue_tool PORT fill QUEUE N SIZE         declare QUEUE (durable), publish N persistent
 //                                                 messages of SIZE bytes, confirms in a window
-//   fwd_queue_tool PORT consume QUEUE N PREFETCH  consume N messages, ack multiple every 100;
+//   fwd_queue_tool PORT consume QUEUE N PREFETCH [ACK_EVERY]
+//                                                 consume N messages, ack multiple every
+//                                                 ACK_EVERY (default 100; 1: ack each message);
 //                                                 prints "consume <msgs/s>"
 #include <cstdio>
 #include <cstdlib>
@@ -17,17 +19,20 @@ namespace {
 constexpr size_t kWindow = 256;
 
 int usage() {
-  std::fprintf(stderr, "usage: fwd_queue_tool PORT fill QUEUE N SIZE | PORT consume QUEUE N PREFETCH\n");
+  std::fprintf(stderr,
+               "usage: fwd_queue_tool PORT fill QUEUE N SIZE | PORT consume QUEUE N PREFETCH [ACK_EVERY]\n");
   return 2;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 6) return usage();
+  if (argc != 6 && argc != 7) return usage();
   const int port = std::atoi(argv[1]);
   const std::string mode = argv[2], queue = argv[3];
   const long n = std::atol(argv[4]), arg = std::atol(argv[5]);
+  const long ack_every = argc == 7 ? std::atol(argv[6]) : 100;
+  if (n < 1 || arg < 0 || ack_every < 1) return usage();
   EventBasePtr base(event_base_new());
   amqp::ConnectionOptions o;
   o.hosts = {{"127.0.0.1", port}};
@@ -81,7 +86,7 @@ int main(int argc, char** argv) {
         queue, static_cast<uint16_t>(arg), false, false,
         [&](amqp::Delivery&& d) {
           if (got++ == 0) first = amqp::Clock::now();
-          if (got % 100 == 0 || got == n) ch->ack(d.delivery_tag, true);
+          if (got % ack_every == 0 || got == n) ch->ack(d.delivery_tag, ack_every > 1);
           if (got == n) {
             const double s = std::chrono::duration<double>(amqp::Clock::now() - first).count();
             std::printf("consume %.0f\n", s > 0 ? (n - 1) / s : 0.0);
