@@ -15,8 +15,10 @@ const char* disposition_name(Disposition d) {
 }
 
 Disposition forward_disposition(int status, int attempt, int max_attempts) {
-  if (status >= 200 && status < 400) return Disposition::ack;
-  if (status >= 400 && status < 500) return Disposition::dead_letter;
+  if (status >= 200 && status < 300) return Disposition::ack;
+  // Redirects are not followed, so a 3xx, like a 4xx, will not change on a retry; and a message
+  // is acked only after a 2xx (design.md), or once its reply to the caller is published.
+  if (status >= 300 && status < 500) return Disposition::dead_letter;
   // 5xx, 1xx that never became final, or no answer at all: the backend may do better later.
   return attempt < max_attempts ? Disposition::retry : Disposition::dead_letter;
 }

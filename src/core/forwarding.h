@@ -11,10 +11,11 @@ namespace warren::core {
 
 // What happens to a consumed message once an attempt has ended.
 enum class Disposition {
-  ack,          // done: 2xx or 3xx (a final answer the backend chose to give)
+  ack,          // done: 2xx
   retry,        // 5xx, connection error or timeout with attempts left: try again after a delay
-  dead_letter,  // 4xx (retrying cannot help), a message that cannot be translated, or retries
-                // exhausted: publish to dead_letter_exchange (or reject without requeue)
+  dead_letter,  // 3xx or 4xx (retrying cannot help; redirects are not followed), a message that
+                // cannot be translated, or retries exhausted: publish to dead_letter_exchange
+                // (or reject without requeue)
 };
 const char* disposition_name(Disposition d);
 

@@ -269,7 +269,7 @@ namespace {
 TEST(ForwardingRules, Dispositions) {
   EXPECT_EQ(forward_disposition(200, 1, 5), Disposition::ack);
   EXPECT_EQ(forward_disposition(204, 5, 5), Disposition::ack);
-  EXPECT_EQ(forward_disposition(302, 1, 5), Disposition::ack);
+  EXPECT_EQ(forward_disposition(302, 1, 5), Disposition::dead_letter);
   EXPECT_EQ(forward_disposition(404, 1, 5), Disposition::dead_letter);
   EXPECT_EQ(forward_disposition(400, 1, 5), Disposition::dead_letter);
   EXPECT_EQ(forward_disposition(500, 1, 5), Disposition::retry);

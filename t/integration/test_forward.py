@@ -140,32 +140,38 @@ class RawFormat(ForwardTest):
             rc, out = w.ctl("workers")
             self.assertIn("default", out)
 
-    def test_4xx_and_unparseable_are_dead_lettered_at_once(self):
+    def test_3xx_4xx_and_unparseable_are_dead_lettered_at_once(self):
         with Backend() as b:
             b.route("/gone", status=404, body="nope")
+            b.route("/moved", status=302, body="elsewhere")  # not followed: never acked as done
             q, replies = self.queue("raw4xx"), self.queue("replies")
             self.broker.declare_queue(replies)
             dlx, dead = self.dead_letters()
             w = self.start([forwarder("f4", q, b.url, dead_letter_exchange=dlx)])
             self.publish(q, "a", {"x-http-path": "/gone"}, message_id="m-404")
+            self.publish(q, "m", {"x-http-path": "/moved"}, message_id="m-302")
             self.publish(q, "b", {"x-http-path": "not a path"}, message_id="m-bad", reply_to=replies,
                          correlation_id="c-bad")
-            got = self.drain(dead, 2)
-            self.assertEqual(len(got), 2, w.log())
+            got = self.drain(dead, 3)
+            self.assertEqual(len(got), 3, w.log())
             by_id = {p.message_id: (p, body) for _, p, body in got}
             p, body = by_id["m-404"]
             self.assertEqual(body, b"a")
             self.assertEqual(p.headers["x-warren-status"], 404)
             self.assertEqual(p.headers["x-warren-attempts"], 1)
             self.assertEqual(p.headers["x-warren-forwarder"], "f4")
+            p, body = by_id["m-302"]
+            self.assertEqual((body, p.headers["x-warren-status"]), (b"m", 302))
             p, _ = by_id["m-bad"]
             self.assertIn("x-http-path", p.headers["x-warren-error"])
             self.assertEqual(len(b.received("/gone")), 1)  # never retried
+            self.assertEqual(len(b.received("/moved")), 1)
             (_, rp, rbody), = self.drain(replies, 1)
             self.assertEqual(rp.correlation_id, "c-bad")
             self.assertEqual(rp.headers["x-http-status"], 400)
             f = self.stats(w)["forwarders"]["f4"]
-            self.assertEqual((f["dead_lettered"], f["invalid"], f["retried"], f["status_4xx"]), (2, 1, 0, 1))
+            self.assertEqual((f["dead_lettered"], f["invalid"], f["retried"], f["status_3xx"], f["status_4xx"],
+                              f["acked"]), (3, 1, 0, 1, 1, 0))
 
     def test_backend_down_then_up_delivers_each_message_once_or_dead_letters(self):
         port = free_ports(1)[0]
