@@ -1,6 +1,7 @@
 #include "http/events.h"
 
 #include <map>
+#include <memory>
 
 #include "http/publish_request.h"
 #include "http/server.h"
@@ -38,6 +39,14 @@ class EventsHandler {
       for (auto& [req, stream] : streams_) end(*stream);
     });
   }
+  // The server owns this handler through its routes and frees its connections after them: a
+  // stream still open must not leave a close callback that would call into a freed handler.
+  ~EventsHandler() {
+    for (auto& [req, stream] : streams_)
+      if (stream->open && !stream->ended) server_.on_connection_close(req, nullptr);
+  }
+  EventsHandler(const EventsHandler&) = delete;
+  EventsHandler& operator=(const EventsHandler&) = delete;
 
   void operator()(evhttp_request* req, const std::string& raw_path) {
     if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
@@ -139,8 +148,10 @@ class EventsHandler {
     s.ended = true;
     s.keepalive.reset();
     if (s.open) ++counters_.sse_streams_closed;
-    // Not inside the subscription's own callback: on the next loop pass.
-    amqp::defer(s.base, [this, req = s.req] { streams_.erase(req); });
+    // Not inside the subscription's own callback: on the next loop pass, if we are still here.
+    amqp::defer(s.base, [this, alive = std::weak_ptr<int>(alive_), req = s.req] {
+      if (alive.lock()) streams_.erase(req);
+    });
   }
 
   static void on_keepalive(evutil_socket_t, short, void* arg) {
@@ -152,6 +163,7 @@ class EventsHandler {
   const Config& config_;
   Counters& counters_;
   std::map<evhttp_request*, std::unique_ptr<Stream>> streams_;
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // for callbacks deferred to the loop
 };
 
 }  // namespace
