@@ -126,9 +126,7 @@ void Forwarder::declare_and_consume() {
   flush_acks();
   consume_channel_ = conn_->open_channel(false);
   publish_channel_ = conn_->open_channel(true);
-  // A new channel numbers its deliveries from 1 again.
-  acks_.reset();
-  ack_channel_ = consume_channel_;
+  acks_.reset();  // a new channel numbers its deliveries from 1 again
   auto& ch = *consume_channel_;
   auto report = [this](const char* what) {
     return [this, what, alive = std::weak_ptr<int>(alive_)](const amqp::Result& r) {
@@ -244,7 +242,7 @@ void Forwarder::on_delivery(amqp::Delivery&& message) {
   f->owner = this;
   f->channel = consume_channel_;
   f->message = std::move(message);
-  if (f->channel == ack_channel_) acks_.delivered(f->message.delivery_tag);
+  acks_.delivered(f->message.delivery_tag);
   Flight& flight = *f;
   flights_.emplace(f->key, std::move(f));
   if (draining_) {  // sent before our basic.cancel reached the broker
@@ -386,7 +384,7 @@ void Forwarder::ack(Flight& f) {
 
 void Forwarder::settle_by_ack(Flight& f) {
   f.settled = true;
-  if (f.channel == ack_channel_) {
+  if (f.channel == consume_channel_) {
     // Sent with whatever else finishes in this loop pass (on_ack_flush).
     if (!acks_.pending()) event_active(ack_flush_.get(), EV_TIMEOUT, 0);
     acks_.ack(f.message.delivery_tag);
@@ -398,13 +396,13 @@ void Forwarder::settle_by_ack(Flight& f) {
 
 // A nack or reject went out at once: a later ack-multiple must not count on the tag.
 void Forwarder::settled_otherwise(const Flight& f) {
-  if (f.channel == ack_channel_) acks_.settled(f.message.delivery_tag);
+  if (f.channel == consume_channel_) acks_.settled(f.message.delivery_tag);
 }
 
 void Forwarder::flush_acks() {
   if (!acks_.pending()) return;
   for (const auto& a : acks_.flush())
-    if (ack_channel_) ack_channel_->ack(a.tag, a.multiple);  // a no-op once the channel is gone
+    consume_channel_->ack(a.tag, a.multiple);
 }
 
 void Forwarder::on_ack_flush(evutil_socket_t, short, void* arg) {

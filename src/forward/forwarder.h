@@ -108,9 +108,8 @@ class Forwarder {
   core::RecentIds recent_ids_{kOsloDuplicateCapacity, kOsloDuplicateSeconds};  // oslo _unique_id
   amqp::Backoff backoff_{0.2, 30};
   EventPtr reconnect_timer_;
-  amqp::AckBatch acks_;                        // for ack_channel_'s deliveries
-  std::shared_ptr<amqp::Channel> ack_channel_;  // the consume channel acks_ counts tags of
-  EventPtr ack_flush_;                          // made active when an ack is waiting
+  amqp::AckBatch acks_;  // for consume_channel_'s deliveries; flushed before it changes
+  EventPtr ack_flush_;   // made active when an ack is waiting
   std::map<uint64_t, std::unique_ptr<Flight>> flights_;  // by our own key (tags repeat per channel)
   uint64_t next_key_ = 1;
   bool draining_ = false;
