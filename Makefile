@@ -98,10 +98,12 @@ fuzz-binaries: $(FUZZ_NAMES:%=$(BUILD)/fuzz/%_fuzz)
 
 # --- the two commands ---
 RUN_DIR ?= /tmp/warren-run
+# make run NODES=3: a 3-node cluster on 5672-5674, warrend connected to every node.
+NODES ?= 1
 .PHONY: run check
 run: all
 	scripts/install-deps --run
-	scripts/run-dev $(RUN_DIR)
+	NODES=$(NODES) scripts/run-dev $(RUN_DIR)
 
 check: all $(UNIT_TESTS) $(MAN_KEYS) $(FUZZ_REPLAY)
 	scripts/install-deps --test
