@@ -284,6 +284,7 @@ void Master::reap() {
       log_error("worker pid {} for {} failed to set up; not respawning it", pid, worker_role(p->spec));
     } else {
       log_error("worker pid {} for {} {}; respawning", pid, worker_role(p->spec), exit_text(status, text));
+      ++counters_.worker_respawns;
       if (clean || unix_now() - p->started >= kRespawnThrottle) {
         spawn(p->spec, p->listener);
       } else {
@@ -392,7 +393,7 @@ void Master::on_frame(int pid, const Frame& frame) {
         Process* q = find(pid);
         if (!q) return;
         nlohmann::json body = format == "prometheus"
-                                  ? nlohmann::json(stats_render_prometheus(snapshots_, retired_))
+                                  ? nlohmann::json(stats_render_prometheus(snapshots_, retired_, counters_))
                                   : render_stats();
         q->channel->send(FrameType::stats_reply, nlohmann::json{{"id", id}, {"body", body}}.dump());
       });
@@ -438,7 +439,7 @@ void Master::finish_collect(Collect* collect) {
 }
 
 nlohmann::json Master::render_stats() const {
-  auto j = stats_render(snapshots_, retired_, ProcessUsage::current(), unix_now() - started_);
+  auto j = stats_render(snapshots_, retired_, ProcessUsage::current(), unix_now() - started_, counters_);
   const double now = unix_now();
   j["rates"] = history_.empty() ? nlohmann::json::object()
                                 : stats_total(snapshots_, retired_).rates_since(
@@ -476,12 +477,13 @@ void Master::handle_command(const std::string& command, Control::Reply reply) {
                          {"uptime", unix_now() - started_},
                          {"generation", generation_},
                          {"workers", processes_.size()},
+                         {"respawns", counters_.worker_respawns},
                          {"stopping", stopping_}}
               .dump());
   } else if (command == "stats") {
     collect([this, reply] { reply(render_stats().dump()); });
   } else if (command == "metrics") {
-    collect([this, reply] { reply(nlohmann::json(stats_render_prometheus(snapshots_, retired_)).dump()); });
+    collect([this, reply] { reply(nlohmann::json(stats_render_prometheus(snapshots_, retired_, counters_)).dump()); });
   } else if (command == "workers") {
     reply(workers_json().dump());
   } else if (command == "reload") {

@@ -83,6 +83,7 @@ class Master {
   std::vector<std::pair<WorkerSpec, ListenerKey>> respawn_queue_;
   std::map<int, Snapshot> snapshots_;  // by pid
   Retired retired_;                    // what workers that have exited counted
+  MasterCounters counters_;
   std::vector<std::unique_ptr<Collect>> collects_;
   int generation_ = 0;
   bool stopping_ = false;

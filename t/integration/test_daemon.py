@@ -59,6 +59,29 @@ class ProcessModel(unittest.TestCase):
             self.assertEqual(status, 200)
             self.assertEqual({row["pid"] for row in json.loads(body)["workers"]}, pids)
 
+    def test_respawns_count_deaths_not_reloads(self):
+        with Warrend(ports=2) as w:
+            def respawns():
+                return json.loads(w.request("GET", 0, "/stats")[2])["respawns"]
+
+            self.assertEqual(respawns(), 0)
+            w.reload()  # a reload replaces every worker: not a respawn
+            self.assertTrue(wait_for(lambda: all(p["generation"] == 2 for p in w.worker_pids())
+                                     and len(w.worker_pids()) == 2, 10))
+            victim = w.worker_pids()[1]
+            os.kill(victim["pid"], signal.SIGKILL)
+            self.assertTrue(wait_for(lambda: len(w.worker_pids()) == 2
+                                     and victim["pid"] not in {p["pid"] for p in w.worker_pids()}, 5))
+            self.assertTrue(wait_for(lambda: w.request("GET", 1, "/healthz")[0] == 200, 5))
+            self.assertEqual(respawns(), 1)
+            metrics = w.request("GET", 1, "/metrics")[2].decode()
+            self.assertIn("\nwarren_worker_respawns_total 1\n", metrics)
+            rc, out = w.ctl("status")
+            self.assertEqual(rc, 0)
+            self.assertIn("1 respawn", out)
+            rc, out = w.ctl("status", "--json")
+            self.assertEqual(json.loads(out)["respawns"], 1)
+
     def test_stats_sum_requests_over_all_workers(self):
         with Warrend(ports=3) as w:
             before = json.loads(w.request("GET", 0, "/stats")[2])["requests"]
