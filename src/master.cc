@@ -251,7 +251,7 @@ void Master::spawn(const WorkerSpec& spec_in, const ListenerKey& key) {
   p->started = unix_now();
   p->channel = std::make_unique<Channel>(
       base_.get(), Fd(sv[0]), [this, pid](const Frame& f) { on_frame(pid, f); },
-      [] { /* the exit is seen by SIGCHLD; nothing to do until then */ });
+      [this, pid](ChannelTrouble trouble) { on_channel_trouble(pid, trouble); });
   log_info("started worker pid {} for {} (slot {})", pid, worker_role(spec), spec.slot);
   processes_.push_back(std::move(p));
 }
@@ -377,16 +377,13 @@ void Master::on_frame(int pid, const Frame& frame) {
       break;
     }
     case FrameType::snapshot: {
-      auto j = nlohmann::json::parse(frame.payload, nullptr, false);
-      if (j.is_discarded()) break;
-      snapshots_[pid] = Snapshot::from_json(j);
+      snapshots_[pid] = Snapshot::from_json(nlohmann::json::parse(frame.payload));
       for (auto& c : collects_)
         if (c->awaited.erase(pid) && c->awaited.empty()) event_active(c->timer.get(), EV_TIMEOUT, 0);
       break;
     }
     case FrameType::stats_request: {
-      auto j = nlohmann::json::parse(frame.payload, nullptr, false);
-      if (j.is_discarded()) break;
+      const auto j = nlohmann::json::parse(frame.payload);
       const uint64_t id = j.value("id", uint64_t{0});
       const std::string format = j.value("format", "json");
       collect([this, pid, id, format] {
@@ -401,6 +398,24 @@ void Master::on_frame(int pid, const Frame& frame) {
     }
     default:
       log_warning("channel: unexpected frame type {} from worker pid {}", int(frame.type), pid);
+  }
+}
+
+// A worker's frame that does not decode throws out of on_frame; the channel drops that frame
+// and says so here. A stream that is not frames at all costs the worker: its replacement starts
+// with a clean channel.
+void Master::on_channel_trouble(int pid, ChannelTrouble trouble) {
+  switch (trouble) {
+    case ChannelTrouble::closed:
+      break;  // the exit is seen by SIGCHLD; nothing to do until then
+    case ChannelTrouble::frame_refused:
+      ++counters_.worker_frames_refused;
+      break;
+    case ChannelTrouble::malformed:
+      ++counters_.worker_frames_refused;
+      log_error("worker pid {} sent a malformed frame; killing it", pid);
+      kill(pid, SIGKILL);
+      break;
   }
 }
 

@@ -55,6 +55,7 @@ class Master {
   void retire_old_generation();
   void shutdown(const char* why);
   void on_frame(int pid, const Frame& frame);
+  void on_channel_trouble(int pid, ChannelTrouble trouble);
   void collect(std::function<void()> done);
   void finish_collect(Collect* collect);
   void handle_command(const std::string& command, Control::Reply reply);

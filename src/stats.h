@@ -182,7 +182,9 @@ struct Snapshot {
 // The master's own counters: X(member, json key, help). Each is a top-level key of /stats and
 // warren_<member>_total in /metrics.
 #define MASTER_COUNTERS(X)                                                                   \
-  X(worker_respawns, "respawns", "workers that died and were replaced (not reload replacements)")
+  X(worker_respawns, "respawns", "workers that died and were replaced (not reload replacements)") \
+  X(worker_frames_refused, "worker_frames_refused",                                          \
+    "frames from workers that did not decode, dropped (a malformed stream also kills the worker)")
 
 struct MasterCounters {
 #define WARREN_MASTER_MEMBER(member, key, help) uint64_t member = 0;

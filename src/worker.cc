@@ -75,7 +75,9 @@ class Worker final : public StatsSource {
     started_ = unix_now();
     channel_ = std::make_unique<Channel>(
         base_.get(), std::move(channel_fd), [this](const Frame& f) { on_frame(f); },
-        [this] { on_master_gone(); });
+        [this](ChannelTrouble trouble) {
+          if (trouble != ChannelTrouble::frame_refused) on_master_gone();
+        });
     for (int sig : {SIGTERM, SIGQUIT, SIGINT, SIGUSR1, SIGHUP}) {
       signals_.emplace_back(evsignal_new(base_.get(), sig, on_signal, this));
       event_add(signals_.back().get(), nullptr);
@@ -137,7 +139,12 @@ class Worker final : public StatsSource {
     return s;
   }
 
-  void send_snapshot() { channel_->send(FrameType::snapshot, snapshot().to_json().dump()); }
+  // Connection names hold a client's vhost and user name, which may be any bytes: invalid UTF-8
+  // is replaced, never thrown about (the master's parse refuses it).
+  void send_snapshot() {
+    channel_->send(FrameType::snapshot,
+                   snapshot().to_json().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  }
 
   void on_frame(const Frame& frame) {
     switch (frame.type) {

@@ -1,8 +1,10 @@
 """The daemon's skeleton as an operator sees it: processes, signals, reloads, pidfile, stats."""
+import ctypes
 import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -256,6 +258,81 @@ class CommandLine(unittest.TestCase):
                               capture_output=True, text=True)
         self.assertEqual(proc.returncode, 2)
         self.assertIn("connect()", proc.stderr)
+
+
+
+def worker_channel(pid):
+    """A duplicate of worker `pid`'s end of its channel to the master (pidfd_getfd(2)): what is
+    written to it reaches the master as if the worker had sent it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    with open("/proc/net/unix") as f:
+        unix_inodes = {line.split()[6] for line in f.readlines()[1:]}
+    fds = [int(fd) for fd in os.listdir(f"/proc/{pid}/fd")
+           if os.readlink(f"/proc/{pid}/fd/{fd}").removeprefix("socket:[").rstrip("]") in unix_inodes]
+    if len(fds) != 1:
+        raise RuntimeError(f"worker {pid}: unix sockets on fds {fds}, expected one")
+    pidfd = libc.syscall(434, pid, 0)  # pidfd_open
+    fd = libc.syscall(438, pidfd, fds[0], 0)  # pidfd_getfd
+    os.close(pidfd)
+    if fd < 0:
+        raise OSError(ctypes.get_errno(), "pidfd_getfd")
+    return socket.socket(fileno=fd)
+
+
+def frame(frame_type, payload):
+    """channel.h's wire form: big-endian length of type byte + payload, the type, the payload."""
+    return struct.pack(">IB", len(payload) + 1, frame_type) + payload
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+class WorkerFrames(unittest.TestCase):
+    """The master never trusts what a worker sends: a bad frame costs that worker, never the master."""
+    SNAPSHOT = 2
+
+    def stats(self, w):
+        return json.loads(w.request("GET", 0, "/stats")[2])
+
+    def test_malformed_snapshots_are_counted_and_dropped(self):
+        with Warrend(ports=1) as w:
+            victim = w.worker_pids()[0]["pid"]
+            with worker_channel(victim) as channel:
+                for bad in (b'{"pid": "x"}', b'[1, 2]', b'{"pid": 1, "slot": 1, "kind": "http", '
+                            b'"counters": 7, "connections": [], "usage": {}}', b'\xff\xfe'):
+                    channel.sendall(frame(self.SNAPSHOT, bad))
+            self.assertTrue(wait_for(lambda: self.stats(w).get("worker_frames_refused") == 4, 5),
+                            w.log())
+            self.assertEqual(self.stats(w)["respawns"], 0)
+            self.assertEqual([p["pid"] for p in w.worker_pids()], [victim])
+            self.assertIsNone(w.proc.poll())
+
+    def test_an_oversized_frame_costs_the_worker_its_channel_at_once(self):
+        with Warrend(ports=1) as w:
+            victim = w.worker_pids()[0]["pid"]
+            before = rss_kib(w.pid)
+            chunk = b"x" * (1 << 20)
+            sent = 0
+            with worker_channel(victim) as channel:
+                channel.settimeout(5)
+                try:
+                    channel.sendall(struct.pack(">IB", 0x7fffffff, self.SNAPSHOT))
+                    deadline = time.monotonic() + 20
+                    while sent < (96 << 20) and time.monotonic() < deadline:
+                        channel.sendall(chunk)
+                        sent += len(chunk)
+                except OSError:
+                    pass  # the master closed its end: what should happen
+            self.assertLess(rss_kib(w.pid) - before, 32 << 10, f"{sent} bytes sent")
+            self.assertTrue(wait_for(lambda: victim not in {p["pid"] for p in w.worker_pids()}
+                                     and len(w.worker_pids()) == 1, 5))
+            self.assertTrue(wait_for(lambda: w.request("GET", 0, "/healthz")[0] == 200, 5))
+            stats = self.stats(w)
+            self.assertEqual(stats["worker_frames_refused"], 1)
+            self.assertEqual(stats["respawns"], 1)
+            self.assertIn("malformed frame", w.log())
 
 
 if __name__ == "__main__":
