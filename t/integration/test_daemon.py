@@ -335,5 +335,43 @@ class WorkerFrames(unittest.TestCase):
             self.assertIn("malformed frame", w.log())
 
 
+
+class LogLines(unittest.TestCase):
+    """A client's bytes cannot forge a log line, and a flood of one kind of line is bounded."""
+    REFUSED = "broker refused the login of"
+
+    def refused_login(self, w, user):
+        status, _, _ = w.request("POST", 0, "/%2f/amq.topic/log.test", body={"body": "x"},
+                                 auth=(user, "wrong"))
+        self.assertIn(status, (401, 403))
+
+    def test_a_crlf_user_name_does_not_forge_a_line(self):
+        with Warrend(ports=1) as w:
+            self.refused_login(w, "evil\r\nFAKE LINE")
+            self.assertTrue(wait_for(lambda: self.REFUSED in w.log(), 5), w.log())
+            lines = w.log().splitlines()
+            self.assertFalse([l for l in lines if l.startswith("FAKE LINE")], w.log())
+            self.assertTrue([l for l in lines if "evil\\r\\nFAKE LINE" in l], w.log())
+
+    def test_a_flood_of_failed_logins_is_logged_with_a_count(self):
+        with Warrend(ports=1) as w:
+            users = [f"flood{i}" for i in range(120)]
+            threads = [threading.Thread(target=lambda part=users[i::8]: [
+                self.refused_login(w, u) for u in part]) for i in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            during = sum(l.count(self.REFUSED) for l in w.log().splitlines())
+            self.assertLess(during, 120)
+            time.sleep(5.5)  # the window ends; the next line reports what was left out
+            self.refused_login(w, "after-the-flood")
+            self.assertTrue(wait_for(lambda: "suppressed" in w.log(), 5), w.log())
+            lines = [l for l in w.log().splitlines() if self.REFUSED in l]
+            summaries = [l for l in lines if "similar lines suppressed" in l]
+            suppressed = sum(int(l.split(" similar lines suppressed")[0].split()[-1]) for l in summaries)
+            self.assertEqual(len(lines) - len(summaries) + suppressed, 121, w.log())
+
+
 if __name__ == "__main__":
     unittest.main()
