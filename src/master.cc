@@ -1,6 +1,5 @@
 #include "master.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
@@ -58,17 +57,17 @@ void make_parent_dir(const std::string& path) {
 }
 
 // A forked worker keeps only stdio and its own two sockets; the rest is the master's.
-void close_inherited_fds(std::initializer_list<int> keep) {
-  std::vector<int> fds;
-  if (DIR* dir = opendir("/proc/self/fd")) {
-    while (const dirent* entry = readdir(dir)) {
-      int fd = atoi(entry->d_name);
-      if (entry->d_name[0] != '.' && fd > 2 && fd != dirfd(dir)) fds.push_back(fd);
-    }
-    closedir(dir);
+// close_range(2) needs no /proc (a chroot or a container may have none).
+void close_inherited_fds(std::initializer_list<int> keep_fds) {
+  std::vector<int> keep(keep_fds);
+  std::sort(keep.begin(), keep.end());
+  unsigned first = 3;
+  for (int fd : keep) {
+    if (fd < 0 || static_cast<unsigned>(fd) < first) continue;
+    if (static_cast<unsigned>(fd) > first) close_range(first, fd - 1, 0);
+    first = fd + 1;
   }
-  for (int fd : fds)
-    if (std::find(keep.begin(), keep.end(), fd) == keep.end()) close(fd);
+  close_range(first, ~0U, 0);
 }
 
 // "port 8000" or "queue set vcd", for log lines.
@@ -223,18 +222,19 @@ void Master::spawn(const WorkerSpec& spec_in, const ListenerKey& key) {
   }
   sigset_t all, old;
   sigfillset(&all);
-  sigprocmask(SIG_BLOCK, &all, &old);  // no signal may reach the child with the master's handlers
+  sigprocmask(SIG_BLOCK, &all, &old);  // no signal may reach the child before it has handlers
   const pid_t pid = fork();
   if (pid == 0) {
     // The inherited event_base shares its epoll set with the master: the child never frees or
     // touches it. Signal events are the exception: dropping them only restores the default
     // dispositions and releases libevent's global signal slot for the worker's own base.
+    // Every signal stays blocked until the worker's own handlers are in: one sent now (a USR1
+    // right after a reload) waits for them instead of meeting the default action.
     signals_.clear();
-    sigprocmask(SIG_SETMASK, &old, nullptr);
     close(sv[0]);
     close_inherited_fds({sv[1], spec.listen_fd});
     log_reopen();
-    _exit(worker_run(config_, spec, Fd(sv[1])));
+    _exit(worker_run(config_, spec, Fd(sv[1]), old));
   }
   sigprocmask(SIG_SETMASK, &old, nullptr);
   close(sv[1]);

@@ -35,6 +35,51 @@ class ProcessModel(unittest.TestCase):
                                          for _ in range(40)}) == 2, 5)
             self.assertTrue(seen, "both workers on the port should answer")
 
+    def test_reload_from_one_to_two_workers_per_port_refuses_nothing(self):
+        with Warrend(ports=1) as w:
+            failures, answered, stop = [], [], threading.Event()
+
+            def client():
+                while not stop.is_set():
+                    try:
+                        status, _, body = w.request("GET", 0, "/healthz", timeout=2)
+                        answered.append(json.loads(body)["pid"]) if status == 200 else failures.append(status)
+                    except OSError as e:
+                        failures.append(repr(e))
+
+            thread = threading.Thread(target=client)
+            thread.start()
+            try:
+                time.sleep(0.3)
+                w.config["http"]["workers_per_port"] = 2
+                w.write()
+                w.reload()
+                self.assertTrue(wait_for(lambda: len(w.worker_pids()) == 2
+                                         and {p["generation"] for p in w.worker_pids()} == {2}, 10),
+                                w.log())
+                new_pids = {p["pid"] for p in w.worker_pids()}
+                self.assertTrue(wait_for(lambda: new_pids <= set(answered[-200:]), 10),
+                                "both new workers should answer")
+            finally:
+                stop.set()
+                thread.join(10)
+            self.assertEqual(failures, [])
+            self.assertNotIn("reload: bind()", w.log())
+
+    def test_a_worker_keeps_none_of_the_masters_descriptors(self):
+        with Warrend(ports=2) as w:
+            worker = next(p for p in w.worker_pids() if p["port"] == w.ports[0])
+            links = [os.readlink(f"/proc/{worker['pid']}/fd/{fd}")
+                     for fd in os.listdir(f"/proc/{worker['pid']}/fd") if int(fd) > 2]
+            with open("/proc/net/tcp") as f:
+                listening = {line.split()[9]: int(line.split()[1].split(":")[1], 16)
+                             for line in f.readlines()[1:] if line.split()[3] == "0A"}
+            ports = [listening[l[len("socket:["):-1]] for l in links
+                     if l.startswith("socket:[") and l[len("socket:["):-1] in listening]
+            self.assertEqual(ports, [w.ports[0]], links)
+            self.assertNotIn(w.pidfile, links)
+            self.assertFalse([l for l in links if l.endswith(".log")], links)
+
     def test_unknown_route_is_a_json_404(self):
         with Warrend(ports=1) as w:
             status, headers, body = w.request("GET", 0, "/no/such/route/here")
@@ -139,7 +184,13 @@ class Signals(unittest.TestCase):
             warrend.cleanup()
 
     def test_port_in_use_exits_one_and_leaves_no_pidfile(self):
+        for reuseport in (False, True):  # True: as another warrend's socket is
+            with self.subTest(reuseport=reuseport):
+                self.port_in_use_exits_one(reuseport)
+
+    def port_in_use_exits_one(self, reuseport):
         busy = socket.socket()
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, int(reuseport))
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
@@ -160,6 +211,20 @@ class Signals(unittest.TestCase):
         self.assertEqual(proc.returncode, 1, proc.stderr)
         self.assertIn('no such user "no-such-user-warren"', proc.stderr)
         self.assertIn("no worker left to run", proc.stderr)
+
+    def test_usr1_right_after_a_fork_reaches_the_workers_handler(self):
+        with Warrend(ports=2) as w:
+            for _ in range(10):
+                w.reload()  # the master forks a new generation ...
+                os.kill(w.pid, signal.SIGUSR1)  # ... and passes USR1 on to it at once
+                time.sleep(0.3)
+            self.assertTrue(wait_for(lambda: len(w.worker_pids()) == 2
+                                     and all(p["generation"] == 11 for p in w.worker_pids()), 15),
+                            w.log())
+            stats = json.loads(w.request("GET", 0, "/stats")[2])
+            killed = [l for l in w.log().splitlines() if "User defined signal 1" in l]
+            self.assertEqual(killed, [])
+            self.assertEqual(stats["respawns"], 0)
 
     def test_sighup_with_a_broken_config_keeps_the_old_workers(self):
         with Warrend(ports=2) as w:
