@@ -2,8 +2,10 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/socket.h>
 
 #include <cerrno>
+#include <exception>
 
 #include "log.h"
 
@@ -19,12 +21,18 @@ std::string frame_encode(FrameType type, std::string_view payload) {
   return out;
 }
 
+void FrameDecoder::feed(std::string_view bytes) {
+  if (!broken_) buffer_.append(bytes);
+}
+
 std::optional<Frame> FrameDecoder::next() {
   if (broken_ || buffer_.size() - offset_ < 4) return std::nullopt;
   const auto* p = reinterpret_cast<const unsigned char*>(buffer_.data() + offset_);
   const uint32_t length = (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
   if (length == 0 || length > kMaxFrame) {
     broken_ = true;
+    std::string().swap(buffer_);
+    offset_ = 0;
     return std::nullopt;
   }
   if (buffer_.size() - offset_ < 4 + size_t{length}) return std::nullopt;
@@ -38,8 +46,8 @@ std::optional<Frame> FrameDecoder::next() {
   return frame;
 }
 
-Channel::Channel(event_base* base, Fd fd, FrameHandler on_frame, CloseHandler on_close)
-    : on_frame_(std::move(on_frame)), on_close_(std::move(on_close)) {
+Channel::Channel(event_base* base, Fd fd, FrameHandler on_frame, TroubleHandler on_trouble)
+    : on_frame_(std::move(on_frame)), on_trouble_(std::move(on_trouble)) {
   evutil_make_socket_nonblocking(fd.get());
   bev_.reset(bufferevent_socket_new(base, fd.release(), BEV_OPT_CLOSE_ON_FREE));
   bufferevent_setcb(bev_.get(), on_read, nullptr, on_event, this);
@@ -74,16 +82,27 @@ void Channel::on_read(bufferevent* bev, void* arg) {
   const size_t n = evbuffer_get_length(in);
   self->decoder_.feed({reinterpret_cast<const char*>(evbuffer_pullup(in, -1)), n});
   evbuffer_drain(in, n);
-  while (auto frame = self->decoder_.next()) self->on_frame_(*frame);
+  while (auto frame = self->decoder_.next()) {
+    try {
+      self->on_frame_(*frame);
+    } catch (const std::exception& e) {
+      log_error("channel: a frame of type {} could not be handled, dropped: {}", int(frame->type),
+                e.what());
+      self->on_trouble_(ChannelTrouble::frame_refused);
+    }
+  }
   if (self->decoder_.broken()) {
     log_error("channel: malformed frame from peer, closing");
-    self->on_close_();
+    // Closed at once: the peer's next write fails instead of filling a buffer nobody reads.
+    bufferevent_disable(bev, EV_READ | EV_WRITE);
+    shutdown(bufferevent_getfd(bev), SHUT_RDWR);
+    self->on_trouble_(ChannelTrouble::malformed);
   }
 }
 
 void Channel::on_event(bufferevent*, short what, void* arg) {
   auto* self = static_cast<Channel*>(arg);
-  if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) self->on_close_();
+  if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) self->on_trouble_(ChannelTrouble::closed);
 }
 
 }  // namespace warren

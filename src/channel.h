@@ -32,11 +32,14 @@ class FrameDecoder {
  public:
   static constexpr size_t kMaxFrame = 16 << 20;
 
-  void feed(std::string_view bytes) { buffer_.append(bytes); }
+  // Bytes after a broken frame are dropped: a broken stream holds no memory.
+  void feed(std::string_view bytes);
   // The next whole frame, or nullopt when more bytes are needed or the stream is broken.
   std::optional<Frame> next();
   // A frame announced a length of 0 or over kMaxFrame: the peer is not speaking our protocol.
   bool broken() const { return broken_; }
+  // Bytes held: at most one frame in progress (kMaxFrame) plus what one feed() added.
+  size_t buffered() const { return buffer_.size() - offset_; }
 
  private:
   std::string buffer_;
@@ -44,13 +47,21 @@ class FrameDecoder {
   bool broken_ = false;
 };
 
-// One end of the socketpair on an event loop.
+// What went wrong with a channel, for its owner to act on.
+enum class ChannelTrouble {
+  closed,         // the peer closed or the socket failed
+  malformed,      // a frame of length 0 or over kMaxFrame: the channel reads no more
+  frame_refused,  // the frame handler threw on one frame; the frame was dropped, the channel lives
+};
+
+// One end of the socketpair on an event loop. No exception from the frame handler reaches
+// libevent: it is logged and reported as frame_refused.
 class Channel {
  public:
   using FrameHandler = std::function<void(const Frame&)>;
-  using CloseHandler = std::function<void()>;
+  using TroubleHandler = std::function<void(ChannelTrouble)>;
 
-  Channel(event_base* base, Fd fd, FrameHandler on_frame, CloseHandler on_close);
+  Channel(event_base* base, Fd fd, FrameHandler on_frame, TroubleHandler on_trouble);
   Channel(const Channel&) = delete;
   Channel& operator=(const Channel&) = delete;
 
@@ -66,7 +77,7 @@ class Channel {
   BuffereventPtr bev_;
   FrameDecoder decoder_;
   FrameHandler on_frame_;
-  CloseHandler on_close_;
+  TroubleHandler on_trouble_;
 };
 
 }  // namespace warren

@@ -50,11 +50,15 @@ std::string Listeners::bind_all(const std::string& address, const std::vector<in
                                 int workers_per_port) {
   std::map<ListenerKey, Fd> fresh;
   for (int port : ports) {
+    std::string error;
+    // Every socket has SO_REUSEPORT, so that a reload can add workers to a port whose first
+    // socket is already bound. A port another process listens on (another warrend, whose
+    // sockets have it too) must still be refused: a socket without it, bound once, finds out.
+    if (!sockets_.count({address, port, 0}) && !bind_tcp(address, port, false, &error)) return error;
     for (int i = 0; i < workers_per_port; ++i) {
       ListenerKey key{address, port, i};
       if (sockets_.count(key)) continue;
-      std::string error;
-      Fd fd = bind_tcp(address, port, workers_per_port > 1, &error);
+      Fd fd = bind_tcp(address, port, true, &error);
       if (!fd) return error;
       fresh.emplace(key, std::move(fd));
     }

@@ -17,11 +17,16 @@ enum class LogLevel { debug, info, warning, error };
 void log_set_role(std::string role);
 void log_reopen();
 bool log_enabled(LogLevel level);
-void log_write(LogLevel level, std::string_view line);
+// `format` names the call site: each site writes at most a burst of lines per window, then
+// counts what it leaves out and says so once the window is over. Control characters in `line`
+// (a client's CR/LF among them) are escaped: one event, one line.
+void log_write(LogLevel level, std::string_view format, std::string_view line);
 
 template <typename... Args>
 void log_at(LogLevel level, fmt::format_string<Args...> f, Args&&... args) {
-  if (log_enabled(level)) log_write(level, fmt::format(f, std::forward<Args>(args)...));
+  if (!log_enabled(level)) return;
+  const fmt::string_view format = f;
+  log_write(level, {format.data(), format.size()}, fmt::format(f, std::forward<Args>(args)...));
 }
 template <typename... Args>
 void log_debug(fmt::format_string<Args...> f, Args&&... args) {

@@ -1,6 +1,5 @@
 #include "master.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
@@ -58,17 +57,17 @@ void make_parent_dir(const std::string& path) {
 }
 
 // A forked worker keeps only stdio and its own two sockets; the rest is the master's.
-void close_inherited_fds(std::initializer_list<int> keep) {
-  std::vector<int> fds;
-  if (DIR* dir = opendir("/proc/self/fd")) {
-    while (const dirent* entry = readdir(dir)) {
-      int fd = atoi(entry->d_name);
-      if (entry->d_name[0] != '.' && fd > 2 && fd != dirfd(dir)) fds.push_back(fd);
-    }
-    closedir(dir);
+// close_range(2) needs no /proc (a chroot or a container may have none).
+void close_inherited_fds(std::initializer_list<int> keep_fds) {
+  std::vector<int> keep(keep_fds);
+  std::sort(keep.begin(), keep.end());
+  unsigned first = 3;
+  for (int fd : keep) {
+    if (fd < 0 || static_cast<unsigned>(fd) < first) continue;
+    if (static_cast<unsigned>(fd) > first) close_range(first, fd - 1, 0);
+    first = fd + 1;
   }
-  for (int fd : fds)
-    if (std::find(keep.begin(), keep.end(), fd) == keep.end()) close(fd);
+  close_range(first, ~0U, 0);
 }
 
 // "port 8000" or "queue set vcd", for log lines.
@@ -223,18 +222,19 @@ void Master::spawn(const WorkerSpec& spec_in, const ListenerKey& key) {
   }
   sigset_t all, old;
   sigfillset(&all);
-  sigprocmask(SIG_BLOCK, &all, &old);  // no signal may reach the child with the master's handlers
+  sigprocmask(SIG_BLOCK, &all, &old);  // no signal may reach the child before it has handlers
   const pid_t pid = fork();
   if (pid == 0) {
     // The inherited event_base shares its epoll set with the master: the child never frees or
     // touches it. Signal events are the exception: dropping them only restores the default
     // dispositions and releases libevent's global signal slot for the worker's own base.
+    // Every signal stays blocked until the worker's own handlers are in: one sent now (a USR1
+    // right after a reload) waits for them instead of meeting the default action.
     signals_.clear();
-    sigprocmask(SIG_SETMASK, &old, nullptr);
     close(sv[0]);
     close_inherited_fds({sv[1], spec.listen_fd});
     log_reopen();
-    _exit(worker_run(config_, spec, Fd(sv[1])));
+    _exit(worker_run(config_, spec, Fd(sv[1]), old));
   }
   sigprocmask(SIG_SETMASK, &old, nullptr);
   close(sv[1]);
@@ -251,7 +251,7 @@ void Master::spawn(const WorkerSpec& spec_in, const ListenerKey& key) {
   p->started = unix_now();
   p->channel = std::make_unique<Channel>(
       base_.get(), Fd(sv[0]), [this, pid](const Frame& f) { on_frame(pid, f); },
-      [] { /* the exit is seen by SIGCHLD; nothing to do until then */ });
+      [this, pid](ChannelTrouble trouble) { on_channel_trouble(pid, trouble); });
   log_info("started worker pid {} for {} (slot {})", pid, worker_role(spec), spec.slot);
   processes_.push_back(std::move(p));
 }
@@ -284,6 +284,7 @@ void Master::reap() {
       log_error("worker pid {} for {} failed to set up; not respawning it", pid, worker_role(p->spec));
     } else {
       log_error("worker pid {} for {} {}; respawning", pid, worker_role(p->spec), exit_text(status, text));
+      ++counters_.worker_respawns;
       if (clean || unix_now() - p->started >= kRespawnThrottle) {
         spawn(p->spec, p->listener);
       } else {
@@ -376,23 +377,20 @@ void Master::on_frame(int pid, const Frame& frame) {
       break;
     }
     case FrameType::snapshot: {
-      auto j = nlohmann::json::parse(frame.payload, nullptr, false);
-      if (j.is_discarded()) break;
-      snapshots_[pid] = Snapshot::from_json(j);
+      snapshots_[pid] = Snapshot::from_json(nlohmann::json::parse(frame.payload));
       for (auto& c : collects_)
         if (c->awaited.erase(pid) && c->awaited.empty()) event_active(c->timer.get(), EV_TIMEOUT, 0);
       break;
     }
     case FrameType::stats_request: {
-      auto j = nlohmann::json::parse(frame.payload, nullptr, false);
-      if (j.is_discarded()) break;
+      const auto j = nlohmann::json::parse(frame.payload);
       const uint64_t id = j.value("id", uint64_t{0});
       const std::string format = j.value("format", "json");
       collect([this, pid, id, format] {
         Process* q = find(pid);
         if (!q) return;
         nlohmann::json body = format == "prometheus"
-                                  ? nlohmann::json(stats_render_prometheus(snapshots_, retired_))
+                                  ? nlohmann::json(stats_render_prometheus(snapshots_, retired_, counters_))
                                   : render_stats();
         q->channel->send(FrameType::stats_reply, nlohmann::json{{"id", id}, {"body", body}}.dump());
       });
@@ -400,6 +398,24 @@ void Master::on_frame(int pid, const Frame& frame) {
     }
     default:
       log_warning("channel: unexpected frame type {} from worker pid {}", int(frame.type), pid);
+  }
+}
+
+// A worker's frame that does not decode throws out of on_frame; the channel drops that frame
+// and says so here. A stream that is not frames at all costs the worker: its replacement starts
+// with a clean channel.
+void Master::on_channel_trouble(int pid, ChannelTrouble trouble) {
+  switch (trouble) {
+    case ChannelTrouble::closed:
+      break;  // the exit is seen by SIGCHLD; nothing to do until then
+    case ChannelTrouble::frame_refused:
+      ++counters_.worker_frames_refused;
+      break;
+    case ChannelTrouble::malformed:
+      ++counters_.worker_frames_refused;
+      log_error("worker pid {} sent a malformed frame; killing it", pid);
+      kill(pid, SIGKILL);
+      break;
   }
 }
 
@@ -438,7 +454,7 @@ void Master::finish_collect(Collect* collect) {
 }
 
 nlohmann::json Master::render_stats() const {
-  auto j = stats_render(snapshots_, retired_, ProcessUsage::current(), unix_now() - started_);
+  auto j = stats_render(snapshots_, retired_, ProcessUsage::current(), unix_now() - started_, counters_);
   const double now = unix_now();
   j["rates"] = history_.empty() ? nlohmann::json::object()
                                 : stats_total(snapshots_, retired_).rates_since(
@@ -476,12 +492,13 @@ void Master::handle_command(const std::string& command, Control::Reply reply) {
                          {"uptime", unix_now() - started_},
                          {"generation", generation_},
                          {"workers", processes_.size()},
+                         {"respawns", counters_.worker_respawns},
                          {"stopping", stopping_}}
               .dump());
   } else if (command == "stats") {
     collect([this, reply] { reply(render_stats().dump()); });
   } else if (command == "metrics") {
-    collect([this, reply] { reply(nlohmann::json(stats_render_prometheus(snapshots_, retired_)).dump()); });
+    collect([this, reply] { reply(nlohmann::json(stats_render_prometheus(snapshots_, retired_, counters_)).dump()); });
   } else if (command == "workers") {
     reply(workers_json().dump());
   } else if (command == "reload") {

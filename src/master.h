@@ -55,6 +55,7 @@ class Master {
   void retire_old_generation();
   void shutdown(const char* why);
   void on_frame(int pid, const Frame& frame);
+  void on_channel_trouble(int pid, ChannelTrouble trouble);
   void collect(std::function<void()> done);
   void finish_collect(Collect* collect);
   void handle_command(const std::string& command, Control::Reply reply);
@@ -83,6 +84,7 @@ class Master {
   std::vector<std::pair<WorkerSpec, ListenerKey>> respawn_queue_;
   std::map<int, Snapshot> snapshots_;  // by pid
   Retired retired_;                    // what workers that have exited counted
+  MasterCounters counters_;
   std::vector<std::unique_ptr<Collect>> collects_;
   int generation_ = 0;
   bool stopping_ = false;

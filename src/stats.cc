@@ -272,7 +272,7 @@ Counters stats_total(const std::map<int, Snapshot>& workers, const Retired& reti
 }
 
 json stats_render(const std::map<int, Snapshot>& workers, const Retired& retired,
-                  const ProcessUsage& master_usage, double uptime) {
+                  const ProcessUsage& master_usage, double uptime, const MasterCounters& master) {
   Counters total = retired.counters;
   Histograms latency = retired.histograms;
   ProcessUsage usage = master_usage;
@@ -303,6 +303,9 @@ json stats_render(const std::map<int, Snapshot>& workers, const Retired& retired
   json fwd = json::object();
   for (const auto& [name, c] : stats_forwarders(workers, retired)) fwd[name] = c.to_json();
   j["forwarders"] = fwd;
+#define WARREN_MASTER_JSON(member, key, help) j[key] = master.member;
+  MASTER_COUNTERS(WARREN_MASTER_JSON)
+#undef WARREN_MASTER_JSON
   return j;
 }
 
@@ -321,8 +324,14 @@ std::string prometheus_label(std::string_view v) {
 
 }  // namespace
 
-std::string stats_render_prometheus(const std::map<int, Snapshot>& workers, const Retired& retired) {
+std::string stats_render_prometheus(const std::map<int, Snapshot>& workers, const Retired& retired,
+                                    const MasterCounters& master) {
   std::string out;
+#define WARREN_MASTER_PROM(member, key, help)                                                    \
+  out += fmt::format("# HELP warren_{0}_total {1}\n# TYPE warren_{0}_total counter\nwarren_{0}_total {2}\n", \
+                     #member, help, master.member);
+  MASTER_COUNTERS(WARREN_MASTER_PROM)
+#undef WARREN_MASTER_PROM
   auto labels = [](const Snapshot& w) {
     return fmt::format("slot=\"{}\",pid=\"{}\",kind=\"{}\",port=\"{}\"", w.slot, w.pid, w.kind,
                        w.port);

@@ -179,6 +179,19 @@ struct Snapshot {
   static Snapshot from_json(const nlohmann::json& j);
 };
 
+// The master's own counters: X(member, json key, help). Each is a top-level key of /stats and
+// warren_<member>_total in /metrics.
+#define MASTER_COUNTERS(X)                                                                   \
+  X(worker_respawns, "respawns", "workers that died and were replaced (not reload replacements)") \
+  X(worker_frames_refused, "worker_frames_refused",                                          \
+    "frames from workers that did not decode, dropped (a malformed stream also kills the worker)")
+
+struct MasterCounters {
+#define WARREN_MASTER_MEMBER(member, key, help) uint64_t member = 0;
+  MASTER_COUNTERS(WARREN_MASTER_MEMBER)
+#undef WARREN_MASTER_MEMBER
+};
+
 // What workers that have exited counted, so that totals never go backwards.
 struct Retired {
   Counters counters;
@@ -189,12 +202,14 @@ struct Retired {
 
 // The master's sum over workers: /stats in statelessd's shape plus `workers[]`.
 nlohmann::json stats_render(const std::map<int, Snapshot>& workers, const Retired& retired,
-                            const ProcessUsage& master_usage, double uptime);
+                            const ProcessUsage& master_usage, double uptime,
+                            const MasterCounters& master = {});
 // Every counter summed over the workers and those that exited.
 Counters stats_total(const std::map<int, Snapshot>& workers, const Retired& retired);
 
 // Prometheus text exposition of the same figures, per worker as labels.
-std::string stats_render_prometheus(const std::map<int, Snapshot>& workers, const Retired& retired);
+std::string stats_render_prometheus(const std::map<int, Snapshot>& workers, const Retired& retired,
+                                    const MasterCounters& master = {});
 
 // Forwarder counters summed by forwarder name over the workers (and the retired ones).
 std::map<std::string, ForwarderCounters> stats_forwarders(const std::map<int, Snapshot>& workers,

@@ -71,15 +71,18 @@ class Worker final : public StatsSource {
   Worker(std::shared_ptr<const Config> config, const WorkerSpec& spec)
       : config_(std::move(config)), spec_(spec), base_(new_worker_base()) {}
 
-  int run(Fd channel_fd) {
+  int run(Fd channel_fd, const sigset_t& signal_mask) {
     started_ = unix_now();
     channel_ = std::make_unique<Channel>(
         base_.get(), std::move(channel_fd), [this](const Frame& f) { on_frame(f); },
-        [this] { on_master_gone(); });
+        [this](ChannelTrouble trouble) {
+          if (trouble != ChannelTrouble::frame_refused) on_master_gone();
+        });
     for (int sig : {SIGTERM, SIGQUIT, SIGINT, SIGUSR1, SIGHUP}) {
       signals_.emplace_back(evsignal_new(base_.get(), sig, on_signal, this));
       event_add(signals_.back().get(), nullptr);
     }
+    sigprocmask(SIG_SETMASK, &signal_mask, nullptr);  // what came meanwhile is handled now
     snapshot_timer_.reset(event_new(base_.get(), -1, EV_PERSIST, on_snapshot_timer, this));
     event_add(snapshot_timer_.get(), &kSnapshotInterval);
 
@@ -137,7 +140,12 @@ class Worker final : public StatsSource {
     return s;
   }
 
-  void send_snapshot() { channel_->send(FrameType::snapshot, snapshot().to_json().dump()); }
+  // Connection names hold a client's vhost and user name, which may be any bytes: invalid UTF-8
+  // is replaced, never thrown about (the master's parse refuses it).
+  void send_snapshot() {
+    channel_->send(FrameType::snapshot,
+                   snapshot().to_json().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  }
 
   void on_frame(const Frame& frame) {
     switch (frame.type) {
@@ -227,13 +235,14 @@ class Worker final : public StatsSource {
 
 }  // namespace
 
-int worker_run(std::shared_ptr<const Config> config, const WorkerSpec& spec, Fd channel) {
+int worker_run(std::shared_ptr<const Config> config, const WorkerSpec& spec, Fd channel,
+               const sigset_t& signal_mask) {
   log_set_role(spec.kind == "forward" ? fmt::format("worker forward:{}", spec.queue_set)
                                       : fmt::format("worker {}:{}", spec.kind, spec.port));
   if (!drop_privileges(config->daemon)) return kWorkerExitFatal;
   signal(SIGPIPE, SIG_IGN);
   Worker worker(std::move(config), spec);
-  return worker.run(std::move(channel));
+  return worker.run(std::move(channel), signal_mask);
 }
 
 }  // namespace warren

@@ -1,6 +1,8 @@
 // A worker process: set up after fork, one event loop, serve until told to drain, then exit.
 #pragma once
 
+#include <signal.h>
+
 #include <memory>
 #include <string>
 
@@ -21,7 +23,9 @@ struct WorkerSpec {
 constexpr int kWorkerExitFatal = 2;
 
 // Runs in the child after fork and never returns to the master's code: the caller _exits with
-// the result.
-int worker_run(std::shared_ptr<const Config> config, const WorkerSpec& spec, Fd channel);
+// the result. The child starts with every signal blocked; `signal_mask` is restored once the
+// worker's handlers are installed.
+int worker_run(std::shared_ptr<const Config> config, const WorkerSpec& spec, Fd channel,
+               const sigset_t& signal_mask);
 
 }  // namespace warren

@@ -70,6 +70,15 @@ TEST(StatsRender, SumsWorkersInStatelessdShape) {
     EXPECT_TRUE(j.contains(key)) << key;
 }
 
+TEST(StatsRender, MasterCountersAreTopLevelKeysAndSeries) {
+  MasterCounters master;
+  master.worker_respawns = 3;
+  auto j = stats_render({}, Retired{}, ProcessUsage{}, 1.0, master);
+  EXPECT_EQ(j["respawns"], 3);
+  auto text = stats_render_prometheus({}, Retired{}, master);
+  EXPECT_NE(text.find("\nwarren_worker_respawns_total 3\n"), std::string::npos) << text;
+}
+
 TEST(StatsRender, PrometheusHasOneSeriesPerWorkerAndRetired) {
   std::map<int, Snapshot> workers{{101, worker(101, 8000, 5, 4)}};
   auto text = stats_render_prometheus(workers, Retired{});

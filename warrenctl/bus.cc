@@ -16,18 +16,24 @@ namespace {
 
 constexpr int kExitError = 1, kExitUnreachable = 2, kExitUsage = 64;
 
-// -H URL, -u USER:PASS, -t CONTENT-TYPE (publish only), -h; the rest are positional.
+// -H URL, -u USER[:PASS], -t CONTENT-TYPE (publish only), -h; the rest are positional.
 bool parse_options(int argc, char** argv, HttpTarget* target, std::string* content_type, int* rc) {
   optind = 1;
   int opt;
+  const char* user = nullptr;
   while ((opt = getopt(argc, argv, "H:u:t:h")) != -1) {
     switch (opt) {
       case 'H': target->base = optarg; break;
-      case 'u': target->auth = optarg; break;
+      case 'u': user = optarg; break;
       case 't': *content_type = optarg; break;
       case 'h': bus_usage(stdout); *rc = 0; return false;
       default: bus_usage(stderr); *rc = kExitUsage; return false;
     }
+  }
+  if (std::string error; !resolve_auth(user, &target->auth, &error)) {
+    fmt::print(stderr, "warrenctl: {}\n", error);
+    *rc = kExitUsage;
+    return false;
   }
   return true;
 }
@@ -40,13 +46,15 @@ std::string bus_path(char** args) {
 
 void bus_usage(FILE* out) {
   fmt::print(out,
-             "usage: warrenctl publish [-H URL] [-u USER:PASS] [-t TYPE] VHOST EXCHANGE KEY [BODY|-]\n"
-             "       warrenctl tail [-H URL] [-u USER:PASS] VHOST EXCHANGE BINDING-KEY\n"
+             "usage: warrenctl publish [-H URL] [-u USER[:PASS]] [-t TYPE] VHOST EXCHANGE KEY [BODY|-]\n"
+             "       warrenctl tail [-H URL] [-u USER[:PASS]] VHOST EXCHANGE BINDING-KEY\n"
              "  publish: one message, answered once the broker confirmed it (BODY, or standard\n"
              "           input with - or nothing); tail: print what is published to EXCHANGE\n"
              "           matching BINDING-KEY until interrupted.\n"
              "  -H URL          a worker's base URL (default http://127.0.0.1:8000)\n"
-             "  -u USER:PASS    the broker credentials, sent as HTTP Basic (default guest:guest)\n"
+             "  -u USER[:PASS]  the broker credentials, sent as HTTP Basic; PASS on the command\n"
+             "                  line is visible in ps: without it, $WARRENCTL_PASSWORD or a\n"
+             "                  prompt; no -u: $WARRENCTL_AUTH (USER:PASS), else guest:guest\n"
              "  -t TYPE         the message's content type (default text/plain)\n"
              "exit: 0 done, 1 error answer, 2 no answer from warrend, 64 usage\n");
 }

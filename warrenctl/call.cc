@@ -38,7 +38,9 @@ void call_usage(FILE* out) {
              "  as JSON. JSON-ARGS is an object of keyword arguments, default {{}}.\n"
              "options:\n"
              "  -H URL          a worker's base URL (default http://127.0.0.1:8000)\n"
-             "  -u USER:PASS    the broker credentials, sent as HTTP Basic (default guest:guest)\n"
+             "  -u USER[:PASS]  the broker credentials, sent as HTTP Basic; PASS on the command\n"
+             "                  line is visible in ps: without it, $WARRENCTL_PASSWORD or a\n"
+             "                  prompt; no -u: $WARRENCTL_AUTH (USER:PASS), else guest:guest\n"
              "  -V VHOST        virtual host (default /)\n"
              "  -x EXCHANGE     the servers' control exchange (default openstack)\n"
              "  -S SERVER       call this server of the topic only\n"
@@ -62,10 +64,11 @@ int call_command(int argc, char** argv) {
                                  {nullptr, 0, nullptr, 0}};
   optind = 1;
   int opt;
+  const char* user = nullptr;
   while ((opt = getopt_long(argc, argv, "H:u:V:x:S:c:T:h", kLong, nullptr)) != -1) {
     switch (opt) {
       case 'H': target.base = optarg; break;
-      case 'u': target.auth = optarg; break;
+      case 'u': user = optarg; break;
       case 'V': vhost = optarg; break;
       case 'x': exchange = optarg; break;
       case 'S': server = optarg; break;
@@ -77,6 +80,10 @@ int call_command(int argc, char** argv) {
       case 'h': call_usage(stdout); return 0;
       default: call_usage(stderr); return kExitUsage;
     }
+  }
+  if (std::string error; !resolve_auth(user, &target.auth, &error)) {
+    fmt::print(stderr, "warrenctl: {}\n", error);
+    return kExitUsage;
   }
   const int rest = argc - optind;
   if (rest < 2 || rest > 3) {

@@ -1,5 +1,11 @@
 #include "http.h"
 
+#include <fcntl.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
 #include <curl/curl.h>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -26,6 +32,51 @@ size_t receive(char* data, size_t size, size_t n, void* arg) {
 }
 
 }  // namespace
+
+namespace {
+
+// A line read from the controlling terminal with echo off, as curl's -u USER does.
+bool ask_password(const std::string& user, std::string* password) {
+  warren::Fd tty(open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY));
+  if (!tty) return false;
+  const std::string prompt = fmt::format("Enter the password for {}: ", user);
+  if (write(tty.get(), prompt.data(), prompt.size()) < 0) return false;
+  termios saved{};
+  const bool is_terminal = tcgetattr(tty.get(), &saved) == 0;
+  if (is_terminal) {
+    termios quiet = saved;
+    quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+    tcsetattr(tty.get(), TCSAFLUSH, &quiet);
+  }
+  char c;
+  while (read(tty.get(), &c, 1) == 1 && c != '\n') *password += c;
+  if (is_terminal) tcsetattr(tty.get(), TCSAFLUSH, &saved);
+  [[maybe_unused]] auto n = write(tty.get(), "\n", 1);
+  return true;
+}
+
+}  // namespace
+
+bool resolve_auth(const char* option, std::string* auth, std::string* error) {
+  if (!option) {
+    const char* from_env = getenv("WARRENCTL_AUTH");
+    *auth = from_env ? from_env : "guest:guest";
+    return true;
+  }
+  const std::string user = option;
+  if (user.find(':') != std::string::npos) {
+    *auth = user;
+    return true;
+  }
+  std::string password;
+  if (const char* from_env = getenv("WARRENCTL_PASSWORD")) password = from_env;
+  else if (!ask_password(user, &password)) {
+    *error = fmt::format("-u {}: no password: set WARRENCTL_PASSWORD or run on a terminal", user);
+    return false;
+  }
+  *auth = user + ":" + password;
+  return true;
+}
 
 std::string url_escape(const std::string& s) {
   char* e = curl_escape(s.c_str(), static_cast<int>(s.size()));

@@ -8,11 +8,17 @@
 
 namespace warrenctl {
 
-// -H URL and -u USER:PASS, shared by every HTTP command.
+// -H URL and -u USER[:PASS], shared by every HTTP command.
 struct HttpTarget {
   std::string base = "http://127.0.0.1:8000";
   std::string auth = "guest:guest";
 };
+
+// USER:PASS from -u's argument (nullptr: no -u), kept out of the command line that ps shows:
+// "USER:PASS" is taken as given; "USER" takes its password from $WARRENCTL_PASSWORD, else asks
+// on the terminal; no -u takes $WARRENCTL_AUTH (USER:PASS), else guest:guest. False, with
+// *error, when a password is needed and there is none.
+bool resolve_auth(const char* option, std::string* auth, std::string* error);
 
 struct HttpAnswer {
   bool reached = false;  // false: no HTTP answer at all (error says why)

@@ -187,9 +187,9 @@ int main(int argc, char** argv) {
   else if (command == "stats") print_stats(j);
   else if (command == "workers") print_workers(j);
   else if (command == "status")
-    fmt::print("warrend pid {} running {:.0f} s, {} worker(s), generation {}, config {}\n",
+    fmt::print("warrend pid {} running {:.0f} s, {} worker(s), {} respawn(s), generation {}, config {}\n",
                j.value("pid", 0), j.value("uptime", 0.0), j.value("workers", 0),
-               j.value("generation", 0), j.value("config", ""));
+               j.value("respawns", 0), j.value("generation", 0), j.value("config", ""));
   else fmt::print("{}\n", j.value("result", j.dump()));
   return 0;
 }

@@ -1,8 +1,10 @@
 """The daemon's skeleton as an operator sees it: processes, signals, reloads, pidfile, stats."""
+import ctypes
 import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -33,6 +35,51 @@ class ProcessModel(unittest.TestCase):
                                          for _ in range(40)}) == 2, 5)
             self.assertTrue(seen, "both workers on the port should answer")
 
+    def test_reload_from_one_to_two_workers_per_port_refuses_nothing(self):
+        with Warrend(ports=1) as w:
+            failures, answered, stop = [], [], threading.Event()
+
+            def client():
+                while not stop.is_set():
+                    try:
+                        status, _, body = w.request("GET", 0, "/healthz", timeout=2)
+                        answered.append(json.loads(body)["pid"]) if status == 200 else failures.append(status)
+                    except OSError as e:
+                        failures.append(repr(e))
+
+            thread = threading.Thread(target=client)
+            thread.start()
+            try:
+                time.sleep(0.3)
+                w.config["http"]["workers_per_port"] = 2
+                w.write()
+                w.reload()
+                self.assertTrue(wait_for(lambda: len(w.worker_pids()) == 2
+                                         and {p["generation"] for p in w.worker_pids()} == {2}, 10),
+                                w.log())
+                new_pids = {p["pid"] for p in w.worker_pids()}
+                self.assertTrue(wait_for(lambda: new_pids <= set(answered[-200:]), 10),
+                                "both new workers should answer")
+            finally:
+                stop.set()
+                thread.join(10)
+            self.assertEqual(failures, [])
+            self.assertNotIn("reload: bind()", w.log())
+
+    def test_a_worker_keeps_none_of_the_masters_descriptors(self):
+        with Warrend(ports=2) as w:
+            worker = next(p for p in w.worker_pids() if p["port"] == w.ports[0])
+            links = [os.readlink(f"/proc/{worker['pid']}/fd/{fd}")
+                     for fd in os.listdir(f"/proc/{worker['pid']}/fd") if int(fd) > 2]
+            with open("/proc/net/tcp") as f:
+                listening = {line.split()[9]: int(line.split()[1].split(":")[1], 16)
+                             for line in f.readlines()[1:] if line.split()[3] == "0A"}
+            ports = [listening[l[len("socket:["):-1]] for l in links
+                     if l.startswith("socket:[") and l[len("socket:["):-1] in listening]
+            self.assertEqual(ports, [w.ports[0]], links)
+            self.assertNotIn(w.pidfile, links)
+            self.assertFalse([l for l in links if l.endswith(".log")], links)
+
     def test_unknown_route_is_a_json_404(self):
         with Warrend(ports=1) as w:
             status, headers, body = w.request("GET", 0, "/no/such/route/here")
@@ -58,6 +105,29 @@ class ProcessModel(unittest.TestCase):
             status, _, body = w.request("GET", 0, "/stats")
             self.assertEqual(status, 200)
             self.assertEqual({row["pid"] for row in json.loads(body)["workers"]}, pids)
+
+    def test_respawns_count_deaths_not_reloads(self):
+        with Warrend(ports=2) as w:
+            def respawns():
+                return json.loads(w.request("GET", 0, "/stats")[2])["respawns"]
+
+            self.assertEqual(respawns(), 0)
+            w.reload()  # a reload replaces every worker: not a respawn
+            self.assertTrue(wait_for(lambda: all(p["generation"] == 2 for p in w.worker_pids())
+                                     and len(w.worker_pids()) == 2, 10))
+            victim = w.worker_pids()[1]
+            os.kill(victim["pid"], signal.SIGKILL)
+            self.assertTrue(wait_for(lambda: len(w.worker_pids()) == 2
+                                     and victim["pid"] not in {p["pid"] for p in w.worker_pids()}, 5))
+            self.assertTrue(wait_for(lambda: w.request("GET", 1, "/healthz")[0] == 200, 5))
+            self.assertEqual(respawns(), 1)
+            metrics = w.request("GET", 1, "/metrics")[2].decode()
+            self.assertIn("\nwarren_worker_respawns_total 1\n", metrics)
+            rc, out = w.ctl("status")
+            self.assertEqual(rc, 0)
+            self.assertIn("1 respawn", out)
+            rc, out = w.ctl("status", "--json")
+            self.assertEqual(json.loads(out)["respawns"], 1)
 
     def test_stats_sum_requests_over_all_workers(self):
         with Warrend(ports=3) as w:
@@ -114,7 +184,13 @@ class Signals(unittest.TestCase):
             warrend.cleanup()
 
     def test_port_in_use_exits_one_and_leaves_no_pidfile(self):
+        for reuseport in (False, True):  # True: as another warrend's socket is
+            with self.subTest(reuseport=reuseport):
+                self.port_in_use_exits_one(reuseport)
+
+    def port_in_use_exits_one(self, reuseport):
         busy = socket.socket()
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, int(reuseport))
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
@@ -135,6 +211,20 @@ class Signals(unittest.TestCase):
         self.assertEqual(proc.returncode, 1, proc.stderr)
         self.assertIn('no such user "no-such-user-warren"', proc.stderr)
         self.assertIn("no worker left to run", proc.stderr)
+
+    def test_usr1_right_after_a_fork_reaches_the_workers_handler(self):
+        with Warrend(ports=2) as w:
+            for _ in range(10):
+                w.reload()  # the master forks a new generation ...
+                os.kill(w.pid, signal.SIGUSR1)  # ... and passes USR1 on to it at once
+                time.sleep(0.3)
+            self.assertTrue(wait_for(lambda: len(w.worker_pids()) == 2
+                                     and all(p["generation"] == 11 for p in w.worker_pids()), 15),
+                            w.log())
+            stats = json.loads(w.request("GET", 0, "/stats")[2])
+            killed = [l for l in w.log().splitlines() if "User defined signal 1" in l]
+            self.assertEqual(killed, [])
+            self.assertEqual(stats["respawns"], 0)
 
     def test_sighup_with_a_broken_config_keeps_the_old_workers(self):
         with Warrend(ports=2) as w:
@@ -233,6 +323,119 @@ class CommandLine(unittest.TestCase):
                               capture_output=True, text=True)
         self.assertEqual(proc.returncode, 2)
         self.assertIn("connect()", proc.stderr)
+
+
+
+def worker_channel(pid):
+    """A duplicate of worker `pid`'s end of its channel to the master (pidfd_getfd(2)): what is
+    written to it reaches the master as if the worker had sent it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    with open("/proc/net/unix") as f:
+        unix_inodes = {line.split()[6] for line in f.readlines()[1:]}
+    fds = [int(fd) for fd in os.listdir(f"/proc/{pid}/fd")
+           if os.readlink(f"/proc/{pid}/fd/{fd}").removeprefix("socket:[").rstrip("]") in unix_inodes]
+    if len(fds) != 1:
+        raise RuntimeError(f"worker {pid}: unix sockets on fds {fds}, expected one")
+    pidfd = libc.syscall(434, pid, 0)  # pidfd_open
+    fd = libc.syscall(438, pidfd, fds[0], 0)  # pidfd_getfd
+    os.close(pidfd)
+    if fd < 0:
+        raise OSError(ctypes.get_errno(), "pidfd_getfd")
+    return socket.socket(fileno=fd)
+
+
+def frame(frame_type, payload):
+    """channel.h's wire form: big-endian length of type byte + payload, the type, the payload."""
+    return struct.pack(">IB", len(payload) + 1, frame_type) + payload
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+class WorkerFrames(unittest.TestCase):
+    """The master never trusts what a worker sends: a bad frame costs that worker, never the master."""
+    SNAPSHOT = 2
+
+    def stats(self, w):
+        return json.loads(w.request("GET", 0, "/stats")[2])
+
+    def test_malformed_snapshots_are_counted_and_dropped(self):
+        with Warrend(ports=1) as w:
+            victim = w.worker_pids()[0]["pid"]
+            with worker_channel(victim) as channel:
+                for bad in (b'{"pid": "x"}', b'[1, 2]', b'{"pid": 1, "slot": 1, "kind": "http", '
+                            b'"counters": 7, "connections": [], "usage": {}}', b'\xff\xfe'):
+                    channel.sendall(frame(self.SNAPSHOT, bad))
+            self.assertTrue(wait_for(lambda: self.stats(w).get("worker_frames_refused") == 4, 5),
+                            w.log())
+            self.assertEqual(self.stats(w)["respawns"], 0)
+            self.assertEqual([p["pid"] for p in w.worker_pids()], [victim])
+            self.assertIsNone(w.proc.poll())
+
+    def test_an_oversized_frame_costs_the_worker_its_channel_at_once(self):
+        with Warrend(ports=1) as w:
+            victim = w.worker_pids()[0]["pid"]
+            before = rss_kib(w.pid)
+            chunk = b"x" * (1 << 20)
+            sent = 0
+            with worker_channel(victim) as channel:
+                channel.settimeout(5)
+                try:
+                    channel.sendall(struct.pack(">IB", 0x7fffffff, self.SNAPSHOT))
+                    deadline = time.monotonic() + 20
+                    while sent < (96 << 20) and time.monotonic() < deadline:
+                        channel.sendall(chunk)
+                        sent += len(chunk)
+                except OSError:
+                    pass  # the master closed its end: what should happen
+            self.assertLess(rss_kib(w.pid) - before, 32 << 10, f"{sent} bytes sent")
+            self.assertTrue(wait_for(lambda: victim not in {p["pid"] for p in w.worker_pids()}
+                                     and len(w.worker_pids()) == 1, 5))
+            self.assertTrue(wait_for(lambda: w.request("GET", 0, "/healthz")[0] == 200, 5))
+            stats = self.stats(w)
+            self.assertEqual(stats["worker_frames_refused"], 1)
+            self.assertEqual(stats["respawns"], 1)
+            self.assertIn("malformed frame", w.log())
+
+
+
+class LogLines(unittest.TestCase):
+    """A client's bytes cannot forge a log line, and a flood of one kind of line is bounded."""
+    REFUSED = "broker refused the login of"
+
+    def refused_login(self, w, user):
+        status, _, _ = w.request("POST", 0, "/%2f/amq.topic/log.test", body={"body": "x"},
+                                 auth=(user, "wrong"))
+        self.assertIn(status, (401, 403))
+
+    def test_a_crlf_user_name_does_not_forge_a_line(self):
+        with Warrend(ports=1) as w:
+            self.refused_login(w, "evil\r\nFAKE LINE")
+            self.assertTrue(wait_for(lambda: self.REFUSED in w.log(), 5), w.log())
+            lines = w.log().splitlines()
+            self.assertFalse([l for l in lines if l.startswith("FAKE LINE")], w.log())
+            self.assertTrue([l for l in lines if "evil\\r\\nFAKE LINE" in l], w.log())
+
+    def test_a_flood_of_failed_logins_is_logged_with_a_count(self):
+        with Warrend(ports=1) as w:
+            users = [f"flood{i}" for i in range(120)]
+            threads = [threading.Thread(target=lambda part=users[i::8]: [
+                self.refused_login(w, u) for u in part]) for i in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            during = sum(l.count(self.REFUSED) for l in w.log().splitlines())
+            self.assertLess(during, 120)
+            time.sleep(5.5)  # the window ends; the next line reports what was left out
+            self.refused_login(w, "after-the-flood")
+            self.assertTrue(wait_for(lambda: "suppressed" in w.log(), 5), w.log())
+            lines = [l for l in w.log().splitlines() if self.REFUSED in l]
+            summaries = [l for l in lines if "similar lines suppressed" in l]
+            suppressed = sum(int(l.split(" similar lines suppressed")[0].split()[-1]) for l in summaries)
+            self.assertEqual(len(lines) - len(summaries) + suppressed, 121, w.log())
 
 
 if __name__ == "__main__":

@@ -35,6 +35,37 @@ class BusCommands(unittest.TestCase):
             self.assertEqual(proc.returncode, 1)
             self.assertIn("401", proc.stderr)
 
+    def test_credentials_from_the_environment_not_the_command_line(self):
+        with Warrend(ports=1) as w, BrokerClient() as broker:
+            queue = broker.declare_queue("warrenctl-env-auth", auto_delete=False)
+            broker.purge(queue)
+
+            def run(*args, **env):
+                clean = {k: v for k, v in os.environ.items() if not k.startswith("WARRENCTL_")}
+                return subprocess.run([f"{BUILD}/warrenctl", *args], capture_output=True, text=True,
+                                      env={**clean, **env}, stdin=subprocess.DEVNULL,
+                                      start_new_session=True, timeout=15)  # no terminal to ask on
+
+            publish = ["publish", "-H", w.url(0, "")]
+            target = ["/", "amq.default", queue]
+            proc = run(*publish, *target, "env auth", WARRENCTL_AUTH="guest:guest")
+            self.assertEqual(proc.returncode, 0, proc.stderr)
+            proc = run(*publish, *target, "x", WARRENCTL_AUTH="guest:wrong")
+            self.assertEqual(proc.returncode, 1)
+            self.assertIn("401", proc.stderr)
+            proc = run(*publish, "-u", "guest", *target, "env password", WARRENCTL_PASSWORD="guest")
+            self.assertEqual(proc.returncode, 0, proc.stderr)
+            proc = run(*publish, "-u", "guest", *target, "x", WARRENCTL_PASSWORD="wrong")
+            self.assertIn("401", proc.stderr)
+            proc = run(*publish, "-u", "guest", *target, "x")
+            self.assertEqual(proc.returncode, 64)
+            self.assertIn("WARRENCTL_PASSWORD", proc.stderr)
+            proc = run("call", "-H", w.url(0, ""), "sometopic", "ping", WARRENCTL_AUTH="guest:wrong")
+            self.assertEqual(proc.returncode, 1)
+            self.assertIn("401", proc.stderr)
+            self.assertEqual([broker.get(queue)[2], broker.get(queue)[2]], [b"env auth", b"env password"])
+            broker.delete_queue(queue)
+
     def test_tail_prints_events_as_they_come(self):
         with Warrend(ports=1) as w:
             tail = subprocess.Popen([f"{BUILD}/warrenctl", "tail", "-H", w.url(0, ""), "/", "amq.topic", "logs.#"],
