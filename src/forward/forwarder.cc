@@ -172,7 +172,7 @@ void Forwarder::consume(size_t index) {
         if (draining_) return consume_channel_->cancel(tag, [](const amqp::Result&) {});
         if (index + 1 < plan_.size()) return consume(index + 1);
         log_info("forwarder {}: consuming {} (prefetch {}) for {}", config_.name, queues_,
-                 config_.prefetch, config_.backend.url);
+                 config_.prefetch, display_url(config_.backend.url));
       });
 }
 

@@ -471,6 +471,128 @@ class NginxTarget(ForwardTest):
         self.assertLessEqual(len(connections), 8, connections)
 
 
+class HostileMessages(ForwardTest):
+    def forward_pids(self, w):
+        return sorted(x["pid"] for x in w.worker_pids() if x["kind"] == "forward")
+
+    def test_poison_path_is_dead_lettered_and_the_worker_lives(self):
+        with Backend() as b:
+            q, q_big = self.queue("poison"), self.queue("poison-big")
+            dlx, dead = self.dead_letters()
+            rewrite = {"from": "^/api/(.*)$", "to": "/$1"}
+            w = self.start([forwarder("p", q, b.url, dead_letter_exchange=dlx, rewrite=rewrite),
+                            # a cap raised past the path: the pattern itself must survive it
+                            forwarder("pbig", q_big, b.url, dead_letter_exchange=dlx, rewrite=rewrite,
+                                      max_path=200000)])
+            pids = self.forward_pids(w)
+            poison = "/api/" + "a" * 100000
+            self.publish(q, "poison", {"x-http-path": poison}, message_id="m-poison")
+            self.publish(q, "after", {"x-http-path": "/api/ok"}, message_id="m-after")
+            # (60 kB: the test backend answers 414 past 64 kB)
+            self.publish(q_big, "big", {"x-http-path": "/api/" + "a" * 60000}, message_id="m-big")
+            got = self.drain(dead, 1)
+            self.assertEqual([p.message_id for _, p, _ in got], ["m-poison"], w.log()[-3000:])
+            err = got[0][1].headers["x-warren-error"]
+            self.assertIn("forwarders[].max_path", err)
+            self.assertIn("100005 bytes", err)
+            self.assertTrue(b.wait_for(1, "/ok"), w.log()[-3000:])
+            self.assertTrue(wait_for(lambda: len(b.received("/aaaa")) == 1, 10), w.log()[-3000:])
+            self.assertEqual(b.received("/aaaa")[0].path, "/" + "a" * 60000)
+            self.assertEqual(self.forward_pids(w), pids)
+            self.assertIsNone(self.broker.get(dead, timeout=0.3))
+            self.assertEqual(self.stats(w)["forwarders"]["p"]["invalid"], 1)
+
+    def test_deeply_nested_vcd_and_oslo_bodies_are_dead_lettered(self):
+        with Backend() as b:
+            q = self.queue("deep")
+            dlx, dead = self.dead_letters()
+            w = self.start([forwarder("deep", q, b.url, dead_letter_exchange=dlx, format="vcd",
+                                      vcd={"extension": "example1"})])
+            pids = self.forward_pids(w)
+            deep = "[" * 100000 + "]" * 100000
+            body = '[{"id": %s, "method": "GET", "requestUri": "/api/example1/x"}, {}]' % deep
+            self.publish(q, body, message_id="m-deep")
+            rid, ok = vcd_message("/api/example1/fine", [], "urn:vcloud:org:any")
+            self.publish(q, ok, message_id="m-fine")
+            (_, p, _), = self.drain(dead, 1)
+            self.assertEqual(p.message_id, "m-deep", w.log()[-3000:])
+            self.assertIn("deeper than 128", p.headers["x-warren-error"])
+            self.assertTrue(b.wait_for(1, "/api/example1/fine"), w.log()[-3000:])
+            self.assertEqual(self.forward_pids(w), pids)
+
+
+class BackendCredentials(ForwardTest):
+    """backend.url with user:password@: the password shows nowhere, and no message can send the
+    request (with those credentials) to another host."""
+    PASSWORD = "s3cr3t-pw"
+
+    def test_failures_never_show_the_password(self):
+        with Backend() as slow:
+            slow.route("/", status=200, delay=2)
+            closed = free_ports(1)[0]
+            q_down, q_slow, replies = self.queue("cred-down"), self.queue("cred-slow"), self.queue("replies")
+            self.broker.declare_queue(replies)
+            dlx, dead = self.dead_letters()
+            one_try = {"max_attempts": 1, "initial_delay": 0.1, "max_delay": 0.1}
+            w = self.start([
+                forwarder("down", q_down, f"http://svc:{self.PASSWORD}@127.0.0.1:{closed}/api",
+                          dead_letter_exchange=dlx, retry=one_try),
+                forwarder("slow", q_slow, "x", dead_letter_exchange=dlx, retry=one_try,
+                          backend={"url": f"http://svc:{self.PASSWORD}@127.0.0.1:{slow.port}/api", "timeout": 0.5}),
+            ])
+            for q in (q_down, q_slow):
+                self.publish(q, "dl", message_id=f"dl-{q}")
+                self.publish(q, "reply", message_id=f"r-{q}", reply_to=replies, correlation_id=f"c-{q}")
+            dead_msgs = self.drain(dead, 2)
+            answers = self.drain(replies, 2)
+            self.assertEqual(len(dead_msgs), 2, w.log())
+            self.assertEqual(len(answers), 2, w.log())
+            for _, p, _ in dead_msgs:
+                self.assertIn("127.0.0.1", p.headers["x-warren-error"])  # still says where it failed
+                self.assertNotIn(self.PASSWORD, json.dumps(p.headers))
+            for _, p, body in answers:
+                self.assertIn(p.headers["x-http-status"], (503, 504))
+                self.assertNotIn(self.PASSWORD, body.decode())
+            _, _, stats = w.request("GET", 0, "/stats")
+            self.assertNotIn(self.PASSWORD, stats.decode())
+            self.assertNotIn(self.PASSWORD, w.log())
+            # the credentials still reach their own backend
+            self.assertEqual(slow.received()[0].headers["Authorization"],
+                             "Basic " + base64.b64encode(f"svc:{self.PASSWORD}".encode()).decode())
+
+    def test_hostile_paths_never_reach_another_host(self):
+        with Backend() as good, Backend() as evil:
+            q_raw, q_vcd = self.queue("hostile"), self.queue("hostile-vcd")
+            dlx, dead = self.dead_letters()
+            w = self.start([
+                forwarder("hraw", q_raw, "x", dead_letter_exchange=dlx, rewrite={"from": "^/api/x/", "to": ""},
+                          backend={"url": good.url, "username": "svc", "password": self.PASSWORD, "timeout": 2},
+                          retry={"max_attempts": 1, "initial_delay": 0.1, "max_delay": 0.1}),
+                forwarder("hvcd", q_vcd, good.url, dead_letter_exchange=dlx, format="vcd",
+                          rewrite={"from": "^/api/example1/", "to": ""}, vcd={"extension": "example1"},
+                          retry={"max_attempts": 1, "initial_delay": 0.1, "max_delay": 0.1})])
+            e = f"127.0.0.1:{evil.port}"
+            hostile = [f"/api/x/@{e}/p", f"/api/x//{e}/p", f"/api/x/\\{e}/p", f"/api/x/%2F%2F{e}/p",
+                       f"/api/x/http://{e}/p", f"/api/x/@{e}?q=1", f"/api/x/a\r\nHost: {e}"]
+            for i, path in enumerate(hostile):
+                self.publish(q_raw, "h", {"x-http-path": path}, message_id=f"raw-{i}")
+            for i, uri in enumerate([f"/api/example1/@{e}/p", f"http://{e}/api/example1/@{e}/p"]):
+                _, body = vcd_message(uri, [], "urn:vcloud:org:any")
+                self.publish(q_vcd, body, message_id=f"vcd-{i}")
+            self.publish(q_raw, "fine", {"x-http-path": "/other/fine"}, message_id="fine")
+            self.assertTrue(good.wait_for(1, "/other/fine"), w.log())
+            # every message is accounted for: forwarded to the good backend or dead-lettered
+            n = len(hostile) + 2 + 1
+            self.assertTrue(wait_for(lambda: sum(self.stats(w)["forwarders"][f]["acked"] +
+                                                 self.stats(w)["forwarders"][f]["dead_lettered"]
+                                                 for f in ("hraw", "hvcd")) == n, 10), w.log())
+            self.assertEqual(evil.received(), [])
+            for r in good.received():
+                self.assertTrue(r.path.startswith("/"), r.path)
+
+
+
+
 NGINX_CONF = """daemon off;
 worker_processes 1;
 pid {dir}/nginx.pid;
