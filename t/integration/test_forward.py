@@ -152,6 +152,7 @@ class RawFormat(ForwardTest):
             self.publish(q, "m", {"x-http-path": "/moved"}, message_id="m-302")
             self.publish(q, "b", {"x-http-path": "not a path"}, message_id="m-bad", reply_to=replies,
                          correlation_id="c-bad")
+            self.publish(q, "c", {"x-http-path": "not a path either"}, message_id="m-bad-noreply")
             got = self.drain(dead, 3)
             self.assertEqual(len(got), 3, w.log())
             by_id = {p.message_id: (p, body) for _, p, body in got}
@@ -162,16 +163,18 @@ class RawFormat(ForwardTest):
             self.assertEqual(p.headers["x-warren-forwarder"], "f4")
             p, body = by_id["m-302"]
             self.assertEqual((body, p.headers["x-warren-status"]), (b"m", 302))
-            p, _ = by_id["m-bad"]
+            p, _ = by_id["m-bad-noreply"]
             self.assertIn("x-http-path", p.headers["x-warren-error"])
             self.assertEqual(len(b.received("/gone")), 1)  # never retried
             self.assertEqual(len(b.received("/moved")), 1)
+            # answered 400 to reply_to: that answer is the message's end, not also a dead letter
             (_, rp, rbody), = self.drain(replies, 1)
             self.assertEqual(rp.correlation_id, "c-bad")
             self.assertEqual(rp.headers["x-http-status"], 400)
+            self.assertIn("x-http-path", json.loads(rbody)["detail"])
             f = self.stats(w)["forwarders"]["f4"]
             self.assertEqual((f["dead_lettered"], f["invalid"], f["retried"], f["status_3xx"], f["status_4xx"],
-                              f["acked"]), (3, 1, 0, 1, 1, 0))
+                              f["acked"], f["replied"]), (3, 2, 0, 1, 1, 1, 1))
 
     def test_backend_down_then_up_delivers_each_message_once_or_dead_letters(self):
         port = free_ports(1)[0]
@@ -469,6 +472,116 @@ class NginxTarget(ForwardTest):
         self.assertTrue(all(line[2].startswith("/app/n/") for line in lines))
         # at most one connection per message in flight (prefetch 8), each used many times
         self.assertLessEqual(len(connections), 8, connections)
+
+
+class NothingLost(ForwardTest):
+    """A message is acked only after the backend's 2xx, or once its reply or dead-letter copy was
+    confirmed and routed; otherwise it ends in a dead-letter queue or stays in its queue."""
+
+    def own_dlx_queue(self):
+        """A queue argument x-dead-letter-exchange and the queue it leads to: (arguments, dead queue)."""
+        x, dead = self.dead_letters()
+        return {"x-dead-letter-exchange": x}, dead
+
+    def unbound_exchange(self):
+        x = f"nobinding-{uid()}"
+        self.broker.declare_exchange(x, "direct")
+        self.addCleanup(lambda: self.broker.channel.exchange_delete(x))
+        return x
+
+    def oslo_forwarder(self, name, url, **kw):
+        topic = f"warren_lost_{uid()}"
+        self.queues += [topic, topic + ".s1"]
+        f = {"name": name, "format": "oslo", "vhost": "/", "backend": {"url": url, "timeout": 2},
+             "oslo": {"exchange": f"osx-{uid()}", "topic": topic, "server": "s1"}, "prefetch": 4,
+             "retry": {"max_attempts": 1, "initial_delay": 0.1, "max_delay": 0.1}}
+        f.update(kw)
+        return f
+
+    def test_unroutable_reply_is_not_acked_into_the_void(self):
+        with Backend() as b:
+            b.route("/gone", status=404, body="nope")
+            b.route("/broken", status=409, body="busy")
+            args, own_dead = self.own_dlx_queue()
+            dlx, dead = self.dead_letters()
+            q = self.queue("noreplyq")
+            osl = self.oslo_forwarder("osl", b.url, dead_letter_exchange=dlx)
+            w = Warrend(ports=1, extra={"forwarders": [
+                forwarder("raw", q, b.url, declare={"queue": {"durable": True, "arguments": args}}), osl]})
+            w.start()
+            self.addCleanup(w.cleanup)
+            topic = osl["oslo"]["topic"]
+            self.assertTrue(wait_for(lambda: self.consumers(q) and self.consumers(topic), 15), w.log())
+            nowhere = f"no-such-queue-{uid()}"
+            self.publish(q, "raw", {"x-http-path": "/gone"}, message_id="m-raw", reply_to=nowhere)
+            call = {"method": "broken", "args": {}, "_msg_id": uid(), "_reply_q": nowhere, "_unique_id": uid()}
+            self.broker.publish(osl["oslo"]["exchange"], topic,
+                                json.dumps({"oslo.version": "2.0", "oslo.message": json.dumps(call)}),
+                                pika.BasicProperties(message_id="m-oslo", content_type="application/json"))
+            got = self.drain(own_dead, 1)
+            self.assertEqual([p.message_id for _, p, _ in got], ["m-raw"], w.log())
+            got = self.drain(dead, 1)
+            self.assertEqual([p.message_id for _, p, _ in got], ["m-oslo"], w.log())
+            self.assertEqual(got[0][1].headers["x-warren-status"], 409)
+            stats = self.stats(w)["forwarders"]
+            self.assertEqual((stats["raw"]["reply_failed"], stats["raw"]["acked"], stats["raw"]["dead_lettered"]),
+                             (1, 0, 1))
+            self.assertEqual((stats["osl"]["reply_failed"], stats["osl"]["acked"], stats["osl"]["dead_lettered"]),
+                             (1, 0, 1))
+            self.assertIn("not delivered", w.log())
+
+    def test_dead_letter_exchange_without_binding_loses_nothing(self):
+        with Backend() as b:
+            b.route("/", status=400, body="bad")
+            args, own_dead = self.own_dlx_queue()
+            unbound = self.unbound_exchange()
+            q_own, q_kept = self.queue("dl-own"), self.queue("dl-kept")
+            w = self.start([
+                forwarder("own", q_own, b.url, dead_letter_exchange=unbound,
+                          declare={"queue": {"durable": True, "arguments": args}}),
+                forwarder("kept", q_kept, b.url, dead_letter_exchange=unbound,
+                          retry={"max_attempts": 3, "initial_delay": 0.1, "max_delay": 0.3})])
+            self.publish(q_own, "one", message_id="m-own")
+            self.publish(q_kept, "two", message_id="m-kept")
+            # the queue's own dead-letter exchange catches what dead_letter_exchange did not route
+            got = self.drain(own_dead, 1)
+            self.assertEqual([p.message_id for _, p, _ in got], ["m-own"], w.log())
+            # no own DLX: the message stays in its queue (unacked) and its dead letter is tried again
+            self.assertTrue(wait_for(lambda: self.stats(w)["forwarders"]["kept"]["dead_letter_failed"] >= 2, 10),
+                            w.log())
+            self.assertEqual(self.stats(w)["forwarders"]["kept"]["acked"], 0)
+            late = self.queue("late")
+            self.broker.declare_queue(late)
+            self.broker.bind(late, unbound, q_kept)
+            (_, p, body), = self.drain(late, 1)
+            self.assertEqual((p.message_id, body, p.headers["x-warren-status"]), ("m-kept", b"two", 400))
+            self.assertEqual(len(b.received()), 2)  # the backend was not asked again
+            self.assertTrue(wait_for(lambda: self.stats(w)["forwarders"]["kept"]["dead_lettered"] == 1, 5))
+            self.assertIn("stays in the queue", w.log())
+
+    def test_4xx_answered_to_reply_to_is_acked_not_dead_lettered(self):
+        with Backend() as b:
+            b.route("/", status=404, body='{"missing": true}', content_type="application/json")
+            q_raw, q_vcd, replies = self.queue("a404"), self.queue("v404"), self.queue("replies")
+            self.broker.declare_queue(replies)
+            dlx, dead = self.dead_letters()
+            w = self.start([forwarder("r404", q_raw, b.url, dead_letter_exchange=dlx),
+                            forwarder("v404", q_vcd, b.url, dead_letter_exchange=dlx, format="vcd",
+                                      vcd={"extension": "example1"})])
+            self.publish(q_raw, "x", {"x-http-path": "/nothing/here"}, reply_to=replies, correlation_id="c-raw")
+            rid, body = vcd_message("/api/example1/nothing", [], "urn:vcloud:org:any")
+            self.publish(q_vcd, body, reply_to=replies, correlation_id="c-vcd")
+            answers = {p.correlation_id: (p, body) for _, p, body in self.drain(replies, 2)}
+            self.assertEqual(set(answers), {"c-raw", "c-vcd"}, w.log())
+            self.assertEqual(answers["c-raw"][0].headers["x-http-status"], 404)
+            self.assertEqual(json.loads(answers["c-vcd"][1])["statusCode"], 404)
+            for name in ("r404", "v404"):
+                self.assertTrue(wait_for(lambda: self.stats(w)["forwarders"][name]["acked"] == 1, 5), w.log())
+            self.assertIsNone(self.broker.get(dead, timeout=0.5))
+            for name in ("r404", "v404"):
+                f = self.stats(w)["forwarders"][name]
+                self.assertEqual((f["acked"], f["dead_lettered"], f["replied"], f["status_4xx"]), (1, 0, 1, 1))
+            self.assertEqual(len(b.received()), 2)
 
 
 class HostileMessages(ForwardTest):
