@@ -15,17 +15,13 @@
 #include <fstream>
 #include <functional>
 #include <limits>
-// GCC 12 with -fsanitize=address warns -Wmaybe-uninitialized inside libstdc++'s regex
-// compiler (a false positive of GCC 12); -Werror would fail the sanitizer build.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <regex>
-#pragma GCC diagnostic pop
 #include <set>
 #include <sstream>
 #include <string_view>
 #include <variant>
 
+#include "forward/backend_url.h"
+#include "forward/rewrite.h"
 #include "yaml_tree.h"
 
 namespace warren {
@@ -149,6 +145,8 @@ const KeyRow kKeyTable[] = {
      .max = kMaxSeconds},
     {.key = "forwarders[].rewrite.from", .field = FORWARDER_KEY(rewrite_from)},
     {.key = "forwarders[].rewrite.to", .field = FORWARDER_KEY(rewrite_to)},
+    {.key = "forwarders[].max_path", .field = FORWARDER_KEY(max_path), .min = 1, .max = 1 << 20},
+    {.key = "forwarders[].max_body", .field = FORWARDER_KEY(max_body), .min = 1, .max = 1 << 30},
     {.key = "forwarders[].prefetch", .field = FORWARDER_KEY(prefetch), .min = 1, .max = 65535},
     {.key = "forwarders[].retry.max_attempts", .field = FORWARDER_KEY(retry.max_attempts),
      .min = 1, .max = 1000},
@@ -629,22 +627,16 @@ class Loader {
       }
       if (f.format == "vcd" && f.vcd.extension.empty())
         error_at(p + ".vcd.extension", "is required with format vcd");
-      const std::string& url = f.backend.url;
-      if (!url.empty() && !url.starts_with("http://") && !url.starts_with("https://"))
-        error_at(p + ".backend.url",
-                 fmt::format("must start with http:// or https://, got \"{}\"", url));
+      if (!f.backend.url.empty())
+        if (auto problem = forward::backend_url_problem(f.backend.url)) error_at(p + ".backend.url", *problem);
       check_file(p + ".backend.ca", f.backend.ca);
       check_file(p + ".backend.cert", f.backend.cert);
       check_file(p + ".backend.key", f.backend.key);
       check_pair(p + ".backend", f.backend.cert, f.backend.key);
-      if (!f.rewrite_from.empty()) {
-        try {
-          std::regex re(f.rewrite_from, std::regex::ECMAScript);
-        } catch (const std::regex_error& e) {
+      if (!f.rewrite_from.empty())
+        if (auto problem = forward::Rewrite::check(f.rewrite_from))
           error_at(p + ".rewrite.from",
-                   fmt::format("bad regular expression \"{}\": {}", f.rewrite_from, e.what()));
-        }
-      }
+                   fmt::format("bad regular expression \"{}\": {}", f.rewrite_from, *problem));
       if (f.retry.max_delay < f.retry.initial_delay)
         error_at(p + ".retry.max_delay",
                  fmt::format("must be at least retry.initial_delay ({})", f.retry.initial_delay));

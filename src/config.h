@@ -111,6 +111,8 @@ struct ForwarderConfig {
   std::string format = "raw";  // raw | vcd | oslo
   BackendConfig backend;
   std::string rewrite_from, rewrite_to;
+  size_t max_path = 8192;       // x-http-path, a vCD requestUri or queryString, an oslo method
+  size_t max_body = 16 << 20;   // a vcd or oslo body warren parses as JSON
   int prefetch = 64;
   RetryConfig retry;
   std::string dead_letter_exchange;

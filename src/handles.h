@@ -9,6 +9,10 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <openssl/ssl.h>
+#ifndef PCRE2_CODE_UNIT_WIDTH
+#define PCRE2_CODE_UNIT_WIDTH 8
+#endif
+#include <pcre2.h>
 #include <unistd.h>
 #include <yaml.h>
 
@@ -35,6 +39,10 @@ using EvhttpUriPtr = std::unique_ptr<evhttp_uri, Deleter<evhttp_uri_free>>;
 using CurlMultiPtr = std::unique_ptr<CURLM, Deleter<curl_multi_cleanup>>;
 using CurlEasyPtr = std::unique_ptr<CURL, Deleter<curl_easy_cleanup>>;
 using CurlSlistPtr = std::unique_ptr<curl_slist, Deleter<curl_slist_free_all>>;
+using CurlUrlPtr = std::unique_ptr<CURLU, Deleter<curl_url_cleanup>>;
+using Pcre2CodePtr = std::unique_ptr<pcre2_code, Deleter<pcre2_code_free>>;
+using Pcre2MatchDataPtr = std::unique_ptr<pcre2_match_data, Deleter<pcre2_match_data_free>>;
+using Pcre2MatchContextPtr = std::unique_ptr<pcre2_match_context, Deleter<pcre2_match_context_free>>;
 using SslCtxPtr = std::unique_ptr<SSL_CTX, Deleter<SSL_CTX_free>>;
 using SslPtr = std::unique_ptr<SSL, Deleter<SSL_free>>;
 

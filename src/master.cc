@@ -15,6 +15,7 @@
 #include <cstring>
 #include <set>
 
+#include "forward/backend_url.h"
 #include "log.h"
 
 namespace warren {
@@ -47,7 +48,7 @@ void warn_insecure_tls(const Config& config) {
   for (const auto& f : config.forwarders)
     if (!f.backend.verify && f.backend.url.starts_with("https:"))
       log_warning("forwarder {}: backend.verify is false: {} is NOT authenticated", f.name,
-                  f.backend.url);
+                  forward::display_url(f.backend.url));
 }
 
 void make_parent_dir(const std::string& path) {

@@ -111,9 +111,9 @@ struct Histograms {
   X(acked, "messages acked after a final 2xx/3xx answer")                                      \
   X(retried, "backend attempts that failed (5xx, error, timeout) and were retried")            \
   X(dead_lettered, "messages dead-lettered, or rejected without requeue when no dead_letter_exchange") \
-  X(dead_letter_failed, "dead-letter publishes refused by the broker (message then rejected)") \
-  X(replied, "replies published to reply_to and confirmed")                                   \
-  X(reply_failed, "replies the broker did not confirm")                                        \
+  X(dead_letter_failed, "dead-letter publishes not confirmed and routed (message kept or rejected to its queue's DLX)") \
+  X(replied, "replies published to reply_to, confirmed and routed")                            \
+  X(reply_failed, "replies the broker did not confirm or could not route")                     \
   X(requeued, "messages handed back to the queue (nack requeue) while stopping")               \
   X(invalid, "messages that could not be translated into a request")                          \
   X(status_2xx, "backend answers 2xx")                                                         \

@@ -75,6 +75,14 @@ std::string id_text(const json& v) {
   return v.dump();
 }
 
+// A client's value in an error text: at most 100 bytes of a string, the type of anything else
+// (dumping a value nested 10000 deep would recurse as deep).
+std::string excerpt(const json& v) {
+  if (!v.is_string()) return fmt::format("a JSON {}", v.type_name());
+  const auto& s = v.get_ref<const std::string&>();
+  return json(s.size() > 100 ? s.substr(0, 100) + "..." : s).dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
 // context.user / context.org: a URN string, or an object carrying one as "id".
 std::string context_id(const json& context, const char* key) {
   auto it = context.find(key);
@@ -166,23 +174,79 @@ std::optional<std::string> base64_decode(std::string_view text) {
   return out;
 }
 
-Translator::Translator(const ForwarderConfig& config) : config_(config) {
-  if (!config_.rewrite_from.empty()) rewrite_.emplace(config_.rewrite_from, std::regex::ECMAScript);
+Translator::Translator(const ForwarderConfig& config)
+    : config_(config), rewrite_(config.rewrite_from, config.rewrite_to), backend_url_(config.backend.url) {}
+
+std::optional<std::string> Translator::target_url(std::string_view path, std::string_view query,
+                                                  std::string* error) const {
+  auto rewritten = rewrite_.apply(path, error);
+  if (!rewritten) return std::nullopt;
+  return backend_url_.with(*rewritten, query, error);
 }
 
-std::string Translator::rewrite(std::string_view target) const {
-  const auto q = target.find('?');
-  std::string path(target.substr(0, q));
-  if (rewrite_) path = std::regex_replace(path, *rewrite_, config_.rewrite_to, std::regex_constants::format_first_only);
-  if (q != std::string_view::npos) path += target.substr(q);
-  return path;
-}
+namespace {
 
-std::string Translator::backend_url(std::string_view path) const {
-  std::string url = config_.backend.url;
-  if (!url.empty() && url.back() == '/' && !path.empty() && path[0] == '/') url.pop_back();
-  url += path;
-  return url;
+// Walks a JSON text without building it, counting how deep arrays and objects nest; the string
+// value of `nested_key` (oslo's envelope carries the message as JSON text) is walked too.
+class DepthCheck : public nlohmann::json_sax<json> {
+ public:
+  DepthCheck(size_t max_depth, std::string_view nested_key) : max_(max_depth), nested_key_(nested_key) {}
+  bool too_deep() const { return too_deep_; }
+
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  bool string(string_t& s) override {
+    if (!in_nested_key_) return true;
+    in_nested_key_ = false;
+    DepthCheck inner(max_, "");
+    json::sax_parse(s, &inner);
+    too_deep_ = inner.too_deep();
+    return !too_deep_;
+  }
+  bool key(string_t& k) override {
+    in_nested_key_ = !nested_key_.empty() && k == nested_key_;
+    return true;
+  }
+  bool start_object(std::size_t) override { return enter(); }
+  bool start_array(std::size_t) override { return enter(); }
+  bool end_object() override { return leave(); }
+  bool end_array() override { return leave(); }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override {
+    return false;  // not JSON: the parse that follows says so
+  }
+
+ private:
+  bool enter() {
+    in_nested_key_ = false;
+    too_deep_ = ++depth_ > max_;
+    return !too_deep_;
+  }
+  bool leave() {
+    --depth_;
+    return true;
+  }
+
+  size_t max_, depth_ = 0;
+  std::string_view nested_key_;
+  bool in_nested_key_ = false, too_deep_ = false;
+};
+
+}  // namespace
+
+std::optional<std::string> Translator::json_body_problem(std::string_view body,
+                                                         std::string_view nested_key) const {
+  if (body.size() > config_.max_body)
+    return fmt::format("the message body is {} bytes, over forwarders[].max_body ({})", body.size(),
+                       config_.max_body);
+  DepthCheck check(kMaxJsonDepth, nested_key);
+  json::sax_parse(body, &check);
+  if (check.too_deep())
+    return fmt::format("the message body nests arrays and objects deeper than {} levels", kMaxJsonDepth);
+  return std::nullopt;
 }
 
 Translation Translator::translate(const amqp::Delivery& message) const {
@@ -201,23 +265,32 @@ std::optional<Reply> Translator::reply(const amqp::Delivery& message, const Tran
 
 Translation Translator::translate_raw(const amqp::Delivery& message) const {
   const auto& p = message.properties;
-  std::string method = "POST", path;
+  std::string method = "POST", target;
   if (p.headers && p.headers->is_object()) {
     if (auto it = p.headers->find("x-http-method"); it != p.headers->end()) {
-      if (!it->is_string() || !is_token(it->get<std::string>()))
-        return answer(400, fmt::format("header x-http-method is not an HTTP method: {}", it->dump()), true);
+      if (!it->is_string() || it->get_ref<const std::string&>().size() > kMaxMethodLength ||
+          !is_token(it->get_ref<const std::string&>()))
+        return answer(400, fmt::format("header x-http-method is not an HTTP method: {}", excerpt(*it)), true);
       method = it->get<std::string>();
       std::transform(method.begin(), method.end(), method.begin(), [](unsigned char c) { return std::toupper(c); });
     }
     if (auto it = p.headers->find("x-http-path"); it != p.headers->end()) {
-      if (!it->is_string() || !is_path(it->get<std::string>()))
-        return answer(400, fmt::format("header x-http-path is not a path: {}", it->dump()), true);
-      path = it->get<std::string>();
+      if (it->is_string() && it->get_ref<const std::string&>().size() > config_.max_path)
+        return answer(400, fmt::format("header x-http-path is {} bytes, over forwarders[].max_path ({})",
+                                       it->get_ref<const std::string&>().size(), config_.max_path), true);
+      if (!it->is_string() || !is_path(it->get_ref<const std::string&>()))
+        return answer(400, fmt::format("header x-http-path is not a path: {}", excerpt(*it)), true);
+      target = it->get<std::string>();
     }
   }
+  const auto q = target.find('?');
+  std::string error;
+  auto url = target_url(std::string_view(target).substr(0, q),
+                        q == std::string::npos ? std::string_view() : std::string_view(target).substr(q + 1), &error);
+  if (!url) return answer(400, fmt::format("header x-http-path: {}", error), true);
   Translation t;
   t.request.method = method;
-  t.request.url = backend_url(rewrite(path));
+  t.request.url = std::move(*url);
   t.request.body = message.body;
   auto& h = t.request.headers;
   if (p.content_type && is_header_value(*p.content_type)) h.emplace_back("Content-Type", *p.content_type);
@@ -275,6 +348,7 @@ std::optional<Reply> Translator::reply_raw(const amqp::Delivery& message, const 
 // of vcd.allowed_orgs (when that list is not empty). Refusals are answered 403 (404 for a URI
 // that is not this extension's) in vCD's error document.
 Translation Translator::translate_vcd(const amqp::Delivery& message) const {
+  if (auto problem = json_body_problem(message.body, "")) return vcd_answer(400, "BAD_REQUEST", *problem, true, "");
   json doc = json::parse(message.body, nullptr, false);
   if (doc.is_discarded() || !doc.is_array() || doc.size() < 2 || !doc[0].is_object() || !doc[1].is_object())
     return vcd_answer(400, "BAD_REQUEST", "the message body is not a vCD [request, context] array", true, "");
@@ -288,8 +362,13 @@ Translation Translator::translate_vcd(const amqp::Delivery& message) const {
     return it->get<std::string>();
   };
   auto method = field("method"), uri = field("requestUri"), query = field("queryString"), body64 = field("body");
-  if (!method || !uri || !query || !body64 || !is_token(*method))
+  if (!method || !uri || !query || !body64 || !is_token(*method) || method->size() > kMaxMethodLength)
     return vcd_answer(400, "BAD_REQUEST", "request.method, requestUri, queryString and body must be strings", true, id);
+  if (uri->size() > config_.max_path || query->size() > config_.max_path)
+    return vcd_answer(400, "BAD_REQUEST",
+                      fmt::format("request.requestUri or queryString is over forwarders[].max_path ({} bytes)",
+                                  config_.max_path),
+                      true, id);
   auto body = base64_decode(*body64);
   if (!body) return vcd_answer(400, "BAD_REQUEST", "request.body is not base64", true, id);
 
@@ -325,9 +404,10 @@ Translation Translator::translate_vcd(const amqp::Delivery& message) const {
   t.request.method = *method;
   std::transform(t.request.method.begin(), t.request.method.end(), t.request.method.begin(),
                  [](unsigned char c) { return std::toupper(c); });
-  std::string target = rewrite(path);
-  if (!query->empty()) target += (query->front() == '?' ? "" : "?") + *query;
-  t.request.url = backend_url(target);
+  std::string error;
+  auto url = target_url(path, std::string_view(*query).substr(query->starts_with('?') ? 1 : 0), &error);
+  if (!url) return vcd_answer(400, "BAD_REQUEST", fmt::format("request.requestUri: {}", error), true, id);
+  t.request.url = std::move(*url);
   t.request.body = std::move(*body);
   if (auto it = request.find("headers"); it != request.end() && it->is_object())
     for (const auto& [name, value] : it->items()) {

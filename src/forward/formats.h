@@ -13,7 +13,6 @@
 #pragma once
 
 #include <optional>
-#include <regex>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -24,6 +23,8 @@
 #include "amqp/codec.h"
 #include "amqp/types.h"
 #include "config.h"
+#include "forward/backend_url.h"
+#include "forward/rewrite.h"
 
 namespace warren::forward {
 
@@ -77,7 +78,9 @@ struct Translation {
 // A reply message to publish.
 struct Reply {
   std::string exchange, routing_key;
-  bool mandatory = false;  // oslo replies: a reply queue that is gone counts as a failed reply
+  // Heartbeats: oslo's are, so a reply queue that is gone shows. (The forwarder publishes every
+  // final reply mandatory: a reply nobody can receive answered nobody.)
+  bool mandatory = false;
   amqp::Properties properties;
   std::string body;
 };
@@ -101,8 +104,8 @@ std::vector<ConsumeQueue> consume_plan(const ForwarderConfig& config, std::strin
 
 class Translator {
  public:
-  // `config` must outlive the translator. Its rewrite regex is compiled once, here (the config
-  // check already proved it compiles).
+  // `config` must outlive the translator. Its rewrite pattern is compiled and backend.url
+  // parsed once, here (the config check already proved both are good).
   explicit Translator(const ForwarderConfig& config);
 
   Translation translate(const amqp::Delivery& message) const;
@@ -113,10 +116,14 @@ class Translator {
   // oslo: the heartbeat reply (ending false, no result) for a call still under way.
   std::optional<Reply> heartbeat(const Translation& translation) const;
 
-  // `path` (which may carry "?query": the query is left alone) after rewrite.from -> rewrite.to.
-  std::string rewrite(std::string_view path) const;
-  // backend.url + path, with one slash where both have one.
-  std::string backend_url(std::string_view path) const;
+  // The backend URL for a request path (no query) and query (without '?'): `path` after
+  // rewrite.from -> rewrite.to, on backend.url's path (see forward/backend_url.h). nullopt with
+  // `error` set when the rewrite fails or its result cannot be sent.
+  std::optional<std::string> target_url(std::string_view path, std::string_view query,
+                                        std::string* error) const;
+  // Why a vcd or oslo message body cannot be parsed safely (over forwarders[].max_body, or
+  // nested deeper than kMaxJsonDepth, `nested_key`'s string value parsed as JSON too), or nullopt.
+  std::optional<std::string> json_body_problem(std::string_view body, std::string_view nested_key) const;
 
  private:
   Translation translate_raw(const amqp::Delivery& message) const;
@@ -128,8 +135,15 @@ class Translator {
   std::optional<Reply> reply_oslo(const Translation& t, const BackendResponse& r) const;
 
   const ForwarderConfig& config_;
-  std::optional<std::regex> rewrite_;
+  Rewrite rewrite_;
+  BackendUrl backend_url_;
 };
+
+// The deepest nesting of arrays and objects a vcd or oslo body may have: JSON values are copied,
+// compared and dumped recursively, and a body of 1 MB of '[' would overflow a worker's stack.
+inline constexpr size_t kMaxJsonDepth = 128;
+// Longest x-http-method (and vCD request.method): no HTTP method comes close.
+inline constexpr size_t kMaxMethodLength = 32;
 
 // Checks and conversions the formats share. is_token: RFC 9110 token characters (a method, a
 // header name). is_header_value: no CR, LF or NUL. header_text: a header table value as

@@ -39,6 +39,7 @@ struct Forwarder::Flight {
   EventPtr retry_timer;
   EventPtr heartbeat_timer;  // oslo calls: heartbeat replies while the backend works
   bool settled = false;      // acked, rejected or dead-lettered (not going back to the queue)
+  int dead_letter_tries = 0;  // dead-letter publishes not routed so far: the retry timer publishes again
   Forwarder* owner = nullptr;
 };
 
@@ -172,7 +173,7 @@ void Forwarder::consume(size_t index) {
         if (draining_) return consume_channel_->cancel(tag, [](const amqp::Result&) {});
         if (index + 1 < plan_.size()) return consume(index + 1);
         log_info("forwarder {}: consuming {} (prefetch {}) for {}", config_.name, queues_,
-                 config_.prefetch, config_.backend.url);
+                 config_.prefetch, display_url(config_.backend.url));
       });
 }
 
@@ -342,29 +343,35 @@ void Forwarder::on_retry_timer(evutil_socket_t, short, void* arg) {
   Forwarder* self = f->owner;
   if (!self->valid(*f)) return self->forget(f->key);
   // The timer is not freed here (we are inside its callback); attempt() leaves it be.
+  if (f->dead_letter_tries > 0) return self->dead_letter(*f);
   self->attempt(*f);
 }
 
-// A final answer: reply first when the message asks for one, then ack or dead-letter. The
-// reply is published with confirms; whether it made it or not, the disposition follows (a
-// 2xx is done either way; a failed reply is counted and logged).
+// A final answer: reply first when the message asks for one, then ack or dead-letter. The reply
+// is published mandatory with confirms: once it is confirmed and routed it is the answer (a 4xx
+// or a failure answered to reply_to is handled: acked, not also dead-lettered). A reply that
+// failed (unroutable, nacked, its channel closed) answered nobody: the message is acked only if
+// the backend did the work (2xx), and dead-lettered otherwise.
 void Forwarder::finish(Flight& f, const BackendResponse& response, core::Disposition disposition) {
   auto reply = translator_.reply(f.message, f.translation, response);
   if (!reply) return settle(f.key, disposition);
   f.stage = Flight::Stage::replying;
   const uint64_t key = f.key;
+  const bool done = core::status_class(response.status) == std::string_view("2xx");
   publish_channel()->publish(
-      reply->exchange, reply->routing_key, reply->mandatory, reply->properties, std::move(reply->body),
+      reply->exchange, reply->routing_key, true, reply->properties, std::move(reply->body),
       global_.http.confirm_timeout,
-      [this, key, disposition, alive = std::weak_ptr<int>(alive_)](const amqp::Result& r) {
+      [this, key, done, to = reply->routing_key, alive = std::weak_ptr<int>(alive_)](const amqp::Result& r) {
         if (!alive.lock()) return;
         if (r.ok()) {
           ++counters_.replied;
-        } else {
-          ++counters_.reply_failed;
-          log_warning("forwarder {}: reply not published: {}", config_.name, r.text);
+          return settle(key, core::Disposition::ack);
         }
-        settle(key, disposition);
+        ++counters_.reply_failed;
+        log_warning("forwarder {}: reply to {} not delivered ({}: {}); {}", config_.name, to,
+                    amqp::outcome_name(r.outcome), r.text,
+                    done ? "acking the message: the backend answered 2xx" : "dead-lettering the message");
+        settle(key, done ? core::Disposition::ack : core::Disposition::dead_letter);
       });
 }
 
@@ -430,12 +437,19 @@ void Forwarder::reject(Flight& f) {
 }
 
 // Published to dead_letter_exchange with the original routing key and properties, plus headers
-// saying why; acked once the broker confirmed it.
+// saying why, mandatory: acked once the broker confirmed and routed it. A copy the broker did
+// not take (no binding for the key, the exchange missing or refused, a nack) leaves the
+// original where a person will find it: rejected to the queue's own dead-letter exchange when
+// the forwarder declared one, else kept unacked in the queue while the publish is tried again
+// (retry's delays; at drain or a lost channel the broker has it back). Never requeued to go
+// round the backend again, never acked into the void.
 void Forwarder::dead_letter(Flight& f) {
-  const std::string why = f.last.status ? fmt::format("HTTP {}", f.last.status)
-                          : f.last.error.empty() ? f.translation.error : f.last.error;
-  log_warning("forwarder {}: dead-lettering a message after {} attempt(s): {}{}", config_.name, f.attempt,
-              why, f.translation.error.empty() || f.last.status == 0 ? "" : " (" + f.translation.error + ")");
+  if (f.dead_letter_tries == 0) {
+    const std::string why = f.last.status ? fmt::format("HTTP {}", f.last.status)
+                            : f.last.error.empty() ? f.translation.error : f.last.error;
+    log_warning("forwarder {}: dead-lettering a message after {} attempt(s): {}{}", config_.name, f.attempt,
+                why, f.translation.error.empty() || f.last.status == 0 ? "" : " (" + f.translation.error + ")");
+  }
   if (config_.dead_letter_exchange.empty()) return reject(f);
   f.stage = Flight::Stage::settling;
   amqp::Properties p = f.message.properties;
@@ -451,7 +465,7 @@ void Forwarder::dead_letter(Flight& f) {
   h["x-warren-original-routing-key"] = f.message.routing_key;
   const uint64_t key = f.key;
   publish_channel()->publish(
-      config_.dead_letter_exchange, f.message.routing_key, false, p, f.message.body,
+      config_.dead_letter_exchange, f.message.routing_key, true, p, f.message.body,
       global_.http.confirm_timeout, [this, key, alive = std::weak_ptr<int>(alive_)](const amqp::Result& r) {
         if (!alive.lock()) return;
         auto it = flights_.find(key);
@@ -462,13 +476,32 @@ void Forwarder::dead_letter(Flight& f) {
           ++counters_.dead_lettered;
           return settle_by_ack(fl);
         }
-        // The dead-letter exchange refused it (missing, 403, nack): reject without requeue so
-        // the queue's own DLX, if any, still catches it; requeueing would loop forever.
-        log_error("forwarder {}: publishing to dead_letter_exchange {} failed: {}; rejecting the message",
-                  config_.name, config_.dead_letter_exchange, r.text);
         ++counters_.dead_letter_failed;
-        reject(fl);
+        dead_letter_failed(fl, r);
       });
+}
+
+void Forwarder::dead_letter_failed(Flight& f, const amqp::Result& why) {
+  const bool own_dlx = config_.declare.enabled && config_.declare.queue_arguments.count("x-dead-letter-exchange");
+  const std::string failure = fmt::format("publishing to dead_letter_exchange {} with routing key {} failed ({}: {})",
+                                          config_.dead_letter_exchange, f.message.routing_key,
+                                          amqp::outcome_name(why.outcome), why.text);
+  if (own_dlx) {
+    log_error("forwarder {}: {}; rejecting the message to the queue's own x-dead-letter-exchange", config_.name,
+              failure);
+    return reject(f);
+  }
+  const double delay = core::retry_delay(config_.retry, ++f.dead_letter_tries);
+  if (draining_) return requeue(f);
+  if (f.dead_letter_tries == 1)
+    log_error("forwarder {}: {}; the message stays in the queue, publishing it again every {:.1f} s at most",
+              config_.name, failure, config_.retry.max_delay);
+  else
+    log_debug("forwarder {}: {} (try {}); again in {:.2f} s", config_.name, failure, f.dead_letter_tries, delay);
+  f.stage = Flight::Stage::waiting;
+  f.retry_timer.reset(evtimer_new(base_, on_retry_timer, &f));
+  timeval tv = amqp::to_timeval(delay);
+  evtimer_add(f.retry_timer.get(), &tv);
 }
 
 std::shared_ptr<amqp::Channel> Forwarder::publish_channel() {

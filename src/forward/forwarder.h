@@ -75,6 +75,7 @@ class Forwarder {
   void finish(Flight& f, const BackendResponse& response, core::Disposition disposition);
   void settle(uint64_t key, core::Disposition disposition);
   void dead_letter(Flight& f);
+  void dead_letter_failed(Flight& f, const amqp::Result& why);
   void ack(Flight& f);
   void settle_by_ack(Flight& f);
   void settled_otherwise(const Flight& f);

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "amqp/connection.h"
+#include "forward/backend_url.h"
 #include "log.h"
 
 namespace warren::forward {
@@ -253,7 +254,8 @@ void HttpClient::collect_done() {
       resp.error = r->too_large ? fmt::format("response body over {} bytes", kMaxResponseBody)
                    : r->error[0] ? std::string(r->error)
                                  : std::string(curl_easy_strerror(code));
-      resp.error = fmt::format("{} {}: {}", r->request.method, r->request.url, resp.error);
+      // The URL carries backend.url's credentials: the error goes into logs, headers and replies.
+      resp.error = fmt::format("{} {}: {}", r->request.method, display_url(r->request.url), resp.error);
     }
     const double seconds = std::chrono::duration<double>(Clock::now() - r->started).count();
     curl_multi_remove_handle(multi_.get(), r->easy.get());

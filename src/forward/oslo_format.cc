@@ -96,6 +96,8 @@ oslo::Failure oslo_failure(const BackendResponse& r) {
 }
 
 Translation Translator::translate_oslo(const amqp::Delivery& message) const {
+  if (auto problem = json_body_problem(message.body, oslo::kMessageKey))
+    return invalid("not an oslo.messaging request: " + *problem);
   auto parsed = oslo::parse_request(message.body);
   if (auto* e = std::get_if<std::string>(&parsed)) return invalid("not an oslo.messaging request: " + *e);
   auto& request = std::get<oslo::Request>(parsed);
@@ -110,14 +112,23 @@ Translation Translator::translate_oslo(const amqp::Delivery& message) const {
   // A caller waits: whatever happens is answered, never retried behind its back.
   t.final_answer = call;
   const auto& c = request.call;
-  if (!is_method_name(c.method)) {
-    auto answer = invalid(fmt::format("method {} is not a name warren can put in a URL", json(c.method).dump()));
+  std::string error;
+  std::optional<std::string> url;
+  if (c.method.size() > config_.max_path)
+    error = fmt::format("method is {} bytes, over forwarders[].max_path ({})", c.method.size(), config_.max_path);
+  else if (!is_method_name(c.method))
+    error = fmt::format("method {} is not a name warren can put in a URL",
+                        json(c.method).dump(-1, ' ', false, json::error_handler_t::replace));
+  else
+    url = target_url("/" + c.method, "", &error);
+  if (!url) {
+    auto answer = invalid(std::move(error));
     answer.oslo = std::move(t.oslo);
     answer.final_answer = call;
     return answer;
   }
   t.request.method = "POST";
-  t.request.url = backend_url(rewrite("/" + c.method));
+  t.request.url = std::move(*url);
   t.request.body = c.args.dump(-1, ' ', false, json::error_handler_t::replace);
   auto& h = t.request.headers;
   auto add = [&h](std::string name, const std::string& value) {

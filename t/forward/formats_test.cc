@@ -128,9 +128,85 @@ TEST(ForwardRaw, RewriteKeepsTheQueryAndUrlJoinsSlashes) {
   cfg.rewrite_from = "^/v1/(\\w+)";
   cfg.rewrite_to = "/v2/$1";
   Translator t(cfg);
-  EXPECT_EQ(t.rewrite("/v1/items/3?a=/v1/x"), "/v2/items/3?a=/v1/x");
-  EXPECT_EQ(t.backend_url("/x"), "http://b/root/x");
-  EXPECT_EQ(t.backend_url(""), "http://b/root/");
+  std::string error;
+  EXPECT_EQ(t.target_url("/v1/items/3", "a=/v1/x", &error), "http://b/root/v2/items/3?a=/v1/x");
+  EXPECT_EQ(t.target_url("/x", "", &error), "http://b/root/x");
+  EXPECT_EQ(t.target_url("", "", &error), "http://b/root/");
+}
+
+// Whatever the path (after the rewrite) says, the request goes to backend.url's scheme, host and
+// port, with its credentials; a path that is not a path is refused, never "fixed".
+TEST(ForwardRaw, ThePathNeverChangesTheHost) {
+  auto cfg = raw_config();
+  cfg.backend.url = "http://svc:pw@127.0.0.1:9000";
+  cfg.rewrite_from = "^/api/x/";
+  cfg.rewrite_to = "";
+  Translator t(cfg);
+  for (const char* hostile : {"/api/x/@evil/p", "/api/x/evil.example/p", "/api/x/\\evil/p", "/api/x/%2F%2Fevil",
+                              "/api/x/http://evil/p", "/api/x/:80@evil/"}) {
+    auto tr = t.translate(message("", {{"x-http-path", hostile}}));
+    EXPECT_EQ(tr.kind, Translation::Kind::answer) << hostile;
+    EXPECT_EQ(tr.answer.status, 400) << hostile;
+    EXPECT_NE(tr.error.find("does not start with '/'"), std::string::npos) << tr.error;
+  }
+  // Paths that start with '/' stay paths of the same host.
+  std::string error;
+  EXPECT_EQ(t.target_url("//evil.example/p", "", &error), "http://svc:pw@127.0.0.1:9000//evil.example/p");
+  EXPECT_EQ(t.target_url("/@evil/p", "", &error), "http://svc:pw@127.0.0.1:9000/@evil/p");
+  for (const char* bad : {"/a#b", "/a?b", "/a b", "/a\r\nHost: evil", "/\xff"})
+    EXPECT_FALSE(t.target_url(bad, "", &error)) << bad;
+  EXPECT_FALSE(t.target_url("/a", "q=#frag", &error));
+}
+
+TEST(ForwardRaw, TheRewriteIsPcre2WithLimits) {
+  auto cfg = raw_config();
+  cfg.rewrite_from = "^/api/(.*)$";
+  cfg.rewrite_to = "/$1";
+  Translator t(cfg);
+  std::string error;
+  // std::regex recursed once per character here: a megabyte of path is a clean answer now.
+  const std::string huge = "/api/" + std::string(1 << 20, 'a');
+  auto url = t.target_url(huge, "", &error);
+  ASSERT_TRUE(url) << error;
+  EXPECT_EQ(url->size(), std::string("http://127.0.0.1:9000/api/").size() + (1 << 20));
+  // Catastrophic backtracking stops at the match limit and is refused.
+  cfg.rewrite_from = "^(a+)+$";
+  Translator slow(cfg);
+  EXPECT_FALSE(slow.target_url(std::string(40, 'a') + "!", "", &error));
+  EXPECT_NE(error.find("rewrite.from failed"), std::string::npos) << error;
+  // A replacement naming a group that does not exist: refused, not a crash.
+  cfg.rewrite_from = "^/api";
+  cfg.rewrite_to = "$7";
+  Translator bad(cfg);
+  EXPECT_FALSE(bad.target_url("/api/x", "", &error));
+}
+
+TEST(ForwardRaw, ClientStringsAreCappedBeforeAnyParser) {
+  auto cfg = raw_config();
+  cfg.max_path = 64;
+  Translator t(cfg);
+  auto tr = t.translate(message("", {{"x-http-path", "/api/example1/" + std::string(100, 'a')}}));
+  ASSERT_EQ(tr.kind, Translation::Kind::answer);
+  EXPECT_TRUE(tr.invalid);
+  EXPECT_NE(tr.error.find("over forwarders[].max_path (64)"), std::string::npos) << tr.error;
+  EXPECT_EQ(t.translate(message("", {{"x-http-method", std::string(33, 'G')}})).answer.status, 400);
+  // A value that is not a string is named by its type, never dumped (it may nest deep).
+  auto nested = t.translate(message("", {{"x-http-path", json::array({json::array({1})})}}));
+  EXPECT_NE(nested.error.find("a JSON array"), std::string::npos) << nested.error;
+}
+
+TEST(BackendUrl, DisplayUrlDropsTheCredentials) {
+  EXPECT_EQ(display_url("http://svc:s3cr3t@h:80/p?q"), "http://h:80/p?q");
+  EXPECT_EQ(display_url("https://u@h/"), "https://h/");
+  EXPECT_EQ(display_url("http://h/a@b"), "http://h/a@b");
+  EXPECT_EQ(display_url("http://a@b@h"), "http://h");
+  EXPECT_EQ(display_url("not a url"), "not a url");
+  EXPECT_EQ(backend_url_problem("http://h:1/base"), std::nullopt);
+  EXPECT_NE(backend_url_problem("http://h/?x=1"), std::nullopt);
+  EXPECT_NE(backend_url_problem("http://h/#f"), std::nullopt);
+  auto problem = backend_url_problem("ftp://u:s3cr3t@h/");
+  ASSERT_TRUE(problem);
+  EXPECT_EQ(problem->find("s3cr3t"), std::string::npos) << *problem;
 }
 
 ForwarderConfig vcd_config() {
@@ -250,6 +326,32 @@ TEST(ForwardVcd, BackendFailuresMapToGatewayStatuses) {
     EXPECT_EQ(j["headers"]["Content-Type"], "application/json");
     EXPECT_TRUE(json::parse(*base64_decode(j["body"].get<std::string>())).contains("message"));
   }
+}
+
+// JSON values are copied, compared and dumped recursively: a body nested deeper than
+// kMaxJsonDepth is refused before any of that happens, for vcd and for oslo's inner message.
+TEST(ForwardVcd, DeepOrHugeBodiesAreRefusedBeforeTheyAreParsed) {
+  auto cfg = vcd_config();
+  Translator t(cfg);
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  auto tr = t.translate(message("[{\"id\": " + deep + "}, {}]"));
+  ASSERT_EQ(tr.kind, Translation::Kind::answer);
+  EXPECT_EQ(tr.answer.status, 400);
+  EXPECT_NE(tr.error.find("deeper than 128"), std::string::npos) << tr.error;
+  cfg.max_body = 10;
+  Translator small(cfg);
+  EXPECT_NE(small.translate(message("[{}, {}, {}, {}]")).error.find("over forwarders[].max_body (10)"),
+            std::string::npos);
+
+  auto oslo = raw_config();
+  oslo.format = "oslo";
+  Translator o(oslo);
+  const json inner = {{"method", "m"}, {"args", json::parse("{\"a\": " + std::string(200, '[') + std::string(200, ']') + "}")}};
+  auto deep_oslo = o.translate(message(json{{"oslo.version", "2.0"}, {"oslo.message", inner.dump()}}.dump()));
+  EXPECT_NE(deep_oslo.error.find("deeper than 128"), std::string::npos) << deep_oslo.error;
+  const json fine = {{"method", "m"}, {"args", {{"a", json::array({json::array({1})})}}}};
+  EXPECT_EQ(o.translate(message(json{{"oslo.version", "2.0"}, {"oslo.message", fine.dump()}}.dump())).kind,
+            Translation::Kind::forward);
 }
 
 TEST(Base64, RoundTripsAndRejectsGarbage) {

@@ -152,6 +152,7 @@ class RawFormat(ForwardTest):
             self.publish(q, "m", {"x-http-path": "/moved"}, message_id="m-302")
             self.publish(q, "b", {"x-http-path": "not a path"}, message_id="m-bad", reply_to=replies,
                          correlation_id="c-bad")
+            self.publish(q, "c", {"x-http-path": "not a path either"}, message_id="m-bad-noreply")
             got = self.drain(dead, 3)
             self.assertEqual(len(got), 3, w.log())
             by_id = {p.message_id: (p, body) for _, p, body in got}
@@ -162,16 +163,18 @@ class RawFormat(ForwardTest):
             self.assertEqual(p.headers["x-warren-forwarder"], "f4")
             p, body = by_id["m-302"]
             self.assertEqual((body, p.headers["x-warren-status"]), (b"m", 302))
-            p, _ = by_id["m-bad"]
+            p, _ = by_id["m-bad-noreply"]
             self.assertIn("x-http-path", p.headers["x-warren-error"])
             self.assertEqual(len(b.received("/gone")), 1)  # never retried
             self.assertEqual(len(b.received("/moved")), 1)
+            # answered 400 to reply_to: that answer is the message's end, not also a dead letter
             (_, rp, rbody), = self.drain(replies, 1)
             self.assertEqual(rp.correlation_id, "c-bad")
             self.assertEqual(rp.headers["x-http-status"], 400)
+            self.assertIn("x-http-path", json.loads(rbody)["detail"])
             f = self.stats(w)["forwarders"]["f4"]
             self.assertEqual((f["dead_lettered"], f["invalid"], f["retried"], f["status_3xx"], f["status_4xx"],
-                              f["acked"]), (3, 1, 0, 1, 1, 0))
+                              f["acked"], f["replied"]), (3, 2, 0, 1, 1, 1, 1))
 
     def test_backend_down_then_up_delivers_each_message_once_or_dead_letters(self):
         port = free_ports(1)[0]
@@ -469,6 +472,238 @@ class NginxTarget(ForwardTest):
         self.assertTrue(all(line[2].startswith("/app/n/") for line in lines))
         # at most one connection per message in flight (prefetch 8), each used many times
         self.assertLessEqual(len(connections), 8, connections)
+
+
+class NothingLost(ForwardTest):
+    """A message is acked only after the backend's 2xx, or once its reply or dead-letter copy was
+    confirmed and routed; otherwise it ends in a dead-letter queue or stays in its queue."""
+
+    def own_dlx_queue(self):
+        """A queue argument x-dead-letter-exchange and the queue it leads to: (arguments, dead queue)."""
+        x, dead = self.dead_letters()
+        return {"x-dead-letter-exchange": x}, dead
+
+    def unbound_exchange(self):
+        x = f"nobinding-{uid()}"
+        self.broker.declare_exchange(x, "direct")
+        self.addCleanup(lambda: self.broker.channel.exchange_delete(x))
+        return x
+
+    def oslo_forwarder(self, name, url, **kw):
+        topic = f"warren_lost_{uid()}"
+        self.queues += [topic, topic + ".s1"]
+        f = {"name": name, "format": "oslo", "vhost": "/", "backend": {"url": url, "timeout": 2},
+             "oslo": {"exchange": f"osx-{uid()}", "topic": topic, "server": "s1"}, "prefetch": 4,
+             "retry": {"max_attempts": 1, "initial_delay": 0.1, "max_delay": 0.1}}
+        f.update(kw)
+        return f
+
+    def test_unroutable_reply_is_not_acked_into_the_void(self):
+        with Backend() as b:
+            b.route("/gone", status=404, body="nope")
+            b.route("/broken", status=409, body="busy")
+            args, own_dead = self.own_dlx_queue()
+            dlx, dead = self.dead_letters()
+            q = self.queue("noreplyq")
+            osl = self.oslo_forwarder("osl", b.url, dead_letter_exchange=dlx)
+            w = Warrend(ports=1, extra={"forwarders": [
+                forwarder("raw", q, b.url, declare={"queue": {"durable": True, "arguments": args}}), osl]})
+            w.start()
+            self.addCleanup(w.cleanup)
+            topic = osl["oslo"]["topic"]
+            self.assertTrue(wait_for(lambda: self.consumers(q) and self.consumers(topic), 15), w.log())
+            nowhere = f"no-such-queue-{uid()}"
+            self.publish(q, "raw", {"x-http-path": "/gone"}, message_id="m-raw", reply_to=nowhere)
+            call = {"method": "broken", "args": {}, "_msg_id": uid(), "_reply_q": nowhere, "_unique_id": uid()}
+            self.broker.publish(osl["oslo"]["exchange"], topic,
+                                json.dumps({"oslo.version": "2.0", "oslo.message": json.dumps(call)}),
+                                pika.BasicProperties(message_id="m-oslo", content_type="application/json"))
+            got = self.drain(own_dead, 1)
+            self.assertEqual([p.message_id for _, p, _ in got], ["m-raw"], w.log())
+            got = self.drain(dead, 1)
+            self.assertEqual([p.message_id for _, p, _ in got], ["m-oslo"], w.log())
+            self.assertEqual(got[0][1].headers["x-warren-status"], 409)
+            stats = self.stats(w)["forwarders"]
+            self.assertEqual((stats["raw"]["reply_failed"], stats["raw"]["acked"], stats["raw"]["dead_lettered"]),
+                             (1, 0, 1))
+            self.assertEqual((stats["osl"]["reply_failed"], stats["osl"]["acked"], stats["osl"]["dead_lettered"]),
+                             (1, 0, 1))
+            self.assertIn("not delivered", w.log())
+
+    def test_dead_letter_exchange_without_binding_loses_nothing(self):
+        with Backend() as b:
+            b.route("/", status=400, body="bad")
+            args, own_dead = self.own_dlx_queue()
+            unbound = self.unbound_exchange()
+            q_own, q_kept = self.queue("dl-own"), self.queue("dl-kept")
+            w = self.start([
+                forwarder("own", q_own, b.url, dead_letter_exchange=unbound,
+                          declare={"queue": {"durable": True, "arguments": args}}),
+                forwarder("kept", q_kept, b.url, dead_letter_exchange=unbound,
+                          retry={"max_attempts": 3, "initial_delay": 0.1, "max_delay": 0.3})])
+            self.publish(q_own, "one", message_id="m-own")
+            self.publish(q_kept, "two", message_id="m-kept")
+            # the queue's own dead-letter exchange catches what dead_letter_exchange did not route
+            got = self.drain(own_dead, 1)
+            self.assertEqual([p.message_id for _, p, _ in got], ["m-own"], w.log())
+            # no own DLX: the message stays in its queue (unacked) and its dead letter is tried again
+            self.assertTrue(wait_for(lambda: self.stats(w)["forwarders"]["kept"]["dead_letter_failed"] >= 2, 10),
+                            w.log())
+            self.assertEqual(self.stats(w)["forwarders"]["kept"]["acked"], 0)
+            late = self.queue("late")
+            self.broker.declare_queue(late)
+            self.broker.bind(late, unbound, q_kept)
+            (_, p, body), = self.drain(late, 1)
+            self.assertEqual((p.message_id, body, p.headers["x-warren-status"]), ("m-kept", b"two", 400))
+            self.assertEqual(len(b.received()), 2)  # the backend was not asked again
+            self.assertTrue(wait_for(lambda: self.stats(w)["forwarders"]["kept"]["dead_lettered"] == 1, 5))
+            self.assertIn("stays in the queue", w.log())
+
+    def test_4xx_answered_to_reply_to_is_acked_not_dead_lettered(self):
+        with Backend() as b:
+            b.route("/", status=404, body='{"missing": true}', content_type="application/json")
+            q_raw, q_vcd, replies = self.queue("a404"), self.queue("v404"), self.queue("replies")
+            self.broker.declare_queue(replies)
+            dlx, dead = self.dead_letters()
+            w = self.start([forwarder("r404", q_raw, b.url, dead_letter_exchange=dlx),
+                            forwarder("v404", q_vcd, b.url, dead_letter_exchange=dlx, format="vcd",
+                                      vcd={"extension": "example1"})])
+            self.publish(q_raw, "x", {"x-http-path": "/nothing/here"}, reply_to=replies, correlation_id="c-raw")
+            rid, body = vcd_message("/api/example1/nothing", [], "urn:vcloud:org:any")
+            self.publish(q_vcd, body, reply_to=replies, correlation_id="c-vcd")
+            answers = {p.correlation_id: (p, body) for _, p, body in self.drain(replies, 2)}
+            self.assertEqual(set(answers), {"c-raw", "c-vcd"}, w.log())
+            self.assertEqual(answers["c-raw"][0].headers["x-http-status"], 404)
+            self.assertEqual(json.loads(answers["c-vcd"][1])["statusCode"], 404)
+            for name in ("r404", "v404"):
+                self.assertTrue(wait_for(lambda: self.stats(w)["forwarders"][name]["acked"] == 1, 5), w.log())
+            self.assertIsNone(self.broker.get(dead, timeout=0.5))
+            for name in ("r404", "v404"):
+                f = self.stats(w)["forwarders"][name]
+                self.assertEqual((f["acked"], f["dead_lettered"], f["replied"], f["status_4xx"]), (1, 0, 1, 1))
+            self.assertEqual(len(b.received()), 2)
+
+
+class HostileMessages(ForwardTest):
+    def forward_pids(self, w):
+        return sorted(x["pid"] for x in w.worker_pids() if x["kind"] == "forward")
+
+    def test_poison_path_is_dead_lettered_and_the_worker_lives(self):
+        with Backend() as b:
+            q, q_big = self.queue("poison"), self.queue("poison-big")
+            dlx, dead = self.dead_letters()
+            rewrite = {"from": "^/api/(.*)$", "to": "/$1"}
+            w = self.start([forwarder("p", q, b.url, dead_letter_exchange=dlx, rewrite=rewrite),
+                            # a cap raised past the path: the pattern itself must survive it
+                            forwarder("pbig", q_big, b.url, dead_letter_exchange=dlx, rewrite=rewrite,
+                                      max_path=200000)])
+            pids = self.forward_pids(w)
+            poison = "/api/" + "a" * 100000
+            self.publish(q, "poison", {"x-http-path": poison}, message_id="m-poison")
+            self.publish(q, "after", {"x-http-path": "/api/ok"}, message_id="m-after")
+            # (60 kB: the test backend answers 414 past 64 kB)
+            self.publish(q_big, "big", {"x-http-path": "/api/" + "a" * 60000}, message_id="m-big")
+            got = self.drain(dead, 1)
+            self.assertEqual([p.message_id for _, p, _ in got], ["m-poison"], w.log()[-3000:])
+            err = got[0][1].headers["x-warren-error"]
+            self.assertIn("forwarders[].max_path", err)
+            self.assertIn("100005 bytes", err)
+            self.assertTrue(b.wait_for(1, "/ok"), w.log()[-3000:])
+            self.assertTrue(wait_for(lambda: len(b.received("/aaaa")) == 1, 10), w.log()[-3000:])
+            self.assertEqual(b.received("/aaaa")[0].path, "/" + "a" * 60000)
+            self.assertEqual(self.forward_pids(w), pids)
+            self.assertIsNone(self.broker.get(dead, timeout=0.3))
+            self.assertEqual(self.stats(w)["forwarders"]["p"]["invalid"], 1)
+
+    def test_deeply_nested_vcd_and_oslo_bodies_are_dead_lettered(self):
+        with Backend() as b:
+            q = self.queue("deep")
+            dlx, dead = self.dead_letters()
+            w = self.start([forwarder("deep", q, b.url, dead_letter_exchange=dlx, format="vcd",
+                                      vcd={"extension": "example1"})])
+            pids = self.forward_pids(w)
+            deep = "[" * 100000 + "]" * 100000
+            body = '[{"id": %s, "method": "GET", "requestUri": "/api/example1/x"}, {}]' % deep
+            self.publish(q, body, message_id="m-deep")
+            rid, ok = vcd_message("/api/example1/fine", [], "urn:vcloud:org:any")
+            self.publish(q, ok, message_id="m-fine")
+            (_, p, _), = self.drain(dead, 1)
+            self.assertEqual(p.message_id, "m-deep", w.log()[-3000:])
+            self.assertIn("deeper than 128", p.headers["x-warren-error"])
+            self.assertTrue(b.wait_for(1, "/api/example1/fine"), w.log()[-3000:])
+            self.assertEqual(self.forward_pids(w), pids)
+
+
+class BackendCredentials(ForwardTest):
+    """backend.url with user:password@: the password shows nowhere, and no message can send the
+    request (with those credentials) to another host."""
+    PASSWORD = "s3cr3t-pw"
+
+    def test_failures_never_show_the_password(self):
+        with Backend() as slow:
+            slow.route("/", status=200, delay=2)
+            closed = free_ports(1)[0]
+            q_down, q_slow, replies = self.queue("cred-down"), self.queue("cred-slow"), self.queue("replies")
+            self.broker.declare_queue(replies)
+            dlx, dead = self.dead_letters()
+            one_try = {"max_attempts": 1, "initial_delay": 0.1, "max_delay": 0.1}
+            w = self.start([
+                forwarder("down", q_down, f"http://svc:{self.PASSWORD}@127.0.0.1:{closed}/api",
+                          dead_letter_exchange=dlx, retry=one_try),
+                forwarder("slow", q_slow, "x", dead_letter_exchange=dlx, retry=one_try,
+                          backend={"url": f"http://svc:{self.PASSWORD}@127.0.0.1:{slow.port}/api", "timeout": 0.5}),
+            ])
+            for q in (q_down, q_slow):
+                self.publish(q, "dl", message_id=f"dl-{q}")
+                self.publish(q, "reply", message_id=f"r-{q}", reply_to=replies, correlation_id=f"c-{q}")
+            dead_msgs = self.drain(dead, 2)
+            answers = self.drain(replies, 2)
+            self.assertEqual(len(dead_msgs), 2, w.log())
+            self.assertEqual(len(answers), 2, w.log())
+            for _, p, _ in dead_msgs:
+                self.assertIn("127.0.0.1", p.headers["x-warren-error"])  # still says where it failed
+                self.assertNotIn(self.PASSWORD, json.dumps(p.headers))
+            for _, p, body in answers:
+                self.assertIn(p.headers["x-http-status"], (503, 504))
+                self.assertNotIn(self.PASSWORD, body.decode())
+            _, _, stats = w.request("GET", 0, "/stats")
+            self.assertNotIn(self.PASSWORD, stats.decode())
+            self.assertNotIn(self.PASSWORD, w.log())
+            # the credentials still reach their own backend
+            self.assertEqual(slow.received()[0].headers["Authorization"],
+                             "Basic " + base64.b64encode(f"svc:{self.PASSWORD}".encode()).decode())
+
+    def test_hostile_paths_never_reach_another_host(self):
+        with Backend() as good, Backend() as evil:
+            q_raw, q_vcd = self.queue("hostile"), self.queue("hostile-vcd")
+            dlx, dead = self.dead_letters()
+            w = self.start([
+                forwarder("hraw", q_raw, "x", dead_letter_exchange=dlx, rewrite={"from": "^/api/x/", "to": ""},
+                          backend={"url": good.url, "username": "svc", "password": self.PASSWORD, "timeout": 2},
+                          retry={"max_attempts": 1, "initial_delay": 0.1, "max_delay": 0.1}),
+                forwarder("hvcd", q_vcd, good.url, dead_letter_exchange=dlx, format="vcd",
+                          rewrite={"from": "^/api/example1/", "to": ""}, vcd={"extension": "example1"},
+                          retry={"max_attempts": 1, "initial_delay": 0.1, "max_delay": 0.1})])
+            e = f"127.0.0.1:{evil.port}"
+            hostile = [f"/api/x/@{e}/p", f"/api/x//{e}/p", f"/api/x/\\{e}/p", f"/api/x/%2F%2F{e}/p",
+                       f"/api/x/http://{e}/p", f"/api/x/@{e}?q=1", f"/api/x/a\r\nHost: {e}"]
+            for i, path in enumerate(hostile):
+                self.publish(q_raw, "h", {"x-http-path": path}, message_id=f"raw-{i}")
+            for i, uri in enumerate([f"/api/example1/@{e}/p", f"http://{e}/api/example1/@{e}/p"]):
+                _, body = vcd_message(uri, [], "urn:vcloud:org:any")
+                self.publish(q_vcd, body, message_id=f"vcd-{i}")
+            self.publish(q_raw, "fine", {"x-http-path": "/other/fine"}, message_id="fine")
+            self.assertTrue(good.wait_for(1, "/other/fine"), w.log())
+            # every message is accounted for: forwarded to the good backend or dead-lettered
+            n = len(hostile) + 2 + 1
+            self.assertTrue(wait_for(lambda: sum(self.stats(w)["forwarders"][f]["acked"] +
+                                                 self.stats(w)["forwarders"][f]["dead_lettered"]
+                                                 for f in ("hraw", "hvcd")) == n, 10), w.log())
+            self.assertEqual(evil.received(), [])
+            for r in good.received():
+                self.assertTrue(r.path.startswith("/"), r.path)
+
+
 
 
 NGINX_CONF = """daemon off;

@@ -1,0 +1,37 @@
+// The URL a forwarder sends a request to, and backend.url as people may see it. A request's
+// path (x-http-path, a vCD requestUri, an oslo method, after `rewrite`) only ever replaces the
+// path and query of backend.url, parsed once with libcurl's URL API (CURLU): its scheme,
+// credentials, host and port never change, whatever the message says ("@evil", "//evil",
+// an absolute URL...).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "handles.h"
+
+namespace warren::forward {
+
+// `url` without its "user:password@" part: for logs, error texts, headers and reply bodies.
+std::string display_url(std::string_view url);
+
+// Why `url` cannot be a backend.url (not http(s), no host, a query or fragment), or nullopt.
+std::optional<std::string> backend_url_problem(std::string_view url);
+
+class BackendUrl {
+ public:
+  explicit BackendUrl(const std::string& url);
+
+  // backend.url's own path joined with `path` (empty, or starting with '/'; one slash where
+  // both have one) and `query` (without '?'; empty: none). nullopt with `error` set when the
+  // path or the query could change the URL's meaning (not starting with '/', a control or
+  // non-ASCII byte, a space, '#', or '?' in the path).
+  std::optional<std::string> with(std::string_view path, std::string_view query, std::string* error) const;
+
+ private:
+  CurlUrlPtr base_;
+  std::string base_path_;
+};
+
+}  // namespace warren::forward
