@@ -5,7 +5,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <vector>
 
 #include "log.h"
 
@@ -23,6 +22,10 @@ struct Control::Client : std::enable_shared_from_this<Control::Client> {
 
 Control::Control(event_base* base, Fd listener, Handler handler, gid_t group)
     : base_(base), listener_(std::move(listener)), handler_(std::move(handler)), group_(group) {
+  if (group_ != static_cast<gid_t>(-1))
+    if (const struct group* gr = getgrgid(group_))
+      for (char** name = gr->gr_mem; *name; ++name)
+        if (const passwd* pw = getpwnam(*name)) group_members_.insert(pw->pw_uid);
   accept_event_.reset(event_new(base, listener_.get(), EV_READ | EV_PERSIST, on_accept, this));
   event_add(accept_event_.get(), nullptr);
   reap_event_.reset(event_new(base, -1, 0, on_reap, this));
@@ -34,20 +37,8 @@ bool Control::peer_allowed(int fd) const {
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return false;
   if (cred.uid == 0 || cred.uid == geteuid()) return true;
   if (group_ == static_cast<gid_t>(-1)) return false;
-  if (cred.gid == group_) return true;
-  // Supplementary groups are not in SO_PEERCRED: ask the group database about the peer's user.
-  const passwd* pw = getpwuid(cred.uid);
-  if (!pw) return false;
-  int n = 64;
-  std::vector<gid_t> groups(n);
-  if (getgrouplist(pw->pw_name, pw->pw_gid, groups.data(), &n) < 0) {
-    groups.resize(n);
-    if (getgrouplist(pw->pw_name, pw->pw_gid, groups.data(), &n) < 0) return false;
-  }
-  groups.resize(n);
-  for (gid_t g : groups)
-    if (g == group_) return true;
-  return false;
+  // The peer's primary group is in SO_PEERCRED; its supplementary groups are not.
+  return cred.gid == group_ || group_members_.count(cred.uid) > 0;
 }
 
 void Control::on_accept(evutil_socket_t fd, short, void* arg) {
