@@ -5,6 +5,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <exception>
+
 
 #include "log.h"
 
@@ -79,12 +81,19 @@ void Control::on_read(bufferevent* bev, void* arg) {
   bufferevent_disable(bev, EV_READ);
   std::weak_ptr<Client> weak = client->weak_from_this();
   // The reply may come later (stats are collected from the workers); the client may be gone.
-  client->owner->handler_(command, [weak](const std::string& body) {
+  auto reply = [weak](const std::string& body) {
     auto c = weak.lock();
     if (!c || c->done) return;
     bufferevent_write(c->bev.get(), body.data(), body.size());
     bufferevent_write(c->bev.get(), "\n", 1);
-  });
+  };
+  // The loop's edge: a command that fails answers an error; the master goes on.
+  try {
+    client->owner->handler_(command, reply);
+  } catch (const std::exception& e) {
+    log_error("control socket: a command failed: {}", e.what());
+    reply(R"({"error": "internal error", "detail": "the command failed; see the log"})");
+  }
 }
 
 void Control::on_write(bufferevent* bev, void* arg) {
