@@ -5,7 +5,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <vector>
+#include <exception>
+
 
 #include "log.h"
 
@@ -23,6 +24,10 @@ struct Control::Client : std::enable_shared_from_this<Control::Client> {
 
 Control::Control(event_base* base, Fd listener, Handler handler, gid_t group)
     : base_(base), listener_(std::move(listener)), handler_(std::move(handler)), group_(group) {
+  if (group_ != static_cast<gid_t>(-1))
+    if (const struct group* gr = getgrgid(group_))
+      for (char** name = gr->gr_mem; *name; ++name)
+        if (const passwd* pw = getpwnam(*name)) group_members_.insert(pw->pw_uid);
   accept_event_.reset(event_new(base, listener_.get(), EV_READ | EV_PERSIST, on_accept, this));
   event_add(accept_event_.get(), nullptr);
   reap_event_.reset(event_new(base, -1, 0, on_reap, this));
@@ -34,20 +39,8 @@ bool Control::peer_allowed(int fd) const {
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return false;
   if (cred.uid == 0 || cred.uid == geteuid()) return true;
   if (group_ == static_cast<gid_t>(-1)) return false;
-  if (cred.gid == group_) return true;
-  // Supplementary groups are not in SO_PEERCRED: ask the group database about the peer's user.
-  const passwd* pw = getpwuid(cred.uid);
-  if (!pw) return false;
-  int n = 64;
-  std::vector<gid_t> groups(n);
-  if (getgrouplist(pw->pw_name, pw->pw_gid, groups.data(), &n) < 0) {
-    groups.resize(n);
-    if (getgrouplist(pw->pw_name, pw->pw_gid, groups.data(), &n) < 0) return false;
-  }
-  groups.resize(n);
-  for (gid_t g : groups)
-    if (g == group_) return true;
-  return false;
+  // The peer's primary group is in SO_PEERCRED; its supplementary groups are not.
+  return cred.gid == group_ || group_members_.count(cred.uid) > 0;
 }
 
 void Control::on_accept(evutil_socket_t fd, short, void* arg) {
@@ -88,12 +81,19 @@ void Control::on_read(bufferevent* bev, void* arg) {
   bufferevent_disable(bev, EV_READ);
   std::weak_ptr<Client> weak = client->weak_from_this();
   // The reply may come later (stats are collected from the workers); the client may be gone.
-  client->owner->handler_(command, [weak](const std::string& body) {
+  auto reply = [weak](const std::string& body) {
     auto c = weak.lock();
     if (!c || c->done) return;
     bufferevent_write(c->bev.get(), body.data(), body.size());
     bufferevent_write(c->bev.get(), "\n", 1);
-  });
+  };
+  // The loop's edge: a command that fails answers an error; the master goes on.
+  try {
+    client->owner->handler_(command, reply);
+  } catch (const std::exception& e) {
+    log_error("control socket: a command failed: {}", e.what());
+    reply(R"({"error": "internal error", "detail": "the command failed; see the log"})");
+  }
 }
 
 void Control::on_write(bufferevent* bev, void* arg) {

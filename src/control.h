@@ -5,6 +5,7 @@
 #include <functional>
 #include <list>
 #include <memory>
+#include <set>
 #include <string>
 
 #include <sys/types.h>
@@ -21,7 +22,8 @@ class Control {
 
   // Only root, our own user and members of `group` (-1: none) are served: the socket file's mode
   // and owner are the first line of defence, the peer's credentials (SO_PEERCRED) the second,
-  // for a socket whose mode someone loosened.
+  // for a socket whose mode someone loosened. The group's members are looked up here, once:
+  // the master's loop never waits on the user database (NSS, perhaps LDAP).
   Control(event_base* base, Fd listener, Handler handler, gid_t group = static_cast<gid_t>(-1));
   Control(const Control&) = delete;
   Control& operator=(const Control&) = delete;
@@ -43,6 +45,7 @@ class Control {
   EventPtr reap_event_;
   Handler handler_;
   gid_t group_;
+  std::set<uid_t> group_members_;  // users with `group` as a supplementary group
   std::list<std::shared_ptr<Client>> clients_;
 };
 

@@ -71,6 +71,12 @@ void close_inherited_fds(std::initializer_list<int> keep_fds) {
   close_range(first, ~0U, 0);
 }
 
+// Replies carry what a control client typed and names from the configuration: invalid UTF-8
+// is replaced, never thrown about.
+std::string json_text(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 // "port 8000" or "queue set vcd", for log lines.
 std::string worker_role(const WorkerSpec& spec) {
   return spec.kind == "forward" ? "queue set " + spec.queue_set : fmt::format("port {}", spec.port);
@@ -393,7 +399,7 @@ void Master::on_frame(int pid, const Frame& frame) {
         nlohmann::json body = format == "prometheus"
                                   ? nlohmann::json(stats_render_prometheus(snapshots_, retired_, counters_))
                                   : render_stats();
-        q->channel->send(FrameType::stats_reply, nlohmann::json{{"id", id}, {"body", body}}.dump());
+        q->channel->send(FrameType::stats_reply, json_text(nlohmann::json{{"id", id}, {"body", body}}));
       });
       break;
     }
@@ -487,29 +493,28 @@ nlohmann::json Master::workers_json() const {
 
 void Master::handle_command(const std::string& command, Control::Reply reply) {
   if (command == "status") {
-    reply(nlohmann::json{{"pid", getpid()},
+    reply(json_text(nlohmann::json{{"pid", getpid()},
                          {"version", "0.1.0"},
                          {"config", config_->path},
                          {"uptime", unix_now() - started_},
                          {"generation", generation_},
                          {"workers", processes_.size()},
                          {"respawns", counters_.worker_respawns},
-                         {"stopping", stopping_}}
-              .dump());
+                         {"stopping", stopping_}}));
   } else if (command == "stats") {
-    collect([this, reply] { reply(render_stats().dump()); });
+    collect([this, reply] { reply(json_text(render_stats())); });
   } else if (command == "metrics") {
-    collect([this, reply] { reply(nlohmann::json(stats_render_prometheus(snapshots_, retired_, counters_)).dump()); });
+    collect([this, reply] { reply(json_text(stats_render_prometheus(snapshots_, retired_, counters_))); });
   } else if (command == "workers") {
-    reply(workers_json().dump());
+    reply(json_text(workers_json()));
   } else if (command == "reload") {
     reload();
-    reply(nlohmann::json{{"result", "reloaded"}, {"generation", generation_}}.dump());
+    reply(json_text({{"result", "reloaded"}, {"generation", generation_}}));
   } else if (command == "stop") {
-    reply(nlohmann::json{{"result", "stopping"}}.dump());
+    reply(json_text({{"result", "stopping"}}));
     shutdown("stop requested");
   } else {
-    reply(nlohmann::json{{"error", "unknown command"}, {"detail", command}}.dump());
+    reply(json_text({{"error", "unknown command"}, {"detail", command}}));
   }
 }
 

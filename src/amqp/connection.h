@@ -124,8 +124,8 @@ class Connection {
   std::string last_host_error_;
 
   BuffereventPtr bev_;
-  EvdnsBasePtr dns_;
-  SslCtxPtr ssl_ctx_;
+  std::shared_ptr<evdns_base> dns_;  // the loop's resolver, shared (connection_transport.cc)
+  SslCtxPtr ssl_ctx_;                 // a reference to the process's context for these options
   EventPtr connect_timer_, heartbeat_timer_, close_timer_;
   Decoder decoder_;
   size_t frame_max_ = kInitialFrameMax;

@@ -12,6 +12,9 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <map>
+#include <memory>
+#include <tuple>
 
 #include "amqp/connection.h"
 #include "log.h"
@@ -31,6 +34,50 @@ std::string ssl_error_text(unsigned long err) {
   return buf;
 }
 
+// The TLS context for these options, made once per process (a worker: a reload replaces it, so
+// a new CA file is read then) and shared by every connection: loading the CA file per
+// connection cost a file read and a parse on the loop each time. A failure is not kept: the
+// next attempt tries again. Returns a new reference (SSL_CTX_up_ref) or null with *why.
+SslCtxPtr process_ssl_context(const TlsConfig& t, std::string* why) {
+  static std::map<std::tuple<std::string, std::string, std::string, bool>, SslCtxPtr> contexts;
+  const auto key = std::make_tuple(t.ca, t.cert, t.key, t.verify);
+  auto it = contexts.find(key);
+  if (it == contexts.end()) {
+    SslCtxPtr ctx(SSL_CTX_new(TLS_client_method()));
+    if (!ctx) *why = "SSL_CTX_new() failed";
+    else if (t.ca.empty() ? SSL_CTX_set_default_verify_paths(ctx.get()) != 1
+                          : SSL_CTX_load_verify_locations(ctx.get(), t.ca.c_str(), nullptr) != 1)
+      *why = fmt::format("cannot load CA {}: {}", t.ca, ssl_error_text(ERR_get_error()));
+    else if (!t.cert.empty() && SSL_CTX_use_certificate_chain_file(ctx.get(), t.cert.c_str()) != 1)
+      *why = fmt::format("cannot load certificate {}: {}", t.cert, ssl_error_text(ERR_get_error()));
+    else if (!t.key.empty() &&
+             SSL_CTX_use_PrivateKey_file(ctx.get(), t.key.c_str(), SSL_FILETYPE_PEM) != 1)
+      *why = fmt::format("cannot load key {}: {}", t.key, ssl_error_text(ERR_get_error()));
+    if (!why->empty()) {
+      ERR_clear_error();
+      return {};
+    }
+    SSL_CTX_set_verify(ctx.get(), t.verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
+    it = contexts.emplace(key, std::move(ctx)).first;
+  }
+  SSL_CTX_up_ref(it->second.get());
+  return SslCtxPtr(it->second.get());
+}
+
+// One resolver per event loop (a worker's), shared by its connections: evdns_base_new reads
+// resolv.conf and hosts and opens sockets. It goes with the last connection that uses it, so it
+// never outlives its loop.
+std::shared_ptr<evdns_base> loop_resolver(event_base* base) {
+  static std::map<event_base*, std::weak_ptr<evdns_base>> resolvers;
+  std::erase_if(resolvers, [](const auto& entry) { return entry.second.expired(); });
+  if (auto it = resolvers.find(base); it != resolvers.end()) return it->second.lock();
+  evdns_base* dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+  if (!dns) return nullptr;
+  std::shared_ptr<evdns_base> shared(dns, Deleter<evdns_base_free_failing>{});
+  resolvers.emplace(base, shared);
+  return shared;
+}
+
 }  // namespace
 
 void Connection::start() {
@@ -41,26 +88,13 @@ void Connection::start() {
   defer(base_, [this, guard] {
     if (guard.expired() || phase_ != Phase::idle) return;
     if (options_.tls.enabled) {
-      ssl_ctx_.reset(SSL_CTX_new(TLS_client_method()));
-      const auto& t = options_.tls;
       std::string why;
-      if (!ssl_ctx_) why = "SSL_CTX_new() failed";
-      else if (t.ca.empty() ? SSL_CTX_set_default_verify_paths(ssl_ctx_.get()) != 1
-                            : SSL_CTX_load_verify_locations(ssl_ctx_.get(), t.ca.c_str(), nullptr) != 1)
-        why = fmt::format("cannot load CA {}: {}", t.ca, ssl_error_text(ERR_get_error()));
-      else if (!t.cert.empty() &&
-               SSL_CTX_use_certificate_chain_file(ssl_ctx_.get(), t.cert.c_str()) != 1)
-        why = fmt::format("cannot load certificate {}: {}", t.cert, ssl_error_text(ERR_get_error()));
-      else if (!t.key.empty() &&
-               SSL_CTX_use_PrivateKey_file(ssl_ctx_.get(), t.key.c_str(), SSL_FILETYPE_PEM) != 1)
-        why = fmt::format("cannot load key {}: {}", t.key, ssl_error_text(ERR_get_error()));
-      if (!why.empty()) {
-        ERR_clear_error();
+      ssl_ctx_ = process_ssl_context(options_.tls, &why);
+      if (!ssl_ctx_) {
         ++stats_->connect_failures;
         teardown({Outcome::connection_lost, 0, why});
         return;
       }
-      SSL_CTX_set_verify(ssl_ctx_.get(), t.verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
     }
     try_host();
   });
@@ -112,9 +146,7 @@ bool Connection::make_bufferevent(const BrokerHost& host, std::string* why) {
     }
     rc = bufferevent_socket_connect(bev_.get(), reinterpret_cast<sockaddr*>(&ss), len);
   } else {
-    if (!dns_)
-      dns_.reset(evdns_base_new(base_, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-                                           EVDNS_BASE_DISABLE_WHEN_INACTIVE));
+    if (!dns_) dns_ = loop_resolver(base_);
     if (!dns_) {
       *why = "evdns_base_new() failed";
       return false;

@@ -150,6 +150,19 @@ class ProcessModel(unittest.TestCase):
 
 
 class Signals(unittest.TestCase):
+    def test_a_control_command_of_invalid_utf8_is_answered_not_fatal(self):
+        with Warrend(ports=1) as w:
+            with socket.socket(socket.AF_UNIX) as control:
+                control.settimeout(5)
+                control.connect(w.socket_path)
+                control.sendall(b"stat\xff\xfeus\n")
+                answer = b""
+                while chunk := control.recv(4096):
+                    answer += chunk
+            self.assertEqual(json.loads(answer)["error"], "unknown command")
+            self.assertIsNone(w.proc.poll(), w.log())
+            self.assertEqual(w.ctl("status")[0], 0)
+
     def test_sigterm_exits_zero_and_removes_the_pidfile(self):
         w = Warrend(ports=2)
         w.start()
