@@ -17,6 +17,7 @@
 #include <set>
 
 #include "log.h"
+#include "json.h"
 
 namespace warren {
 namespace {
@@ -394,7 +395,7 @@ void Master::on_frame(int pid, const Frame& frame) {
         nlohmann::json body = format == "prometheus"
                                   ? nlohmann::json(stats_render_prometheus(snapshots_, retired_))
                                   : render_stats();
-        q->channel->send(FrameType::stats_reply, nlohmann::json{{"id", id}, {"body", body}}.dump());
+        q->channel->send(FrameType::stats_reply, json_text({{"id", id}, {"body", body}}));
       });
       break;
     }
@@ -470,28 +471,27 @@ nlohmann::json Master::workers_json() const {
 
 void Master::handle_command(const std::string& command, Control::Reply reply) {
   if (command == "status") {
-    reply(nlohmann::json{{"pid", getpid()},
-                         {"version", "0.1.0"},
-                         {"config", config_->path},
-                         {"uptime", unix_now() - started_},
-                         {"generation", generation_},
-                         {"workers", processes_.size()},
-                         {"stopping", stopping_}}
-              .dump());
+    reply(json_text({{"pid", getpid()},
+                     {"version", "0.1.0"},
+                     {"config", config_->path},
+                     {"uptime", unix_now() - started_},
+                     {"generation", generation_},
+                     {"workers", processes_.size()},
+                     {"stopping", stopping_}}));
   } else if (command == "stats") {
-    collect([this, reply] { reply(render_stats().dump()); });
+    collect([this, reply] { reply(json_text(render_stats())); });
   } else if (command == "metrics") {
-    collect([this, reply] { reply(nlohmann::json(stats_render_prometheus(snapshots_, retired_)).dump()); });
+    collect([this, reply] { reply(json_text(stats_render_prometheus(snapshots_, retired_))); });
   } else if (command == "workers") {
-    reply(workers_json().dump());
+    reply(json_text(workers_json()));
   } else if (command == "reload") {
     reload();
-    reply(nlohmann::json{{"result", "reloaded"}, {"generation", generation_}}.dump());
+    reply(json_text({{"result", "reloaded"}, {"generation", generation_}}));
   } else if (command == "stop") {
-    reply(nlohmann::json{{"result", "stopping"}}.dump());
+    reply(json_text({{"result", "stopping"}}));
     shutdown("stop requested");
   } else {
-    reply(nlohmann::json{{"error", "unknown command"}, {"detail", command}}.dump());
+    reply(json_text({{"error", "unknown command"}, {"detail", command}}));
   }
 }
 

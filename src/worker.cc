@@ -18,6 +18,7 @@
 #include "http/publish.h"
 #include "http/rpc.h"
 #include "http/server.h"
+#include "json.h"
 #include "log.h"
 #include "stats.h"
 
@@ -112,7 +113,7 @@ class Worker final : public StatsSource {
   void request_stats(std::string format, StatsCallback done) override {
     const uint64_t id = ++last_request_id_;
     pending_stats_.emplace(id, std::move(done));
-    channel_->send(FrameType::stats_request, nlohmann::json{{"id", id}, {"format", format}}.dump());
+    channel_->send(FrameType::stats_request, json_text({{"id", id}, {"format", format}}));
   }
 
   nlohmann::json identity() const override {
@@ -137,7 +138,7 @@ class Worker final : public StatsSource {
     return s;
   }
 
-  void send_snapshot() { channel_->send(FrameType::snapshot, snapshot().to_json().dump()); }
+  void send_snapshot() { channel_->send(FrameType::snapshot, json_text(snapshot().to_json())); }
 
   void on_frame(const Frame& frame) {
     switch (frame.type) {

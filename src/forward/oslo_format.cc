@@ -7,6 +7,8 @@
 
 #include <fmt/format.h>
 
+#include "json.h"
+
 namespace warren::forward {
 namespace {
 
@@ -27,7 +29,7 @@ Translation invalid(std::string error) {
   t.invalid = true;
   t.answer.status = 400;
   t.answer.content_type = "application/json";
-  t.answer.body = json{{"error", "bad message"}, {"detail", error}}.dump();
+  t.answer.body = json_text({{"error", "bad message"}, {"detail", error}});
   t.error = std::move(error);
   return t;
 }
@@ -111,14 +113,14 @@ Translation Translator::translate_oslo(const amqp::Delivery& message) const {
   t.final_answer = call;
   const auto& c = request.call;
   if (!is_method_name(c.method)) {
-    auto answer = invalid(fmt::format("method {} is not a name warren can put in a URL", json(c.method).dump()));
+    auto answer = invalid(fmt::format("method {} is not a name warren can put in a URL", json_text(c.method)));
     answer.oslo = std::move(t.oslo);
     answer.final_answer = call;
     return answer;
   }
   t.request.method = "POST";
   t.request.url = backend_url(rewrite("/" + c.method));
-  t.request.body = c.args.dump(-1, ' ', false, json::error_handler_t::replace);
+  t.request.body = json_text(c.args);
   auto& h = t.request.headers;
   auto add = [&h](std::string name, const std::string& value) {
     if (is_header_value(value)) h.emplace_back(std::move(name), value);

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "log.h"
+#include "json.h"
 
 namespace warren {
 
@@ -108,12 +109,25 @@ void HttpServer::route_fallback(Handler handler) { fallback_ = std::move(handler
 
 void HttpServer::on_request(evhttp_request* req, void* arg) {
   auto* self = static_cast<HttpServer*>(arg);
+  self->guard(req, [self, req] { self->dispatch(req); });
+}
+
+void HttpServer::guard(evhttp_request* req, const std::function<void()>& fn) {
+  std::string what;
   try {
-    self->dispatch(req);
+    return fn();
   } catch (const std::exception& e) {
-    // No exception crosses into libevent. A handler that threw before replying still answers.
-    log_error("request handler failed: {}", e.what());
-    if (self->started_.count(req)) self->reply_error(req, 500, "internal error", e.what());
+    what = e.what();
+  } catch (...) {
+    what = "an exception of unknown type";
+  }
+  log_error("request handler failed: {}", what);
+  // Answered already, or a stream whose 200 went out: its owner ends it.
+  if (!started_.count(req) || streaming_.count(req)) return;
+  try {
+    reply_error(req, 500, "internal error", what);
+  } catch (...) {
+    log_error("answering 500 failed too: the request is left to the connection's timeout");
   }
 }
 
@@ -235,7 +249,7 @@ size_t HttpServer::pending_output(evhttp_request* req) {
 }
 
 void HttpServer::reply_json(evhttp_request* req, int code, const nlohmann::json& body) {
-  reply(req, code, "application/json", body.dump());
+  reply(req, code, "application/json", json_text(body));
 }
 
 void HttpServer::reply_error(evhttp_request* req, int code, std::string_view error,

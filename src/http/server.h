@@ -53,6 +53,11 @@ class HttpServer {
   }
   void on_drain(std::function<void()> cb) { drain_hooks_.push_back(std::move(cb)); }
 
+  // Runs `fn`, which answers `req` now or later. An exception from it never reaches libevent:
+  // it is logged, and `req`, if still unanswered, is answered 500. Every evhttp callback and
+  // every completion that answers a request (a publish confirm, an RPC reply) goes through it.
+  void guard(evhttp_request* req, const std::function<void()>& fn);
+
   // Every response goes through these two.
   void reply(evhttp_request* req, int code, std::string_view content_type, std::string_view body);
   void reply_error(evhttp_request* req, int code, std::string_view error, std::string_view detail);

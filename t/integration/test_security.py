@@ -87,6 +87,47 @@ class CrLf(unittest.TestCase):
             self.assertEqual(status, 400)
 
 
+class InvalidUtf8(unittest.TestCase):
+    """Bytes that are not UTF-8 in a user name or an exchange name: a JSON error for that one
+    request, never a dead worker (nlohmann's dump() throws on them unless told to replace)."""
+
+    def worker_pid(self, w):
+        return [x["pid"] for x in w.worker_pids()]
+
+    def test_user_name_of_invalid_utf8_is_401_and_the_worker_lives(self):
+        with Warrend() as w:
+            before = self.worker_pid(w)
+            token = base64.b64encode(b"\xff\xfe:secret").decode()
+            for _ in range(3):  # past a snapshot (every second) that lists the user
+                status, headers, body = w.request("POST", 0, "/%2f/amq.default/q", body={"body": "m"},
+                                                  headers={"Authorization": f"Basic {token}"})
+                self.assertEqual(status, 401, body)
+                self.assertEqual(headers["Content-Type"], "application/json")
+                self.assertIn("error", json.loads(body))
+                time.sleep(0.6)
+            status, _, body = w.request("GET", 0, "/stats")
+            self.assertEqual(status, 200)
+            json.loads(body)
+            self.assertEqual(w.request("GET", 0, "/healthz")[0], 200)
+            self.assertEqual(self.worker_pid(w), before, "a worker was restarted")
+            self.assertNotIn("terminate", w.log())
+
+    def test_exchange_name_of_invalid_utf8_is_404_json_and_the_worker_lives(self):
+        with Warrend() as w:
+            before = self.worker_pid(w)
+            for p in ("/%2f/%FF%FE/key", "/%2f/a%C3%28b/key"):
+                status, headers, body = w.request("POST", 0, p, body={"body": "m"},
+                                                  auth=("guest", "guest"))
+                self.assertEqual(status, 404, body)
+                self.assertEqual(headers["Content-Type"], "application/json")
+                doc = json.loads(body)
+                self.assertEqual(doc["error"], "not found")
+                self.assertIn("\ufffd", doc["detail"])
+            time.sleep(1.2)
+            self.assertEqual(w.request("GET", 0, "/healthz")[0], 200)
+            self.assertEqual(self.worker_pid(w), before, "a worker was restarted")
+
+
 class ControlSocket(unittest.TestCase):
     def test_mode_owner_and_peer_credentials(self):
         with Warrend() as w:
