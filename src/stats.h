@@ -19,6 +19,7 @@ namespace warren {
   X(response_200, requests, "response.200", "responses 200 OK")                               \
   X(response_202, requests, "response.202", "responses 202 Accepted")                         \
   X(response_204, requests, "response.204", "responses 204 No Content (message confirmed)")   \
+  X(response_207, requests, "response.207", "responses 207 Multi-Status (a batch not all confirmed)") \
   X(response_400, requests, "response.400", "responses 400 Bad Request")                      \
   X(response_401, requests, "response.401", "responses 401 Unauthorized")                     \
   X(response_403, requests, "response.403", "responses 403 Forbidden")                        \

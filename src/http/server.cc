@@ -16,6 +16,7 @@ std::string_view http_reason(int code) {
     case 200: return "OK";
     case 202: return "Accepted";
     case 204: return "No Content";
+    case 207: return "Multi-Status";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 403: return "Forbidden";
@@ -170,7 +171,8 @@ void HttpServer::count_response(int code) {
   switch (code) {
 #define WARREN_COUNT_CODE(n) \
   case n: ++counters_.response_##n; break;
-    WARREN_COUNT_CODE(200) WARREN_COUNT_CODE(202) WARREN_COUNT_CODE(204) WARREN_COUNT_CODE(400)
+    WARREN_COUNT_CODE(200) WARREN_COUNT_CODE(202) WARREN_COUNT_CODE(204) WARREN_COUNT_CODE(207)
+    WARREN_COUNT_CODE(400)
     WARREN_COUNT_CODE(401) WARREN_COUNT_CODE(403) WARREN_COUNT_CODE(404) WARREN_COUNT_CODE(405)
     WARREN_COUNT_CODE(408) WARREN_COUNT_CODE(413) WARREN_COUNT_CODE(415) WARREN_COUNT_CODE(422)
     WARREN_COUNT_CODE(431) WARREN_COUNT_CODE(500) WARREN_COUNT_CODE(502) WARREN_COUNT_CODE(503)
