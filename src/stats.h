@@ -59,6 +59,7 @@ namespace warren {
   X(accept_paused, limits, "accept_paused", "accepting paused: out of file descriptors")      \
   X(header_too_large, limits, "header_too_large", "requests over http.max_header_size (431)")  \
   X(request_timeouts, limits, "request_timeouts", "requests not sent whole in http.request_timeout (408)") \
+  X(bad_framing, limits, "bad_framing", "requests refused for ambiguous framing, RFC 9112 6.3 (400)") \
   X(broker_connections_evicted, limits, "broker_connections_evicted",                        \
     "idle broker connections closed to stay within broker.max_connections")                   \
   X(broker_connections_refused, limits, "broker_connections_refused",                        \

@@ -3,8 +3,11 @@
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <strings.h>
 
 #include "log.h"
 #include "json.h"
@@ -142,6 +145,45 @@ size_t HttpServer::header_block_size(evhttp_request* req) {
   return size + 2;  // the empty line
 }
 
+namespace {
+
+// RFC 9110 section 5.6.2: a field name is a token.
+bool is_token(std::string_view s) {
+  constexpr std::string_view kSymbols = "!#$%&'*+-.^_`|~";
+  return !s.empty() && std::all_of(s.begin(), s.end(), [&](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || kSymbols.find(c) != std::string_view::npos;
+  });
+}
+
+bool is_digits(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+}  // namespace
+
+std::string HttpServer::framing_error(evhttp_request* req) {
+  size_t lengths = 0, encodings = 0;
+  const evkeyvalq* headers = evhttp_request_get_input_headers(req);
+  for (const evkeyval* h = headers->tqh_first; h; h = h->next.tqe_next) {
+    // evhttp keeps a name as sent: "Content-Length : 3" is a field "Content-Length " that it
+    // does not take for the length, where a lenient proxy does.
+    if (!is_token(h->key)) return "a header name with a space, a control character or a separator";
+    if (strcasecmp(h->key, "Content-Length") == 0) {
+      ++lengths;
+      // evhttp reads it with strtoll, which takes "+3" and " 3"; a proxy may not.
+      if (!is_digits(h->value)) return "Content-Length is not a decimal number";
+    } else if (strcasecmp(h->key, "Transfer-Encoding") == 0) {
+      ++encodings;
+      // evhttp knows "chunked" alone; with anything else it would read no body at all.
+      if (strcasecmp(h->value, "chunked") != 0) return "Transfer-Encoding other than \"chunked\"";
+    }
+  }
+  if (lengths > 1) return "more than one Content-Length";
+  if (encodings > 1) return "more than one Transfer-Encoding";
+  if (lengths && encodings) return "both Transfer-Encoding and Content-Length";
+  return {};
+}
+
 void HttpServer::dispatch(evhttp_request* req) {
   deadlines_.request_started(req);
   started_.emplace(req, std::chrono::steady_clock::now());
@@ -149,6 +191,14 @@ void HttpServer::dispatch(evhttp_request* req) {
     case EVHTTP_REQ_GET: ++counters_.method_get; break;
     case EVHTTP_REQ_POST: ++counters_.method_post; break;
     default: ++counters_.method_other; break;
+  }
+  // RFC 9112 section 6.3: a request a proxy in front could frame otherwise (and so smuggle a
+  // request in its body) is refused, and the connection closed: what follows on it is not a
+  // request we can trust to start where we think it does.
+  if (const std::string error = framing_error(req); !error.empty()) {
+    ++counters_.bad_framing;
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+    return reply_error(req, 400, "bad framing", error + " (RFC 9112 section 6.3)");
   }
   if (const size_t size = header_block_size(req); size > config_.max_header_size) {
     ++counters_.header_too_large;

@@ -70,6 +70,8 @@ class HttpServer {
   static void on_accept_error(evconnlistener* listener, void* arg);
   static void on_accept_resume(evutil_socket_t, short, void* arg);
   void dispatch(evhttp_request* req);
+  // What makes the request's framing ambiguous (RFC 9112 section 6.3), or "" when nothing.
+  static std::string framing_error(evhttp_request* req);
   void count_response(int code);
   // Request line and header lines as received (CRLFs included), for http.max_header_size.
   static size_t header_block_size(evhttp_request* req);
