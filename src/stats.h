@@ -60,6 +60,8 @@ namespace warren {
   X(header_too_large, limits, "header_too_large", "requests over http.max_header_size (431)")  \
   X(request_timeouts, limits, "request_timeouts", "requests not sent whole in http.request_timeout (408)") \
   X(bad_framing, limits, "bad_framing", "requests refused for ambiguous framing, RFC 9112 6.3 (400)") \
+  X(event_streams_refused, limits, "event_streams_refused", "/events streams over http.max_event_streams (503)") \
+  X(rpc_calls_refused, limits, "rpc_calls_refused", "RPC calls over rpc.max_pending_calls (503)") \
   X(broker_connections_evicted, limits, "broker_connections_evicted",                        \
     "idle broker connections closed to stay within broker.max_connections")                   \
   X(broker_connections_refused, limits, "broker_connections_refused",                        \

@@ -91,6 +91,19 @@ void Rpc::call(const Credentials& who, const RpcTarget& target, oslo::Call call,
       done(r);
     });
   }
+  // Each waiting call holds its client's request for up to rpc.max_timeout.
+  if (calls_.size() >= static_cast<size_t>(config_.rpc.max_pending_calls)) {
+    ++counters_.rpc_calls_refused;
+    return amqp::defer(base_, [done = std::move(done), max = config_.rpc.max_pending_calls] {
+      RpcResult r;
+      r.status = RpcStatus::too_many;
+      r.publish = {PublishStatus::over_limit,
+                   fmt::format("this worker holds rpc.max_pending_calls ({}) waiting for their "
+                               "reply already",
+                               max)};
+      done(r);
+    });
+  }
   timeout = std::clamp(timeout, 0.001, config_.rpc.max_timeout);
   ReplyLink& link = reply_link(who.vhost);
   auto c = std::make_unique<PendingCall>();

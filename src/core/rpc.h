@@ -36,6 +36,7 @@ enum class RpcStatus {
   failure,         // the server raised: `failure`
   accepted,        // a cast (or fanout) the broker confirmed; no reply expected
   timeout,         // published, but no reply (nor heartbeat) in time
+  too_many,        // rpc.max_pending_calls calls wait already: not sent (`publish.detail` says so)
   publish_failed,  // never reached the broker, or the broker refused it: `publish`
 };
 
@@ -58,7 +59,8 @@ class Rpc {
 
   // A call: waits for the reply up to `timeout` seconds from the last sign of life (the request
   // being sent, a heartbeat), never more than rpc.max_timeout in all. `done` runs exactly once,
-  // from the loop. A fanout target cannot be called (oslo refuses it too): use cast().
+  // from the loop. A fanout target cannot be called (oslo refuses it too): use cast(). Beyond
+  // rpc.max_pending_calls waiting, a call is refused at once (`too_many`).
   void call(const Credentials& who, const RpcTarget& target, oslo::Call call, double timeout,
             RpcCallback done);
   // A cast (or a fanout): answered `accepted` once the broker confirmed the request.
