@@ -79,7 +79,7 @@ class EventsHandler {
     s->subscription = std::make_unique<core::Subscription>(
         s->base, config_.broker, *who,
         path.exchange, path.routing_key,
-        [this, s](const core::PublishResult& r) { ready(*s, r); },
+        [this, s](const core::PublishResult& r) { server_.guard(s->req, [&] { ready(*s, r); }); },
         [this, s](core::Event&& e) { deliver(*s, e); },
         [this, s](const std::string& why) {
           log_info("event stream ended by the broker: {}", why);
