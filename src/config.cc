@@ -119,6 +119,8 @@ const KeyRow kKeyTable[] = {
      .max = 16 * 1024 * 1024},
     {.key = "http.request_timeout", .field = CONFIG_KEY(http.request_timeout), .min = 0.001,
      .max = kMaxSeconds},
+    {.key = "http.max_event_streams", .field = CONFIG_KEY(http.max_event_streams), .min = 0,
+     .max = 65535},
 
     {.key = "forwarders[].name", .field = FORWARDER_KEY(name), .required = true},
     {.key = "forwarders[].queue_set", .field = FORWARDER_KEY(queue_set), .required = true},
@@ -164,6 +166,8 @@ const KeyRow kKeyTable[] = {
 
     {.key = "rpc.timeout", .field = CONFIG_KEY(rpc.timeout), .min = 0, .max = kMaxSeconds},
     {.key = "rpc.max_timeout", .field = CONFIG_KEY(rpc.max_timeout), .min = 0, .max = kMaxSeconds},
+    {.key = "rpc.max_pending_calls", .field = CONFIG_KEY(rpc.max_pending_calls), .min = 0,
+     .max = 1000000},
 
     {.key = "logging.level", .field = CONFIG_KEY(logging.level),
      .choices = "debug|info|warning|error"},

@@ -55,6 +55,7 @@ struct HttpConfig {
   size_t sse_max_buffer = 1048576;  // bytes unsent to an event client before it is cut off
   size_t max_header_size = 16384;   // request line and headers; more answers 431
   double request_timeout = 30;      // seconds from a request's first byte to its last; then 408
+  int max_event_streams = 256;      // open /events streams per worker (a broker connection each)
 };
 
 // A YAML scalar or nested value kept as written, for queue `arguments` (typed on the wire).
@@ -123,6 +124,7 @@ struct ForwarderConfig {
 struct RpcConfig {
   double timeout = 60;
   double max_timeout = 600;  // a call's whole wait, heartbeats included; the largest ?timeout
+  int max_pending_calls = 1024;  // calls waiting for their reply per worker
 };
 
 struct LoggingConfig {

@@ -17,6 +17,7 @@
 
 #include "forward/backend_url.h"
 #include "log.h"
+#include "json.h"
 
 namespace warren {
 namespace {
@@ -69,12 +70,6 @@ void close_inherited_fds(std::initializer_list<int> keep_fds) {
     first = fd + 1;
   }
   close_range(first, ~0U, 0);
-}
-
-// Replies carry what a control client typed and names from the configuration: invalid UTF-8
-// is replaced, never thrown about.
-std::string json_text(const nlohmann::json& j) {
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 // "port 8000" or "queue set vcd", for log lines.
@@ -399,7 +394,7 @@ void Master::on_frame(int pid, const Frame& frame) {
         nlohmann::json body = format == "prometheus"
                                   ? nlohmann::json(stats_render_prometheus(snapshots_, retired_, counters_))
                                   : render_stats();
-        q->channel->send(FrameType::stats_reply, json_text(nlohmann::json{{"id", id}, {"body", body}}));
+        q->channel->send(FrameType::stats_reply, json_text({{"id", id}, {"body", body}}));
       });
       break;
     }
@@ -493,14 +488,14 @@ nlohmann::json Master::workers_json() const {
 
 void Master::handle_command(const std::string& command, Control::Reply reply) {
   if (command == "status") {
-    reply(json_text(nlohmann::json{{"pid", getpid()},
-                         {"version", "0.1.0"},
-                         {"config", config_->path},
-                         {"uptime", unix_now() - started_},
-                         {"generation", generation_},
-                         {"workers", processes_.size()},
-                         {"respawns", counters_.worker_respawns},
-                         {"stopping", stopping_}}));
+    reply(json_text({{"pid", getpid()},
+                     {"version", "0.1.0"},
+                     {"config", config_->path},
+                     {"uptime", unix_now() - started_},
+                     {"generation", generation_},
+                     {"workers", processes_.size()},
+                     {"respawns", counters_.worker_respawns},
+                     {"stopping", stopping_}}));
   } else if (command == "stats") {
     collect([this, reply] { reply(json_text(render_stats())); });
   } else if (command == "metrics") {

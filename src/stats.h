@@ -19,6 +19,7 @@ namespace warren {
   X(response_200, requests, "response.200", "responses 200 OK")                               \
   X(response_202, requests, "response.202", "responses 202 Accepted")                         \
   X(response_204, requests, "response.204", "responses 204 No Content (message confirmed)")   \
+  X(response_207, requests, "response.207", "responses 207 Multi-Status (a batch not all confirmed)") \
   X(response_400, requests, "response.400", "responses 400 Bad Request")                      \
   X(response_401, requests, "response.401", "responses 401 Unauthorized")                     \
   X(response_403, requests, "response.403", "responses 403 Forbidden")                        \
@@ -58,6 +59,9 @@ namespace warren {
   X(accept_paused, limits, "accept_paused", "accepting paused: out of file descriptors")      \
   X(header_too_large, limits, "header_too_large", "requests over http.max_header_size (431)")  \
   X(request_timeouts, limits, "request_timeouts", "requests not sent whole in http.request_timeout (408)") \
+  X(bad_framing, limits, "bad_framing", "requests refused for ambiguous framing, RFC 9112 6.3 (400)") \
+  X(event_streams_refused, limits, "event_streams_refused", "/events streams over http.max_event_streams (503)") \
+  X(rpc_calls_refused, limits, "rpc_calls_refused", "RPC calls over rpc.max_pending_calls (503)") \
   X(broker_connections_evicted, limits, "broker_connections_evicted",                        \
     "idle broker connections closed to stay within broker.max_connections")                   \
   X(broker_connections_refused, limits, "broker_connections_refused",                        \

@@ -18,6 +18,7 @@
 #include "http/publish.h"
 #include "http/rpc.h"
 #include "http/server.h"
+#include "json.h"
 #include "log.h"
 #include "stats.h"
 
@@ -115,7 +116,7 @@ class Worker final : public StatsSource {
   void request_stats(std::string format, StatsCallback done) override {
     const uint64_t id = ++last_request_id_;
     pending_stats_.emplace(id, std::move(done));
-    channel_->send(FrameType::stats_request, nlohmann::json{{"id", id}, {"format", format}}.dump());
+    channel_->send(FrameType::stats_request, json_text({{"id", id}, {"format", format}}));
   }
 
   nlohmann::json identity() const override {
@@ -142,10 +143,7 @@ class Worker final : public StatsSource {
 
   // Connection names hold a client's vhost and user name, which may be any bytes: invalid UTF-8
   // is replaced, never thrown about (the master's parse refuses it).
-  void send_snapshot() {
-    channel_->send(FrameType::snapshot,
-                   snapshot().to_json().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-  }
+  void send_snapshot() { channel_->send(FrameType::snapshot, json_text(snapshot().to_json())); }
 
   void on_frame(const Frame& frame) {
     switch (frame.type) {

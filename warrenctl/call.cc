@@ -12,11 +12,13 @@
 #include <nlohmann/json.hpp>
 
 #include "http.h"
+#include "json.h"
 
 namespace warrenctl {
 namespace {
 
 using nlohmann::json;
+using warren::json_text;
 constexpr int kExitError = 1, kExitUnreachable = 2, kExitUsage = 64;
 // Without -T the daemon applies rpc.timeout; wait as long as its rpc.max_timeout default.
 constexpr double kDefaultWait = 600;
@@ -112,7 +114,7 @@ int call_command(int argc, char** argv) {
   if (!timeout.empty()) query += "&timeout=" + timeout;
   if (!query.empty()) path += "?" + query.substr(1);
 
-  const HttpAnswer http = http_request(target, path, "POST", "application/json", body.dump(), wait + 10);
+  const HttpAnswer http = http_request(target, path, "POST", "application/json", json_text(body), wait + 10);
   if (!http.reached) {
     fmt::print(stderr, "warrenctl call: {}\n", http.error);
     return kExitUnreachable;
@@ -121,8 +123,8 @@ int call_command(int argc, char** argv) {
   const std::string& answer = http.body;
   json j = json::parse(answer, nullptr, false);
   if (status == 200 || status == 202) {
-    if (as_json) fmt::print("{}\n", j.is_discarded() ? answer : j.dump(2));
-    else if (status == 200 && j.is_object()) fmt::print("{}\n", j["result"].dump(2));
+    if (as_json) fmt::print("{}\n", j.is_discarded() ? answer : json_text(j, 2));
+    else if (status == 200 && j.is_object()) fmt::print("{}\n", json_text(j["result"], 2));
     return 0;
   }
   fmt::print(stderr, "warrenctl call: {}\n", as_json ? fmt::format("HTTP {}: {}", status, answer)

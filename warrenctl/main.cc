@@ -19,10 +19,12 @@
 #include "bus.h"
 #include "call.h"
 #include "handles.h"
+#include "json.h"
 
 namespace {
 
 using nlohmann::json;
+using warren::json_text;
 constexpr const char* kDefaultSocket = "/run/warren/warrend.sock";
 constexpr int kExitError = 1, kExitUnreachable = 2, kExitUsage = 64;
 
@@ -86,14 +88,14 @@ std::string mib(uint64_t bytes) { return fmt::format("{:.1f} MiB", bytes / 10485
 
 void print_stats(const json& s) {
   fmt::print("uptime {:.0f} s, {} worker(s), ports {}\n", s.value("uptime", 0.0),
-             s["workers"].size(), s["port"].dump());
+             s["workers"].size(), json_text(s["port"]));
   fmt::print("requests:");
   for (const auto& [key, value] : s["requests"].items())
-    if (!value.is_number() || value != 0) fmt::print("  {} {}", key, value.dump());
+    if (!value.is_number() || value != 0) fmt::print("  {} {}", key, json_text(value));
   fmt::print("\npublish:");
-  for (const auto& [key, value] : s["publish"].items()) fmt::print("  {} {}", key, value.dump());
+  for (const auto& [key, value] : s["publish"].items()) fmt::print("  {} {}", key, json_text(value));
   fmt::print("\nbroker:");
-  for (const auto& [key, value] : s["broker"].items()) fmt::print("  {} {}", key, value.dump());
+  for (const auto& [key, value] : s["broker"].items()) fmt::print("  {} {}", key, json_text(value));
   fmt::print("\n");
   if (!s["connections"].empty()) fmt::print("connections:\n");
   for (const auto& [name, c] : s["connections"].items())
@@ -183,13 +185,13 @@ int main(int argc, char** argv) {
     return kExitError;
   }
   if (command == "metrics") fmt::print("{}", j.get<std::string>());
-  else if (as_json) fmt::print("{}\n", j.dump(2));
+  else if (as_json) fmt::print("{}\n", json_text(j, 2));
   else if (command == "stats") print_stats(j);
   else if (command == "workers") print_workers(j);
   else if (command == "status")
     fmt::print("warrend pid {} running {:.0f} s, {} worker(s), {} respawn(s), generation {}, config {}\n",
                j.value("pid", 0), j.value("uptime", 0.0), j.value("workers", 0),
                j.value("respawns", 0), j.value("generation", 0), j.value("config", ""));
-  else fmt::print("{}\n", j.value("result", j.dump()));
+  else fmt::print("{}\n", j.value("result", json_text(j)));
   return 0;
 }

@@ -4,13 +4,13 @@
 
 #include <fmt/format.h>
 
+#include "json.h"
+
 namespace warren::core::oslo {
 namespace {
 
 using nlohmann::json;
 
-// Text from parsed input is valid UTF-8, but a dump must never throw inside a callback.
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 std::optional<std::string> optional_string(const json& message, const char* key, std::string* error) {
   auto it = message.find(key);
@@ -36,7 +36,7 @@ std::string new_id() {
 }
 
 std::string envelope(const json& message) {
-  return dump(json{{kVersionKey, kEnvelopeVersion}, {kMessageKey, dump(message)}});
+  return json_text(json{{kVersionKey, kEnvelopeVersion}, {kMessageKey, json_text(message)}});
 }
 
 std::variant<json, std::string> unwrap(std::string_view body) {
@@ -48,7 +48,7 @@ std::variant<json, std::string> unwrap(std::string_view body) {
   if (version == outer.end() || inner == outer.end()) return outer;  // an old, unenveloped message
   // oslo accepts any 2.x: same major, minor not above its own.
   if (!version->is_string() || !version->get<std::string>().starts_with("2."))
-    return fmt::format("unsupported envelope version {}", dump(*version));
+    return fmt::format("unsupported envelope version {}", json_text(*version));
   if (!inner->is_string()) return std::string("oslo.message: not a string");
   json message = json::parse(inner->get<std::string>(), nullptr, false);
   if (message.is_discarded() || !message.is_object())
@@ -131,7 +131,7 @@ std::variant<Reply, std::string> parse_reply(std::string_view body) {
 }
 
 std::string failure_text(const Failure& f) {
-  return dump(json{{"class", f.class_name},
+  return json_text(json{{"class", f.class_name},
                    {"module", f.module},
                    {"message", f.message},
                    {"tb", f.traceback},
@@ -152,7 +152,7 @@ Failure parse_failure(const json& value) {
   }
   if (!data.is_object()) {
     f.class_name = "RemoteError";
-    f.message = dump(value);
+    f.message = json_text(value);
     return f;
   }
   auto text = [&](const char* key) {

@@ -1,5 +1,6 @@
 #include "core/rpc.h"
 
+#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -11,6 +12,17 @@ namespace {
 
 // Replies are acked as they arrive, so this only bounds what one read may hand us at once.
 constexpr uint16_t kReplyPrefetch = 256;
+// An accepted login is trusted this long before the broker is asked again, and this many are
+// kept (the oldest go first). The request itself always goes with the caller's credentials.
+constexpr auto kLoginKept = std::chrono::seconds(60);
+constexpr size_t kMaxLoginsKept = 1024;
+
+std::string login_key(const Credentials& who) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(who.password.data(), who.password.size(), digest, &len, EVP_sha256(), nullptr);
+  return who.vhost + '\0' + who.username + '\0' + std::string(reinterpret_cast<char*>(digest), len);
+}
 
 }  // namespace
 
@@ -28,10 +40,20 @@ struct Rpc::ReplyLink {
   std::vector<std::string> waiting;  // calls held until the first declare
 };
 
+struct Rpc::LoginCheck {
+  amqp::Stats amqp_stats;
+  std::unique_ptr<amqp::Connection> conn;
+  std::vector<std::string> waiting;  // calls by _msg_id
+};
+
 struct Rpc::PendingCall {
   Rpc* owner = nullptr;
   std::string msg_id, unique_id, vhost;
   Credentials who;
+  RpcTarget target;
+  oslo::Call call;  // until the request is built, once the login was accepted
+  std::optional<int> monitor;
+  bool logged_in = false;
   Message message;  // until handed to the publisher
   RpcCallback done;
   EventPtr timer;
@@ -91,8 +113,20 @@ void Rpc::call(const Credentials& who, const RpcTarget& target, oslo::Call call,
       done(r);
     });
   }
+  // Each waiting call holds its client's request for up to rpc.max_timeout.
+  if (calls_.size() >= static_cast<size_t>(config_.rpc.max_pending_calls)) {
+    ++counters_.rpc_calls_refused;
+    return amqp::defer(base_, [done = std::move(done), max = config_.rpc.max_pending_calls] {
+      RpcResult r;
+      r.status = RpcStatus::too_many;
+      r.publish = {PublishStatus::over_limit,
+                   fmt::format("this worker holds rpc.max_pending_calls ({}) waiting for their "
+                               "reply already",
+                               max)};
+      done(r);
+    });
+  }
   timeout = std::clamp(timeout, 0.001, config_.rpc.max_timeout);
-  ReplyLink& link = reply_link(who.vhost);
   auto c = std::make_unique<PendingCall>();
   c->owner = this;
   c->msg_id = oslo::new_id();
@@ -105,12 +139,71 @@ void Rpc::call(const Credentials& who, const RpcTarget& target, oslo::Call call,
   // `_timeout` asks an oslo server for a heartbeat every _timeout/2 s; it must be a whole number
   // of at least 2 s (the server ignores, and warns about, anything less).
   const int whole = static_cast<int>(std::floor(timeout));
-  const std::optional<int> monitor = whole >= 2 ? std::optional<int>(whole) : std::nullopt;
-  c->message = request(target, oslo::request_message(call, c->msg_id, link.queue, monitor, c->unique_id),
-                       timeout);
+  c->monitor = whole >= 2 ? std::optional<int>(whole) : std::nullopt;
+  c->target = target;
+  c->call = std::move(call);
   arm(*c, timeout);
-  const std::string msg_id = c->msg_id;
-  calls_.emplace(msg_id, std::move(c));
+  PendingCall& pending = *c;
+  calls_.emplace(c->msg_id, std::move(c));
+  check_login(pending);
+}
+
+void Rpc::check_login(PendingCall& c) {
+  std::string key = login_key(c.who);
+  if (auto it = accepted_.find(key); it != accepted_.end()) {
+    if (Clock::now() - it->second < kLoginKept) return proceed(c.msg_id);
+    accepted_.erase(it);
+  }
+  auto& check = logins_[key];
+  if (check) return check->waiting.push_back(c.msg_id);
+  check = std::make_unique<LoginCheck>();
+  check->waiting.push_back(c.msg_id);
+  auto options = amqp::connection_options(config_.broker);
+  options.vhost = c.who.vhost;
+  options.username = c.who.username;
+  options.password = c.who.password;
+  options.connection_name = fmt::format("warren rpc login check pid {}", getpid());
+  check->conn = std::make_unique<amqp::Connection>(base_, std::move(options), &check->amqp_stats);
+  // The callback names its own check: a later one for the same key may replace it.
+  check->conn->set_state_callback([this, key, self = check.get()](amqp::ConnectionState state,
+                                                                  const amqp::Result& why) {
+    if (auto it = logins_.find(key); it != logins_.end() && it->second.get() == self)
+      on_login_state(key, state, why);
+  });
+  check->conn->start();
+}
+
+void Rpc::on_login_state(const std::string& key, amqp::ConnectionState state, const amqp::Result& why) {
+  using amqp::ConnectionState;
+  if (state != ConnectionState::open && state != ConnectionState::closed) return;
+  auto it = logins_.find(key);
+  // Not freed inside its own connection's callback: on the next loop pass.
+  std::shared_ptr<LoginCheck> check(it->second.release());
+  logins_.erase(it);
+  amqp::defer(base_, [check] {});
+  if (state == ConnectionState::open) {
+    check->conn->close();
+    if (accepted_.size() >= kMaxLoginsKept)
+      accepted_.erase(std::min_element(accepted_.begin(), accepted_.end(),
+                                       [](const auto& a, const auto& b) { return a.second < b.second; }));
+    accepted_[key] = Clock::now();
+    for (const auto& msg_id : check->waiting) proceed(msg_id);
+    return;
+  }
+  RpcResult result;
+  result.status = RpcStatus::publish_failed;
+  result.publish = publish_result(why, false);
+  for (const auto& msg_id : check->waiting) finish(msg_id, result);
+}
+
+void Rpc::proceed(const std::string& msg_id) {
+  auto it = calls_.find(msg_id);
+  if (it == calls_.end()) return;  // timed out meanwhile
+  PendingCall& c = *it->second;
+  c.logged_in = true;
+  ReplyLink& link = reply_link(c.vhost);
+  c.message = request(c.target, oslo::request_message(c.call, c.msg_id, link.queue, c.monitor, c.unique_id),
+                      c.timeout);
   if (link.declared_once) return send_request(msg_id);
   link.waiting.push_back(msg_id);
 }
@@ -155,7 +248,10 @@ void Rpc::expire(const std::string& msg_id) {
   if (it == calls_.end()) return;
   PendingCall& c = *it->second;
   RpcResult result;
-  if (!c.sent) {
+  if (!c.logged_in) {
+    result.status = RpcStatus::publish_failed;
+    result.publish = {PublishStatus::unavailable, "the broker did not answer the caller's login in time"};
+  } else if (!c.sent) {
     auto link = links_.find(c.vhost);
     std::string why = "the broker is unreachable";
     if (link != links_.end() && link->second->conn && link->second->conn->close_reason().text.size())
@@ -358,6 +454,14 @@ void Rpc::fill(Snapshot& snapshot) const {
 }
 
 void Rpc::close_all() {
+  // Out of the map first: closing may call back at once.
+  RpcResult stopping;
+  stopping.status = RpcStatus::publish_failed;
+  stopping.publish = {PublishStatus::unavailable, "the worker is stopping"};
+  for (auto& [key, check] : std::exchange(logins_, {})) {
+    check->conn->close();
+    for (const auto& msg_id : check->waiting) finish(msg_id, stopping);
+  }
   for (auto& [vhost, link] : links_) {
     link->closing = true;
     if (link->conn && link->conn->state() != amqp::ConnectionState::closed) link->conn->close();

@@ -2,7 +2,9 @@
 // Requests go out through the Publisher with the caller's credentials (so the broker decides
 // who may call what, as for publishing); replies come back on one reply queue per vhost per
 // worker, `reply_<uuid>`, declared and consumed with the service identity (broker.username),
-// redeclared after every reconnect. Replies are matched to calls by `_msg_id`; heartbeats
+// redeclared after every reconnect. A call's credentials are checked first (a login of their
+// own, remembered a while once accepted), so that what the service identity meets on a vhost
+// never reaches a caller the broker refused. Replies are matched to calls by `_msg_id`; heartbeats
 // restart a call's timer; a reply for a call no longer waiting is dropped and counted.
 #pragma once
 
@@ -36,6 +38,7 @@ enum class RpcStatus {
   failure,         // the server raised: `failure`
   accepted,        // a cast (or fanout) the broker confirmed; no reply expected
   timeout,         // published, but no reply (nor heartbeat) in time
+  too_many,        // rpc.max_pending_calls calls wait already: not sent (`publish.detail` says so)
   publish_failed,  // never reached the broker, or the broker refused it: `publish`
 };
 
@@ -58,7 +61,8 @@ class Rpc {
 
   // A call: waits for the reply up to `timeout` seconds from the last sign of life (the request
   // being sent, a heartbeat), never more than rpc.max_timeout in all. `done` runs exactly once,
-  // from the loop. A fanout target cannot be called (oslo refuses it too): use cast().
+  // from the loop. A fanout target cannot be called (oslo refuses it too): use cast(). Beyond
+  // rpc.max_pending_calls waiting, a call is refused at once (`too_many`).
   void call(const Credentials& who, const RpcTarget& target, oslo::Call call, double timeout,
             RpcCallback done);
   // A cast (or a fanout): answered `accepted` once the broker confirmed the request.
@@ -72,7 +76,15 @@ class Rpc {
  private:
   struct ReplyLink;
   struct PendingCall;
+  struct LoginCheck;
   using Clock = std::chrono::steady_clock;
+
+  // Calls `proceed(msg_id)` once the broker accepted the call's credentials, or fails the call
+  // with the broker's refusal.
+  void check_login(PendingCall& call);
+  // From the connection of the check in logins_[key].
+  void on_login_state(const std::string& key, amqp::ConnectionState state, const amqp::Result& why);
+  void proceed(const std::string& msg_id);
 
   ReplyLink& reply_link(const std::string& vhost);
   void connect(ReplyLink& link);
@@ -95,6 +107,10 @@ class Rpc {
   Histogram latency_;  // calls answered (result or failure), from request to reply
   std::map<std::string, std::unique_ptr<ReplyLink>> links_;   // by vhost
   std::map<std::string, std::unique_ptr<PendingCall>> calls_;  // by _msg_id
+  // By vhost, user and password digest: logins the broker is deciding on, and those it accepted
+  // lately (bounded; only accepted ones are kept, so client input cannot grow it for free).
+  std::map<std::string, std::unique_ptr<LoginCheck>> logins_;
+  std::map<std::string, Clock::time_point> accepted_;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 

@@ -9,6 +9,8 @@
 
 #include <fmt/format.h>
 
+#include "json.h"
+
 namespace warren::forward {
 namespace {
 
@@ -45,15 +47,14 @@ Translation answer(int status, std::string error, bool invalid) {
   t.error = std::move(error);
   t.answer.status = status;
   t.answer.content_type = "application/json";
-  t.answer.body = json{{"error", status == 400 ? "bad message" : status == 403 ? "forbidden" : "not found"},
-                       {"detail", t.error}}
-                      .dump();
+  t.answer.body = json_text({{"error", status == 400 ? "bad message" : status == 403 ? "forbidden" : "not found"},
+                             {"detail", t.error}});
   return t;
 }
 
 // vCloud Director's error document (its Error type, in JSON), for answers warren makes itself.
 std::string vcd_error_body(int status, std::string_view minor, std::string_view message) {
-  return json{{"majorErrorCode", status}, {"minorErrorCode", minor}, {"message", message}}.dump();
+  return json_text({{"majorErrorCode", status}, {"minorErrorCode", minor}, {"message", message}});
 }
 
 Translation vcd_answer(int status, std::string_view minor, std::string error, bool invalid,
@@ -72,7 +73,7 @@ Translation vcd_answer(int status, std::string_view minor, std::string error, bo
 std::string id_text(const json& v) {
   if (v.is_string()) return v.get<std::string>();
   if (v.is_null()) return "";
-  return v.dump();
+  return json_text(v);
 }
 
 // A client's value in an error text: at most 100 bytes of a string, the type of anything else
@@ -80,7 +81,7 @@ std::string id_text(const json& v) {
 std::string excerpt(const json& v) {
   if (!v.is_string()) return fmt::format("a JSON {}", v.type_name());
   const auto& s = v.get_ref<const std::string&>();
-  return json(s.size() > 100 ? s.substr(0, 100) + "..." : s).dump(-1, ' ', false, json::error_handler_t::replace);
+  return json_text(s.size() > 100 ? s.substr(0, 100) + "..." : s);
 }
 
 // context.user / context.org: a URN string, or an object carrying one as "id".
@@ -116,7 +117,7 @@ bool is_header_value(std::string_view s) {
 }
 
 std::string header_text(const json& v) {
-  return v.is_string() ? v.get<std::string>() : v.dump(-1, ' ', false, json::error_handler_t::replace);
+  return v.is_string() ? v.get<std::string>() : json_text(v);
 }
 
 std::vector<ConsumeQueue> consume_plan(const ForwarderConfig& config, std::string_view server,
@@ -336,7 +337,7 @@ std::optional<Reply> Translator::reply_raw(const amqp::Delivery& message, const 
     reply.body = r.body;
   } else {
     p.content_type = "application/json";
-    reply.body = json{{"error", "backend failed"}, {"detail", r.error}}.dump();
+    reply.body = json_text({{"error", "backend failed"}, {"detail", r.error}});
   }
   return reply;
 }
@@ -442,12 +443,11 @@ std::optional<Reply> Translator::reply_vcd(const amqp::Delivery& message, const 
   }
   json headers = json::object();
   if (!content_type.empty()) headers["Content-Type"] = content_type;
-  reply.body = json{{"id", t.request_id},
-                    {"headers", headers},
-                    {"statusCode", status},
-                    {"body", base64_encode(body)},
-                    {"request", false}}
-                   .dump();
+  reply.body = json_text({{"id", t.request_id},
+                          {"headers", headers},
+                          {"statusCode", status},
+                          {"body", base64_encode(body)},
+                          {"request", false}});
   return reply;
 }
 

@@ -7,6 +7,8 @@
 
 #include <fmt/format.h>
 
+#include "json.h"
+
 namespace warren::forward {
 namespace {
 
@@ -27,7 +29,7 @@ Translation invalid(std::string error) {
   t.invalid = true;
   t.answer.status = 400;
   t.answer.content_type = "application/json";
-  t.answer.body = json{{"error", "bad message"}, {"detail", error}}.dump();
+  t.answer.body = json_text({{"error", "bad message"}, {"detail", error}});
   t.error = std::move(error);
   return t;
 }
@@ -118,7 +120,7 @@ Translation Translator::translate_oslo(const amqp::Delivery& message) const {
     error = fmt::format("method is {} bytes, over forwarders[].max_path ({})", c.method.size(), config_.max_path);
   else if (!is_method_name(c.method))
     error = fmt::format("method {} is not a name warren can put in a URL",
-                        json(c.method).dump(-1, ' ', false, json::error_handler_t::replace));
+                        json_text(c.method));
   else
     url = target_url("/" + c.method, "", &error);
   if (!url) {
@@ -129,7 +131,7 @@ Translation Translator::translate_oslo(const amqp::Delivery& message) const {
   }
   t.request.method = "POST";
   t.request.url = std::move(*url);
-  t.request.body = c.args.dump(-1, ' ', false, json::error_handler_t::replace);
+  t.request.body = json_text(c.args);
   auto& h = t.request.headers;
   auto add = [&h](std::string name, const std::string& value) {
     if (is_header_value(value)) h.emplace_back(std::move(name), value);

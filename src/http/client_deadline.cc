@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "amqp/connection.h"
+#include "json.h"
 #include "log.h"
 
 namespace warren {
@@ -128,11 +129,10 @@ void ClientDeadlines::expire(Client& c) {
   const int fd = bufferevent_getfd(c.bev);
   if (fd >= 0) {
     const std::string body =
-        nlohmann::json{{"error", "request timeout"},
-                       {"detail", fmt::format("the request was not received whole within "
-                                              "http.request_timeout ({} s)",
-                                              seconds)}}
-            .dump();
+        json_text({{"error", "request timeout"},
+                   {"detail", fmt::format("the request was not received whole within "
+                                          "http.request_timeout ({} s)",
+                                          seconds)}});
     const std::string response = fmt::format(
         "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
         "Content-Length: {}\r\nConnection: close\r\n\r\n{}",

@@ -63,6 +63,14 @@ class EventsHandler {
     const char* auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
     auto who = parse_basic_auth(auth ? auth : "", path.vhost);
     if (!who) return server_.reply_error(req, 401, "unauthorized", "HTTP Basic credentials are the broker's");
+    // Each stream is a broker connection of its own, outside broker.max_connections.
+    const auto open = std::count_if(streams_.begin(), streams_.end(), [](const auto& s) { return !s.second->ended; });
+    if (open >= config_.http.max_event_streams) {
+      ++counters_.event_streams_refused;
+      return server_.reply_error(req, 503, "too many event streams",
+                                 fmt::format("this worker serves http.max_event_streams ({}) already",
+                                             config_.http.max_event_streams));
+    }
     auto stream = std::make_unique<Stream>();
     Stream* s = stream.get();
     s->owner = this;
@@ -71,7 +79,7 @@ class EventsHandler {
     s->subscription = std::make_unique<core::Subscription>(
         s->base, config_.broker, *who,
         path.exchange, path.routing_key,
-        [this, s](const core::PublishResult& r) { ready(*s, r); },
+        [this, s](const core::PublishResult& r) { server_.guard(s->req, [&] { ready(*s, r); }); },
         [this, s](core::Event&& e) { deliver(*s, e); },
         [this, s](const std::string& why) {
           log_info("event stream ended by the broker: {}", why);

@@ -72,9 +72,11 @@ class PublishHandler {
     message.routing_key = path.routing_key;
     if (auto error = read_fields(req, message, content_type, body)) return fail(req, *error);
     publisher_.publish(*who, std::move(message), [this, req](const core::PublishResult& r) {
-      auto [code, error] = http_status(r.status);
-      if (code == 204) return server_.reply(req, 204, "", "");
-      fail(req, {code, error, r.detail});
+      server_.guard(req, [&] {
+        auto [code, error] = http_status(r.status);
+        if (code == 204) return server_.reply(req, 204, "", "");
+        fail(req, {code, error, r.detail});
+      });
     });
   }
 
@@ -112,6 +114,7 @@ class PublishHandler {
     evhttp_request* req;
     nlohmann::json results;
     size_t pending = 0;
+    bool all_confirmed = true;
   };
 
   void publish_batch(evhttp_request* req, const PublishPath& path, const core::Credentials& who,
@@ -133,11 +136,19 @@ class PublishHandler {
     for (size_t i = 0; i < messages.size(); ++i) {
       batch->results.push_back(nullptr);
       publisher_.publish(who, std::move(messages[i]), [this, batch, i](const core::PublishResult& r) {
-        auto [code, error] = http_status(r.status);
-        nlohmann::json row{{"status", code}};
-        if (code != 204) row.update({{"error", error}, {"detail", r.detail}});
-        batch->results[i] = std::move(row);
-        if (--batch->pending == 0) server_.reply_json(batch->req, 200, {{"results", batch->results}});
+        server_.guard(batch->req, [&] {
+          auto [code, error] = http_status(r.status);
+          nlohmann::json row{{"status", code}};
+          if (code != 204) {
+            row.update({{"error", error}, {"detail", r.detail}});
+            batch->all_confirmed = false;
+          }
+          batch->results[i] = std::move(row);
+          // 200 only when the broker has every message: a client that reads only the status
+          // must not take a returned or refused item for delivered.
+          if (--batch->pending == 0)
+            server_.reply_json(batch->req, batch->all_confirmed ? 200 : 207, {{"results", batch->results}});
+        });
       });
     }
   }

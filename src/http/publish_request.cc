@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "http/server.h"
+#include "json.h"
 
 namespace warren {
 namespace {
@@ -285,7 +286,7 @@ std::optional<HttpError> apply_json_item(core::Message& m, const nlohmann::json&
     }
     std::string text;
     if (value.is_string()) text = value.get<std::string>();
-    else if (value.is_number_integer() || value.is_number_unsigned()) text = value.dump();
+    else if (value.is_number_integer() || value.is_number_unsigned()) text = json_text(value);
     else if (value.is_boolean()) text = value.get<bool>() ? "1" : "0";
     else return bad_field(key, "must be a string or an integer");
     if (auto error = apply_field(m, key, text)) return error;

@@ -140,6 +140,7 @@ std::pair<int, json> rpc_response(const core::RpcResult& r, double timeout) {
       body["msg_id"] = r.msg_id;
       return {504, body};
     }
+    case RpcStatus::too_many: return {503, error("too many pending calls", r.publish.detail)};
     case RpcStatus::publish_failed: break;
   }
   const std::string& d = r.publish.detail;
@@ -193,8 +194,10 @@ class RpcHandler {
                                {"detail", "HTTP Basic credentials are the broker's"}});
     const double timeout = r.timeout;
     auto reply = [this, req, timeout](const core::RpcResult& result) {
-      auto [code, json_body] = rpc_response(result, timeout);
-      answer(req, code, json_body);
+      server_.guard(req, [&] {
+        auto [code, json_body] = rpc_response(result, timeout);
+        answer(req, code, json_body);
+      });
     };
     if (r.cast) return rpc_.cast(*who, r.target, std::move(r.call), std::move(reply));
     rpc_.call(*who, r.target, std::move(r.call), timeout, std::move(reply));

@@ -3,10 +3,14 @@
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <strings.h>
 
 #include "log.h"
+#include "json.h"
 
 namespace warren {
 
@@ -15,6 +19,7 @@ std::string_view http_reason(int code) {
     case 200: return "OK";
     case 202: return "Accepted";
     case 204: return "No Content";
+    case 207: return "Multi-Status";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 403: return "Forbidden";
@@ -108,12 +113,25 @@ void HttpServer::route_fallback(Handler handler) { fallback_ = std::move(handler
 
 void HttpServer::on_request(evhttp_request* req, void* arg) {
   auto* self = static_cast<HttpServer*>(arg);
+  self->guard(req, [self, req] { self->dispatch(req); });
+}
+
+void HttpServer::guard(evhttp_request* req, const std::function<void()>& fn) {
+  std::string what;
   try {
-    self->dispatch(req);
+    return fn();
   } catch (const std::exception& e) {
-    // No exception crosses into libevent. A handler that threw before replying still answers.
-    log_error("request handler failed: {}", e.what());
-    if (self->started_.count(req)) self->reply_error(req, 500, "internal error", e.what());
+    what = e.what();
+  } catch (...) {
+    what = "an exception of unknown type";
+  }
+  log_error("request handler failed: {}", what);
+  // Answered already, or a stream whose 200 went out: its owner ends it.
+  if (!started_.count(req) || streaming_.count(req)) return;
+  try {
+    reply_error(req, 500, "internal error", what);
+  } catch (...) {
+    log_error("answering 500 failed too: the request is left to the connection's timeout");
   }
 }
 
@@ -127,6 +145,45 @@ size_t HttpServer::header_block_size(evhttp_request* req) {
   return size + 2;  // the empty line
 }
 
+namespace {
+
+// RFC 9110 section 5.6.2: a field name is a token.
+bool is_token(std::string_view s) {
+  constexpr std::string_view kSymbols = "!#$%&'*+-.^_`|~";
+  return !s.empty() && std::all_of(s.begin(), s.end(), [&](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || kSymbols.find(c) != std::string_view::npos;
+  });
+}
+
+bool is_digits(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+}  // namespace
+
+std::string HttpServer::framing_error(evhttp_request* req) {
+  size_t lengths = 0, encodings = 0;
+  const evkeyvalq* headers = evhttp_request_get_input_headers(req);
+  for (const evkeyval* h = headers->tqh_first; h; h = h->next.tqe_next) {
+    // evhttp keeps a name as sent: "Content-Length : 3" is a field "Content-Length " that it
+    // does not take for the length, where a lenient proxy does.
+    if (!is_token(h->key)) return "a header name with a space, a control character or a separator";
+    if (strcasecmp(h->key, "Content-Length") == 0) {
+      ++lengths;
+      // evhttp reads it with strtoll, which takes "+3" and " 3"; a proxy may not.
+      if (!is_digits(h->value)) return "Content-Length is not a decimal number";
+    } else if (strcasecmp(h->key, "Transfer-Encoding") == 0) {
+      ++encodings;
+      // evhttp knows "chunked" alone; with anything else it would read no body at all.
+      if (strcasecmp(h->value, "chunked") != 0) return "Transfer-Encoding other than \"chunked\"";
+    }
+  }
+  if (lengths > 1) return "more than one Content-Length";
+  if (encodings > 1) return "more than one Transfer-Encoding";
+  if (lengths && encodings) return "both Transfer-Encoding and Content-Length";
+  return {};
+}
+
 void HttpServer::dispatch(evhttp_request* req) {
   deadlines_.request_started(req);
   started_.emplace(req, std::chrono::steady_clock::now());
@@ -134,6 +191,14 @@ void HttpServer::dispatch(evhttp_request* req) {
     case EVHTTP_REQ_GET: ++counters_.method_get; break;
     case EVHTTP_REQ_POST: ++counters_.method_post; break;
     default: ++counters_.method_other; break;
+  }
+  // RFC 9112 section 6.3: a request a proxy in front could frame otherwise (and so smuggle a
+  // request in its body) is refused, and the connection closed: what follows on it is not a
+  // request we can trust to start where we think it does.
+  if (const std::string error = framing_error(req); !error.empty()) {
+    ++counters_.bad_framing;
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+    return reply_error(req, 400, "bad framing", error + " (RFC 9112 section 6.3)");
   }
   if (const size_t size = header_block_size(req); size > config_.max_header_size) {
     ++counters_.header_too_large;
@@ -156,7 +221,8 @@ void HttpServer::count_response(int code) {
   switch (code) {
 #define WARREN_COUNT_CODE(n) \
   case n: ++counters_.response_##n; break;
-    WARREN_COUNT_CODE(200) WARREN_COUNT_CODE(202) WARREN_COUNT_CODE(204) WARREN_COUNT_CODE(400)
+    WARREN_COUNT_CODE(200) WARREN_COUNT_CODE(202) WARREN_COUNT_CODE(204) WARREN_COUNT_CODE(207)
+    WARREN_COUNT_CODE(400)
     WARREN_COUNT_CODE(401) WARREN_COUNT_CODE(403) WARREN_COUNT_CODE(404) WARREN_COUNT_CODE(405)
     WARREN_COUNT_CODE(408) WARREN_COUNT_CODE(413) WARREN_COUNT_CODE(415) WARREN_COUNT_CODE(422)
     WARREN_COUNT_CODE(431) WARREN_COUNT_CODE(500) WARREN_COUNT_CODE(502) WARREN_COUNT_CODE(503)
@@ -235,7 +301,7 @@ size_t HttpServer::pending_output(evhttp_request* req) {
 }
 
 void HttpServer::reply_json(evhttp_request* req, int code, const nlohmann::json& body) {
-  reply(req, code, "application/json", body.dump());
+  reply(req, code, "application/json", json_text(body));
 }
 
 void HttpServer::reply_error(evhttp_request* req, int code, std::string_view error,

@@ -53,6 +53,11 @@ class HttpServer {
   }
   void on_drain(std::function<void()> cb) { drain_hooks_.push_back(std::move(cb)); }
 
+  // Runs `fn`, which answers `req` now or later. An exception from it never reaches libevent:
+  // it is logged, and `req`, if still unanswered, is answered 500. Every evhttp callback and
+  // every completion that answers a request (a publish confirm, an RPC reply) goes through it.
+  void guard(evhttp_request* req, const std::function<void()>& fn);
+
   // Every response goes through these two.
   void reply(evhttp_request* req, int code, std::string_view content_type, std::string_view body);
   void reply_error(evhttp_request* req, int code, std::string_view error, std::string_view detail);
@@ -65,6 +70,8 @@ class HttpServer {
   static void on_accept_error(evconnlistener* listener, void* arg);
   static void on_accept_resume(evutil_socket_t, short, void* arg);
   void dispatch(evhttp_request* req);
+  // What makes the request's framing ambiguous (RFC 9112 section 6.3), or "" when nothing.
+  static std::string framing_error(evhttp_request* req);
   void count_response(int code);
   // Request line and header lines as received (CRLFs included), for http.max_header_size.
   static size_t header_block_size(evhttp_request* req);

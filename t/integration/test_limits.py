@@ -13,6 +13,7 @@ import unittest
 import uuid
 
 from harness import BROKER_DIR, BrokerClient, Warrend, broker_command, broker_eval, erl, wait_for
+from test_events import SseClient
 
 
 def cpu_seconds(pid):
@@ -357,3 +358,78 @@ class BrokerConnections(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class EventStreamsAndPendingCalls(unittest.TestCase):
+    """http.max_event_streams and rpc.max_pending_calls: each stream holds its own broker
+    connection, each pending call a request for up to rpc.max_timeout; past the cap, 503 at once."""
+
+    CAP = 2
+
+    @classmethod
+    def setUpClass(cls):
+        cls.w = Warrend(extra={"http": {"max_event_streams": cls.CAP},
+                               "rpc": {"max_pending_calls": cls.CAP, "timeout": 4}})
+        cls.w.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.w.cleanup()
+
+    def assert_refused(self, response, key):
+        status, headers, body = response
+        self.assertEqual(status, 503, body)
+        self.assertEqual(headers.get("Retry-After"), "1")
+        self.assertEqual(headers.get("Content-Type"), "application/json")
+        self.assertIn(f"{key} ({self.CAP})", json.loads(body)["detail"])
+
+    def test_one_stream_past_the_cap_is_503(self):
+        streams = [SseClient(self.w.ports[0], "/events/%2f/amq.topic/limits.#") for _ in range(self.CAP)]
+        try:
+            for s in streams:
+                self.assertTrue(s.read_until(b": subscribed"), s.buf)
+            started = time.monotonic()
+            self.assert_refused(self.w.request("GET", 0, "/events/%2f/amq.topic/limits.#",
+                                               auth=("guest", "guest")), "http.max_event_streams")
+            self.assertLess(time.monotonic() - started, 1)
+            self.assertGreaterEqual(limits(self.w)["event_streams_refused"], 1)
+        finally:
+            for s in streams:
+                s.close()
+        # the closed streams free their places
+        again = SseClient(self.w.ports[0], "/events/%2f/amq.topic/limits.#")
+        self.addCleanup(again.close)
+        self.assertTrue(again.read_until(b": subscribed"), again.buf)
+
+    @unittest.skipUnless(BROKER_DIR, "needs t/run-tests' broker")
+    def test_one_call_past_the_cap_is_503_at_once(self):
+        topic = f"limits_{uuid.uuid4().hex[:8]}"
+        with BrokerClient() as b:
+            # a queue for the topic and no server on it: calls wait for their timeout
+            b.declare_exchange("openstack", "topic")
+            b.declare_queue(topic, auto_delete=False)
+            b.bind(topic, "openstack", topic)
+            try:
+                answers = []
+
+                def call():
+                    answers.append(self.w.request("POST", 0, f"/rpc/%2f/openstack/{topic}",
+                                                  body=json.dumps({"method": "m"}),
+                                                  auth=("guest", "guest"), timeout=10)[0])
+
+                threads = [threading.Thread(target=call) for _ in range(self.CAP)]
+                for t in threads:
+                    t.start()
+                self.assertTrue(wait_for(lambda: b.channel.queue_declare(topic, passive=True)
+                                         .method.message_count == self.CAP, 5))
+                started = time.monotonic()
+                self.assert_refused(self.w.request("POST", 0, f"/rpc/%2f/openstack/{topic}",
+                                                   body=json.dumps({"method": "m"}),
+                                                   auth=("guest", "guest")), "rpc.max_pending_calls")
+                self.assertLess(time.monotonic() - started, 1)
+                self.assertGreaterEqual(limits(self.w)["rpc_calls_refused"], 1)
+                for t in threads:
+                    t.join(10)
+                self.assertEqual(answers, [504] * self.CAP)
+            finally:
+                b.delete_queue(topic)

@@ -511,8 +511,31 @@ if ($headers['http_code'] === 204) {
                  {"routing_key": q, "body": "ok too"}]
         status, _, body = self.post(path("/", ""), json.dumps(items),
                                     headers={"Content-Type": "application/json"})
-        self.assertEqual(status, 200)
-        self.assertEqual([r["status"] for r in json.loads(body)["results"]], [204, 422, 204])
+        # one item not delivered: not a 200, which a client reading only the status takes for
+        # "all delivered"
+        self.assertEqual(status, 207, body)
+        results = json.loads(body)["results"]
+        self.assertEqual([r["status"] for r in results], [204, 422, 204])
+        self.assertEqual(results[1]["error"], "unroutable")
+        self.assertEqual(sorted(m[2] for m in drain(self.broker, q, 2, timeout=2)), [b"ok", b"ok too"])
+
+    def test_batch_to_a_missing_exchange_is_207_naming_each_failure(self):
+        items = [{"routing_key": "k", "body": "a"}, {"routing_key": "k", "body": "b", "mandatory": 1}]
+        status, headers, body = self.post(path("/", unique("it-no-exchange")), json.dumps(items),
+                                          headers={"Content-Type": "application/json"})
+        self.assertEqual(status, 207, body)
+        self.assertEqual(headers.get("Content-Type"), "application/json")
+        results = json.loads(body)["results"]
+        self.assertEqual([(r["status"], r["error"]) for r in results], [(404, "not found")] * 2)
+        self.assertIn("no exchange", results[0]["detail"])
+
+    def test_batch_all_confirmed_is_200(self):
+        q = self.queue()
+        items = [{"routing_key": q, "body": "a", "mandatory": 1}, {"routing_key": q, "body": "b"}]
+        status, _, body = self.post(path("/", ""), json.dumps(items),
+                                    headers={"Content-Type": "application/json"})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(json.loads(body), {"results": [{"status": 204}, {"status": 204}]})
 
     # --- counters ---
 

@@ -249,6 +249,28 @@ class RpcAgainstOslo(unittest.TestCase):
         self.assertEqual(unreachable.returncode, 2)
 
 
+class RpcAuthenticatesFirst(unittest.TestCase):
+    """The reply queue is the service identity's: its outcome for a vhost (missing: 404) must
+    never reach a caller the broker has not accepted, or anyone could list the vhosts."""
+
+    def test_refused_callers_get_the_same_401_whatever_the_vhost(self):
+        with Warrend() as w:
+            answers = {}
+            for auth in (("guest", "wrong-" + uuid.uuid4().hex), ("nosuchuser", "x"), None):
+                for vhost in ("nosuchvhost", "%2f"):
+                    status, headers, body = w.request("POST", 0, f"/rpc/{vhost}/openstack/t",
+                                                      body=json.dumps({"method": "m"}), auth=auth)
+                    self.assertEqual(status, 401, body)
+                    self.assertEqual(headers["Content-Type"], "application/json")
+                    answers.setdefault(auth, set()).add(body)
+            for auth, bodies in answers.items():
+                self.assertEqual(len(bodies), 1, (auth, bodies))
+            # an accepted caller still learns what it may know
+            status, _, body = w.request("POST", 0, "/rpc/nosuchvhost/openstack/t",
+                                        body=json.dumps({"method": "m"}), auth=AUTH)
+            self.assertEqual(status, 404, body)
+
+
 class RpcWire(unittest.TestCase):
     """pika plays the server: what warren sends, and that a reply in oslo's format comes back."""
 

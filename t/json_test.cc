@@ -1,0 +1,34 @@
+#include "json.h"
+
+#include <gtest/gtest.h>
+
+namespace warren {
+namespace {
+
+using nlohmann::json;
+
+TEST(JsonText, InvalidUtf8IsReplacedNotThrown) {
+  // A Basic-auth user name of bytes ff fe: dump() throws type_error 316 on it.
+  const json user{{"user", "\xff\xfe"}};
+  EXPECT_THROW((void)user.dump(), json::type_error);
+  EXPECT_EQ(json_text(user), "{\"user\":\"\xEF\xBF\xBD\xEF\xBF\xBD\"}");
+}
+
+TEST(JsonText, EveryKindOfBadSequenceAndKeysToo) {
+  // a truncated sequence, an overlong one, a lone continuation byte, a surrogate, in a key
+  const json j{{"a\xC3", json::array({"x\xC0\xAFy", "\x80", "\xED\xA0\x80"})}};
+  const std::string text = json_text(j);
+  // parse() refuses invalid UTF-8: what it reads back is valid text
+  const json back = json::parse(text);
+  EXPECT_EQ(back.begin().key(), "a\xEF\xBF\xBD");
+  for (const auto& s : back.begin().value()) EXPECT_NE(s.get<std::string>().find("\xEF\xBF\xBD"), std::string::npos);
+}
+
+TEST(JsonText, ValidTextIsUnchangedAndIndentWorks) {
+  const json j{{"name", "caf\xC3\xA9 \xF0\x9F\x90\x87"}, {"n", 7}};
+  EXPECT_EQ(json_text(j), j.dump());
+  EXPECT_EQ(json_text(j, 2), j.dump(2));
+}
+
+}  // namespace
+}  // namespace warren
