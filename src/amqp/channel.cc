@@ -106,7 +106,7 @@ void Channel::fail_all(const Result& why) {
   Result sent_why = why;
   sent_why.sent = true;
   for (auto& [tag, p] : unconfirmed_)
-    todo.push_back([cb = std::move(p.cb), sent_why] { cb(sent_why); });
+    if (p.cb) todo.push_back([cb = std::move(p.cb), sent_why] { cb(sent_why); });
   for (auto& [tag, c] : consumers_)
     if (c.on_end) todo.push_back([cb = std::move(c.on_end), why] { cb(why); });
   if (on_closed_by_owner_)
@@ -114,6 +114,7 @@ void Channel::fail_all(const Result& why) {
   calls_.clear();
   waiting_.clear();
   unconfirmed_.clear();
+  return_due_.reset();
   consumers_.clear();
   on_closed_by_owner_ = nullptr;
   incoming_.reset();
@@ -249,6 +250,7 @@ bool Channel::handle_method(const amqp_method_t& m, std::string* error) {
 }
 
 void Channel::handle_confirm(uint64_t tag, bool multiple, bool acked) {
+  if (return_due_) attach_return(tag);
   std::vector<Publish> settled;
   // multiple=true: the broker settles every tag up to and including this one
   auto first = multiple ? unconfirmed_.begin() : unconfirmed_.find(tag);
@@ -258,6 +260,7 @@ void Channel::handle_confirm(uint64_t tag, bool multiple, bool acked) {
   unconfirmed_.erase(first, last);
   Stats* stats = conn_ ? &conn_->stats() : nullptr;
   for (auto& p : settled) {
+    if (!p.cb) continue;  // timed out and answered already
     Result r;
     if (!acked) {
       r = {Outcome::nacked, 0, "the broker could not take the message (basic.nack)"};
@@ -269,21 +272,32 @@ void Channel::handle_confirm(uint64_t tag, bool multiple, bool acked) {
       ++stats->publish_confirmed;
     }
     // keep going even if a callback destroyed the connection: these are already ours
-    if (p.cb) p.cb(r);
+    p.cb(r);
     if (!conn_) stats = nullptr;
   }
 }
 
-void Channel::handle_return_complete(Incoming&& in) {
-  // RabbitMQ sends basic.return before the basic.ack of the same message: mark the earliest
-  // unconfirmed mandatory publish with the same exchange, routing key and body.
-  for (auto& [tag, p] : unconfirmed_) {
-    if (p.mandatory && !p.returned && p.exchange == in.delivery.exchange &&
-        p.routing_key == in.delivery.routing_key && p.body == in.delivery.body) {
-      p.returned = Result{Outcome::returned, in.reply_code, in.reply_text};
-      return;
-    }
+void Channel::attach_return(uint64_t tag) {
+  // RabbitMQ sends basic.return, then confirms what it can in tag order, the returned message
+  // last: as the tag of a multiple ack, or as the last of single acks. So the message is the
+  // tag of the first confirm after the return that names a mandatory publish; a confirm naming
+  // a message that was not mandatory settles earlier ones. Content says nothing: two messages
+  // may differ only in what routed them (headers through amq.match).
+  auto it = unconfirmed_.find(tag);
+  if (it == unconfirmed_.end()) {
+    log_warning("amqp: channel {}: a confirm for unknown tag {} after a basic.return", id_, tag);
+    return_due_.reset();
+    return;
   }
+  if (!it->second.mandatory) return;
+  it->second.returned = std::move(return_due_);
+  return_due_.reset();
+}
+
+void Channel::handle_return_complete(Incoming&& in) {
+  // The confirm that follows says which message this was (attach_return).
+  if (return_due_) log_warning("amqp: channel {}: two basic.return without a confirm between", id_);
+  return_due_ = Result{Outcome::returned, in.reply_code, in.reply_text};
 }
 
 void Channel::handle_delivery_complete(Incoming&& in) {

@@ -92,7 +92,7 @@ class Channel : public std::enable_shared_from_this<Channel> {
     Properties properties;
     std::string body;
     Clock::time_point deadline;  // max() when none
-    ResultCallback cb;
+    ResultCallback cb;  // empty once answered (timed out): the entry waits for its confirm
     std::optional<Result> returned;  // basic.return seen; the confirm completes it
   };
   struct Consumer {
@@ -122,6 +122,7 @@ class Channel : public std::enable_shared_from_this<Channel> {
   [[nodiscard]] bool handle_method(const amqp_method_t& m, std::string* error);
   void handle_reply(const amqp_method_t& m);
   void handle_confirm(uint64_t tag, bool multiple, bool acked);
+  void attach_return(uint64_t tag);
   void handle_return_complete(Incoming&& in);
   void handle_delivery_complete(Incoming&& in);
   void broker_closed(const amqp_channel_close_t& close);
@@ -151,7 +152,10 @@ class Channel : public std::enable_shared_from_this<Channel> {
   std::string held_;  // frames encoded before the connection was open
   std::deque<PendingCall> calls_;
   std::deque<Publish> waiting_;               // not yet sent (connecting / blocked)
-  std::map<uint64_t, Publish> unconfirmed_;   // by delivery tag
+  // By delivery tag, until the broker settles the tag, even after the publish timed out: a
+  // basic.return is tied to a tag by the confirm that follows it (see handle_confirm).
+  std::map<uint64_t, Publish> unconfirmed_;
+  std::optional<Result> return_due_;  // a basic.return waiting for its message's confirm
   uint64_t next_tag_ = 1;
   EventPtr deadline_timer_;
   Clock::time_point armed_for_ = Clock::time_point::max();

@@ -68,11 +68,9 @@ void Channel::publish(const std::string& exchange, const std::string& routing_ke
 void Channel::send_publish(Publish&& p, std::string&& frames) {
   conn_->send(std::move(frames));
   ++conn_->stats().publishes_sent;
-  if (!p.mandatory) {
-    // only a mandatory message can come back (basic.return) and need its content matched
-    p.body = std::string();
-    p.properties = Properties();
-  }
+  // a return is tied to its message by tag, never by content: the content is no longer needed
+  p.body = std::string();
+  p.properties = Properties();
   unconfirmed_.emplace(next_tag_++, std::move(p));
 }
 
@@ -124,13 +122,13 @@ void Channel::expire(Clock::time_point now) {
       ++it;
     }
   }
-  // a late confirm for these tags finds nothing and is ignored
-  for (auto it = unconfirmed_.begin(); it != unconfirmed_.end();) {
-    if (it->second.deadline <= now) {
-      expired.push_back(std::move(it->second.cb));
-      it = unconfirmed_.erase(it);
-    } else {
-      ++it;
+  // answered now, but kept until the broker settles the tag: a basic.return before that
+  // confirm belongs to this message and must not be pinned on another (attach_return)
+  for (auto& [tag, p] : unconfirmed_) {
+    if (p.cb && p.deadline <= now) {
+      expired.push_back(std::move(p.cb));
+      p.cb = nullptr;
+      p.deadline = Clock::time_point::max();
     }
   }
   if (conn_) conn_->stats().publish_timeouts += expired.size();
