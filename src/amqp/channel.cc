@@ -114,7 +114,6 @@ void Channel::fail_all(const Result& why) {
   calls_.clear();
   waiting_.clear();
   unconfirmed_.clear();
-  return_due_.reset();
   consumers_.clear();
   on_closed_by_owner_ = nullptr;
   incoming_.reset();
@@ -250,7 +249,6 @@ bool Channel::handle_method(const amqp_method_t& m, std::string* error) {
 }
 
 void Channel::handle_confirm(uint64_t tag, bool multiple, bool acked) {
-  if (return_due_) attach_return(tag);
   std::vector<Publish> settled;
   // multiple=true: the broker settles every tag up to and including this one
   auto first = multiple ? unconfirmed_.begin() : unconfirmed_.find(tag);
@@ -275,29 +273,19 @@ void Channel::handle_confirm(uint64_t tag, bool multiple, bool acked) {
     p.cb(r);
     if (!conn_) stats = nullptr;
   }
-}
-
-void Channel::attach_return(uint64_t tag) {
-  // RabbitMQ sends basic.return, then confirms what it can in tag order, the returned message
-  // last: as the tag of a multiple ack, or as the last of single acks. So the message is the
-  // tag of the first confirm after the return that names a mandatory publish; a confirm naming
-  // a message that was not mandatory settles earlier ones. Content says nothing: two messages
-  // may differ only in what routed them (headers through amq.match).
-  auto it = unconfirmed_.find(tag);
-  if (it == unconfirmed_.end()) {
-    log_warning("amqp: channel {}: a confirm for unknown tag {} after a basic.return", id_, tag);
-    return_due_.reset();
-    return;
-  }
-  if (!it->second.mandatory) return;
-  it->second.returned = std::move(return_due_);
-  return_due_.reset();
+  flush_waiting();  // what waited for a mandatory message to be settled
 }
 
 void Channel::handle_return_complete(Incoming&& in) {
-  // The confirm that follows says which message this was (attach_return).
-  if (return_due_) log_warning("amqp: channel {}: two basic.return without a confirm between", id_);
-  return_due_ = Result{Outcome::returned, in.reply_code, in.reply_text};
+  // RabbitMQ sends basic.return just before the confirm of the same message, but may confirm
+  // other tags in between (single acks of earlier messages), and content says nothing (two
+  // messages may differ only in the headers amq.match routes on). So a mandatory message goes
+  // out alone (may_send): the return is for the one message in flight.
+  if (!mandatory_in_flight()) {
+    log_error("amqp: channel {}: basic.return with no mandatory message in flight", id_);
+    return;
+  }
+  unconfirmed_.begin()->second.returned = Result{Outcome::returned, in.reply_code, in.reply_text};
 }
 
 void Channel::handle_delivery_complete(Incoming&& in) {
@@ -411,8 +399,8 @@ void Channel::close(ResultCallback cb) {
   if (state_ == State::closed || state_ == State::closing || !conn_)
     return fail_later(std::move(cb), close_reason_.ok() ? kConnectionGone : close_reason_);
   on_closed_by_owner_ = std::move(cb);
-  if (state_ == State::pending) {
-    // never opened on the broker: nothing to say to it
+  if (state_ == State::pending || !conn_->can_send()) {
+    // never opened on the broker, or the connection is closing: nothing to say to it
     finish_close({Outcome::channel_error, kReplySuccess, "channel closed"});
     return;
   }

@@ -58,7 +58,8 @@ class Channel : public std::enable_shared_from_this<Channel> {
   // Publishes with confirms (the channel must have been opened with confirms). cb gets ok,
   // nacked, returned (mandatory and unroutable), channel_error, connection_lost, invalid, or
   // timeout once `timeout` seconds pass (0: no deadline). While the connection is connecting
-  // or blocked the message waits here, unsent, until then or its deadline.
+  // or blocked the message waits here, unsent, until then or its deadline. A mandatory message
+  // goes out alone (see may_send): one broker round trip each, on this channel.
   void publish(const std::string& exchange, const std::string& routing_key, bool mandatory,
                const Properties& properties, std::string body, double timeout, ResultCallback cb);
   // Publishes waiting to be sent plus those awaiting their confirm.
@@ -122,7 +123,6 @@ class Channel : public std::enable_shared_from_this<Channel> {
   [[nodiscard]] bool handle_method(const amqp_method_t& m, std::string* error);
   void handle_reply(const amqp_method_t& m);
   void handle_confirm(uint64_t tag, bool multiple, bool acked);
-  void attach_return(uint64_t tag);
   void handle_return_complete(Incoming&& in);
   void handle_delivery_complete(Incoming&& in);
   void broker_closed(const amqp_channel_close_t& close);
@@ -137,6 +137,14 @@ class Channel : public std::enable_shared_from_this<Channel> {
   void send_method(amqp_method_number_t id, void* decoded);
   void finish_close(const Result& why);
   [[nodiscard]] bool can_publish() const;
+  // A mandatory message is sent only when nothing else awaits a confirm, and nothing is sent
+  // after it until its own confirm: a basic.return then names exactly one message.
+  [[nodiscard]] bool mandatory_in_flight() const {
+    return unconfirmed_.size() == 1 && unconfirmed_.begin()->second.mandatory;
+  }
+  [[nodiscard]] bool may_send(const Publish& p) const {
+    return can_publish() && !mandatory_in_flight() && (!p.mandatory || unconfirmed_.empty());
+  }
   [[nodiscard]] bool encode_publish(const Publish& p, std::string& out, std::string* error) const;
 
   Connection* conn_;
@@ -153,9 +161,8 @@ class Channel : public std::enable_shared_from_this<Channel> {
   std::deque<PendingCall> calls_;
   std::deque<Publish> waiting_;               // not yet sent (connecting / blocked)
   // By delivery tag, until the broker settles the tag, even after the publish timed out: a
-  // basic.return is tied to a tag by the confirm that follows it (see handle_confirm).
+  // basic.return that comes late belongs to that message still.
   std::map<uint64_t, Publish> unconfirmed_;
-  std::optional<Result> return_due_;  // a basic.return waiting for its message's confirm
   uint64_t next_tag_ = 1;
   EventPtr deadline_timer_;
   Clock::time_point armed_for_ = Clock::time_point::max();

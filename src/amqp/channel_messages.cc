@@ -47,7 +47,7 @@ void Channel::publish(const std::string& exchange, const std::string& routing_ke
                         : Clock::time_point::max(),
             std::move(cb), std::nullopt};
   std::string frames, error;
-  if (can_publish() && waiting_.empty()) {
+  if (waiting_.empty() && may_send(p)) {
     if (!encode_publish(p, frames, &error))
       return fail_later(std::move(p.cb), {Outcome::invalid, 0, error});
     auto deadline = p.deadline;
@@ -55,7 +55,8 @@ void Channel::publish(const std::string& exchange, const std::string& routing_ke
     if (deadline < armed_for_) arm_deadline();
     return;
   }
-  // not writable now (connecting, blocked): check it encodes, then hold it unsent
+  // not writable now (connecting, blocked, a mandatory message in flight): check it encodes,
+  // then hold it unsent
   auto pool = make_amqp_pool();
   amqp_basic_properties_t props;
   if (!properties_to_amqp(p.properties, pool.get(), &props, &error))
@@ -76,7 +77,7 @@ void Channel::send_publish(Publish&& p, std::string&& frames) {
 
 void Channel::flush_waiting() {
   // bounded by the queue's length; stops as soon as the connection blocks again
-  while (!waiting_.empty() && can_publish()) {
+  while (!waiting_.empty() && may_send(waiting_.front())) {
     Publish p = std::move(waiting_.front());
     waiting_.pop_front();
     std::string frames, error;
