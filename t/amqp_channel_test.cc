@@ -196,6 +196,23 @@ TEST_F(ChannelTest, ReturnBelongsToTheMessageItsConfirmSettles) {
   delete_queue(*ch, q);
 }
 
+// A pool that lets a channel go must not leak it on the broker (channel_max is 2047): the
+// handle's last copy closes it on the wire, and its number stays taken until close-ok.
+TEST_F(ChannelTest, DroppedHandleClosesTheChannelOnTheWire) {
+  auto ch = conn_->open_channel();
+  bool declared = false;
+  ch->declare_exchange("amq.direct", "direct", true, false, json::object(),
+                       [&](const Result& r) { EXPECT_TRUE(r.ok()) << r.text; declared = true; });
+  ASSERT_TRUE(run_until([&] { return declared; }, 5));
+  const uint64_t closed_before = stats_.channels_closed;
+  ASSERT_EQ(conn_->channel_count(), 1u);
+  ch.reset();
+  EXPECT_EQ(conn_->channel_count(), 1u) << "the number was freed before the broker's close-ok";
+  ASSERT_TRUE(run_until([&] { return conn_->channel_count() == 0; }, 5));
+  EXPECT_EQ(stats_.channels_closed, closed_before + 1);
+  EXPECT_EQ(conn_->state(), ConnectionState::open);
+}
+
 TEST_F(ChannelTest, DeclareErrorsCarryTheBrokersCode) {
   auto ch = conn_->open_channel(false);
   Result r{Outcome::ok, -1, ""};

@@ -232,8 +232,17 @@ void Publisher::send(Link& link, Message message, Clock::time_point deadline, Pu
   if (!channel || !channel->is_open()) {
     // Idle channels go beyond the limit; this exchange's own entry may be among them, so no
     // reference into the map is held across the erase.
+    // A channel let go here is closed on the wire (Connection::open_channel's handle).
     if (link.channels.size() >= kMaxChannelsPerLink)
       std::erase_if(link.channels, [](const auto& e) { return e.second->in_flight() == 0; });
+    // Every number up to the broker's channel_max is busy (or still closing): nothing was sent.
+    if (link.conn->channel_count() >= static_cast<size_t>(link.conn->channel_max())) {
+      ++counters_.publish_failed;
+      return amqp::defer(base_, [done = std::move(done), max = link.conn->channel_max()] {
+        done({PublishStatus::unavailable,
+              fmt::format("all {} channels of this broker connection are busy", max)});
+      });
+    }
     channel = link.conn->open_channel(true);
     link.channels[message.exchange] = channel;
   }
