@@ -146,6 +146,7 @@ void Publisher::connect(Link& link) {
   options.username = link.who.username;
   options.password = link.who.password;
   options.connection_name = fmt::format("warren {} pid {}", link.name, getpid());
+  options.high_water = config_.broker.max_output_buffer;
   link.conn = std::make_unique<amqp::Connection>(base_, std::move(options), &link.amqp_stats);
   const std::string key = link.key;
   link.conn->set_state_callback([this, key](amqp::ConnectionState state, const amqp::Result& why) {
@@ -225,6 +226,16 @@ void Publisher::send(Link& link, Message message, Clock::time_point deadline, Pu
     ++counters_.publish_blocked;
     return amqp::defer(base_, [done = std::move(done), why = link.blocked_reason] {
       done({PublishStatus::unavailable, fmt::format("the broker blocked publishing: {}", why)});
+    });
+  }
+  // A broker that stops reading without connection.blocked: what it has not read stays here.
+  // Past broker.max_output_buffer (Connection::busy), refuse at once with 503 (never sent).
+  if (link.conn->busy()) {
+    ++counters_.publish_failed;
+    ++counters_.publish_busy;
+    return amqp::defer(base_, [done = std::move(done), size = link.conn->write_buffer_size()] {
+      done({PublishStatus::unavailable,
+            fmt::format("the broker is not reading: {} bytes wait to be sent to it", size)});
     });
   }
   auto found = link.channels.find(message.exchange);
