@@ -304,7 +304,10 @@ void Publisher::fill(Snapshot& snapshot) const {
   for (const auto& [name, s] : retired_) snapshot.connections[name].merge(s);
   snapshot.counters.merge(retired_counters_);
   for (const auto& [key, link] : links_) {
-    auto& s = snapshot.connections[link->name];
+    // A name the broker never accepted (a refused or pending login) is no entry of its own: an
+    // unauthenticated client must not grow /stats.
+    ConnectionStats unnamed;
+    auto& s = link->amqp_stats.connections_opened > 0 ? snapshot.connections[link->name] : unnamed;
     add_link_figures(s, snapshot.counters, link->amqp_stats);
     s.connected = s.connected || link->open();
     s.publishes += link->publishes;
@@ -329,18 +332,33 @@ void Publisher::sweep_idle() {
       return false;
     }
     // A refused or long-closed link is forgotten (its figures kept), so that credentials tried
-    // once, or never again, hold no memory.
+    // once, or never again, hold no memory; so is one that never got a connection
+    // (broker.max_connections was reached).
     const bool closed = !link.conn || link.conn->state() == amqp::ConnectionState::closed;
-    if (!closed || !(link.refused || now - link.last_used > idle)) return false;
-    ConnectionStats& s = retired_[link.name];
-    add_link_figures(s, retired_counters_, link.amqp_stats);
-    s.publishes += link.publishes;
+    if (!closed || !(!link.conn || link.refused || now - link.last_used > idle)) return false;
+    retire(link);
     if (link.conn) {
       auto* old = link.conn.release();
       amqp::defer(base_, [old] { delete old; });
     }
     return true;
   });
+}
+
+void Publisher::retire(const Link& link) {
+  ConnectionStats figures;
+  add_link_figures(figures, retired_counters_, link.amqp_stats);
+  figures.publishes = link.publishes;
+  // Totals are in retired_counters_ for good; by name only what the broker once accepted, and
+  // at most broker.max_connections names (the first in order makes room).
+  if (link.amqp_stats.connections_opened == 0) return;
+  auto it = retired_.find(link.name);
+  if (it == retired_.end()) {
+    if (retired_.size() >= static_cast<size_t>(config_.broker.max_connections) && !retired_.empty())
+      retired_.erase(retired_.begin());
+    it = retired_.emplace(link.name, ConnectionStats{}).first;
+  }
+  it->second.merge(figures);
 }
 
 void Publisher::on_sweep(evutil_socket_t, short, void* arg) { static_cast<Publisher*>(arg)->sweep_idle(); }
