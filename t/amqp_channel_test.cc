@@ -170,29 +170,33 @@ TEST_F(ChannelTest, ReturnBelongsToTheMessageItsConfirmSettles) {
                  [&](const Result& r) { EXPECT_TRUE(r.ok()) << r.text; bound = true; });
   ASSERT_TRUE(run_until([&] { return bound; }, 5));
   // Pairs in one pipeline: the routed message first, so that its confirm (which waits for the
-  // queue) is still due when the unroutable one's return arrives.
+  // queue) is still due when the unroutable one's return arrives; and between them a message
+  // that is not mandatory (it never waits for the others).
   constexpr int kPairs = 50;
   std::vector<Result> routed(kPairs, Result{Outcome::ok, -1, ""});
   std::vector<Result> dropped(kPairs, Result{Outcome::ok, -1, ""});
+  std::vector<Result> plain(kPairs, Result{Outcome::ok, -1, ""});
   Properties to_queue, to_nowhere;
   to_queue.delivery_mode = to_nowhere.delivery_mode = 2;
   to_queue.headers = json{{"route", "yes"}};
   to_nowhere.headers = json{{"route", "no"}};
   for (int i = 0; i < kPairs; ++i) {
     ch->publish("amq.match", "", true, to_queue, "same body", 5, [&, i](const Result& r) { routed[i] = r; });
+    ch->publish("amq.match", "", false, to_queue, "same body", 5, [&, i](const Result& r) { plain[i] = r; });
     ch->publish("amq.match", "", true, to_nowhere, "same body", 5, [&, i](const Result& r) { dropped[i] = r; });
   }
   ASSERT_TRUE(run_until([&] {
     for (int i = 0; i < kPairs; ++i)
-      if (routed[i].code == -1 || dropped[i].code == -1) return false;
+      if (routed[i].code == -1 || dropped[i].code == -1 || plain[i].code == -1) return false;
     return true;
   }, 10));
   for (int i = 0; i < kPairs; ++i) {
     EXPECT_EQ(routed[i].outcome, Outcome::ok) << "pair " << i << ": " << routed[i].text;
     EXPECT_EQ(dropped[i].outcome, Outcome::returned) << "pair " << i;
+    EXPECT_EQ(plain[i].outcome, Outcome::ok) << "pair " << i << ": " << plain[i].text;
   }
   EXPECT_EQ(stats_.publish_returned, static_cast<uint64_t>(kPairs));
-  EXPECT_EQ(stats_.publish_confirmed, static_cast<uint64_t>(kPairs));
+  EXPECT_EQ(stats_.publish_confirmed, static_cast<uint64_t>(2 * kPairs));
   delete_queue(*ch, q);
 }
 

@@ -114,6 +114,7 @@ void Channel::fail_all(const Result& why) {
   calls_.clear();
   waiting_.clear();
   unconfirmed_.clear();
+  mandatory_tag_ = 0;
   consumers_.clear();
   on_closed_by_owner_ = nullptr;
   incoming_.reset();
@@ -254,7 +255,10 @@ void Channel::handle_confirm(uint64_t tag, bool multiple, bool acked) {
   auto first = multiple ? unconfirmed_.begin() : unconfirmed_.find(tag);
   auto last = multiple ? unconfirmed_.upper_bound(tag)
                        : (first == unconfirmed_.end() ? first : std::next(first));
-  for (auto it = first; it != last; ++it) settled.push_back(std::move(it->second));
+  for (auto it = first; it != last; ++it) {
+    if (it->first == mandatory_tag_) mandatory_tag_ = 0;
+    settled.push_back(std::move(it->second));
+  }
   unconfirmed_.erase(first, last);
   Stats* stats = conn_ ? &conn_->stats() : nullptr;
   for (auto& p : settled) {
@@ -279,13 +283,14 @@ void Channel::handle_confirm(uint64_t tag, bool multiple, bool acked) {
 void Channel::handle_return_complete(Incoming&& in) {
   // RabbitMQ sends basic.return just before the confirm of the same message, but may confirm
   // other tags in between (single acks of earlier messages), and content says nothing (two
-  // messages may differ only in the headers amq.match routes on). So a mandatory message goes
-  // out alone (may_send): the return is for the one message in flight.
-  if (!mandatory_in_flight()) {
+  // messages may differ only in the headers amq.match routes on). So one mandatory message at
+  // a time is in flight (may_send): the return is for that one.
+  auto it = unconfirmed_.find(mandatory_tag_);
+  if (it == unconfirmed_.end()) {
     log_error("amqp: channel {}: basic.return with no mandatory message in flight", id_);
     return;
   }
-  unconfirmed_.begin()->second.returned = Result{Outcome::returned, in.reply_code, in.reply_text};
+  it->second.returned = Result{Outcome::returned, in.reply_code, in.reply_text};
 }
 
 void Channel::handle_delivery_complete(Incoming&& in) {

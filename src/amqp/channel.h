@@ -58,8 +58,9 @@ class Channel : public std::enable_shared_from_this<Channel> {
   // Publishes with confirms (the channel must have been opened with confirms). cb gets ok,
   // nacked, returned (mandatory and unroutable), channel_error, connection_lost, invalid, or
   // timeout once `timeout` seconds pass (0: no deadline). While the connection is connecting
-  // or blocked the message waits here, unsent, until then or its deadline. A mandatory message
-  // goes out alone (see may_send): one broker round trip each, on this channel.
+  // or blocked the message waits here, unsent, until then or its deadline. One mandatory
+  // message at a time awaits its confirm (see may_send): one broker round trip each, on this
+  // channel; others keep their order behind a waiting one.
   void publish(const std::string& exchange, const std::string& routing_key, bool mandatory,
                const Properties& properties, std::string body, double timeout, ResultCallback cb);
   // Publishes waiting to be sent plus those awaiting their confirm.
@@ -137,13 +138,10 @@ class Channel : public std::enable_shared_from_this<Channel> {
   void send_method(amqp_method_number_t id, void* decoded);
   void finish_close(const Result& why);
   [[nodiscard]] bool can_publish() const;
-  // A mandatory message is sent only when nothing else awaits a confirm, and nothing is sent
-  // after it until its own confirm: a basic.return then names exactly one message.
-  [[nodiscard]] bool mandatory_in_flight() const {
-    return unconfirmed_.size() == 1 && unconfirmed_.begin()->second.mandatory;
-  }
+  // Only a mandatory message can come back (basic.return), and one at a time awaits its
+  // confirm: a return then names exactly one message, whatever the confirms around it.
   [[nodiscard]] bool may_send(const Publish& p) const {
-    return can_publish() && !mandatory_in_flight() && (!p.mandatory || unconfirmed_.empty());
+    return can_publish() && (!p.mandatory || mandatory_tag_ == 0);
   }
   [[nodiscard]] bool encode_publish(const Publish& p, std::string& out, std::string* error) const;
 
@@ -163,6 +161,7 @@ class Channel : public std::enable_shared_from_this<Channel> {
   // By delivery tag, until the broker settles the tag, even after the publish timed out: a
   // basic.return that comes late belongs to that message still.
   std::map<uint64_t, Publish> unconfirmed_;
+  uint64_t mandatory_tag_ = 0;  // the mandatory message awaiting its confirm, 0: none
   uint64_t next_tag_ = 1;
   EventPtr deadline_timer_;
   Clock::time_point armed_for_ = Clock::time_point::max();

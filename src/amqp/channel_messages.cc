@@ -55,8 +55,8 @@ void Channel::publish(const std::string& exchange, const std::string& routing_ke
     if (deadline < armed_for_) arm_deadline();
     return;
   }
-  // not writable now (connecting, blocked, a mandatory message in flight): check it encodes,
-  // then hold it unsent
+  // not writable now (connecting, blocked, another mandatory message in flight): check it
+  // encodes, then hold it unsent
   auto pool = make_amqp_pool();
   amqp_basic_properties_t props;
   if (!properties_to_amqp(p.properties, pool.get(), &props, &error))
@@ -72,6 +72,7 @@ void Channel::send_publish(Publish&& p, std::string&& frames) {
   // a return is tied to its message by tag, never by content: the content is no longer needed
   p.body = std::string();
   p.properties = Properties();
+  if (p.mandatory) mandatory_tag_ = next_tag_;
   unconfirmed_.emplace(next_tag_++, std::move(p));
 }
 
