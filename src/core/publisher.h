@@ -77,6 +77,8 @@ class Publisher {
   void connect(Link& link);
   void on_link_state(Link& link, amqp::ConnectionState state, const amqp::Result& why);
   void send(Link& link, Message message, Clock::time_point deadline, PublishCallback done);
+  // Answers `done` (from the loop) with a refusal before anything was sent; counts it failed.
+  void refuse(PublishCallback done, PublishStatus status, std::string detail);
   void sweep_idle();
   // A link forgotten by sweep_idle: its figures kept in retired_counters_ and retired_.
   void retire(const Link& link);
