@@ -99,6 +99,7 @@ const KeyRow kKeyTable[] = {
     {.key = "broker.tls.verify", .field = CONFIG_KEY(broker.tls.verify)},
     {.key = "broker.max_connections", .field = CONFIG_KEY(broker.max_connections), .min = 1,
      .max = 65535},
+    {.key = "broker.max_output_buffer", .field = CONFIG_KEY(broker.max_output_buffer), .min = 1},
 
     {.key = "http.listen", .field = CONFIG_KEY(http.listen), .reloadable = false,
      .required = true},

@@ -40,6 +40,7 @@ struct BrokerConfig {
   double connect_timeout = 5;
   TlsConfig tls;
   int max_connections = 64;  // publishing connections (one per vhost, user, password) per worker
+  size_t max_output_buffer = 16 << 20;  // bytes unsent on a publishing connection; more: 503
 };
 
 struct HttpConfig {

@@ -41,6 +41,7 @@ namespace warren {
   X(publish_returned, publish, "returned", "mandatory messages returned unroutable")          \
   X(publish_failed, publish, "failed", "messages refused, timed out or lost with the link")   \
   X(publish_blocked, publish, "blocked", "of failed: refused while the broker blocked us")    \
+  X(publish_busy, publish, "busy", "of failed: refused over broker.max_output_buffer unsent") \
   X(rpc_calls, rpc, "calls", "RPC calls received")                                           \
   X(rpc_casts, rpc, "casts", "RPC casts and fanouts received")                                \
   X(rpc_results, rpc, "results", "RPC calls answered with a result")                          \

@@ -159,6 +159,64 @@ TEST_F(ChannelTest, MandatoryUnroutableIsReturned) {
   delete_queue(*ch, q);
 }
 
+// RabbitMQ sends basic.return just before the confirm of the same message. A return must be
+// pinned to that message's tag, never guessed from content: here the routed message and the
+// returned one have the same exchange, routing key and body (amq.match routes on headers).
+TEST_F(ChannelTest, ReturnBelongsToTheMessageItsConfirmSettles) {
+  auto ch = conn_->open_channel();
+  std::string q = declare_queue(*ch, unique_name("warren-match"));
+  bool bound = false;
+  ch->bind_queue(q, "amq.match", "", json{{"x-match", "all"}, {"route", "yes"}},
+                 [&](const Result& r) { EXPECT_TRUE(r.ok()) << r.text; bound = true; });
+  ASSERT_TRUE(run_until([&] { return bound; }, 5));
+  // Pairs in one pipeline: the routed message first, so that its confirm (which waits for the
+  // queue) is still due when the unroutable one's return arrives; and between them a message
+  // that is not mandatory (it never waits for the others).
+  constexpr int kPairs = 50;
+  std::vector<Result> routed(kPairs, Result{Outcome::ok, -1, ""});
+  std::vector<Result> dropped(kPairs, Result{Outcome::ok, -1, ""});
+  std::vector<Result> plain(kPairs, Result{Outcome::ok, -1, ""});
+  Properties to_queue, to_nowhere;
+  to_queue.delivery_mode = to_nowhere.delivery_mode = 2;
+  to_queue.headers = json{{"route", "yes"}};
+  to_nowhere.headers = json{{"route", "no"}};
+  for (int i = 0; i < kPairs; ++i) {
+    ch->publish("amq.match", "", true, to_queue, "same body", 5, [&, i](const Result& r) { routed[i] = r; });
+    ch->publish("amq.match", "", false, to_queue, "same body", 5, [&, i](const Result& r) { plain[i] = r; });
+    ch->publish("amq.match", "", true, to_nowhere, "same body", 5, [&, i](const Result& r) { dropped[i] = r; });
+  }
+  ASSERT_TRUE(run_until([&] {
+    for (int i = 0; i < kPairs; ++i)
+      if (routed[i].code == -1 || dropped[i].code == -1 || plain[i].code == -1) return false;
+    return true;
+  }, 10));
+  for (int i = 0; i < kPairs; ++i) {
+    EXPECT_EQ(routed[i].outcome, Outcome::ok) << "pair " << i << ": " << routed[i].text;
+    EXPECT_EQ(dropped[i].outcome, Outcome::returned) << "pair " << i;
+    EXPECT_EQ(plain[i].outcome, Outcome::ok) << "pair " << i << ": " << plain[i].text;
+  }
+  EXPECT_EQ(stats_.publish_returned, static_cast<uint64_t>(kPairs));
+  EXPECT_EQ(stats_.publish_confirmed, static_cast<uint64_t>(2 * kPairs));
+  delete_queue(*ch, q);
+}
+
+// A pool that lets a channel go must not leak it on the broker (channel_max is 2047): the
+// handle's last copy closes it on the wire, and its number stays taken until close-ok.
+TEST_F(ChannelTest, DroppedHandleClosesTheChannelOnTheWire) {
+  auto ch = conn_->open_channel();
+  bool declared = false;
+  ch->declare_exchange("amq.direct", "direct", true, false, json::object(),
+                       [&](const Result& r) { EXPECT_TRUE(r.ok()) << r.text; declared = true; });
+  ASSERT_TRUE(run_until([&] { return declared; }, 5));
+  const uint64_t closed_before = stats_.channels_closed;
+  ASSERT_EQ(conn_->channel_count(), 1u);
+  ch.reset();
+  EXPECT_EQ(conn_->channel_count(), 1u) << "the number was freed before the broker's close-ok";
+  ASSERT_TRUE(run_until([&] { return conn_->channel_count() == 0; }, 5));
+  EXPECT_EQ(stats_.channels_closed, closed_before + 1);
+  EXPECT_EQ(conn_->state(), ConnectionState::open);
+}
+
 TEST_F(ChannelTest, DeclareErrorsCarryTheBrokersCode) {
   auto ch = conn_->open_channel(false);
   Result r{Outcome::ok, -1, ""};

@@ -106,7 +106,7 @@ void Channel::fail_all(const Result& why) {
   Result sent_why = why;
   sent_why.sent = true;
   for (auto& [tag, p] : unconfirmed_)
-    todo.push_back([cb = std::move(p.cb), sent_why] { cb(sent_why); });
+    if (p.cb) todo.push_back([cb = std::move(p.cb), sent_why] { cb(sent_why); });
   for (auto& [tag, c] : consumers_)
     if (c.on_end) todo.push_back([cb = std::move(c.on_end), why] { cb(why); });
   if (on_closed_by_owner_)
@@ -114,6 +114,7 @@ void Channel::fail_all(const Result& why) {
   calls_.clear();
   waiting_.clear();
   unconfirmed_.clear();
+  mandatory_tag_ = 0;
   consumers_.clear();
   on_closed_by_owner_ = nullptr;
   incoming_.reset();
@@ -254,10 +255,14 @@ void Channel::handle_confirm(uint64_t tag, bool multiple, bool acked) {
   auto first = multiple ? unconfirmed_.begin() : unconfirmed_.find(tag);
   auto last = multiple ? unconfirmed_.upper_bound(tag)
                        : (first == unconfirmed_.end() ? first : std::next(first));
-  for (auto it = first; it != last; ++it) settled.push_back(std::move(it->second));
+  for (auto it = first; it != last; ++it) {
+    if (it->first == mandatory_tag_) mandatory_tag_ = 0;
+    settled.push_back(std::move(it->second));
+  }
   unconfirmed_.erase(first, last);
   Stats* stats = conn_ ? &conn_->stats() : nullptr;
   for (auto& p : settled) {
+    if (!p.cb) continue;  // timed out and answered already
     Result r;
     if (!acked) {
       r = {Outcome::nacked, 0, "the broker could not take the message (basic.nack)"};
@@ -269,21 +274,23 @@ void Channel::handle_confirm(uint64_t tag, bool multiple, bool acked) {
       ++stats->publish_confirmed;
     }
     // keep going even if a callback destroyed the connection: these are already ours
-    if (p.cb) p.cb(r);
+    p.cb(r);
     if (!conn_) stats = nullptr;
   }
+  flush_waiting();  // what waited for a mandatory message to be settled
 }
 
 void Channel::handle_return_complete(Incoming&& in) {
-  // RabbitMQ sends basic.return before the basic.ack of the same message: mark the earliest
-  // unconfirmed mandatory publish with the same exchange, routing key and body.
-  for (auto& [tag, p] : unconfirmed_) {
-    if (p.mandatory && !p.returned && p.exchange == in.delivery.exchange &&
-        p.routing_key == in.delivery.routing_key && p.body == in.delivery.body) {
-      p.returned = Result{Outcome::returned, in.reply_code, in.reply_text};
-      return;
-    }
+  // RabbitMQ sends basic.return just before the confirm of the same message, but may confirm
+  // other tags in between (single acks of earlier messages), and content says nothing (two
+  // messages may differ only in the headers amq.match routes on). So one mandatory message at
+  // a time is in flight (may_send): the return is for that one.
+  auto it = unconfirmed_.find(mandatory_tag_);
+  if (it == unconfirmed_.end()) {
+    log_error("amqp: channel {}: basic.return with no mandatory message in flight", id_);
+    return;
   }
+  it->second.returned = Result{Outcome::returned, in.reply_code, in.reply_text};
 }
 
 void Channel::handle_delivery_complete(Incoming&& in) {
@@ -397,8 +404,8 @@ void Channel::close(ResultCallback cb) {
   if (state_ == State::closed || state_ == State::closing || !conn_)
     return fail_later(std::move(cb), close_reason_.ok() ? kConnectionGone : close_reason_);
   on_closed_by_owner_ = std::move(cb);
-  if (state_ == State::pending) {
-    // never opened on the broker: nothing to say to it
+  if (state_ == State::pending || !conn_->can_send()) {
+    // never opened on the broker, or the connection is closing: nothing to say to it
     finish_close({Outcome::channel_error, kReplySuccess, "channel closed"});
     return;
   }

@@ -58,7 +58,9 @@ class Channel : public std::enable_shared_from_this<Channel> {
   // Publishes with confirms (the channel must have been opened with confirms). cb gets ok,
   // nacked, returned (mandatory and unroutable), channel_error, connection_lost, invalid, or
   // timeout once `timeout` seconds pass (0: no deadline). While the connection is connecting
-  // or blocked the message waits here, unsent, until then or its deadline.
+  // or blocked the message waits here, unsent, until then or its deadline. One mandatory
+  // message at a time awaits its confirm (see may_send): one broker round trip each, on this
+  // channel; others keep their order behind a waiting one.
   void publish(const std::string& exchange, const std::string& routing_key, bool mandatory,
                const Properties& properties, std::string body, double timeout, ResultCallback cb);
   // Publishes waiting to be sent plus those awaiting their confirm.
@@ -92,7 +94,7 @@ class Channel : public std::enable_shared_from_this<Channel> {
     Properties properties;
     std::string body;
     Clock::time_point deadline;  // max() when none
-    ResultCallback cb;
+    ResultCallback cb;  // empty once answered (timed out): the entry waits for its confirm
     std::optional<Result> returned;  // basic.return seen; the confirm completes it
   };
   struct Consumer {
@@ -136,6 +138,11 @@ class Channel : public std::enable_shared_from_this<Channel> {
   void send_method(amqp_method_number_t id, void* decoded);
   void finish_close(const Result& why);
   [[nodiscard]] bool can_publish() const;
+  // Only a mandatory message can come back (basic.return), and one at a time awaits its
+  // confirm: a return then names exactly one message, whatever the confirms around it.
+  [[nodiscard]] bool may_send(const Publish& p) const {
+    return can_publish() && (!p.mandatory || mandatory_tag_ == 0);
+  }
   [[nodiscard]] bool encode_publish(const Publish& p, std::string& out, std::string* error) const;
 
   Connection* conn_;
@@ -151,7 +158,10 @@ class Channel : public std::enable_shared_from_this<Channel> {
   std::string held_;  // frames encoded before the connection was open
   std::deque<PendingCall> calls_;
   std::deque<Publish> waiting_;               // not yet sent (connecting / blocked)
-  std::map<uint64_t, Publish> unconfirmed_;   // by delivery tag
+  // By delivery tag, until the broker settles the tag, even after the publish timed out: a
+  // basic.return that comes late belongs to that message still.
+  std::map<uint64_t, Publish> unconfirmed_;
+  uint64_t mandatory_tag_ = 0;  // the mandatory message awaiting its confirm, 0: none
   uint64_t next_tag_ = 1;
   EventPtr deadline_timer_;
   Clock::time_point armed_for_ = Clock::time_point::max();

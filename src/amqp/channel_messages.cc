@@ -47,7 +47,7 @@ void Channel::publish(const std::string& exchange, const std::string& routing_ke
                         : Clock::time_point::max(),
             std::move(cb), std::nullopt};
   std::string frames, error;
-  if (can_publish() && waiting_.empty()) {
+  if (waiting_.empty() && may_send(p)) {
     if (!encode_publish(p, frames, &error))
       return fail_later(std::move(p.cb), {Outcome::invalid, 0, error});
     auto deadline = p.deadline;
@@ -55,7 +55,8 @@ void Channel::publish(const std::string& exchange, const std::string& routing_ke
     if (deadline < armed_for_) arm_deadline();
     return;
   }
-  // not writable now (connecting, blocked): check it encodes, then hold it unsent
+  // not writable now (connecting, blocked, another mandatory message in flight): check it
+  // encodes, then hold it unsent
   auto pool = make_amqp_pool();
   amqp_basic_properties_t props;
   if (!properties_to_amqp(p.properties, pool.get(), &props, &error))
@@ -68,17 +69,16 @@ void Channel::publish(const std::string& exchange, const std::string& routing_ke
 void Channel::send_publish(Publish&& p, std::string&& frames) {
   conn_->send(std::move(frames));
   ++conn_->stats().publishes_sent;
-  if (!p.mandatory) {
-    // only a mandatory message can come back (basic.return) and need its content matched
-    p.body = std::string();
-    p.properties = Properties();
-  }
+  // a return is tied to its message by tag, never by content: the content is no longer needed
+  p.body = std::string();
+  p.properties = Properties();
+  if (p.mandatory) mandatory_tag_ = next_tag_;
   unconfirmed_.emplace(next_tag_++, std::move(p));
 }
 
 void Channel::flush_waiting() {
   // bounded by the queue's length; stops as soon as the connection blocks again
-  while (!waiting_.empty() && can_publish()) {
+  while (!waiting_.empty() && may_send(waiting_.front())) {
     Publish p = std::move(waiting_.front());
     waiting_.pop_front();
     std::string frames, error;
@@ -124,13 +124,13 @@ void Channel::expire(Clock::time_point now) {
       ++it;
     }
   }
-  // a late confirm for these tags finds nothing and is ignored
-  for (auto it = unconfirmed_.begin(); it != unconfirmed_.end();) {
-    if (it->second.deadline <= now) {
-      expired.push_back(std::move(it->second.cb));
-      it = unconfirmed_.erase(it);
-    } else {
-      ++it;
+  // answered now, but kept until the broker settles the tag: a basic.return before that
+  // confirm belongs to this message and must not be pinned on another (attach_return)
+  for (auto& [tag, p] : unconfirmed_) {
+    if (p.cb && p.deadline <= now) {
+      expired.push_back(std::move(p.cb));
+      p.cb = nullptr;
+      p.deadline = Clock::time_point::max();
     }
   }
   if (conn_) conn_->stats().publish_timeouts += expired.size();

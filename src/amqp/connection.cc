@@ -395,7 +395,7 @@ void Connection::set_state(ConnectionState s, const Result& why) {
 }
 
 std::shared_ptr<Channel> Connection::open_channel(bool confirms) {
-  int limit = channel_max_ > 0 ? channel_max_ : options_.channel_max;
+  const int limit = channel_max();
   uint16_t id = 0;
   if (phase_ != Phase::closing && phase_ != Phase::closed) {
     for (int i = 0; i < limit && id == 0; ++i) {
@@ -415,7 +415,8 @@ std::shared_ptr<Channel> Connection::open_channel(bool confirms) {
   channels_[id] = ch;
   ++stats_->channels_opened;
   if (phase_ == Phase::open) ch->connection_open();
-  return ch;
+  // The owner's handle shares no count with ours: a pool that lets the channel go closes it.
+  return std::shared_ptr<Channel>(ch.get(), [ch](Channel*) { ch->close(); });
 }
 
 void Connection::channel_gone(uint16_t id) {

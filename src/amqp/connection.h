@@ -67,8 +67,13 @@ class Connection {
 
   // A channel on this connection. May be called while connecting: the channel opens with the
   // connection. confirms: put the channel in publisher-confirm mode (needed for publish()).
+  // When the last copy of the handle goes, the channel is closed on the wire (channel.close);
+  // its number is given out again only after the broker's close-ok.
   std::shared_ptr<Channel> open_channel(bool confirms = true);
+  // Channels holding a number, open or closing; open_channel fails at channel_max().
   size_t channel_count() const { return channels_.size(); }
+  // The negotiated channel_max (before the handshake: the one warren asks for).
+  int channel_max() const { return channel_max_ > 0 ? channel_max_ : options_.channel_max; }
 
   event_base* base() const { return base_; }
   const ConnectionOptions& options() const { return options_; }

@@ -146,6 +146,7 @@ void Publisher::connect(Link& link) {
   options.username = link.who.username;
   options.password = link.who.password;
   options.connection_name = fmt::format("warren {} pid {}", link.name, getpid());
+  options.high_water = config_.broker.max_output_buffer;
   link.conn = std::make_unique<amqp::Connection>(base_, std::move(options), &link.amqp_stats);
   const std::string key = link.key;
   link.conn->set_state_callback([this, key](amqp::ConnectionState state, const amqp::Result& why) {
@@ -190,15 +191,19 @@ void Publisher::publish(const Credentials& who, Message message, PublishCallback
        });
 }
 
+void Publisher::refuse(PublishCallback done, PublishStatus status, std::string detail) {
+  ++counters_.publish_failed;
+  amqp::defer(base_, [done = std::move(done), status, detail = std::move(detail)] {
+    done({status, detail});
+  });
+}
+
 void Publisher::send(Link& link, Message message, Clock::time_point deadline, PublishCallback done) {
   const auto now = Clock::now();
   link.last_used = now;
-  if (link.in_flight >= static_cast<size_t>(config_.http.max_in_flight)) {
-    ++counters_.publish_failed;
-    return amqp::defer(base_, [done = std::move(done)] {
-      done({PublishStatus::unavailable, "too many messages waiting for this broker connection"});
-    });
-  }
+  if (link.in_flight >= static_cast<size_t>(config_.http.max_in_flight))
+    return refuse(std::move(done), PublishStatus::unavailable,
+                  "too many messages waiting for this broker connection");
   // A closing connection (closed as idle a moment ago) takes no new channel: it would fail the
   // message at once, the retry would find it still closing, and so on until close-ok.
   const auto state = link.conn ? link.conn->state() : amqp::ConnectionState::closed;
@@ -206,13 +211,10 @@ void Publisher::send(Link& link, Message message, Clock::time_point deadline, Pu
       state == amqp::ConnectionState::closing) {
     if (!make_room(link)) {
       ++counters_.broker_connections_refused;
-      ++counters_.publish_failed;
-      return amqp::defer(base_, [done = std::move(done), max = config_.broker.max_connections] {
-        done({PublishStatus::over_limit,
-              fmt::format("broker.max_connections ({}) reached and every broker connection of "
-                          "this worker has messages in flight",
-                          max)});
-      });
+      return refuse(std::move(done), PublishStatus::over_limit,
+                    fmt::format("broker.max_connections ({}) reached and every broker connection "
+                                "of this worker has messages in flight",
+                                config_.broker.max_connections));
     }
     link.refused = false;
     connect(link);
@@ -221,19 +223,31 @@ void Publisher::send(Link& link, Message message, Clock::time_point deadline, Pu
   // which takes as long as it takes. Refuse at once with 503 (never sent: safe to retry after
   // Retry-After) rather than hold the client until confirm_timeout for a certain 504.
   if (state == amqp::ConnectionState::blocked) {
-    ++counters_.publish_failed;
     ++counters_.publish_blocked;
-    return amqp::defer(base_, [done = std::move(done), why = link.blocked_reason] {
-      done({PublishStatus::unavailable, fmt::format("the broker blocked publishing: {}", why)});
-    });
+    return refuse(std::move(done), PublishStatus::unavailable,
+                  fmt::format("the broker blocked publishing: {}", link.blocked_reason));
+  }
+  // A broker that stops reading without connection.blocked: what it has not read stays here.
+  // Past broker.max_output_buffer (Connection::busy), refuse at once with 503 (never sent).
+  if (link.conn->busy()) {
+    ++counters_.publish_busy;
+    return refuse(std::move(done), PublishStatus::unavailable,
+                  fmt::format("the broker is not reading: {} bytes wait to be sent to it",
+                              link.conn->write_buffer_size()));
   }
   auto found = link.channels.find(message.exchange);
   std::shared_ptr<amqp::Channel> channel = found != link.channels.end() ? found->second : nullptr;
   if (!channel || !channel->is_open()) {
     // Idle channels go beyond the limit; this exchange's own entry may be among them, so no
-    // reference into the map is held across the erase.
+    // reference into the map is held across the erase. A channel let go here is closed on the
+    // wire (Connection::open_channel's handle).
     if (link.channels.size() >= kMaxChannelsPerLink)
       std::erase_if(link.channels, [](const auto& e) { return e.second->in_flight() == 0; });
+    // Every number up to the broker's channel_max is busy (or still closing): nothing was sent.
+    if (link.conn->channel_count() >= static_cast<size_t>(link.conn->channel_max()))
+      return refuse(std::move(done), PublishStatus::unavailable,
+                    fmt::format("all {} channels of this broker connection are busy",
+                                link.conn->channel_max()));
     channel = link.conn->open_channel(true);
     link.channels[message.exchange] = channel;
   }
@@ -284,7 +298,10 @@ void Publisher::fill(Snapshot& snapshot) const {
   for (const auto& [name, s] : retired_) snapshot.connections[name].merge(s);
   snapshot.counters.merge(retired_counters_);
   for (const auto& [key, link] : links_) {
-    auto& s = snapshot.connections[link->name];
+    // A name the broker never accepted (a refused or pending login) is no entry of its own: an
+    // unauthenticated client must not grow /stats.
+    ConnectionStats unnamed;
+    auto& s = link->amqp_stats.connections_opened > 0 ? snapshot.connections[link->name] : unnamed;
     add_link_figures(s, snapshot.counters, link->amqp_stats);
     s.connected = s.connected || link->open();
     s.publishes += link->publishes;
@@ -309,18 +326,33 @@ void Publisher::sweep_idle() {
       return false;
     }
     // A refused or long-closed link is forgotten (its figures kept), so that credentials tried
-    // once, or never again, hold no memory.
+    // once, or never again, hold no memory; so is one that never got a connection
+    // (broker.max_connections was reached).
     const bool closed = !link.conn || link.conn->state() == amqp::ConnectionState::closed;
-    if (!closed || !(link.refused || now - link.last_used > idle)) return false;
-    ConnectionStats& s = retired_[link.name];
-    add_link_figures(s, retired_counters_, link.amqp_stats);
-    s.publishes += link.publishes;
+    if (!closed || !(!link.conn || link.refused || now - link.last_used > idle)) return false;
+    retire(link);
     if (link.conn) {
       auto* old = link.conn.release();
       amqp::defer(base_, [old] { delete old; });
     }
     return true;
   });
+}
+
+void Publisher::retire(const Link& link) {
+  ConnectionStats figures;
+  add_link_figures(figures, retired_counters_, link.amqp_stats);
+  figures.publishes = link.publishes;
+  // Totals are in retired_counters_ for good; by name only what the broker once accepted, and
+  // at most broker.max_connections names (the first in order makes room).
+  if (link.amqp_stats.connections_opened == 0) return;
+  auto it = retired_.find(link.name);
+  if (it == retired_.end()) {
+    if (retired_.size() >= static_cast<size_t>(config_.broker.max_connections) && !retired_.empty())
+      retired_.erase(retired_.begin());
+    it = retired_.emplace(link.name, ConnectionStats{}).first;
+  }
+  it->second.merge(figures);
 }
 
 void Publisher::on_sweep(evutil_socket_t, short, void* arg) { static_cast<Publisher*>(arg)->sweep_idle(); }

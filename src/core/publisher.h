@@ -77,7 +77,11 @@ class Publisher {
   void connect(Link& link);
   void on_link_state(Link& link, amqp::ConnectionState state, const amqp::Result& why);
   void send(Link& link, Message message, Clock::time_point deadline, PublishCallback done);
+  // Answers `done` (from the loop) with a refusal before anything was sent; counts it failed.
+  void refuse(PublishCallback done, PublishStatus status, std::string detail);
   void sweep_idle();
+  // A link forgotten by sweep_idle: its figures kept in retired_counters_ and retired_.
+  void retire(const Link& link);
   static void on_sweep(evutil_socket_t, short, void* arg);
 
   event_base* base_;
@@ -86,7 +90,8 @@ class Publisher {
   Histograms& histograms_;
   std::map<std::string, std::unique_ptr<Link>> links_;  // by vhost, user and password digest
   EventPtr sweep_timer_;
-  // Figures of links already forgotten, so /stats never goes backwards.
+  // Figures of links already forgotten, so /stats never goes backwards: totals for all, by
+  // "vhost:user" for at most broker.max_connections names the broker accepted.
   std::map<std::string, ConnectionStats> retired_;
   Counters retired_counters_;
 };
