@@ -115,6 +115,7 @@ void Channel::fail_all(const Result& why) {
   waiting_.clear();
   unconfirmed_.clear();
   mandatory_tag_ = 0;
+  alone_tag_ = 0;
   consumers_.clear();
   on_closed_by_owner_ = nullptr;
   incoming_.reset();
@@ -257,6 +258,7 @@ void Channel::handle_confirm(uint64_t tag, bool multiple, bool acked) {
                        : (first == unconfirmed_.end() ? first : std::next(first));
   for (auto it = first; it != last; ++it) {
     if (it->first == mandatory_tag_) mandatory_tag_ = 0;
+    if (it->first == alone_tag_) alone_tag_ = 0;
     settled.push_back(std::move(it->second));
   }
   unconfirmed_.erase(first, last);
@@ -277,7 +279,7 @@ void Channel::handle_confirm(uint64_t tag, bool multiple, bool acked) {
     p.cb(r);
     if (!conn_) stats = nullptr;
   }
-  flush_waiting();  // what waited for a mandatory message to be settled
+  flush_waiting();  // what waited for a mandatory or lone message to be settled
 }
 
 void Channel::handle_return_complete(Incoming&& in) {
@@ -308,9 +310,46 @@ void Channel::broker_closed(const amqp_channel_close_t& close) {
   send_method(AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
   if (conn_) ++conn_->stats().channel_errors;
   log_warning("amqp: channel {} closed by the broker: {} {}", id_, why.code, why.text);
+  fail_publishes_on_close(why);
   finish_close(why);
   fail_later(std::move(on_close_), why);
   on_close_ = nullptr;
+}
+
+// channel.close names no message. The error can only be the fault of a message the broker
+// processed and did not settle: it is pinned on one when that one is the only message awaiting
+// its confirm, or on all of them when it is about an exchange (404, 403) they all went to (the
+// publisher's channel per exchange). Every other message did nothing wrong: it is displaced,
+// for its owner to send again (alone, so that it cannot be displaced twice); messages never
+// sent cannot have caused anything.
+void Channel::fail_publishes_on_close(const Result& why) {
+  auto same_exchange = [this] {
+    const std::string* exchange = nullptr;
+    for (const auto& [tag, p] : unconfirmed_) {
+      if (exchange && p.exchange != *exchange) return false;
+      exchange = &p.exchange;
+    }
+    return true;
+  };
+  const bool about_exchange = why.code == 404 || why.code == 403;
+  const bool pinned = unconfirmed_.size() == 1 || (about_exchange && same_exchange());
+  std::vector<std::function<void()>> todo;
+  Result displaced{Outcome::displaced, why.code,
+                   fmt::format("the broker closed the channel for another message ({} {})",
+                               why.code, why.text)};
+  for (auto& p : waiting_)
+    if (p.cb) todo.push_back([cb = std::move(p.cb), displaced] { cb(displaced); });
+  waiting_.clear();
+  if (!pinned) {
+    displaced.sent = true;
+    for (auto& [tag, p] : unconfirmed_)
+      if (p.cb) todo.push_back([cb = std::move(p.cb), displaced] { cb(displaced); });
+    unconfirmed_.clear();
+  }
+  if (!todo.empty())
+    defer(base_, [todo = std::move(todo)] {
+      for (auto& f : todo) f();
+    });
 }
 
 void Channel::finish_close(const Result& why) {

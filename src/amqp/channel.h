@@ -60,9 +60,12 @@ class Channel : public std::enable_shared_from_this<Channel> {
   // timeout once `timeout` seconds pass (0: no deadline). While the connection is connecting
   // or blocked the message waits here, unsent, until then or its deadline. One mandatory
   // message at a time awaits its confirm (see may_send): one broker round trip each, on this
-  // channel; others keep their order behind a waiting one.
+  // channel; others keep their order behind a waiting one. `alone`: sent only when nothing else
+  // awaits a confirm here, and nothing else is sent until it is settled, so that a channel error
+  // can only be its own (a message sent again after it was displaced, see broker_closed).
   void publish(const std::string& exchange, const std::string& routing_key, bool mandatory,
-               const Properties& properties, std::string body, double timeout, ResultCallback cb);
+               const Properties& properties, std::string body, double timeout, ResultCallback cb,
+               bool alone = false);
   // Publishes waiting to be sent plus those awaiting their confirm.
   size_t in_flight() const { return waiting_.size() + unconfirmed_.size(); }
 
@@ -96,6 +99,7 @@ class Channel : public std::enable_shared_from_this<Channel> {
     Clock::time_point deadline;  // max() when none
     ResultCallback cb;  // empty once answered (timed out): the entry waits for its confirm
     std::optional<Result> returned;  // basic.return seen; the confirm completes it
+    bool alone = false;
   };
   struct Consumer {
     DeliveryCallback on_delivery;
@@ -139,10 +143,14 @@ class Channel : public std::enable_shared_from_this<Channel> {
   void finish_close(const Result& why);
   [[nodiscard]] bool can_publish() const;
   // Only a mandatory message can come back (basic.return), and one at a time awaits its
-  // confirm: a return then names exactly one message, whatever the confirms around it.
+  // confirm: a return then names exactly one message, whatever the confirms around it. A
+  // message sent alone has the channel to itself until it is settled.
   [[nodiscard]] bool may_send(const Publish& p) const {
-    return can_publish() && (!p.mandatory || mandatory_tag_ == 0);
+    return can_publish() && alone_tag_ == 0 && (!p.alone || unconfirmed_.empty()) &&
+           (!p.mandatory || mandatory_tag_ == 0);
   }
+  // What a channel error means for each message it ends (broker_closed).
+  void fail_publishes_on_close(const Result& why);
   [[nodiscard]] bool encode_publish(const Publish& p, std::string& out, std::string* error) const;
 
   Connection* conn_;
@@ -162,6 +170,7 @@ class Channel : public std::enable_shared_from_this<Channel> {
   // basic.return that comes late belongs to that message still.
   std::map<uint64_t, Publish> unconfirmed_;
   uint64_t mandatory_tag_ = 0;  // the mandatory message awaiting its confirm, 0: none
+  uint64_t alone_tag_ = 0;      // the message sent alone awaiting its confirm, 0: none
   uint64_t next_tag_ = 1;
   EventPtr deadline_timer_;
   Clock::time_point armed_for_ = Clock::time_point::max();

@@ -33,7 +33,7 @@ bool Channel::encode_publish(const Publish& p, std::string& out, std::string* er
 
 void Channel::publish(const std::string& exchange, const std::string& routing_key, bool mandatory,
                       const Properties& properties, std::string body, double timeout,
-                      ResultCallback cb) {
+                      ResultCallback cb, bool alone) {
   if (!is_open() || !conn_)
     return fail_later(std::move(cb), close_reason_.ok() ? kConnectionGone : close_reason_);
   if (!confirms_)
@@ -45,7 +45,7 @@ void Channel::publish(const std::string& exchange, const std::string& routing_ke
             timeout > 0 ? Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                              std::chrono::duration<double>(timeout))
                         : Clock::time_point::max(),
-            std::move(cb), std::nullopt};
+            std::move(cb), std::nullopt, alone};
   std::string frames, error;
   if (waiting_.empty() && may_send(p)) {
     if (!encode_publish(p, frames, &error))
@@ -73,6 +73,7 @@ void Channel::send_publish(Publish&& p, std::string&& frames) {
   p.body = std::string();
   p.properties = Properties();
   if (p.mandatory) mandatory_tag_ = next_tag_;
+  if (p.alone) alone_tag_ = next_tag_;
   unconfirmed_.emplace(next_tag_++, std::move(p));
 }
 

@@ -395,14 +395,16 @@ void Connection::set_state(ConnectionState s, const Result& why) {
 }
 
 std::shared_ptr<Channel> Connection::open_channel(bool confirms) {
+  // The lowest free number: librabbitmq keeps a decoding pool per channel number for the life of
+  // the connection, so numbers handed out round-robin would cost a pool each, up to channel_max
+  // (about 68 KB a number). A number is free again only after the broker's close-ok.
   const int limit = channel_max();
   uint16_t id = 0;
   if (phase_ != Phase::closing && phase_ != Phase::closed) {
-    for (int i = 0; i < limit && id == 0; ++i) {
-      uint16_t candidate = next_channel_;
-      next_channel_ = next_channel_ >= limit ? 1 : next_channel_ + 1;
-      if (!channels_.count(candidate)) id = candidate;
-    }
+    int candidate = 1;
+    for (auto it = channels_.begin(); it != channels_.end() && it->first == candidate; ++it)
+      ++candidate;
+    if (candidate <= limit) id = static_cast<uint16_t>(candidate);
   }
   auto ch = std::make_shared<Channel>(this, id, confirms);
   if (id == 0) {

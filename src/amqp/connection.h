@@ -139,7 +139,6 @@ class Connection {
   Clock::time_point last_send_, last_recv_;
 
   std::map<uint16_t, std::shared_ptr<Channel>> channels_;
-  uint16_t next_channel_ = 1;
   // Lets deferred work and callbacks notice the connection was destroyed meanwhile.
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };

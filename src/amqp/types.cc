@@ -16,6 +16,7 @@ const char* outcome_name(Outcome o) {
     case Outcome::timeout: return "timeout";
     case Outcome::refused: return "refused";
     case Outcome::invalid: return "invalid";
+    case Outcome::displaced: return "displaced";
   }
   return "?";
 }

@@ -23,6 +23,8 @@ enum class Outcome {
   timeout,          // the caller's deadline passed first
   refused,          // login refused (403 ACCESS_REFUSED during the handshake)
   invalid,          // the request cannot be encoded (bad header value, name too long): not sent
+  displaced,        // the broker closed the channel for another message: this one did nothing
+                    // wrong and may be sent again (`sent`: the broker may have it already)
 };
 const char* outcome_name(Outcome o);
 

@@ -54,6 +54,7 @@ PublishResult publish_result(const amqp::Result& r, bool link_open) {
       // Waiting for a connection that never came is the broker being away, not slow.
       if (!link_open) return {PublishStatus::unavailable, "broker unreachable"};
       return {PublishStatus::timeout, "no confirm from the broker within confirm_timeout"};
+    case Outcome::displaced:
     case Outcome::connection_lost:
       if (r.sent) return {PublishStatus::timeout, kOutcomeUnknown};
       // connection.open refused: RabbitMQ says 530 NOT_ALLOWED for a missing vhost and for a
@@ -198,7 +199,8 @@ void Publisher::refuse(PublishCallback done, PublishStatus status, std::string d
   });
 }
 
-void Publisher::send(Link& link, Message message, Clock::time_point deadline, PublishCallback done) {
+void Publisher::send(Link& link, Message message, Clock::time_point deadline, PublishCallback done,
+                     bool alone) {
   const auto now = Clock::now();
   link.last_used = now;
   if (link.in_flight >= static_cast<size_t>(config_.http.max_in_flight))
@@ -262,12 +264,15 @@ void Publisher::send(Link& link, Message message, Clock::time_point deadline, Pu
         if (it == links_.end()) return done(publish_result(r, false));
         Link& l = *it->second;
         --l.in_flight;
-        // The connection died before the confirm: the broker may or may not have the message.
-        // Send it again while time is left (at-least-once; a 2xx always means confirmed).
-        if (r.outcome == amqp::Outcome::connection_lost && r.code != 530 && !l.refused &&
-            Clock::now() < deadline) {
+        // The connection died before the confirm, or the channel was closed for another message:
+        // the broker may or may not have this one. Send it again while time is left
+        // (at-least-once; a 2xx always means confirmed), alone after a channel error so that
+        // only its own error can end it.
+        const bool displaced = r.outcome == amqp::Outcome::displaced;
+        if ((displaced || (r.outcome == amqp::Outcome::connection_lost && r.code != 530)) &&
+            !l.refused && Clock::now() < deadline) {
           if (r.sent) done = outcome_unknown(std::move(done));
-          return send(l, std::move(*held), deadline, std::move(done));
+          return send(l, std::move(*held), deadline, std::move(done), displaced);
         }
         auto result = publish_result(r, l.open());
         switch (result.status) {
@@ -277,7 +282,8 @@ void Publisher::send(Link& link, Message message, Clock::time_point deadline, Pu
           default: ++counters_.publish_failed; break;
         }
         done(result);
-      });
+      },
+      alone);
 }
 
 namespace {

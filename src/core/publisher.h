@@ -76,7 +76,9 @@ class Publisher {
   [[nodiscard]] bool make_room(const Link& link);
   void connect(Link& link);
   void on_link_state(Link& link, amqp::ConnectionState state, const amqp::Result& why);
-  void send(Link& link, Message message, Clock::time_point deadline, PublishCallback done);
+  // `alone`: the message was displaced by another's channel error (amqp::Channel::publish).
+  void send(Link& link, Message message, Clock::time_point deadline, PublishCallback done,
+            bool alone = false);
   // Answers `done` (from the loop) with a refusal before anything was sent; counts it failed.
   void refuse(PublishCallback done, PublishStatus status, std::string detail);
   void sweep_idle();

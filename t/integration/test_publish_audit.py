@@ -131,6 +131,43 @@ class PublishAudit(unittest.TestCase):
         self.assertEqual(statuses, {204: len(names) + 100})
         self.assertLess(most_channels, 200, "channels the publisher dropped stayed open")
 
+    # the soak's finding: one client's error must not be answered to another client's message
+    def test_a_message_the_broker_refuses_fails_alone(self):
+        # A user_id that is not the login's makes RabbitMQ close the channel (406). Every other
+        # message in flight on it did nothing wrong: each is sent again, never answered 4xx.
+        q = self.queue()
+        good, bad = {}, {}
+
+        def client(i):
+            for j in range(40):
+                props = {"body": f"g{i}-{j}", "delivery_mode": "2", "message_id": f"g{i}-{j}"}
+                good[(i, j)] = self.post(path("amq.default", q), props)[0]
+
+        def mallory():
+            for j in range(20):
+                bad[j] = self.post(path("amq.default", q), {"body": "m", "user_id": "mallory"})[0]
+
+        run_all([lambda i=i: client(i) for i in range(4)] + [mallory], 90)
+        self.assertEqual(set(bad.values()), {400}, "the refused message itself")
+        self.assertEqual(set(good.values()), {204}, "innocent messages")
+        ids = set()
+        while (m := self.broker.get(q, timeout=1)) is not None:
+            ids.add(m[1].message_id)
+        self.assertEqual(ids, {f"g{i}-{j}" for i in range(4) for j in range(40)})
+
+    # the soak's finding: a channel the broker closes costs nothing once it is gone
+    def test_channels_closed_by_the_broker_give_their_memory_back(self):
+        # librabbitmq keeps a pool per channel number: numbers must be reused, not handed out
+        # round-robin up to channel_max (about 68 KB each, 140 MB a connection).
+        for i in range(100):  # warm up: the link, its buffers and the first numbers
+            self.assertEqual(self.post(path("it-audit-no-such-exchange"), {"body": "x"})[0], 404)
+        worker = self.w.worker_pids()[0]["pid"]
+        before = rss_kib(worker)
+        for i in range(800):
+            self.assertEqual(self.post(path("it-audit-no-such-exchange"), {"body": "x"})[0], 404)
+        grown = rss_kib(worker) - before
+        self.assertLess(grown, 8 * 1024, f"worker grew {grown} KiB over 800 closed channels")
+
     # point 7
     def test_refused_logins_leave_no_state_and_stats_stay_small(self):
         # Reach the steady shape first: the real user's link exists.
