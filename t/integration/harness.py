@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.parse
 import weakref
@@ -442,3 +443,30 @@ class BrokerClient:
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+class ClientThreads:
+    """Daemon threads that each run self._run(index) until stop() (they check self.stopping);
+    for load generators. stop() waits join_timeout seconds for each and says whether all ended."""
+
+    join_timeout = 15
+
+    def __init__(self, count):
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
+                        for i in range(count)]
+
+    def _run(self, index):
+        raise NotImplementedError
+
+    def start(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def stop(self):
+        """False if a thread is still running (stuck in a request: a hang)."""
+        self.stopping.set()
+        for t in self.threads:
+            t.join(self.join_timeout)
+        return not any(t.is_alive() for t in self.threads)

@@ -25,8 +25,8 @@ import uuid
 
 import pika
 
-from harness import (BrokerClient, Warrend, broker_command, broker_ready, delete_queue_when_back,
-                     wait_for)
+from harness import (BrokerClient, ClientThreads, Warrend, broker_command, broker_ready,
+                     delete_queue_when_back, wait_for)
 
 CONFIRM_TIMEOUT = 2
 MARGIN = 1.5   # seconds beyond confirm_timeout a loaded 2-core machine may need to answer
@@ -50,29 +50,17 @@ def by_status(answers):
 Answer = collections.namedtuple("Answer", "id thread status body headers start end")
 
 
-class Load:
+class Load(ClientThreads):
     """Client threads POSTing numbered persistent messages (message_id = body = "<prefix><t>-<i>")
     on keep-alive connections, each answer recorded; bounded by `per_thread` and by stop()."""
 
+    join_timeout = REQUEST_TIMEOUT + 5
+
     def __init__(self, w, queue, threads=4, prefix="m", per_thread=2500):
+        super().__init__(threads)
         self.w, self.queue, self.prefix, self.per_thread = w, queue, prefix, per_thread
         self.answers = []
         self.lock = threading.Lock()
-        self.stopping = threading.Event()
-        self.threads = [threading.Thread(target=self._run, args=(t,), daemon=True)
-                        for t in range(threads)]
-
-    def start(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def stop(self):
-        """Stops the clients; False if one is still stuck in a request (a hang)."""
-        self.stopping.set()
-        for t in self.threads:
-            t.join(REQUEST_TIMEOUT + 5)
-        return not any(t.is_alive() for t in self.threads)
 
     def snapshot(self):
         with self.lock:
