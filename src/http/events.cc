@@ -55,6 +55,8 @@ class EventsHandler {
     }
     // The same shape as a publish path, behind "/events".
     auto path_or_error = parse_publish_path(std::string_view(raw_path).substr(7));
+    if (auto* bad = std::get_if<HttpError>(&path_or_error); bad && bad->status == 400)
+      return server_.reply_error(req, bad->status, bad->error, bad->detail);
     auto* path_ok = std::get_if<PublishPath>(&path_or_error);
     if (!path_ok || path_ok->batch || path_ok->exchange.empty())
       return server_.reply_error(req, 404, "not found",

@@ -130,8 +130,9 @@ std::variant<PublishPath, HttpError> parse_publish_path(std::string_view raw_pat
   p.exchange = segments[1] == "amq.default" ? "" : segments[1];
   p.batch = segments.size() == 2;
   if (!p.batch) p.routing_key = segments[2];
-  if (p.exchange.size() > 255 || p.routing_key.size() > 255)
-    return HttpError{400, "bad path", "exchange and routing key are at most 255 bytes"};
+  // AMQP short strings: a longer vhost cannot even be sent in connection.open.
+  if (p.vhost.size() > 255 || p.exchange.size() > 255 || p.routing_key.size() > 255)
+    return HttpError{400, "bad path", "vhost, exchange and routing key are at most 255 bytes"};
   return p;
 }
 

@@ -84,8 +84,10 @@ std::variant<RpcRequest, HttpError> parse_rpc_request(std::string_view raw_path,
   r.target.exchange = segments[1] == "amq.default" ? "" : segments[1];
   r.target.topic = segments[2];
   if (segments.size() == 4) r.target.server = segments[3];
-  if (r.target.exchange.size() > 255 || r.target.topic.size() + r.target.server.size() + 1 > 255)
-    return bad("bad path", "the exchange and the routing key (topic.server) are at most 255 bytes");
+  if (r.vhost.size() > 255 || r.target.exchange.size() > 255 ||
+      r.target.topic.size() + r.target.server.size() + 1 > 255)
+    return bad("bad path",
+               "the vhost, the exchange and the routing key (topic.server) are at most 255 bytes");
 
   std::map<std::string, std::string> params;
   if (!parse_form(query, &params)) return bad("bad query", "malformed percent-encoding");

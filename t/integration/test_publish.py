@@ -344,6 +344,23 @@ class Publish(unittest.TestCase):
         self.assert_status(self.post("/%2f/amq.default/k/extra", {"body": "x"}), 404)
         self.assert_status(self.post("/%zz/amq.default/k", {"body": "x"}), 400)
 
+    def test_a_vhost_over_255_bytes_is_400_at_once_on_every_route(self):
+        # An AMQP short string: such a vhost cannot be sent in connection.open at all. It used to
+        # hold a broker connection until connect_timeout and answer 503 "broker unreachable".
+        vhost = "v" * 256
+        started = time.monotonic()
+        for method, p, body in (("POST", f"/{vhost}/amq.default/k", {"body": "x"}),
+                                ("POST", f"/{vhost}/amq.default", '[{"body": "x"}]'),
+                                ("GET", f"/events/{vhost}/amq.topic/k", None),
+                                ("POST", f"/rpc/{vhost}/openstack/t", '{"method": "m"}')):
+            with self.subTest(path=p[:20]):
+                r = self.w.request(method, 0, p, body=body, auth=("guest", "guest"),
+                                   headers={"Content-Type": "application/json"} if
+                                   isinstance(body, str) else None)
+                self.assert_status(r, 400)
+                self.assertIn("255 bytes", json.loads(r[2])["detail"])
+        self.assertLess(time.monotonic() - started, 3)
+
     # --- the statelessd examples ---
 
     def test_statelessd_curl_example(self):
