@@ -6,4 +6,67 @@ std::string json_text(const nlohmann::json& value, int indent) {
   return value.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+namespace {
+
+using json = nlohmann::json;
+
+// Counts how deep arrays and objects nest, building nothing.
+class DepthCheck : public nlohmann::json_sax<json> {
+ public:
+  DepthCheck(size_t max_depth, std::string_view nested_key) : max_(max_depth), nested_key_(nested_key) {}
+  bool too_deep() const { return too_deep_; }
+
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  bool string(string_t& s) override {
+    if (!in_nested_key_) return true;
+    in_nested_key_ = false;
+    too_deep_ = !json_nests_within(s, max_);
+    return !too_deep_;
+  }
+  bool key(string_t& k) override {
+    in_nested_key_ = !nested_key_.empty() && k == nested_key_;
+    return true;
+  }
+  bool start_object(std::size_t) override { return enter(); }
+  bool start_array(std::size_t) override { return enter(); }
+  bool end_object() override { return leave(); }
+  bool end_array() override { return leave(); }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override {
+    return false;
+  }
+
+ private:
+  bool enter() {
+    in_nested_key_ = false;
+    too_deep_ = ++depth_ > max_;
+    return !too_deep_;
+  }
+  bool leave() {
+    --depth_;
+    return true;
+  }
+
+  size_t max_, depth_ = 0;
+  std::string_view nested_key_;
+  bool in_nested_key_ = false, too_deep_ = false;
+};
+
+}  // namespace
+
+bool json_nests_within(std::string_view text, size_t max_depth, std::string_view nested_key) {
+  DepthCheck check(max_depth, nested_key);
+  json::sax_parse(text, &check);
+  return !check.too_deep();
+}
+
+nlohmann::json json_parse(std::string_view text) {
+  if (!json_nests_within(text)) return json(json::value_t::discarded);
+  return json::parse(text, nullptr, false);
+}
+
 }  // namespace warren

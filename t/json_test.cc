@@ -32,3 +32,22 @@ TEST(JsonText, ValidTextIsUnchangedAndIndentWorks) {
 
 }  // namespace
 }  // namespace warren
+
+namespace warren {
+namespace {
+
+TEST(JsonParse, RefusesWhatNestsDeeperThanTheLimitBeforeBuildingIt) {
+  const std::string ok = std::string(kMaxJsonDepth, '[') + std::string(kMaxJsonDepth, ']');
+  const std::string deep = std::string(kMaxJsonDepth + 1, '[') + std::string(kMaxJsonDepth + 1, ']');
+  EXPECT_FALSE(json_parse(ok).is_discarded());
+  EXPECT_TRUE(json_parse(deep).is_discarded());
+  EXPECT_TRUE(json_parse(std::string(1000000, '[') + std::string(1000000, ']')).is_discarded());
+  EXPECT_TRUE(json_parse("not json").is_discarded());
+  // the nested key's string is JSON text and is walked too
+  nlohmann::json envelope = {{"oslo.message", deep}};
+  EXPECT_FALSE(json_nests_within(json_text(envelope), kMaxJsonDepth, "oslo.message"));
+  EXPECT_TRUE(json_nests_within(json_text(envelope), kMaxJsonDepth));
+}
+
+}  // namespace
+}  // namespace warren

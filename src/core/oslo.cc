@@ -40,7 +40,7 @@ std::string envelope(const json& message) {
 }
 
 std::variant<json, std::string> unwrap(std::string_view body) {
-  json outer = json::parse(body, nullptr, false);
+  json outer = json_parse(body);
   if (outer.is_discarded()) return std::string("the body is not JSON");
   if (!outer.is_object()) return std::string("the body is not a JSON object");
   auto version = outer.find(kVersionKey);
@@ -50,7 +50,7 @@ std::variant<json, std::string> unwrap(std::string_view body) {
   if (!version->is_string() || !version->get<std::string>().starts_with("2."))
     return fmt::format("unsupported envelope version {}", json_text(*version));
   if (!inner->is_string()) return std::string("oslo.message: not a string");
-  json message = json::parse(inner->get<std::string>(), nullptr, false);
+  json message = json_parse(inner->get<std::string>());
   if (message.is_discarded() || !message.is_object())
     return std::string("oslo.message: not a JSON object");
   return message;
@@ -143,7 +143,7 @@ Failure parse_failure(const json& value) {
   Failure f;
   json data = value;
   if (value.is_string()) {
-    data = json::parse(value.get<std::string>(), nullptr, false);
+    data = json_parse(value.get<std::string>());
     if (data.is_discarded() || !data.is_object()) {
       f.class_name = "RemoteError";
       f.message = value.get<std::string>();

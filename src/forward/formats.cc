@@ -185,67 +185,12 @@ std::optional<std::string> Translator::target_url(std::string_view path, std::st
   return backend_url_.with(*rewritten, query, error);
 }
 
-namespace {
-
-// Walks a JSON text without building it, counting how deep arrays and objects nest; the string
-// value of `nested_key` (oslo's envelope carries the message as JSON text) is walked too.
-class DepthCheck : public nlohmann::json_sax<json> {
- public:
-  DepthCheck(size_t max_depth, std::string_view nested_key) : max_(max_depth), nested_key_(nested_key) {}
-  bool too_deep() const { return too_deep_; }
-
-  bool null() override { return true; }
-  bool boolean(bool) override { return true; }
-  bool number_integer(number_integer_t) override { return true; }
-  bool number_unsigned(number_unsigned_t) override { return true; }
-  bool number_float(number_float_t, const string_t&) override { return true; }
-  bool binary(binary_t&) override { return true; }
-  bool string(string_t& s) override {
-    if (!in_nested_key_) return true;
-    in_nested_key_ = false;
-    DepthCheck inner(max_, "");
-    json::sax_parse(s, &inner);
-    too_deep_ = inner.too_deep();
-    return !too_deep_;
-  }
-  bool key(string_t& k) override {
-    in_nested_key_ = !nested_key_.empty() && k == nested_key_;
-    return true;
-  }
-  bool start_object(std::size_t) override { return enter(); }
-  bool start_array(std::size_t) override { return enter(); }
-  bool end_object() override { return leave(); }
-  bool end_array() override { return leave(); }
-  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override {
-    return false;  // not JSON: the parse that follows says so
-  }
-
- private:
-  bool enter() {
-    in_nested_key_ = false;
-    too_deep_ = ++depth_ > max_;
-    return !too_deep_;
-  }
-  bool leave() {
-    --depth_;
-    return true;
-  }
-
-  size_t max_, depth_ = 0;
-  std::string_view nested_key_;
-  bool in_nested_key_ = false, too_deep_ = false;
-};
-
-}  // namespace
-
 std::optional<std::string> Translator::json_body_problem(std::string_view body,
                                                          std::string_view nested_key) const {
   if (body.size() > config_.max_body)
     return fmt::format("the message body is {} bytes, over forwarders[].max_body ({})", body.size(),
                        config_.max_body);
-  DepthCheck check(kMaxJsonDepth, nested_key);
-  json::sax_parse(body, &check);
-  if (check.too_deep())
+  if (!json_nests_within(body, kMaxJsonDepth, nested_key))
     return fmt::format("the message body nests arrays and objects deeper than {} levels", kMaxJsonDepth);
   return std::nullopt;
 }
@@ -350,7 +295,7 @@ std::optional<Reply> Translator::reply_raw(const amqp::Delivery& message, const 
 // that is not this extension's) in vCD's error document.
 Translation Translator::translate_vcd(const amqp::Delivery& message) const {
   if (auto problem = json_body_problem(message.body, "")) return vcd_answer(400, "BAD_REQUEST", *problem, true, "");
-  json doc = json::parse(message.body, nullptr, false);
+  json doc = json_parse(message.body);
   if (doc.is_discarded() || !doc.is_array() || doc.size() < 2 || !doc[0].is_object() || !doc[1].is_object())
     return vcd_answer(400, "BAD_REQUEST", "the message body is not a vCD [request, context] array", true, "");
   const json& request = doc[0];

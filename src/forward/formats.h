@@ -139,9 +139,6 @@ class Translator {
   BackendUrl backend_url_;
 };
 
-// The deepest nesting of arrays and objects a vcd or oslo body may have: JSON values are copied,
-// compared and dumped recursively, and a body of 1 MB of '[' would overflow a worker's stack.
-inline constexpr size_t kMaxJsonDepth = 128;
 // Longest x-http-method (and vCD request.method): no HTTP method comes close.
 inline constexpr size_t kMaxMethodLength = 32;
 

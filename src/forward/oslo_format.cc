@@ -80,7 +80,7 @@ std::string oslo_server_name(const OsloConfig& config) {
 
 json oslo_result(const BackendResponse& r) {
   if (r.body.empty()) return nullptr;
-  json result = json::parse(r.body, nullptr, false);
+  json result = json_parse(r.body);
   if (result.is_discarded()) return r.body;  // not JSON: the text itself
   return result;
 }

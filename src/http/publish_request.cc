@@ -258,8 +258,9 @@ std::optional<HttpError> apply_field(core::Message& m, const std::string& field,
     if (!v) return bad_field(field, "must be milliseconds (a non-negative integer)");
     p.expiration = std::to_string(*v);
   } else if (key == "headers") {
-    auto j = nlohmann::json::parse(value, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) return bad_field(field, "must be a JSON object");
+    auto j = json_parse(value);
+    if (j.is_discarded() || !j.is_object())
+      return bad_field(field, fmt::format("must be a JSON object (nesting at most {} levels)", kMaxJsonDepth));
     return set_headers(p.headers, field, std::move(j));
   } else if (key == "mandatory") {
     if (value == "1" || value == "true") m.mandatory = true;
@@ -307,15 +308,18 @@ std::variant<std::vector<nlohmann::json>, HttpError> parse_batch(std::string_vie
       std::string_view line = body.substr(0, nl);
       body = nl == std::string_view::npos ? std::string_view{} : body.substr(nl + 1);
       if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-      auto j = nlohmann::json::parse(line, nullptr, false);
+      auto j = json_parse(line);
       if (j.is_discarded())
-        return HttpError{400, "bad batch", fmt::format("line {} is not JSON", line_no)};
+        return HttpError{400, "bad batch", fmt::format("line {} is not JSON nesting at most {} levels",
+                                                       line_no, kMaxJsonDepth)};
       items.push_back(std::move(j));
     }
   } else if (type == "application/json") {
-    auto j = nlohmann::json::parse(body, nullptr, false);
+    auto j = json_parse(body);
     if (j.is_discarded() || !j.is_array())
-      return HttpError{400, "bad batch", "the body must be a JSON array of messages"};
+      return HttpError{400, "bad batch",
+                       fmt::format("the body must be a JSON array of messages (nesting at most {} levels)",
+                                   kMaxJsonDepth)};
     items.assign(j.begin(), j.end());
   } else {
     return HttpError{415, "unsupported media type",

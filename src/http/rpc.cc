@@ -10,6 +10,7 @@
 #include <cstdlib>
 
 #include "http/server.h"
+#include "json.h"
 
 namespace warren {
 namespace {
@@ -37,7 +38,7 @@ std::optional<bool> flag(const std::string& value) {
 HttpError bad(std::string error, std::string detail) { return {400, std::move(error), std::move(detail)}; }
 
 std::optional<HttpError> read_body(std::string_view body, core::oslo::Call& call) {
-  json j = json::parse(body, nullptr, false);
+  json j = json_parse(body);
   if (j.is_discarded() || !j.is_object())
     return bad("bad body", "expected a JSON object {\"method\", \"args\", \"context\", \"version\", \"namespace\"}");
   for (const auto& [key, value] : j.items()) {

@@ -344,6 +344,25 @@ class Publish(unittest.TestCase):
         self.assert_status(self.post("/%2f/amq.default/k/extra", {"body": "x"}), 404)
         self.assert_status(self.post("/%zz/amq.default/k", {"body": "x"}), 400)
 
+    def test_json_nested_deeper_than_128_levels_is_400_and_the_worker_lives(self):
+        # nlohmann builds, copies and dumps nested values recursively: a body of '[' just under
+        # max_body overflowed the worker's stack (the soak's 40000 did under ASan).
+        pids = [w["pid"] for w in self.w.worker_pids()]
+        half = (MAX_BODY - 100) // 2
+        deep = "[" * half + "]" * half
+        json_type = {"Content-Type": "application/json"}
+        for method, p, body, headers in (
+                ("POST", "/%2f/amq.default", deep, json_type),
+                ("POST", "/%2f/amq.default", '{"body": "x"}\n' + deep, {"Content-Type": "application/x-ndjson"}),
+                # a form field is percent-encoded: "[" is three bytes
+                ("POST", "/%2f/amq.default/k", {"body": "x", "headers": '{"a": ' + deep[half - 30000:half + 30000] + "}"}, None),
+                ("POST", "/rpc/%2f/openstack/t", '{"method": "m", "args": ' + deep + "}", json_type)):
+            with self.subTest(path=p, body=str(body)[:20]):
+                r = self.w.request(method, 0, p, body=body, auth=("guest", "guest"), headers=headers)
+                self.assert_status(r, 400)
+        self.assertEqual([w["pid"] for w in self.w.worker_pids()], pids)
+        self.assertEqual(self.w.request("GET", 0, "/healthz")[0], 200)
+
     def test_a_vhost_over_255_bytes_is_400_at_once_on_every_route(self):
         # An AMQP short string: such a vhost cannot be sent in connection.open at all. It used to
         # hold a broker connection until connect_timeout and answer 503 "broker unreachable".
