@@ -7,7 +7,7 @@ SHELL := /bin/bash
 -include config.mk
 
 BUILD := build
-WARREN_CXXFLAGS := -std=c++20 -Wall -Wextra -Werror -Isrc -MMD -MP $(SANITIZE_FLAGS) $(COVERAGE_FLAGS)
+WARREN_CXXFLAGS := -std=c++20 -Wall -Wextra -Werror -Isrc -I. -MMD -MP $(SANITIZE_FLAGS) $(COVERAGE_FLAGS)
 CXXFLAGS ?= -O2 -g
 ALL_LDFLAGS = $(LDFLAGS) $(SANITIZE_FLAGS) $(COVERAGE_FLAGS)
 
@@ -34,7 +34,8 @@ configure: configure.ac
 	scripts/install-deps --build
 	autoconf
 
-config.mk: config.mk.in configure
+# config.status writes buildinfo.h (the version, from AC_INIT) along with config.mk.
+config.mk: config.mk.in buildinfo.h.in configure
 	@if [ -x config.status ]; then ./config.status --recheck && ./config.status; \
 	 else ./configure; fi
 
@@ -202,7 +203,7 @@ uninstall:
 	rmdir $(DESTDIR)$(examplesdir) $(DESTDIR)$(docdir) $(DESTDIR)$(sysconfdir)/warren 2>/dev/null || true
 
 # --- distribution ---
-DIST_NAME := warren-0.1.0
+DIST_NAME := warren-$(PACKAGE_VERSION)
 .PHONY: dist distcheck
 dist:
 	rm -rf $(BUILD)/$(DIST_NAME) && mkdir -p $(BUILD)
@@ -226,4 +227,4 @@ clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
 
 distclean: clean
-	rm -rf config.mk config.status config.log configure autom4te.cache
+	rm -rf config.mk buildinfo.h config.status config.log configure autom4te.cache

@@ -8,13 +8,13 @@
 
 #include <curl/curl.h>
 
+#include "buildinfo.h"
 #include "config.h"
 #include "log.h"
 #include "master.h"
 
 namespace {
 
-constexpr const char* kVersion = "0.1.0";
 constexpr const char* kDefaultConfig = "/etc/warren/warren.yml";
 
 void usage(FILE* out) {
@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
       case 'f': detach = false; break;
       case 'd': detach = true; break;
       case 'p': pidfile = optarg; break;
-      case 'V': fmt::print("warrend {}\n", kVersion); return 0;
+      case 'V': fmt::print("warrend {}\n", PACKAGE_VERSION); return 0;
       case 'h': usage(stdout); return 0;
       default: usage(stderr); return 1;
     }

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <set>
 
+#include "buildinfo.h"
 #include "forward/backend_url.h"
 #include "log.h"
 #include "json.h"
@@ -139,7 +140,7 @@ int Master::run() {
     remove_runtime_files();  // no stale pidfile naming a warrend that never ran
     return 1;
   }
-  log_info("warrend {} starting with {} (pid {})", "0.1.0", config_->path, getpid());
+  log_info("warrend {} starting with {} (pid {})", PACKAGE_VERSION, config_->path, getpid());
   warn_insecure_tls(*config_);
   spawn_generation();
   event_base_dispatch(base_.get());
@@ -489,7 +490,7 @@ nlohmann::json Master::workers_json() const {
 void Master::handle_command(const std::string& command, Control::Reply reply) {
   if (command == "status") {
     reply(json_text({{"pid", getpid()},
-                     {"version", "0.1.0"},
+                     {"version", PACKAGE_VERSION},
                      {"config", config_->path},
                      {"uptime", unix_now() - started_},
                      {"generation", generation_},

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "amqp/channel.h"
+#include "buildinfo.h"
 #include "log.h"
 
 namespace warren::amqp {
@@ -254,7 +255,7 @@ void Connection::handle_connection_method(const amqp_method_t& m) {
 void Connection::send_start_ok(const amqp_connection_start_t&) {
   nlohmann::json properties = {
       {"product", "warren"},
-      {"version", "0.1.0"},
+      {"version", PACKAGE_VERSION},
       {"platform", "C++/libevent"},
       {"capabilities",
        {{"publisher_confirms", true},

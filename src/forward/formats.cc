@@ -2,13 +2,12 @@
 
 #include "forward/oslo_format.h"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <cctype>
 
 #include <fmt/format.h>
 
+#include "base64.h"
 #include "json.h"
 
 namespace warren::forward {
@@ -146,34 +145,6 @@ int failure_status(const BackendResponse& r) {
   }
 }
 
-std::string base64_encode(std::string_view data) {
-  std::string out(4 * ((data.size() + 2) / 3) + 1, '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(data.data()),
-                                static_cast<int>(data.size()));
-  out.resize(n);
-  return out;
-}
-
-std::optional<std::string> base64_decode(std::string_view text) {
-  // EVP_DecodeBlock wants whole quads and no whitespace; it counts padding as zero bytes.
-  std::string in;
-  in.reserve(text.size());
-  for (char c : text)
-    if (!std::isspace(static_cast<unsigned char>(c))) in += c;
-  if (in.size() % 4 != 0) return std::nullopt;
-  if (in.empty()) return std::string();
-  std::string out(in.size() / 4 * 3, '\0');
-  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(in.data()),
-                                static_cast<int>(in.size()));
-  if (n < 0) return std::nullopt;
-  size_t pad = 0;
-  if (in.back() == '=') ++pad;
-  if (in.size() >= 2 && in[in.size() - 2] == '=') ++pad;
-  out.resize(static_cast<size_t>(n) - pad);
-  return out;
-}
 
 Translator::Translator(const ForwarderConfig& config)
     : config_(config), rewrite_(config.rewrite_from, config.rewrite_to), backend_url_(config.backend.url) {}

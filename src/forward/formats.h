@@ -149,8 +149,4 @@ bool is_token(std::string_view s);
 bool is_header_value(std::string_view s);
 std::string header_text(const nlohmann::json& v);
 
-// Base64 (OpenSSL EVP): encode never fails; decode returns nullopt for bad input.
-std::string base64_encode(std::string_view data);
-std::optional<std::string> base64_decode(std::string_view text);
-
 }  // namespace warren::forward

@@ -2,13 +2,12 @@
 
 #include <fmt/format.h>
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <strings.h>
 
+#include "base64.h"
 #include "http/server.h"
 #include "json.h"
 
@@ -140,26 +139,11 @@ std::optional<core::Credentials> parse_basic_auth(std::string_view header, std::
   constexpr std::string_view kScheme = "Basic ";
   if (header.size() <= kScheme.size() || strncasecmp(header.data(), "Basic ", kScheme.size()) != 0)
     return std::nullopt;
-  std::string_view b64 = header.substr(kScheme.size());
-  while (!b64.empty() && b64.front() == ' ') b64.remove_prefix(1);
-  while (!b64.empty() && b64.back() == ' ') b64.remove_suffix(1);
-  if (b64.empty() || b64.size() % 4 != 0) return std::nullopt;
-  std::string decoded(b64.size() / 4 * 3, '\0');
-  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(decoded.data()),
-                                reinterpret_cast<const unsigned char*>(b64.data()),
-                                static_cast<int>(b64.size()));
-  if (n < 0) return std::nullopt;
-  // EVP_DecodeBlock counts the padding as data: drop one byte per '='. Base64 pads with at most
-  // two, and never more than it decoded ("====" decodes to nothing: found by fuzzing).
-  size_t len = static_cast<size_t>(n);
-  size_t padding = 0;
-  for (size_t i = b64.size(); i > 0 && b64[i - 1] == '='; --i) ++padding;
-  if (padding > 2 || padding > len) return std::nullopt;
-  len -= padding;
-  decoded.resize(len);
-  const auto colon = decoded.find(':');
+  auto decoded = base64_decode(header.substr(kScheme.size()));
+  if (!decoded) return std::nullopt;
+  const auto colon = decoded->find(':');
   if (colon == std::string::npos || colon == 0) return std::nullopt;
-  return core::Credentials{std::move(vhost), decoded.substr(0, colon), decoded.substr(colon + 1)};
+  return core::Credentials{std::move(vhost), decoded->substr(0, colon), decoded->substr(colon + 1)};
 }
 
 std::string media_type(std::string_view content_type) {

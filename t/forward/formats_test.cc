@@ -1,6 +1,7 @@
 // Message <-> HTTP translation (raw and vcd) and the delivery rules: pure, no broker.
 #include <gtest/gtest.h>
 
+#include "base64.h"
 #include "core/forwarding.h"
 #include "forward/formats.h"
 
