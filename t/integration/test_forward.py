@@ -58,10 +58,7 @@ class ForwardTest(unittest.TestCase):
         return x, q
 
     def consumers(self, queue):
-        try:
-            return self.broker.channel.queue_declare(queue, passive=True).method.consumer_count
-        except pika.exceptions.ChannelClosedByBroker:
-            return 0
+        return self.broker.consumer_count(queue)
 
     def start(self, forwarders, **extra):
         w = Warrend(ports=1, extra={"forwarders": forwarders, **extra})

@@ -12,7 +12,7 @@ import unittest
 import urllib.parse
 import uuid
 
-from harness import BrokerClient, Warrend, broker_command, wait_for
+from harness import RSS_TELLS, BrokerClient, Warrend, broker_command, wait_for
 
 BROKER_DIR = os.environ.get("WARREN_BROKER_DIR")
 CONFIRM_TIMEOUT = 10
@@ -156,6 +156,7 @@ class PublishAudit(unittest.TestCase):
         self.assertEqual(ids, {f"g{i}-{j}" for i in range(4) for j in range(40)})
 
     # the soak's finding: a channel the broker closes costs nothing once it is gone
+    @unittest.skipUnless(RSS_TELLS, "RSS under ASan is its quarantine (LeakSanitizer checks leaks)")
     def test_channels_closed_by_the_broker_give_their_memory_back(self):
         # librabbitmq keeps a pool per channel number: numbers must be reused, not handed out
         # round-robin up to channel_max (about 68 KB each, 140 MB a connection).
@@ -217,7 +218,8 @@ class PublishAudit(unittest.TestCase):
                 one(i)
                 self.assertEqual(results[i][0], 503, results[i])
                 self.assertLess(results[i][1], 1)
-            self.assertLess(rss_kib(worker) - rss_first_wave, 8 * 1024, "the worker kept growing")
+            if RSS_TELLS:
+                self.assertLess(rss_kib(worker) - rss_first_wave, 8 * 1024, "the worker kept growing")
             status, _, _ = self.w.request("GET", 0, "/healthz", timeout=2)
             self.assertEqual(status, 200)
         finally:

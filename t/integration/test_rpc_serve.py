@@ -37,8 +37,7 @@ class ServeRpc(unittest.TestCase):
         try:
             cls.w.start()
             with BrokerClient() as b:
-                ok = wait_for(lambda: all(b.channel.queue_declare(q, passive=True).method.consumer_count
-                                          for q in (cls.topic, cls.topic + ".srv1")), 10)
+                ok = wait_for(lambda: all(b.consumer_count(q) for q in (cls.topic, cls.topic + ".srv1")), 10)
             if not ok:
                 raise RuntimeError("the oslo forwarder does not consume: " + cls.w.log()[-2000:])
             conf = cfg.CONF
