@@ -4,7 +4,7 @@
 
 #include <gtest/gtest.h>
 
-#include <openssl/evp.h>
+#include "base64.h"
 
 namespace warren {
 namespace {
@@ -27,12 +27,7 @@ int path_status(std::string_view raw) {
 }
 
 std::string basic(std::string_view user_colon_password) {
-  std::string out(4 * ((user_colon_password.size() + 2) / 3) + 1, '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(user_colon_password.data()),
-                                static_cast<int>(user_colon_password.size()));
-  out.resize(static_cast<size_t>(n));
-  return "Basic " + out;
+  return "Basic " + base64_encode(user_colon_password);
 }
 
 // One field applied to a fresh message: the message, or the error.
