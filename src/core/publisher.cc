@@ -35,6 +35,10 @@ PublishCallback outcome_unknown(PublishCallback done) {
 
 }  // namespace
 
+std::string login_key(const Credentials& who) {
+  return who.vhost + '\0' + who.username + '\0' + sha256_hex(who.password);
+}
+
 PublishResult publish_result(const amqp::Result& r, bool link_open) {
   using amqp::Outcome;
   switch (r.outcome) {
@@ -103,7 +107,7 @@ Publisher::Publisher(event_base* base, const Config& config, Counters& counters,
 Publisher::~Publisher() = default;
 
 Publisher::Link& Publisher::link_for(const Credentials& who) {
-  std::string key = who.vhost + '\0' + who.username + '\0' + sha256_hex(who.password);
+  std::string key = login_key(who);
   auto& slot = links_[key];
   if (!slot) {
     slot = std::make_unique<Link>();

@@ -20,6 +20,8 @@ namespace warren::core {
 struct Credentials {
   std::string vhost, username, password;
 };
+// One broker login: vhost, user and a digest of the password (never the password itself).
+std::string login_key(const Credentials& who);
 
 struct Message {
   std::string exchange, routing_key;

@@ -1,6 +1,5 @@
 #include "core/rpc.h"
 
-#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -16,13 +15,6 @@ constexpr uint16_t kReplyPrefetch = 256;
 // kept (the oldest go first). The request itself always goes with the caller's credentials.
 constexpr auto kLoginKept = std::chrono::seconds(60);
 constexpr size_t kMaxLoginsKept = 1024;
-
-std::string login_key(const Credentials& who) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(who.password.data(), who.password.size(), digest, &len, EVP_sha256(), nullptr);
-  return who.vhost + '\0' + who.username + '\0' + std::string(reinterpret_cast<char*>(digest), len);
-}
 
 }  // namespace
 

@@ -25,6 +25,7 @@
 #include "config.h"
 #include "forward/backend_url.h"
 #include "forward/rewrite.h"
+#include "rfc9110.h"
 
 namespace warren::forward {
 
@@ -142,10 +143,9 @@ class Translator {
 // Longest x-http-method (and vCD request.method): no HTTP method comes close.
 inline constexpr size_t kMaxMethodLength = 32;
 
-// Checks and conversions the formats share. is_token: RFC 9110 token characters (a method, a
-// header name). is_header_value: no CR, LF or NUL. header_text: a header table value as
-// header text, strings as they are, anything else as JSON.
-bool is_token(std::string_view s);
+// Checks and conversions the formats share (is_token is in rfc9110.h). is_header_value: no CR,
+// LF or NUL. header_text: a header table value as header text, strings as they are, anything
+// else as JSON.
 bool is_header_value(std::string_view s);
 std::string header_text(const nlohmann::json& v);
 

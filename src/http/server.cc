@@ -9,8 +9,9 @@
 #include <cstring>
 #include <strings.h>
 
-#include "log.h"
 #include "json.h"
+#include "log.h"
+#include "rfc9110.h"
 
 namespace warren {
 
@@ -146,14 +147,6 @@ size_t HttpServer::header_block_size(evhttp_request* req) {
 }
 
 namespace {
-
-// RFC 9110 section 5.6.2: a field name is a token.
-bool is_token(std::string_view s) {
-  constexpr std::string_view kSymbols = "!#$%&'*+-.^_`|~";
-  return !s.empty() && std::all_of(s.begin(), s.end(), [&](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || kSymbols.find(c) != std::string_view::npos;
-  });
-}
 
 bool is_digits(std::string_view s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
