@@ -35,10 +35,6 @@ PublishCallback outcome_unknown(PublishCallback done) {
 
 }  // namespace
 
-std::string login_key(const Credentials& who) {
-  return who.vhost + '\0' + who.username + '\0' + sha256_hex(who.password);
-}
-
 PublishResult publish_result(const amqp::Result& r, bool link_open) {
   using amqp::Outcome;
   switch (r.outcome) {
@@ -87,6 +83,7 @@ struct Publisher::Link {
   bool refused = false;
   std::string blocked_reason;  // the broker's, from connection.blocked
   bool evicted = false;  // closed to make room; Connection::close() takes effect a pass later
+  std::vector<PublishCallback> login_waiters;  // login(): until the connection opens or closes
 
   bool open() const { return conn && conn->is_open(); }
   // Holds one of the worker's broker.max_connections: connected, connecting or about to.
@@ -107,7 +104,7 @@ Publisher::Publisher(event_base* base, const Config& config, Counters& counters,
 Publisher::~Publisher() = default;
 
 Publisher::Link& Publisher::link_for(const Credentials& who) {
-  std::string key = login_key(who);
+  std::string key = who.vhost + '\0' + who.username + '\0' + sha256_hex(who.password);
   auto& slot = links_[key];
   if (!slot) {
     slot = std::make_unique<Link>();
@@ -124,7 +121,8 @@ bool Publisher::make_room(const Link& link) {
   for (auto& [key, other] : links_) {
     if (other.get() == &link || !other->holds_connection()) continue;
     ++held;
-    if (other->in_flight == 0 && (!idlest || other->last_used < idlest->last_used))
+    if (other->in_flight == 0 && other->login_waiters.empty() &&
+        (!idlest || other->last_used < idlest->last_used))
       idlest = other.get();
   }
   if (held < static_cast<size_t>(config_.broker.max_connections)) return true;
@@ -183,6 +181,48 @@ void Publisher::on_link_state(Link& link, amqp::ConnectionState state, const amq
     default:
       break;
   }
+  if (link.login_waiters.empty() || state == ConnectionState::connecting) return;
+  PublishResult result{PublishStatus::confirmed, {}};
+  if (state == ConnectionState::closed || state == ConnectionState::closing)
+    result = why.ok() ? PublishResult{PublishStatus::unavailable, "broker connection closed"}
+                      : publish_result(why, false);
+  for (auto& done : std::exchange(link.login_waiters, {}))
+    amqp::defer(base_, [done = std::move(done), result] { done(result); });
+}
+
+void Publisher::login(const Credentials& who, PublishCallback done) {
+  Link& link = link_for(who);
+  link.last_used = Clock::now();
+  if (!ensure_connection(link))
+    return amqp::defer(base_, [done = std::move(done), r = PublishResult{PublishStatus::over_limit, no_room()}] {
+      done(r);
+    });
+  const auto state = link.conn->state();
+  if (state == amqp::ConnectionState::open || state == amqp::ConnectionState::blocked)
+    return amqp::defer(base_, [done = std::move(done)] { done({PublishStatus::confirmed, {}}); });
+  link.login_waiters.push_back(std::move(done));
+}
+
+std::string Publisher::no_room() const {
+  return fmt::format("broker.max_connections ({}) reached and every broker connection of this "
+                     "worker has messages in flight",
+                     config_.broker.max_connections);
+}
+
+bool Publisher::ensure_connection(Link& link) {
+  // A closing connection (closed as idle a moment ago) takes no new channel: it would fail the
+  // message at once, the retry would find it still closing, and so on until close-ok.
+  const auto state = link.conn ? link.conn->state() : amqp::ConnectionState::closed;
+  if (!link.refused && !link.evicted && state != amqp::ConnectionState::closed &&
+      state != amqp::ConnectionState::closing)
+    return true;
+  if (!make_room(link)) {
+    ++counters_.broker_connections_refused;
+    return false;
+  }
+  link.refused = false;
+  connect(link);
+  return true;
 }
 
 void Publisher::publish(const Credentials& who, Message message, PublishCallback done) {
@@ -210,21 +250,8 @@ void Publisher::send(Link& link, Message message, Clock::time_point deadline, Pu
   if (link.in_flight >= static_cast<size_t>(config_.http.max_in_flight))
     return refuse(std::move(done), PublishStatus::unavailable,
                   "too many messages waiting for this broker connection");
-  // A closing connection (closed as idle a moment ago) takes no new channel: it would fail the
-  // message at once, the retry would find it still closing, and so on until close-ok.
-  const auto state = link.conn ? link.conn->state() : amqp::ConnectionState::closed;
-  if (link.refused || link.evicted || state == amqp::ConnectionState::closed ||
-      state == amqp::ConnectionState::closing) {
-    if (!make_room(link)) {
-      ++counters_.broker_connections_refused;
-      return refuse(std::move(done), PublishStatus::over_limit,
-                    fmt::format("broker.max_connections ({}) reached and every broker connection "
-                                "of this worker has messages in flight",
-                                config_.broker.max_connections));
-    }
-    link.refused = false;
-    connect(link);
-  }
+  if (!ensure_connection(link)) return refuse(std::move(done), PublishStatus::over_limit, no_room());
+  const auto state = link.conn->state();
   // A resource alarm: the broker reads nothing more from this connection until it clears,
   // which takes as long as it takes. Refuse at once with 503 (never sent: safe to retry after
   // Retry-After) rather than hold the client until confirm_timeout for a certain 504.

@@ -20,8 +20,6 @@ namespace warren::core {
 struct Credentials {
   std::string vhost, username, password;
 };
-// One broker login: vhost, user and a digest of the password (never the password itself).
-std::string login_key(const Credentials& who);
 
 struct Message {
   std::string exchange, routing_key;
@@ -63,6 +61,10 @@ class Publisher {
 
   // `done` is called exactly once, from the loop, never inside this call.
   void publish(const Credentials& who, Message message, PublishCallback done);
+  // The broker's word on `who`'s login, on the link their messages will use: confirmed once it
+  // is open, else what publishing would have answered (refused, not_found, unavailable ...).
+  // `done` as for publish.
+  void login(const Credentials& who, PublishCallback done);
   // Per "vhost:user" figures and broker counters for /stats.
   void fill(Snapshot& snapshot) const;
   // Closes every broker connection gracefully (the worker is draining, nothing is in flight).
@@ -76,6 +78,10 @@ class Publisher {
   // Under broker.max_connections, a link about to connect may: true once there is room (the
   // least recently used idle link closed if need be), false when every other link is busy.
   [[nodiscard]] bool make_room(const Link& link);
+  // Connects a link that is not connected or connecting; false when broker.max_connections
+  // leaves no room (counted).
+  [[nodiscard]] bool ensure_connection(Link& link);
+  std::string no_room() const;  // why ensure_connection said no
   void connect(Link& link);
   void on_link_state(Link& link, amqp::ConnectionState state, const amqp::Result& why);
   // `alone`: the message was displaced by another's channel error (amqp::Channel::publish).

@@ -11,10 +11,6 @@ namespace {
 
 // Replies are acked as they arrive, so this only bounds what one read may hand us at once.
 constexpr uint16_t kReplyPrefetch = 256;
-// An accepted login is trusted this long before the broker is asked again, and this many are
-// kept (the oldest go first). The request itself always goes with the caller's credentials.
-constexpr auto kLoginKept = std::chrono::seconds(60);
-constexpr size_t kMaxLoginsKept = 1024;
 
 }  // namespace
 
@@ -30,12 +26,6 @@ struct Rpc::ReplyLink {
   bool declared_once = false;  // the queue exists: requests may go out, replies will wait there
   bool closing = false;        // close_all(): no reconnect
   std::vector<std::string> waiting;  // calls held until the first declare
-};
-
-struct Rpc::LoginCheck {
-  amqp::Stats amqp_stats;
-  std::unique_ptr<amqp::Connection> conn;
-  std::vector<std::string> waiting;  // calls by _msg_id
 };
 
 struct Rpc::PendingCall {
@@ -140,52 +130,18 @@ void Rpc::call(const Credentials& who, const RpcTarget& target, oslo::Call call,
   check_login(pending);
 }
 
+// The caller's login is the broker's to accept, on the link the request will go out on, before
+// the service identity touches the vhost (a refused caller learns nothing of it).
 void Rpc::check_login(PendingCall& c) {
-  std::string key = login_key(c.who);
-  if (auto it = accepted_.find(key); it != accepted_.end()) {
-    if (Clock::now() - it->second < kLoginKept) return proceed(c.msg_id);
-    accepted_.erase(it);
-  }
-  auto& check = logins_[key];
-  if (check) return check->waiting.push_back(c.msg_id);
-  check = std::make_unique<LoginCheck>();
-  check->waiting.push_back(c.msg_id);
-  auto options = amqp::connection_options(config_.broker);
-  options.vhost = c.who.vhost;
-  options.username = c.who.username;
-  options.password = c.who.password;
-  options.connection_name = fmt::format("warren rpc login check pid {}", getpid());
-  check->conn = std::make_unique<amqp::Connection>(base_, std::move(options), &check->amqp_stats);
-  // The callback names its own check: a later one for the same key may replace it.
-  check->conn->set_state_callback([this, key, self = check.get()](amqp::ConnectionState state,
-                                                                  const amqp::Result& why) {
-    if (auto it = logins_.find(key); it != logins_.end() && it->second.get() == self)
-      on_login_state(key, state, why);
+  std::weak_ptr<int> alive = alive_;
+  publisher_.login(c.who, [this, alive, msg_id = c.msg_id](const PublishResult& r) {
+    if (alive.expired()) return;
+    if (r.status == PublishStatus::confirmed) return proceed(msg_id);
+    RpcResult result;
+    result.status = RpcStatus::publish_failed;
+    result.publish = r;
+    finish(msg_id, result);
   });
-  check->conn->start();
-}
-
-void Rpc::on_login_state(const std::string& key, amqp::ConnectionState state, const amqp::Result& why) {
-  using amqp::ConnectionState;
-  if (state != ConnectionState::open && state != ConnectionState::closed) return;
-  auto it = logins_.find(key);
-  // Not freed inside its own connection's callback: on the next loop pass.
-  std::shared_ptr<LoginCheck> check(it->second.release());
-  logins_.erase(it);
-  amqp::defer(base_, [check] {});
-  if (state == ConnectionState::open) {
-    check->conn->close();
-    if (accepted_.size() >= kMaxLoginsKept)
-      accepted_.erase(std::min_element(accepted_.begin(), accepted_.end(),
-                                       [](const auto& a, const auto& b) { return a.second < b.second; }));
-    accepted_[key] = Clock::now();
-    for (const auto& msg_id : check->waiting) proceed(msg_id);
-    return;
-  }
-  RpcResult result;
-  result.status = RpcStatus::publish_failed;
-  result.publish = publish_result(why, false);
-  for (const auto& msg_id : check->waiting) finish(msg_id, result);
 }
 
 void Rpc::proceed(const std::string& msg_id) {
@@ -446,14 +402,6 @@ void Rpc::fill(Snapshot& snapshot) const {
 }
 
 void Rpc::close_all() {
-  // Out of the map first: closing may call back at once.
-  RpcResult stopping;
-  stopping.status = RpcStatus::publish_failed;
-  stopping.publish = {PublishStatus::unavailable, "the worker is stopping"};
-  for (auto& [key, check] : std::exchange(logins_, {})) {
-    check->conn->close();
-    for (const auto& msg_id : check->waiting) finish(msg_id, stopping);
-  }
   for (auto& [vhost, link] : links_) {
     link->closing = true;
     if (link->conn && link->conn->state() != amqp::ConnectionState::closed) link->conn->close();

@@ -76,14 +76,11 @@ class Rpc {
  private:
   struct ReplyLink;
   struct PendingCall;
-  struct LoginCheck;
   using Clock = std::chrono::steady_clock;
 
   // Calls `proceed(msg_id)` once the broker accepted the call's credentials, or fails the call
   // with the broker's refusal.
   void check_login(PendingCall& call);
-  // From the connection of the check in logins_[key].
-  void on_login_state(const std::string& key, amqp::ConnectionState state, const amqp::Result& why);
   void proceed(const std::string& msg_id);
 
   ReplyLink& reply_link(const std::string& vhost);
@@ -107,10 +104,6 @@ class Rpc {
   Histogram latency_;  // calls answered (result or failure), from request to reply
   std::map<std::string, std::unique_ptr<ReplyLink>> links_;   // by vhost
   std::map<std::string, std::unique_ptr<PendingCall>> calls_;  // by _msg_id
-  // By vhost, user and password digest: logins the broker is deciding on, and those it accepted
-  // lately (bounded; only accepted ones are kept, so client input cannot grow it for free).
-  std::map<std::string, std::unique_ptr<LoginCheck>> logins_;
-  std::map<std::string, Clock::time_point> accepted_;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 
