@@ -332,6 +332,12 @@ void Forwarder::on_response(uint64_t key, BackendResponse&& response, double sec
   const double delay = core::retry_delay(config_.retry, f.attempt);
   log_debug("forwarder {}: attempt {} of {} got {}; retrying in {:.2f} s", config_.name, f.attempt,
             config_.retry.max_attempts, response.status ? std::to_string(response.status) : response.error, delay);
+  wait_then_retry(f, delay);
+}
+
+// The message stays unacked while its retry timer runs; on_retry_timer calls the backend again,
+// or publishes the dead-letter copy again when that is what failed.
+void Forwarder::wait_then_retry(Flight& f, double delay) {
   f.stage = Flight::Stage::waiting;
   f.retry_timer.reset(evtimer_new(base_, on_retry_timer, &f));
   timeval tv = amqp::to_timeval(delay);
@@ -498,10 +504,7 @@ void Forwarder::dead_letter_failed(Flight& f, const amqp::Result& why) {
               config_.name, failure, config_.retry.max_delay);
   else
     log_debug("forwarder {}: {} (try {}); again in {:.2f} s", config_.name, failure, f.dead_letter_tries, delay);
-  f.stage = Flight::Stage::waiting;
-  f.retry_timer.reset(evtimer_new(base_, on_retry_timer, &f));
-  timeval tv = amqp::to_timeval(delay);
-  evtimer_add(f.retry_timer.get(), &tv);
+  wait_then_retry(f, delay);
 }
 
 std::shared_ptr<amqp::Channel> Forwarder::publish_channel() {

@@ -76,6 +76,7 @@ class Forwarder {
   void settle(uint64_t key, core::Disposition disposition);
   void dead_letter(Flight& f);
   void dead_letter_failed(Flight& f, const amqp::Result& why);
+  void wait_then_retry(Flight& f, double delay);
   void ack(Flight& f);
   void settle_by_ack(Flight& f);
   void settled_otherwise(const Flight& f);
