@@ -65,8 +65,16 @@ bool json_nests_within(std::string_view text, size_t max_depth, std::string_view
 }
 
 nlohmann::json json_parse(std::string_view text) {
-  if (!json_nests_within(text)) return json(json::value_t::discarded);
-  return json::parse(text, nullptr, false);
+  // One pass: past the limit the parser's callback keeps nothing (nlohmann builds no value it is
+  // told to discard), and the result is refused whole.
+  bool too_deep = false;
+  auto limit = [&too_deep](int depth, json::parse_event_t event, json&) {
+    const bool opens = event == json::parse_event_t::object_start || event == json::parse_event_t::array_start;
+    if (opens && static_cast<size_t>(depth) >= kMaxJsonDepth) too_deep = true;
+    return !too_deep;
+  };
+  json j = json::parse(text, limit, false);
+  return too_deep ? json(json::value_t::discarded) : j;
 }
 
 }  // namespace warren
