@@ -155,6 +155,27 @@ class PublishAudit(unittest.TestCase):
             ids.add(m[1].message_id)
         self.assertEqual(ids, {f"g{i}-{j}" for i in range(4) for j in range(40)})
 
+    def test_a_batch_with_refused_items_answers_each_and_loses_none(self):
+        # Two items of one batch make the broker close the batch's channel; the items in flight
+        # beside them are sent again (at least once: duplicates are allowed, losses are not).
+        q = self.queue()
+        items = [{"routing_key": q, "body": f"b{i}", "message_id": f"b{i}", "delivery_mode": 2}
+                 for i in range(40)]
+        for bad in (10, 25):
+            items[bad]["user_id"] = "mallory"
+        status, _, body = self.w.request("POST", 0, "/%2f/amq.default",
+                                         body=json.dumps(items), auth=("guest", "guest"),
+                                         headers={"Content-Type": "application/json"},
+                                         timeout=CONFIRM_TIMEOUT + 10)
+        self.assertEqual(status, 207, body)
+        results = [r["status"] for r in json.loads(body)["results"]]
+        self.assertEqual({i for i, s in enumerate(results) if s != 204}, {10, 25}, results)
+        self.assertEqual({results[10], results[25]}, {400})
+        ids = set()
+        while (m := self.broker.get(q, timeout=1)) is not None:
+            ids.add(m[1].message_id)
+        self.assertEqual(ids, {f"b{i}" for i in range(40)} - {"b10", "b25"})
+
     # the soak's finding: a channel the broker closes costs nothing once it is gone
     @unittest.skipUnless(RSS_TELLS, "RSS under ASan is its quarantine (LeakSanitizer checks leaks)")
     def test_channels_closed_by_the_broker_give_their_memory_back(self):
