@@ -214,48 +214,54 @@ void Publisher::refuse(PublishCallback done, PublishStatus status, std::string d
   });
 }
 
-void Publisher::send(LoginLink& link, Message message, Clock::time_point deadline, PublishCallback done,
-                     bool alone) {
-  const auto now = Clock::now();
-  link.last_used = now;
+std::optional<PublishResult> Publisher::admit(LoginLink& link) {
   if (link.in_flight >= static_cast<size_t>(options_.max_in_flight))
-    return refuse(std::move(done), PublishStatus::unavailable,
-                  "too many messages waiting for this broker connection");
-  if (!ensure_connection(link)) return refuse(std::move(done), PublishStatus::over_limit, no_room());
-  amqp::Connection& conn = *link.broker.connection();
-  const auto state = conn.state();
+    return PublishResult{PublishStatus::unavailable, "too many messages waiting for this broker connection"};
+  if (!ensure_connection(link)) return PublishResult{PublishStatus::over_limit, no_room()};
+  const amqp::Connection& conn = *link.broker.connection();
   // A resource alarm: the broker reads nothing more from this connection until it clears,
   // which takes as long as it takes. Refuse at once with 503 (never sent: safe to retry after
   // Retry-After) rather than hold the client until confirm_timeout for a certain 504.
-  if (state == amqp::ConnectionState::blocked) {
+  if (conn.state() == amqp::ConnectionState::blocked) {
     ++counters_.publish_blocked;
-    return refuse(std::move(done), PublishStatus::unavailable,
-                  fmt::format("the broker blocked publishing: {}", link.blocked_reason));
+    return PublishResult{PublishStatus::unavailable,
+                         fmt::format("the broker blocked publishing: {}", link.blocked_reason)};
   }
   // A broker that stops reading without connection.blocked: what it has not read stays here.
   // Past broker.max_output_buffer (Connection::busy), refuse at once with 503 (never sent).
   if (conn.busy()) {
     ++counters_.publish_busy;
+    return PublishResult{PublishStatus::unavailable,
+                         fmt::format("the broker is not reading: {} bytes wait to be sent to it",
+                                     conn.write_buffer_size())};
+  }
+  return std::nullopt;
+}
+
+std::shared_ptr<amqp::Channel> Publisher::channel_for(LoginLink& link, const std::string& exchange) {
+  auto found = link.channels.find(exchange);
+  if (found != link.channels.end() && found->second->is_open()) return found->second;
+  // Idle channels go beyond the limit; this exchange's own entry may be among them, so no
+  // reference into the map is held across the erase. A channel let go here is closed on the
+  // wire (Connection::open_channel's handle).
+  if (link.channels.size() >= kMaxChannelsPerLink)
+    std::erase_if(link.channels, [](const auto& e) { return e.second->in_flight() == 0; });
+  amqp::Connection& conn = *link.broker.connection();
+  // Every number up to the broker's channel_max is busy (or still closing): nothing was sent.
+  if (conn.channel_count() >= static_cast<size_t>(conn.channel_max())) return nullptr;
+  return link.channels[exchange] = conn.open_channel(true);
+}
+
+void Publisher::send(LoginLink& link, Message message, Clock::time_point deadline, PublishCallback done,
+                     bool alone) {
+  const auto now = Clock::now();
+  link.last_used = now;
+  if (auto refusal = admit(link)) return refuse(std::move(done), refusal->status, std::move(refusal->detail));
+  auto channel = channel_for(link, message.exchange);
+  if (!channel)
     return refuse(std::move(done), PublishStatus::unavailable,
-                  fmt::format("the broker is not reading: {} bytes wait to be sent to it",
-                              conn.write_buffer_size()));
-  }
-  auto found = link.channels.find(message.exchange);
-  std::shared_ptr<amqp::Channel> channel = found != link.channels.end() ? found->second : nullptr;
-  if (!channel || !channel->is_open()) {
-    // Idle channels go beyond the limit; this exchange's own entry may be among them, so no
-    // reference into the map is held across the erase. A channel let go here is closed on the
-    // wire (Connection::open_channel's handle).
-    if (link.channels.size() >= kMaxChannelsPerLink)
-      std::erase_if(link.channels, [](const auto& e) { return e.second->in_flight() == 0; });
-    // Every number up to the broker's channel_max is busy (or still closing): nothing was sent.
-    if (conn.channel_count() >= static_cast<size_t>(conn.channel_max()))
-      return refuse(std::move(done), PublishStatus::unavailable,
-                    fmt::format("all {} channels of this broker connection are busy",
-                                conn.channel_max()));
-    channel = conn.open_channel(true);
-    link.channels[message.exchange] = channel;
-  }
+                  fmt::format("all {} channels of this broker connection are busy",
+                              link.broker.connection()->channel_max()));
   ++link.in_flight;
   const double remaining = std::chrono::duration<double>(deadline - now).count();
   auto held = std::make_shared<Message>(std::move(message));
@@ -263,30 +269,35 @@ void Publisher::send(LoginLink& link, Message message, Clock::time_point deadlin
   channel->publish(
       m.exchange, m.routing_key, m.mandatory, m.properties, m.body, remaining,
       [this, key = link.key, held, deadline, done = std::move(done)](const amqp::Result& r) mutable {
-        auto it = links_.find(key);
-        if (it == links_.end()) return done(publish_result(r, false));
-        LoginLink& l = *it->second;
-        --l.in_flight;
-        // The connection died before the confirm, or the channel was closed for another message:
-        // the broker may or may not have this one. Send it again while time is left
-        // (at-least-once; a 2xx always means confirmed), alone after a channel error so that
-        // only its own error can end it.
-        const bool displaced = r.outcome == amqp::Outcome::displaced;
-        if ((displaced || (r.outcome == amqp::Outcome::connection_lost && r.code != 530)) &&
-            !l.refused && Clock::now() < deadline) {
-          if (r.sent) done = outcome_unknown(std::move(done));
-          return send(l, std::move(*held), deadline, std::move(done), displaced);
-        }
-        auto result = publish_result(r, l.open());
-        switch (result.status) {
-          case PublishStatus::confirmed: ++counters_.publish_confirmed; ++l.publishes; break;
-          case PublishStatus::unroutable: ++counters_.publish_returned; break;
-          case PublishStatus::rejected: ++counters_.publish_nacked; break;
-          default: ++counters_.publish_failed; break;
-        }
-        done(result);
+        settle(key, std::move(*held), deadline, std::move(done), r);
       },
       alone);
+}
+
+void Publisher::settle(const std::string& key, Message&& message, Clock::time_point deadline,
+                       PublishCallback done, const amqp::Result& r) {
+  auto it = links_.find(key);
+  if (it == links_.end()) return done(publish_result(r, false));
+  LoginLink& link = *it->second;
+  --link.in_flight;
+  // The connection died before the confirm, or the channel was closed for another message:
+  // the broker may or may not have this one. Send it again while time is left
+  // (at-least-once; a 2xx always means confirmed), alone after a channel error so that
+  // only its own error can end it.
+  const bool displaced = r.outcome == amqp::Outcome::displaced;
+  if ((displaced || (r.outcome == amqp::Outcome::connection_lost && r.code != 530)) &&
+      !link.refused && Clock::now() < deadline) {
+    if (r.sent) done = outcome_unknown(std::move(done));
+    return send(link, std::move(message), deadline, std::move(done), displaced);
+  }
+  auto result = publish_result(r, link.open());
+  switch (result.status) {
+    case PublishStatus::confirmed: ++counters_.publish_confirmed; ++link.publishes; break;
+    case PublishStatus::unroutable: ++counters_.publish_returned; break;
+    case PublishStatus::rejected: ++counters_.publish_nacked; break;
+    default: ++counters_.publish_failed; break;
+  }
+  done(result);
 }
 
 namespace {

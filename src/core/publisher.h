@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "amqp/channel.h"
@@ -91,9 +92,17 @@ class Publisher {
   std::string no_room() const;  // why ensure_connection said no
   void connect(LoginLink& link);
   void on_link_state(LoginLink& link, amqp::ConnectionState state, const amqp::Result& why);
+  // Why `link` cannot take a message now (too many waiting, no room for a connection, the
+  // broker blocked or not reading), or nothing.
+  std::optional<PublishResult> admit(LoginLink& link);
+  // The exchange's channel on `link`, opened if need be; null when every channel number is busy.
+  std::shared_ptr<amqp::Channel> channel_for(LoginLink& link, const std::string& exchange);
   // `alone`: the message was displaced by another's channel error (amqp::Channel::publish).
   void send(LoginLink& link, Message message, Clock::time_point deadline, PublishCallback done,
             bool alone = false);
+  // The broker's word on a message sent on the link `key`: sent again, or answered.
+  void settle(const std::string& key, Message&& message, Clock::time_point deadline,
+              PublishCallback done, const amqp::Result& r);
   // Answers `done` (from the loop) with a refusal before anything was sent; counts it failed.
   void refuse(PublishCallback done, PublishStatus status, std::string detail);
   void sweep_idle();
