@@ -8,13 +8,15 @@
 #include <string>
 #include <vector>
 
+#include "amqp/types.h"
+#include "core/forwarding.h"
+
 namespace warren {
 
-struct TlsConfig {
-  bool enabled = false;
-  std::string ca, cert, key;
-  bool verify = true;
-};
+// The layers' own option types, read from the file as they are.
+using amqp::BrokerHost;
+using amqp::TlsConfig;
+using RetryConfig = core::RetryPolicy;
 
 struct DaemonConfig {
   std::string pidfile = "/run/warren/warrend.pid";
@@ -22,12 +24,6 @@ struct DaemonConfig {
   std::string group = "warren";
   std::string control_socket = "/run/warren/warrend.sock";
   double shutdown_timeout = 10;
-};
-
-struct BrokerHost {
-  std::string host;
-  int port = 5672;
-  bool operator==(const BrokerHost&) const = default;
 };
 
 struct BrokerConfig {
@@ -84,12 +80,6 @@ struct BackendConfig {
   std::string ca, cert, key;
   bool verify = true;
   double timeout = 30;
-};
-
-struct RetryConfig {
-  int max_attempts = 5;
-  double initial_delay = 1;
-  double max_delay = 60;
 };
 
 struct VcdConfig {

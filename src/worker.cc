@@ -20,6 +20,7 @@
 #include "http/server.h"
 #include "json.h"
 #include "log.h"
+#include "options.h"
 #include "stats.h"
 
 namespace warren {
@@ -96,8 +97,8 @@ class Worker final : public StatsSource {
       return 0;
     }
     http_ = std::make_unique<HttpServer>(base_.get(), config_->http, counters_);
-    publisher_ = std::make_unique<core::Publisher>(base_.get(), *config_, counters_, histograms_);
-    rpc_ = std::make_unique<core::Rpc>(base_.get(), *config_, *publisher_, counters_);
+    publisher_ = std::make_unique<core::Publisher>(base_.get(), publish_options(*config_), counters_, histograms_);
+    rpc_ = std::make_unique<core::Rpc>(base_.get(), rpc_options(*config_), *publisher_, counters_);
     admin_routes(*http_, *this);
     dashboard_routes(*http_);
     publish_routes(*http_, *publisher_, config_->http);

@@ -120,11 +120,6 @@ TEST_F(BrokerTest, DestroyingInsideTheStateCallbackIsSafe) {
   ASSERT_TRUE(run_until([&] { return done; }, 10));
 }
 
-std::string env(const char* name) {
-  const char* v = std::getenv(name);
-  return v ? v : "";
-}
-
 TEST_F(BrokerTest, TlsWithVerification) {
   std::string tls_port = env("WARREN_BROKER_TLS_PORT"), ca = env("WARREN_BROKER_CA");
   if (tls_port.empty() || ca.empty()) GTEST_SKIP() << "WARREN_BROKER_TLS_PORT/WARREN_BROKER_CA not set";
@@ -275,13 +270,6 @@ TEST_F(BrokerTest, MissedHeartbeatsReportTheConnectionLost) {
   EXPECT_EQ(stats_.heartbeat_timeouts, 1u);
 }
 
-// rabbitmqctl on the test broker, through scripts/broker, which knows its node, cookie and epmd.
-std::string rabbitmqctl_command() {
-  std::string dir = env("WARREN_BROKER_DIR"), root = env("WARREN_ROOT");
-  if (dir.empty()) return {};
-  return (root.empty() ? std::string(".") : root) + "/scripts/broker ctl " + dir + " -q";
-}
-
 bool rabbitmqctl(const std::string& args) {
   std::string cmd = rabbitmqctl_command() + " " + args + " >/dev/null 2>&1";
   return std::system(cmd.c_str()) == 0;
@@ -331,12 +319,7 @@ TEST_F(BrokerTest, BrokerClosingTheConnectionFailsPendingWork) {
   ch->consume(q, 0, true, false, [](Delivery&&) {}, [&](const Result& r) { ended = r; },
               [&](const Result&, const std::string&) { started = true; });
   ASSERT_TRUE(run_until([&] { return started; }, 5));
-  // only ours: other tests may share the broker
-  std::string ctl = rabbitmqctl_command();
-  std::string cmd = "pid=$(" + ctl + " list_connections pid client_properties | grep '" +
-                    o.connection_name + "' | cut -f1) && [ -n \"$pid\" ] && " + ctl +
-                    " close_connection \"$pid\" 'warren test' >/dev/null";
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  ASSERT_TRUE(force_close(o.connection_name));
   ASSERT_TRUE(run_until([&] { return c->state() == ConnectionState::closed; }, 10));
   EXPECT_EQ(c->close_reason().outcome, Outcome::connection_lost);
   EXPECT_EQ(c->close_reason().code, 320) << c->close_reason().text;

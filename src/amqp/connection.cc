@@ -430,28 +430,4 @@ void Connection::channel_gone(uint16_t id) {
   ++stats_->channels_closed;
 }
 
-ConnectionOptions connection_options(const BrokerConfig& broker) {
-  ConnectionOptions o;
-  o.hosts = broker.hosts;
-  if (o.hosts.empty()) o.hosts.push_back({"127.0.0.1", broker.port});
-  o.vhost = broker.vhost;
-  o.username = broker.username;
-  o.password = broker.password;
-  o.heartbeat = broker.heartbeat;
-  o.connect_timeout = broker.connect_timeout;
-  o.tls = broker.tls;
-  return o;
-}
-
-void start_with_backoff(Connection& conn, Backoff& backoff, EventPtr& timer) {
-  const bool retrying = backoff.attempts() > 0;
-  const double delay = backoff.next_delay();
-  if (!retrying) return conn.start();
-  timer.reset(evtimer_new(
-      conn.base(),
-      [](evutil_socket_t, short, void* arg) { static_cast<Connection*>(arg)->start(); }, &conn));
-  const timeval tv = to_timeval(delay);
-  evtimer_add(timer.get(), &tv);
-}
-
 }  // namespace warren::amqp

@@ -3,8 +3,8 @@
 // connection.blocked, and the demultiplexing of frames to channels. librabbitmq is only the
 // codec (codec.h): nothing here ever waits on the broker.
 //
-// A Connection lives once: start() → open → closed. Reconnecting is the caller's choice: make a
-// new Connection (Backoff spaces the attempts).
+// A Connection lives once: start() → open → closed. Reconnecting is amqp::Link's (link.h), the
+// only maker of Connections in the daemon.
 #pragma once
 
 #include <chrono>
@@ -142,9 +142,5 @@ class Connection {
   // Lets deferred work and callbacks notice the connection was destroyed meanwhile.
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
-
-// Starts a new connection at once on a first attempt, or after the backoff's next delay when
-// earlier attempts failed (`timer` holds that wait). Callers reset `backoff` once open.
-void start_with_backoff(Connection& conn, Backoff& backoff, EventPtr& timer);
 
 }  // namespace warren::amqp

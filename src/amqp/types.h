@@ -7,7 +7,6 @@
 #include <vector>
 
 #include "amqp/codec.h"
-#include "config.h"
 
 namespace warren::amqp {
 
@@ -55,6 +54,18 @@ using QueueCallback = std::function<void(const Result&, const std::string& queue
                                          uint32_t message_count, uint32_t consumer_count)>;
 using ConsumeCallback = std::function<void(const Result&, const std::string& consumer_tag)>;
 
+struct BrokerHost {
+  std::string host;
+  int port = 5672;
+  bool operator==(const BrokerHost&) const = default;
+};
+
+struct TlsConfig {
+  bool enabled = false;
+  std::string ca, cert, key;
+  bool verify = true;
+};
+
 struct ConnectionOptions {
   std::vector<BrokerHost> hosts{{"127.0.0.1", 5672}};  // tried in turn
   std::string vhost = "/";
@@ -69,7 +80,6 @@ struct ConnectionOptions {
   int channel_max = 2047;
   size_t frame_max = kDefaultFrameMax;
 };
-ConnectionOptions connection_options(const BrokerConfig& broker);
 
 // Counters a worker sums over its connections (one struct passed to every connection).
 #define WARREN_AMQP_COUNTERS(X) \

@@ -23,7 +23,7 @@ Disposition forward_disposition(int status, int attempt, int max_attempts) {
   return attempt < max_attempts ? Disposition::retry : Disposition::dead_letter;
 }
 
-double retry_delay(const RetryConfig& retry, int attempt) {
+double retry_delay(const RetryPolicy& retry, int attempt) {
   if (attempt < 1) attempt = 1;
   // 2^62 overflows nothing in a double, and the cap applies long before that matters.
   const double delay = retry.initial_delay * std::pow(2.0, std::min(attempt - 1, 62));

@@ -5,9 +5,14 @@
 
 #include <string>
 
-#include "config.h"
-
 namespace warren::core {
+
+// A forwarder's retries (a forwarder's `retry:` keys).
+struct RetryPolicy {
+  int max_attempts = 5;
+  double initial_delay = 1;
+  double max_delay = 60;
+};
 
 // What happens to a consumed message once an attempt has ended.
 enum class Disposition {
@@ -26,7 +31,7 @@ const char* disposition_name(Disposition d);
 // Seconds to wait before attempt `attempt + 1` after attempt `attempt` failed: initial_delay,
 // doubled each time, capped at max_delay. No jitter: a forwarder's retries are already spread
 // by when each message failed, and tests can count on the figures.
-[[nodiscard]] double retry_delay(const RetryConfig& retry, int attempt);
+[[nodiscard]] double retry_delay(const RetryPolicy& retry, int attempt);
 
 // "2xx", "3xx", "4xx", "5xx", or "error" (no HTTP status): the stats' classes.
 const char* status_class(int status);

@@ -68,15 +68,15 @@ PublishResult publish_result(const amqp::Result& r, bool link_open) {
   return {PublishStatus::unavailable, r.text.empty() ? "broker connection lost" : r.text};
 }
 
-struct Publisher::Link {
+// A client login's broker link, and what the publisher keeps about it.
+struct Publisher::LoginLink {
+  LoginLink(event_base* base, amqp::ConnectionOptions options, std::string key, std::string name)
+      : key(std::move(key)), name(name), broker(base, std::move(options), std::move(name)) {}
+
   std::string key;   // vhost, user and password digest
   std::string name;  // "vhost:user", as statelessd names its connections
-  Credentials who;
-  amqp::Stats amqp_stats;
-  std::unique_ptr<amqp::Connection> conn;
+  amqp::Link broker;
   std::map<std::string, std::shared_ptr<amqp::Channel>> channels;  // by exchange
-  amqp::Backoff backoff;
-  EventPtr reconnect_timer;
   size_t in_flight = 0;
   uint64_t publishes = 0;
   Clock::time_point last_used = Clock::now();
@@ -85,39 +85,45 @@ struct Publisher::Link {
   bool evicted = false;  // closed to make room; Connection::close() takes effect a pass later
   std::vector<PublishCallback> login_waiters;  // login(): until the connection opens or closes
 
-  bool open() const { return conn && conn->is_open(); }
+  bool open() const { return broker.is_open(); }
   // Holds one of the worker's broker.max_connections: connected, connecting or about to.
   bool holds_connection() const {
-    if (!conn || evicted) return false;
-    const auto state = conn->state();
+    if (!broker.connection() || evicted) return false;
+    const auto state = broker.state();
     return state != amqp::ConnectionState::closing && state != amqp::ConnectionState::closed;
   }
 };
 
-Publisher::Publisher(event_base* base, const Config& config, Counters& counters,
+Publisher::Publisher(event_base* base, PublishOptions options, Counters& counters,
                      Histograms& histograms)
-    : base_(base), config_(config), counters_(counters), histograms_(histograms) {
+    : base_(base), options_(std::move(options)), counters_(counters), histograms_(histograms) {
   sweep_timer_.reset(event_new(base, -1, EV_PERSIST, on_sweep, this));
   event_add(sweep_timer_.get(), &kSweepInterval);
 }
 
 Publisher::~Publisher() = default;
 
-Publisher::Link& Publisher::link_for(const Credentials& who) {
+Publisher::LoginLink& Publisher::link_for(const Credentials& who) {
   std::string key = who.vhost + '\0' + who.username + '\0' + sha256_hex(who.password);
   auto& slot = links_[key];
   if (!slot) {
-    slot = std::make_unique<Link>();
-    slot->key = std::move(key);
-    slot->name = who.vhost + ":" + who.username;
-    slot->who = who;
+    std::string name = who.vhost + ":" + who.username;
+    auto options = options_.broker;
+    options.vhost = who.vhost;
+    options.username = who.username;
+    options.password = who.password;
+    options.connection_name = fmt::format("warren {} pid {}", name, getpid());
+    slot = std::make_unique<LoginLink>(base_, std::move(options), key, std::move(name));
+    slot->broker.set_state_callback([this, key](amqp::ConnectionState state, const amqp::Result& why) {
+      if (auto it = links_.find(key); it != links_.end()) on_link_state(*it->second, state, why);
+    });
   }
   return *slot;
 }
 
-bool Publisher::make_room(const Link& link) {
+bool Publisher::make_room(const LoginLink& link) {
   size_t held = 0;
-  Link* idlest = nullptr;
+  LoginLink* idlest = nullptr;
   for (auto& [key, other] : links_) {
     if (other.get() == &link || !other->holds_connection()) continue;
     ++held;
@@ -125,62 +131,28 @@ bool Publisher::make_room(const Link& link) {
         (!idlest || other->last_used < idlest->last_used))
       idlest = other.get();
   }
-  if (held < static_cast<size_t>(config_.broker.max_connections)) return true;
+  if (held < static_cast<size_t>(options_.max_connections)) return true;
   if (!idlest) return false;
   log_info("closing idle broker connection for {} (broker.max_connections {} reached)",
-           idlest->name, config_.broker.max_connections);
+           idlest->name, options_.max_connections);
   ++counters_.broker_connections_evicted;
   idlest->evicted = true;
-  idlest->reconnect_timer.reset();  // a connection waiting to retry must not start after all
-  idlest->conn->close();
+  idlest->broker.close();  // a connection waiting to retry does not start after all
   return true;
 }
 
-void Publisher::connect(Link& link) {
+void Publisher::connect(LoginLink& link) {
   link.evicted = false;
-  if (link.conn) {
-    // Never freed inside its own callback: hand the old connection to the next loop pass.
-    auto* old = link.conn.release();
-    amqp::defer(base_, [old] { delete old; });
-  }
   link.channels.clear();
-  auto options = amqp::connection_options(config_.broker);
-  options.vhost = link.who.vhost;
-  options.username = link.who.username;
-  options.password = link.who.password;
-  options.connection_name = fmt::format("warren {} pid {}", link.name, getpid());
-  options.high_water = config_.broker.max_output_buffer;
-  link.conn = std::make_unique<amqp::Connection>(base_, std::move(options), &link.amqp_stats);
-  const std::string key = link.key;
-  link.conn->set_state_callback([this, key](amqp::ConnectionState state, const amqp::Result& why) {
-    if (auto it = links_.find(key); it != links_.end()) on_link_state(*it->second, state, why);
-  });
   // Messages wait in the channels while a reconnect waits its turn.
-  amqp::start_with_backoff(*link.conn, link.backoff, link.reconnect_timer);
+  link.broker.connect();
 }
 
-void Publisher::on_link_state(Link& link, amqp::ConnectionState state, const amqp::Result& why) {
+void Publisher::on_link_state(LoginLink& link, amqp::ConnectionState state, const amqp::Result& why) {
   using amqp::ConnectionState;
-  switch (state) {
-    case ConnectionState::open:
-      if (link.backoff.attempts() > 0) log_info("broker connection for {} open to {}", link.name, link.conn->peer());
-      link.backoff.reset();
-      break;
-    case ConnectionState::blocked:
-      log_warning("broker blocked publishing for {}: {}", link.name, why.text);
-      link.blocked_reason = why.text;
-      break;
-    case ConnectionState::closed:
-      if (why.outcome == amqp::Outcome::refused) {
-        log_warning("broker refused the login of {}: {}", link.name, why.text);
-        link.refused = true;  // never reused: the link goes once its messages have failed
-      } else if (why.outcome != amqp::Outcome::ok) {
-        log_warning("broker connection for {} lost: {}", link.name, why.text);
-      }
-      break;
-    default:
-      break;
-  }
+  if (state == ConnectionState::blocked) link.blocked_reason = why.text;
+  // Never reused after a refusal: the link goes once its messages have failed.
+  if (state == ConnectionState::closed && why.outcome == amqp::Outcome::refused) link.refused = true;
   if (link.login_waiters.empty() || state == ConnectionState::connecting) return;
   PublishResult result{PublishStatus::confirmed, {}};
   if (state == ConnectionState::closed || state == ConnectionState::closing)
@@ -191,14 +163,13 @@ void Publisher::on_link_state(Link& link, amqp::ConnectionState state, const amq
 }
 
 void Publisher::login(const Credentials& who, PublishCallback done) {
-  Link& link = link_for(who);
+  LoginLink& link = link_for(who);
   link.last_used = Clock::now();
   if (!ensure_connection(link))
     return amqp::defer(base_, [done = std::move(done), r = PublishResult{PublishStatus::over_limit, no_room()}] {
       done(r);
     });
-  const auto state = link.conn->state();
-  if (state == amqp::ConnectionState::open || state == amqp::ConnectionState::blocked)
+  if (link.open())
     return amqp::defer(base_, [done = std::move(done)] { done({PublishStatus::confirmed, {}}); });
   link.login_waiters.push_back(std::move(done));
 }
@@ -206,13 +177,13 @@ void Publisher::login(const Credentials& who, PublishCallback done) {
 std::string Publisher::no_room() const {
   return fmt::format("broker.max_connections ({}) reached and every broker connection of this "
                      "worker has messages in flight",
-                     config_.broker.max_connections);
+                     options_.max_connections);
 }
 
-bool Publisher::ensure_connection(Link& link) {
+bool Publisher::ensure_connection(LoginLink& link) {
   // A closing connection (closed as idle a moment ago) takes no new channel: it would fail the
   // message at once, the retry would find it still closing, and so on until close-ok.
-  const auto state = link.conn ? link.conn->state() : amqp::ConnectionState::closed;
+  const auto state = link.broker.state();
   if (!link.refused && !link.evicted && state != amqp::ConnectionState::closed &&
       state != amqp::ConnectionState::closing)
     return true;
@@ -227,7 +198,7 @@ bool Publisher::ensure_connection(Link& link) {
 
 void Publisher::publish(const Credentials& who, Message message, PublishCallback done) {
   const auto deadline = Clock::now() + std::chrono::microseconds(
-                                           static_cast<int64_t>(config_.http.confirm_timeout * 1e6));
+                                           static_cast<int64_t>(options_.confirm_timeout * 1e6));
   send(link_for(who), std::move(message), deadline,
        [this, start = Clock::now(), done = std::move(done)](const PublishResult& r) {
          if (r.status == PublishStatus::confirmed)
@@ -243,47 +214,54 @@ void Publisher::refuse(PublishCallback done, PublishStatus status, std::string d
   });
 }
 
-void Publisher::send(Link& link, Message message, Clock::time_point deadline, PublishCallback done,
-                     bool alone) {
-  const auto now = Clock::now();
-  link.last_used = now;
-  if (link.in_flight >= static_cast<size_t>(config_.http.max_in_flight))
-    return refuse(std::move(done), PublishStatus::unavailable,
-                  "too many messages waiting for this broker connection");
-  if (!ensure_connection(link)) return refuse(std::move(done), PublishStatus::over_limit, no_room());
-  const auto state = link.conn->state();
+std::optional<PublishResult> Publisher::admit(LoginLink& link) {
+  if (link.in_flight >= static_cast<size_t>(options_.max_in_flight))
+    return PublishResult{PublishStatus::unavailable, "too many messages waiting for this broker connection"};
+  if (!ensure_connection(link)) return PublishResult{PublishStatus::over_limit, no_room()};
+  const amqp::Connection& conn = *link.broker.connection();
   // A resource alarm: the broker reads nothing more from this connection until it clears,
   // which takes as long as it takes. Refuse at once with 503 (never sent: safe to retry after
   // Retry-After) rather than hold the client until confirm_timeout for a certain 504.
-  if (state == amqp::ConnectionState::blocked) {
+  if (conn.state() == amqp::ConnectionState::blocked) {
     ++counters_.publish_blocked;
-    return refuse(std::move(done), PublishStatus::unavailable,
-                  fmt::format("the broker blocked publishing: {}", link.blocked_reason));
+    return PublishResult{PublishStatus::unavailable,
+                         fmt::format("the broker blocked publishing: {}", link.blocked_reason)};
   }
   // A broker that stops reading without connection.blocked: what it has not read stays here.
   // Past broker.max_output_buffer (Connection::busy), refuse at once with 503 (never sent).
-  if (link.conn->busy()) {
+  if (conn.busy()) {
     ++counters_.publish_busy;
+    return PublishResult{PublishStatus::unavailable,
+                         fmt::format("the broker is not reading: {} bytes wait to be sent to it",
+                                     conn.write_buffer_size())};
+  }
+  return std::nullopt;
+}
+
+std::shared_ptr<amqp::Channel> Publisher::channel_for(LoginLink& link, const std::string& exchange) {
+  auto found = link.channels.find(exchange);
+  if (found != link.channels.end() && found->second->is_open()) return found->second;
+  // Idle channels go beyond the limit; this exchange's own entry may be among them, so no
+  // reference into the map is held across the erase. A channel let go here is closed on the
+  // wire (Connection::open_channel's handle).
+  if (link.channels.size() >= kMaxChannelsPerLink)
+    std::erase_if(link.channels, [](const auto& e) { return e.second->in_flight() == 0; });
+  amqp::Connection& conn = *link.broker.connection();
+  // Every number up to the broker's channel_max is busy (or still closing): nothing was sent.
+  if (conn.channel_count() >= static_cast<size_t>(conn.channel_max())) return nullptr;
+  return link.channels[exchange] = conn.open_channel(true);
+}
+
+void Publisher::send(LoginLink& link, Message message, Clock::time_point deadline, PublishCallback done,
+                     bool alone) {
+  const auto now = Clock::now();
+  link.last_used = now;
+  if (auto refusal = admit(link)) return refuse(std::move(done), refusal->status, std::move(refusal->detail));
+  auto channel = channel_for(link, message.exchange);
+  if (!channel)
     return refuse(std::move(done), PublishStatus::unavailable,
-                  fmt::format("the broker is not reading: {} bytes wait to be sent to it",
-                              link.conn->write_buffer_size()));
-  }
-  auto found = link.channels.find(message.exchange);
-  std::shared_ptr<amqp::Channel> channel = found != link.channels.end() ? found->second : nullptr;
-  if (!channel || !channel->is_open()) {
-    // Idle channels go beyond the limit; this exchange's own entry may be among them, so no
-    // reference into the map is held across the erase. A channel let go here is closed on the
-    // wire (Connection::open_channel's handle).
-    if (link.channels.size() >= kMaxChannelsPerLink)
-      std::erase_if(link.channels, [](const auto& e) { return e.second->in_flight() == 0; });
-    // Every number up to the broker's channel_max is busy (or still closing): nothing was sent.
-    if (link.conn->channel_count() >= static_cast<size_t>(link.conn->channel_max()))
-      return refuse(std::move(done), PublishStatus::unavailable,
-                    fmt::format("all {} channels of this broker connection are busy",
-                                link.conn->channel_max()));
-    channel = link.conn->open_channel(true);
-    link.channels[message.exchange] = channel;
-  }
+                  fmt::format("all {} channels of this broker connection are busy",
+                              link.broker.connection()->channel_max()));
   ++link.in_flight;
   const double remaining = std::chrono::duration<double>(deadline - now).count();
   auto held = std::make_shared<Message>(std::move(message));
@@ -291,30 +269,35 @@ void Publisher::send(Link& link, Message message, Clock::time_point deadline, Pu
   channel->publish(
       m.exchange, m.routing_key, m.mandatory, m.properties, m.body, remaining,
       [this, key = link.key, held, deadline, done = std::move(done)](const amqp::Result& r) mutable {
-        auto it = links_.find(key);
-        if (it == links_.end()) return done(publish_result(r, false));
-        Link& l = *it->second;
-        --l.in_flight;
-        // The connection died before the confirm, or the channel was closed for another message:
-        // the broker may or may not have this one. Send it again while time is left
-        // (at-least-once; a 2xx always means confirmed), alone after a channel error so that
-        // only its own error can end it.
-        const bool displaced = r.outcome == amqp::Outcome::displaced;
-        if ((displaced || (r.outcome == amqp::Outcome::connection_lost && r.code != 530)) &&
-            !l.refused && Clock::now() < deadline) {
-          if (r.sent) done = outcome_unknown(std::move(done));
-          return send(l, std::move(*held), deadline, std::move(done), displaced);
-        }
-        auto result = publish_result(r, l.open());
-        switch (result.status) {
-          case PublishStatus::confirmed: ++counters_.publish_confirmed; ++l.publishes; break;
-          case PublishStatus::unroutable: ++counters_.publish_returned; break;
-          case PublishStatus::rejected: ++counters_.publish_nacked; break;
-          default: ++counters_.publish_failed; break;
-        }
-        done(result);
+        settle(key, std::move(*held), deadline, std::move(done), r);
       },
       alone);
+}
+
+void Publisher::settle(const std::string& key, Message&& message, Clock::time_point deadline,
+                       PublishCallback done, const amqp::Result& r) {
+  auto it = links_.find(key);
+  if (it == links_.end()) return done(publish_result(r, false));
+  LoginLink& link = *it->second;
+  --link.in_flight;
+  // The connection died before the confirm, or the channel was closed for another message:
+  // the broker may or may not have this one. Send it again while time is left
+  // (at-least-once; a 2xx always means confirmed), alone after a channel error so that
+  // only its own error can end it.
+  const bool displaced = r.outcome == amqp::Outcome::displaced;
+  if ((displaced || (r.outcome == amqp::Outcome::connection_lost && r.code != 530)) &&
+      !link.refused && Clock::now() < deadline) {
+    if (r.sent) done = outcome_unknown(std::move(done));
+    return send(link, std::move(message), deadline, std::move(done), displaced);
+  }
+  auto result = publish_result(r, link.open());
+  switch (result.status) {
+    case PublishStatus::confirmed: ++counters_.publish_confirmed; ++link.publishes; break;
+    case PublishStatus::unroutable: ++counters_.publish_returned; break;
+    case PublishStatus::rejected: ++counters_.publish_nacked; break;
+    default: ++counters_.publish_failed; break;
+  }
+  done(result);
 }
 
 namespace {
@@ -338,8 +321,8 @@ void Publisher::fill(Snapshot& snapshot) const {
     // A name the broker never accepted (a refused or pending login) is no entry of its own: an
     // unauthenticated client must not grow /stats.
     ConnectionStats unnamed;
-    auto& s = link->amqp_stats.connections_opened > 0 ? snapshot.connections[link->name] : unnamed;
-    add_link_figures(s, snapshot.counters, link->amqp_stats);
+    auto& s = link->broker.stats().connections_opened > 0 ? snapshot.connections[link->name] : unnamed;
+    add_link_figures(s, snapshot.counters, link->broker.stats());
     s.connected = s.connected || link->open();
     s.publishes += link->publishes;
     s.queue_size += link->in_flight;
@@ -347,45 +330,42 @@ void Publisher::fill(Snapshot& snapshot) const {
 }
 
 void Publisher::close_all() {
-  for (auto& [key, link] : links_)
-    if (link->conn && link->conn->state() != amqp::ConnectionState::closed) link->conn->close();
+  for (auto& [key, link] : links_) link->broker.close();
 }
 
 void Publisher::sweep_idle() {
-  const auto idle = std::chrono::duration<double>(config_.http.idle_connection_timeout);
+  const auto idle = std::chrono::duration<double>(options_.idle_connection_timeout);
   const auto now = Clock::now();
   std::erase_if(links_, [&](auto& entry) {
-    Link& link = *entry.second;
+    LoginLink& link = *entry.second;
     if (link.in_flight > 0) return false;
     if (link.open() && now - link.last_used > idle) {
       log_info("closing idle broker connection for {}", link.name);
-      link.conn->close();
+      link.broker.close();
       return false;
     }
     // A refused or long-closed link is forgotten (its figures kept), so that credentials tried
     // once, or never again, hold no memory; so is one that never got a connection
     // (broker.max_connections was reached).
-    const bool closed = !link.conn || link.conn->state() == amqp::ConnectionState::closed;
-    if (!closed || !(!link.conn || link.refused || now - link.last_used > idle)) return false;
-    retire(link);
-    if (link.conn) {
-      auto* old = link.conn.release();
-      amqp::defer(base_, [old] { delete old; });
-    }
+    const bool never = !link.broker.connection();
+    if (link.broker.state() != amqp::ConnectionState::closed ||
+        !(never || link.refused || now - link.last_used > idle))
+      return false;
+    retire(link);  // the link lets its connection go on a later loop pass
     return true;
   });
 }
 
-void Publisher::retire(const Link& link) {
+void Publisher::retire(const LoginLink& link) {
   ConnectionStats figures;
-  add_link_figures(figures, retired_counters_, link.amqp_stats);
+  add_link_figures(figures, retired_counters_, link.broker.stats());
   figures.publishes = link.publishes;
   // Totals are in retired_counters_ for good; by name only what the broker once accepted, and
   // at most broker.max_connections names (the first in order makes room).
-  if (link.amqp_stats.connections_opened == 0) return;
+  if (link.broker.stats().connections_opened == 0) return;
   auto it = retired_.find(link.name);
   if (it == retired_.end()) {
-    if (retired_.size() >= static_cast<size_t>(config_.broker.max_connections) && !retired_.empty())
+    if (retired_.size() >= static_cast<size_t>(options_.max_connections) && !retired_.empty())
       retired_.erase(retired_.begin());
     it = retired_.emplace(link.name, ConnectionStats{}).first;
   }

@@ -8,11 +8,11 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "amqp/channel.h"
-#include "amqp/connection.h"
-#include "config.h"
+#include "amqp/link.h"
 #include "stats.h"
 
 namespace warren::core {
@@ -52,9 +52,17 @@ using PublishCallback = std::function<void(const PublishResult&)>;
 // What a broker outcome means to a client; link_open tells a slow broker from an absent one.
 PublishResult publish_result(const amqp::Result& r, bool link_open);
 
+struct PublishOptions {
+  amqp::ConnectionOptions broker;  // vhost and login: each client's own
+  int max_connections = 64;        // broker.max_connections
+  double confirm_timeout = 5;      // http.confirm_timeout
+  int max_in_flight = 10000;       // http.max_in_flight, per broker connection
+  double idle_connection_timeout = 300;
+};
+
 class Publisher {
  public:
-  Publisher(event_base* base, const Config& config, Counters& counters, Histograms& histograms);
+  Publisher(event_base* base, PublishOptions options, Counters& counters, Histograms& histograms);
   ~Publisher();
   Publisher(const Publisher&) = delete;
   Publisher& operator=(const Publisher&) = delete;
@@ -71,34 +79,42 @@ class Publisher {
   void close_all();
 
  private:
-  struct Link;
+  struct LoginLink;
   using Clock = std::chrono::steady_clock;
 
-  Link& link_for(const Credentials& who);
+  LoginLink& link_for(const Credentials& who);
   // Under broker.max_connections, a link about to connect may: true once there is room (the
   // least recently used idle link closed if need be), false when every other link is busy.
-  [[nodiscard]] bool make_room(const Link& link);
+  [[nodiscard]] bool make_room(const LoginLink& link);
   // Connects a link that is not connected or connecting; false when broker.max_connections
   // leaves no room (counted).
-  [[nodiscard]] bool ensure_connection(Link& link);
+  [[nodiscard]] bool ensure_connection(LoginLink& link);
   std::string no_room() const;  // why ensure_connection said no
-  void connect(Link& link);
-  void on_link_state(Link& link, amqp::ConnectionState state, const amqp::Result& why);
+  void connect(LoginLink& link);
+  void on_link_state(LoginLink& link, amqp::ConnectionState state, const amqp::Result& why);
+  // Why `link` cannot take a message now (too many waiting, no room for a connection, the
+  // broker blocked or not reading), or nothing.
+  std::optional<PublishResult> admit(LoginLink& link);
+  // The exchange's channel on `link`, opened if need be; null when every channel number is busy.
+  std::shared_ptr<amqp::Channel> channel_for(LoginLink& link, const std::string& exchange);
   // `alone`: the message was displaced by another's channel error (amqp::Channel::publish).
-  void send(Link& link, Message message, Clock::time_point deadline, PublishCallback done,
+  void send(LoginLink& link, Message message, Clock::time_point deadline, PublishCallback done,
             bool alone = false);
+  // The broker's word on a message sent on the link `key`: sent again, or answered.
+  void settle(const std::string& key, Message&& message, Clock::time_point deadline,
+              PublishCallback done, const amqp::Result& r);
   // Answers `done` (from the loop) with a refusal before anything was sent; counts it failed.
   void refuse(PublishCallback done, PublishStatus status, std::string detail);
   void sweep_idle();
   // A link forgotten by sweep_idle: its figures kept in retired_counters_ and retired_.
-  void retire(const Link& link);
+  void retire(const LoginLink& link);
   static void on_sweep(evutil_socket_t, short, void* arg);
 
   event_base* base_;
-  const Config& config_;
+  const PublishOptions options_;
   Counters& counters_;
   Histograms& histograms_;
-  std::map<std::string, std::unique_ptr<Link>> links_;  // by vhost, user and password digest
+  std::map<std::string, std::unique_ptr<LoginLink>> links_;  // by vhost, user and password digest
   EventPtr sweep_timer_;
   // Figures of links already forgotten, so /stats never goes backwards: totals for all, by
   // "vhost:user" for at most broker.max_connections names the broker accepted.

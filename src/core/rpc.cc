@@ -15,13 +15,13 @@ constexpr uint16_t kReplyPrefetch = 256;
 }  // namespace
 
 struct Rpc::ReplyLink {
+  ReplyLink(event_base* base, amqp::ConnectionOptions options, std::string vhost)
+      : vhost(vhost), queue("reply_" + oslo::new_id()), broker(base, std::move(options), "rpc replies on vhost " + vhost) {}
+
   std::string vhost;
   std::string queue;  // reply_<uuid>: the same name for the worker's life, redeclared on reconnect
-  amqp::Stats amqp_stats;
-  std::unique_ptr<amqp::Connection> conn;
+  amqp::Link broker;
   std::shared_ptr<amqp::Channel> channel;
-  amqp::Backoff backoff;
-  EventPtr reconnect_timer;
   bool consuming = false;      // on the current connection
   bool declared_once = false;  // the queue exists: requests may go out, replies will wait there
   bool closing = false;        // close_all(): no reconnect
@@ -47,8 +47,8 @@ struct Rpc::PendingCall {
   std::optional<oslo::Failure> failure;
 };
 
-Rpc::Rpc(event_base* base, const Config& config, Publisher& publisher, Counters& counters)
-    : base_(base), config_(config), publisher_(publisher), counters_(counters) {}
+Rpc::Rpc(event_base* base, RpcOptions options, Publisher& publisher, Counters& counters)
+    : base_(base), options_(std::move(options)), publisher_(publisher), counters_(counters) {}
 
 Rpc::~Rpc() = default;
 
@@ -96,9 +96,9 @@ void Rpc::call(const Credentials& who, const RpcTarget& target, oslo::Call call,
     });
   }
   // Each waiting call holds its client's request for up to rpc.max_timeout.
-  if (calls_.size() >= static_cast<size_t>(config_.rpc.max_pending_calls)) {
+  if (calls_.size() >= static_cast<size_t>(options_.max_pending_calls)) {
     ++counters_.rpc_calls_refused;
-    return amqp::defer(base_, [done = std::move(done), max = config_.rpc.max_pending_calls] {
+    return amqp::defer(base_, [done = std::move(done), max = options_.max_pending_calls] {
       RpcResult r;
       r.status = RpcStatus::too_many;
       r.publish = {PublishStatus::over_limit,
@@ -108,7 +108,7 @@ void Rpc::call(const Credentials& who, const RpcTarget& target, oslo::Call call,
       done(r);
     });
   }
-  timeout = std::clamp(timeout, 0.001, config_.rpc.max_timeout);
+  timeout = std::clamp(timeout, 0.001, options_.max_timeout);
   auto c = std::make_unique<PendingCall>();
   c->owner = this;
   c->msg_id = oslo::new_id();
@@ -117,7 +117,7 @@ void Rpc::call(const Credentials& who, const RpcTarget& target, oslo::Call call,
   c->who = who;
   c->done = std::move(done);
   c->timeout = timeout;
-  c->hard_deadline = Clock::now() + std::chrono::microseconds(static_cast<int64_t>(config_.rpc.max_timeout * 1e6));
+  c->hard_deadline = Clock::now() + std::chrono::microseconds(static_cast<int64_t>(options_.max_timeout * 1e6));
   // `_timeout` asks an oslo server for a heartbeat every _timeout/2 s; it must be a whole number
   // of at least 2 s (the server ignores, and warns about, anything less).
   const int whole = static_cast<int>(std::floor(timeout));
@@ -202,8 +202,9 @@ void Rpc::expire(const std::string& msg_id) {
   } else if (!c.sent) {
     auto link = links_.find(c.vhost);
     std::string why = "the broker is unreachable";
-    if (link != links_.end() && link->second->conn && link->second->conn->close_reason().text.size())
-      why = link->second->conn->close_reason().text;
+    if (const amqp::Connection* conn = link != links_.end() ? link->second->broker.connection() : nullptr;
+        conn && !conn->close_reason().text.empty())
+      why = conn->close_reason().text;
     result.status = RpcStatus::publish_failed;
     result.publish = {PublishStatus::unavailable, "the reply queue is not ready: " + why};
   } else {
@@ -268,38 +269,21 @@ void Rpc::on_reply(amqp::Delivery&& delivery) {
 Rpc::ReplyLink& Rpc::reply_link(const std::string& vhost) {
   auto& slot = links_[vhost];
   if (!slot) {
-    slot = std::make_unique<ReplyLink>();
-    slot->vhost = vhost;
-    slot->queue = "reply_" + oslo::new_id();
-    connect(*slot);
+    auto options = options_.broker;
+    options.vhost = vhost;
+    options.connection_name = fmt::format("warren rpc replies {} pid {}", vhost, getpid());
+    slot = std::make_unique<ReplyLink>(base_, std::move(options), vhost);
+    slot->broker.set_state_callback([this, vhost](amqp::ConnectionState state, const amqp::Result& why) {
+      if (auto it = links_.find(vhost); it != links_.end()) on_link_state(*it->second, state, why);
+    });
+    slot->broker.connect();
   }
   return *slot;
 }
 
-void Rpc::connect(ReplyLink& link) {
-  if (link.conn) {
-    auto* old = link.conn.release();
-    amqp::defer(base_, [old] { delete old; });
-  }
-  link.channel.reset();
-  link.consuming = false;
-  auto options = amqp::connection_options(config_.broker);
-  options.vhost = link.vhost;
-  options.connection_name = fmt::format("warren rpc replies {} pid {}", link.vhost, getpid());
-  link.conn = std::make_unique<amqp::Connection>(base_, std::move(options), &link.amqp_stats);
-  const std::string vhost = link.vhost;
-  link.conn->set_state_callback([this, vhost](amqp::ConnectionState state, const amqp::Result& why) {
-    if (auto it = links_.find(vhost); it != links_.end()) on_link_state(*it->second, state, why);
-  });
-  amqp::start_with_backoff(*link.conn, link.backoff, link.reconnect_timer);
-}
-
 void Rpc::on_link_state(ReplyLink& link, amqp::ConnectionState state, const amqp::Result& why) {
   using amqp::ConnectionState;
-  if (state == ConnectionState::open && !link.consuming && !link.channel) {
-    if (link.backoff.attempts() > 1) log_info("rpc: reply link for vhost {} open again", link.vhost);
-    return declare_and_consume(link);
-  }
+  if (state == ConnectionState::open && !link.consuming && !link.channel) return declare_and_consume(link);
   if (state != ConnectionState::closed) return;
   link.consuming = false;
   link.channel.reset();
@@ -310,17 +294,14 @@ void Rpc::on_link_state(ReplyLink& link, amqp::ConnectionState state, const amqp
     PublishResult r{PublishStatus::unavailable,
                     fmt::format("the reply queue cannot be declared with the service identity "
                                 "(broker.username): {}", why.text)};
-    if (why.code == 530 && why.text.find("not found") != std::string::npos)
-      r = {PublishStatus::not_found, why.text};
+    if (amqp::vhost_not_found(why)) r = {PublishStatus::not_found, why.text};
     return link_failed(link, r);
   }
-  if (why.outcome != amqp::Outcome::ok)
-    log_warning("rpc: reply link for vhost {} lost: {}", link.vhost, why.text);
-  connect(link);
+  link.broker.connect();
 }
 
 void Rpc::declare_and_consume(ReplyLink& link) {
-  link.channel = link.conn->open_channel(false);
+  link.channel = link.broker.open_channel(false);
   const std::string vhost = link.vhost;
   const amqp::Channel* current = link.channel.get();
   // A failure of this channel (not of a later one, nor of the connection, which on_link_state
@@ -330,7 +311,7 @@ void Rpc::declare_and_consume(ReplyLink& link) {
     if (it == links_.end() || it->second->closing || it->second->channel.get() != current) return;
     if (r.outcome == amqp::Outcome::connection_lost) return;
     log_warning("rpc: {} on reply queue {} failed: {}", what, it->second->queue, r.text);
-    if (it->second->conn) it->second->conn->close();
+    it->second->broker.reconnect();
   };
   link.channel->set_close_callback([restart](const amqp::Result& r) { restart("channel", r); });
   // As oslo declares its reply queues: not durable, not exclusive (replies survive our
@@ -364,7 +345,6 @@ void Rpc::declare_and_consume(ReplyLink& link) {
 void Rpc::link_ready(ReplyLink& link) {
   link.consuming = true;
   link.declared_once = true;
-  link.backoff.reset();
   for (const auto& msg_id : std::exchange(link.waiting, {})) send_request(msg_id);
 }
 
@@ -388,8 +368,8 @@ void Rpc::link_failed(ReplyLink& link, const PublishResult& why) {
 void Rpc::fill(Snapshot& snapshot) const {
   snapshot.histograms.rpc_seconds.merge(latency_);
   for (const auto& [vhost, link] : links_) {
-    const auto& a = link->amqp_stats;
-    auto& s = snapshot.connections[vhost + ":" + config_.broker.username];
+    const auto& a = link->broker.stats();
+    auto& s = snapshot.connections[vhost + ":" + options_.broker.username];
     s.connections_opened += a.connections_opened;
     s.connections_closed += a.connections_closed;
     s.channels_opened += a.channels_opened;
@@ -404,7 +384,7 @@ void Rpc::fill(Snapshot& snapshot) const {
 void Rpc::close_all() {
   for (auto& [vhost, link] : links_) {
     link->closing = true;
-    if (link->conn && link->conn->state() != amqp::ConnectionState::closed) link->conn->close();
+    link->broker.close();
   }
 }
 

@@ -16,8 +16,7 @@
 #include <string>
 
 #include "amqp/channel.h"
-#include "amqp/connection.h"
-#include "config.h"
+#include "amqp/link.h"
 #include "core/oslo.h"
 #include "core/publisher.h"
 #include "stats.h"
@@ -52,9 +51,15 @@ struct RpcResult {
 };
 using RpcCallback = std::function<void(const RpcResult&)>;
 
+struct RpcOptions {
+  amqp::ConnectionOptions broker;  // the service identity, which owns the reply queues
+  int max_pending_calls = 1000;   // rpc.max_pending_calls, per worker
+  double max_timeout = 600;       // rpc.max_timeout: a call's whole wait, heartbeats included
+};
+
 class Rpc {
  public:
-  Rpc(event_base* base, const Config& config, Publisher& publisher, Counters& counters);
+  Rpc(event_base* base, RpcOptions options, Publisher& publisher, Counters& counters);
   ~Rpc();
   Rpc(const Rpc&) = delete;
   Rpc& operator=(const Rpc&) = delete;
@@ -84,7 +89,6 @@ class Rpc {
   void proceed(const std::string& msg_id);
 
   ReplyLink& reply_link(const std::string& vhost);
-  void connect(ReplyLink& link);
   void on_link_state(ReplyLink& link, amqp::ConnectionState state, const amqp::Result& why);
   void declare_and_consume(ReplyLink& link);
   void link_ready(ReplyLink& link);
@@ -98,7 +102,7 @@ class Rpc {
                          std::optional<double> expiration);
 
   event_base* base_;
-  const Config& config_;
+  const RpcOptions options_;
   Publisher& publisher_;
   Counters& counters_;
   Histogram latency_;  // calls answered (result or failure), from request to reply

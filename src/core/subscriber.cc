@@ -4,29 +4,36 @@
 
 namespace warren::core {
 
-Subscription::Subscription(event_base* base, const BrokerConfig& broker, const Credentials& who,
-                           std::string exchange, std::string binding_key,
-                           std::function<void(const PublishResult&)> on_ready,
-                           std::function<void(Event&&)> on_event,
-                           std::function<void(const std::string&)> on_end)
-    : exchange_(std::move(exchange)),
-      binding_key_(std::move(binding_key)),
-      on_ready_(std::move(on_ready)),
-      on_event_(std::move(on_event)),
-      on_end_(std::move(on_end)) {
-  auto options = amqp::connection_options(broker);
+namespace {
+
+amqp::ConnectionOptions subscriber_options(amqp::ConnectionOptions options, const Credentials& who) {
   options.vhost = who.vhost;
   options.username = who.username;
   options.password = who.password;
   options.connection_name = fmt::format("warren events {}:{} pid {}", who.vhost, who.username, getpid());
-  conn_ = std::make_unique<amqp::Connection>(base, std::move(options));
-  // Every callback goes through `self`: the connection may still call back after we are gone.
+  return options;
+}
+
+}  // namespace
+
+Subscription::Subscription(event_base* base, const amqp::ConnectionOptions& broker, const Credentials& who,
+                           std::string exchange, std::string binding_key,
+                           std::function<void(const PublishResult&)> on_ready,
+                           std::function<void(Event&&)> on_event,
+                           std::function<void(const std::string&)> on_end)
+    : link_(base, subscriber_options(broker, who), fmt::format("events {}:{}", who.vhost, who.username)),
+      exchange_(std::move(exchange)),
+      binding_key_(std::move(binding_key)),
+      on_ready_(std::move(on_ready)),
+      on_event_(std::move(on_event)),
+      on_end_(std::move(on_end)) {
+  // The channel's callbacks go through `self`: they may still run after we are gone.
   auto self = self_;
-  conn_->set_state_callback([self](amqp::ConnectionState state, const amqp::Result& why) {
-    if (*self && state == amqp::ConnectionState::closed) (*self)->fail(why);
+  link_.set_state_callback([this](amqp::ConnectionState state, const amqp::Result& why) {
+    if (state == amqp::ConnectionState::closed) fail(why);
   });
-  conn_->start();
-  channel_ = conn_->open_channel(false);
+  link_.connect();
+  channel_ = link_.open_channel(false);
   // Server-named, exclusive, auto-delete: nobody else sees it and it dies with the connection.
   channel_->declare_queue("", false, true, true, nullptr,
                           [self](const amqp::Result& r, const std::string& queue, uint32_t, uint32_t) {
@@ -63,19 +70,14 @@ void Subscription::consume(const amqp::Result& bound, const std::string& queue) 
       });
 }
 
-Subscription::~Subscription() {
-  *self_ = nullptr;
-  if (conn_->state() != amqp::ConnectionState::closed) conn_->close();
-  // Freed on a later loop pass: we may be inside one of its callbacks.
-  channel_.reset();
-  auto* conn = conn_.release();
-  amqp::defer(conn->base(), [conn] { delete conn; });
-}
+// The link closes its connection and frees it on a later loop pass: we may be inside one of its
+// callbacks.
+Subscription::~Subscription() { *self_ = nullptr; }
 
 void Subscription::fail(const amqp::Result& r) {
   if (ended_) return;  // the first reason is the one that counts
   ended_ = true;
-  if (!ready_) return on_ready_(publish_result(r, conn_ && conn_->is_open()));
+  if (!ready_) return on_ready_(publish_result(r, link_.is_open()));
   on_end_(r.text.empty() ? "the broker ended the subscription" : r.text);
 }
 

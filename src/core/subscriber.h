@@ -8,8 +8,7 @@
 #include <string>
 
 #include "amqp/channel.h"
-#include "amqp/connection.h"
-#include "config.h"
+#include "amqp/link.h"
 #include "core/publisher.h"
 
 namespace warren::core {
@@ -24,7 +23,8 @@ class Subscription {
  public:
   // on_ready: the queue is bound and consuming (ok), or why it could not be (refused, 404 ...).
   // on_event: each message. on_end: the subscription ended from the broker's side (once).
-  Subscription(event_base* base, const BrokerConfig& broker, const Credentials& who,
+  // `broker`: hosts, TLS, heartbeat; the vhost and login are `who`'s.
+  Subscription(event_base* base, const amqp::ConnectionOptions& broker, const Credentials& who,
                std::string exchange, std::string binding_key, std::function<void(const PublishResult&)> on_ready,
                std::function<void(Event&&)> on_event, std::function<void(const std::string& why)> on_end);
   ~Subscription();
@@ -38,7 +38,7 @@ class Subscription {
 
   std::shared_ptr<Subscription*> self_ = std::make_shared<Subscription*>(this);
 
-  std::unique_ptr<amqp::Connection> conn_;
+  amqp::Link link_;
   std::shared_ptr<amqp::Channel> channel_;
   std::string exchange_, binding_key_;
   std::function<void(const PublishResult&)> on_ready_;

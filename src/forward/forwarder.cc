@@ -43,18 +43,28 @@ struct Forwarder::Flight {
   Forwarder* owner = nullptr;
 };
 
-Forwarder::Forwarder(event_base* base, const Config& config, const ForwarderConfig& forwarder,
-                     HttpClient& http, ForwarderCounters& counters, Histogram& latency,
-                     amqp::Stats& amqp_stats)
+namespace {
+
+amqp::ConnectionOptions forwarder_options(amqp::ConnectionOptions options, const ForwarderConfig& forwarder) {
+  options.vhost = forwarder.vhost;
+  options.connection_name = fmt::format("warren forwarder {} pid {}", forwarder.name, getpid());
+  return options;
+}
+
+}  // namespace
+
+Forwarder::Forwarder(event_base* base, const amqp::ConnectionOptions& broker, double confirm_timeout,
+                     const ForwarderConfig& forwarder, HttpClient& http, ForwarderCounters& counters,
+                     Histogram& latency)
     : base_(base),
-      global_(config),
+      confirm_timeout_(confirm_timeout),
       config_(forwarder),
       http_(http),
       counters_(counters),
       latency_(latency),
-      amqp_stats_(amqp_stats),
-      translator_(forwarder) {
-  reconnect_timer_.reset(evtimer_new(base_, on_reconnect_timer, this));
+      translator_(forwarder),
+      link_(base, forwarder_options(broker, forwarder), "forwarder " + forwarder.name) {
+  link_.set_state_callback([this](amqp::ConnectionState s, const amqp::Result& why) { on_state(s, why); });
   ack_flush_.reset(event_new(base_, -1, 0, on_ack_flush, this));
   // One fanout queue per forwarder for its whole life (an oslo server has one per process):
   // redeclared as it was after a reconnect; x-expires removes it once nobody consumes it.
@@ -84,40 +94,19 @@ Forwarder::~Forwarder() {
   flights_.clear();
 }
 
-void Forwarder::start() { connect(); }
-
-void Forwarder::connect() {
-  flush_acks();
-  if (conn_) {
-    // Never freed inside its own callback: the old connection goes on the next loop pass.
-    auto* old = conn_.release();
-    amqp::defer(base_, [old] { delete old; });
-  }
-  consume_channel_.reset();
-  publish_channel_.reset();
-  consumer_tags_.assign(plan_.size(), "");
-  auto options = amqp::connection_options(global_.broker);
-  options.vhost = config_.vhost;
-  options.connection_name = fmt::format("warren forwarder {} pid {}", config_.name, getpid());
-  conn_ = std::make_unique<amqp::Connection>(base_, std::move(options), &amqp_stats_);
-  conn_->set_state_callback([this, alive = std::weak_ptr<int>(alive_)](amqp::ConnectionState s, const amqp::Result& why) {
-    if (alive.lock()) on_state(s, why);
-  });
-  conn_->start();
-  declare_and_consume();
-}
+void Forwarder::start() { link_.connect(); }
 
 void Forwarder::on_state(amqp::ConnectionState state, const amqp::Result& why) {
   using amqp::ConnectionState;
-  if (state == ConnectionState::open) {
-    if (backoff_.attempts() > 0) log_info("forwarder {}: broker connection open to {}", config_.name, conn_->peer());
-    backoff_.reset();
-  } else if (state == ConnectionState::closed) {
-    drop_channel_flights();
-    consumer_tags_.assign(plan_.size(), "");
-    if (draining_) return check_drained();
-    restart(why.text.empty() ? "broker connection closed" : why.text);
-  }
+  // open again after connection.unblocked keeps what is declared and consuming
+  if (state == ConnectionState::open && !consume_channel_) return declare_and_consume();
+  if (state != ConnectionState::closed) return;
+  drop_channel_flights();
+  consume_channel_.reset();
+  publish_channel_.reset();
+  consumer_tags_.assign(plan_.size(), "");
+  if (draining_) return check_drained();
+  restart(why.text.empty() ? "broker connection closed" : why.text);
 }
 
 // The channels queue their methods until the connection is open: declarations, qos and
@@ -125,8 +114,8 @@ void Forwarder::on_state(amqp::ConnectionState state, const amqp::Result& why) {
 // failed declaration closes the channel, which fails everything after it).
 void Forwarder::declare_and_consume() {
   flush_acks();
-  consume_channel_ = conn_->open_channel(false);
-  publish_channel_ = conn_->open_channel(true);
+  consume_channel_ = link_.open_channel(false);
+  publish_channel_ = link_.open_channel(true);
   acks_.reset();  // a new channel numbers its deliveries from 1 again
   auto& ch = *consume_channel_;
   auto report = [this](const char* what) {
@@ -187,26 +176,12 @@ void Forwarder::on_consumer_end(size_t index, const amqp::Result& why) {
 }
 
 void Forwarder::restart(const std::string& why) {
-  if (draining_ || event_pending(reconnect_timer_.get(), EV_TIMEOUT, nullptr)) return;
+  if (draining_ || link_.reconnecting()) return;
   flush_acks();  // what finished on a channel still open is acked before it closes
   drop_channel_flights();
-  const double delay = backoff_.next_delay();
-  log_warning("forwarder {}: {}; reconnecting in {:.1f} s", config_.name, why, delay);
-  if (conn_ && conn_->state() != amqp::ConnectionState::closed) {
-    // Closing fails the channels and reports closed, which lands here again: the pending
-    // timer makes that a no-op.
-    timeval tv = amqp::to_timeval(delay);
-    evtimer_add(reconnect_timer_.get(), &tv);
-    conn_->close();
-    return;
-  }
-  timeval tv = amqp::to_timeval(delay);
-  evtimer_add(reconnect_timer_.get(), &tv);
-}
-
-void Forwarder::on_reconnect_timer(evutil_socket_t, short, void* arg) {
-  auto* self = static_cast<Forwarder*>(arg);
-  if (!self->draining_) self->connect();
+  log_warning("forwarder {}: {}; reconnecting", config_.name, why);
+  // Closing fails the channels and reports closed, which lands here again: a no-op then.
+  link_.reconnect();
 }
 
 bool Forwarder::valid(const Flight& f) const {
@@ -302,7 +277,7 @@ void Forwarder::on_heartbeat_timer(evutil_socket_t, short, void* arg) {
   auto* f = static_cast<Flight*>(arg);
   Forwarder* self = f->owner;
   auto beat = self->translator_.heartbeat(f->translation);
-  if (!beat || !self->conn_) return;
+  if (!beat || !self->link_.connection()) return;
   self->publish_channel()->publish(
       beat->exchange, beat->routing_key, beat->mandatory, beat->properties, std::move(beat->body),
       f->translation.oslo->heartbeat, [self, alive = std::weak_ptr<int>(self->alive_)](const amqp::Result& r) {
@@ -366,7 +341,7 @@ void Forwarder::finish(Flight& f, const BackendResponse& response, core::Disposi
   const bool done = core::status_class(response.status) == std::string_view("2xx");
   publish_channel()->publish(
       reply->exchange, reply->routing_key, true, reply->properties, std::move(reply->body),
-      global_.http.confirm_timeout,
+      confirm_timeout_,
       [this, key, done, to = reply->routing_key, alive = std::weak_ptr<int>(alive_)](const amqp::Result& r) {
         if (!alive.lock()) return;
         if (r.ok()) {
@@ -472,7 +447,7 @@ void Forwarder::dead_letter(Flight& f) {
   const uint64_t key = f.key;
   publish_channel()->publish(
       config_.dead_letter_exchange, f.message.routing_key, true, p, f.message.body,
-      global_.http.confirm_timeout, [this, key, alive = std::weak_ptr<int>(alive_)](const amqp::Result& r) {
+      confirm_timeout_, [this, key, alive = std::weak_ptr<int>(alive_)](const amqp::Result& r) {
         if (!alive.lock()) return;
         auto it = flights_.find(key);
         if (it == flights_.end()) return;
@@ -509,13 +484,13 @@ void Forwarder::dead_letter_failed(Flight& f, const amqp::Result& why) {
 
 std::shared_ptr<amqp::Channel> Forwarder::publish_channel() {
   // A reply to a missing exchange closes the confirm channel (404): open another for the next.
-  if (!publish_channel_ || !publish_channel_->is_open()) publish_channel_ = conn_->open_channel(true);
+  if (!publish_channel_ || !publish_channel_->is_open()) publish_channel_ = link_.open_channel(true);
   return publish_channel_;
 }
 
 void Forwarder::drain(std::function<void()> done) {
   draining_ = true;
-  evtimer_del(reconnect_timer_.get());
+  if (link_.reconnecting()) link_.close();  // no new connection: nothing more to consume
   cancel_consumers();
   std::vector<Flight*> waiting;
   for (auto& [key, f] : flights_)
@@ -549,9 +524,8 @@ void Forwarder::requeue_all() {
 }
 
 void Forwarder::close() {
-  evtimer_del(reconnect_timer_.get());
   flush_acks();
-  if (conn_ && conn_->state() != amqp::ConnectionState::closed) conn_->close();
+  link_.close();
 }
 
 }  // namespace warren::forward

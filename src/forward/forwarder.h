@@ -19,7 +19,7 @@
 
 #include "amqp/ack_batch.h"
 #include "amqp/channel.h"
-#include "amqp/connection.h"
+#include "amqp/link.h"
 #include "config.h"
 #include "core/forwarding.h"
 #include "core/recent_ids.h"
@@ -32,11 +32,12 @@ namespace warren::forward {
 
 class Forwarder {
  public:
-  // `config` and `forwarder` (an entry of config.forwarders) must outlive the forwarder, as
-  // must `http`, `counters`, `latency` and `amqp_stats`.
-  Forwarder(event_base* base, const Config& config, const ForwarderConfig& forwarder,
-            HttpClient& http, ForwarderCounters& counters, Histogram& latency,
-            amqp::Stats& amqp_stats);
+  // `broker`: hosts, TLS and the service identity (the vhost is the forwarder's);
+  // `confirm_timeout` bounds the publishing of replies and dead letters. `forwarder` (an entry
+  // of config.forwarders) must outlive the forwarder, as must `http`, `counters` and `latency`.
+  Forwarder(event_base* base, const amqp::ConnectionOptions& broker, double confirm_timeout,
+            const ForwarderConfig& forwarder, HttpClient& http, ForwarderCounters& counters,
+            Histogram& latency);
   ~Forwarder();
   Forwarder(const Forwarder&) = delete;
   Forwarder& operator=(const Forwarder&) = delete;
@@ -54,11 +55,11 @@ class Forwarder {
   void close();
   size_t in_flight() const { return flights_.size(); }
   bool consuming() const;
+  const amqp::Stats& broker_stats() const { return link_.stats(); }
 
  private:
   struct Flight;
 
-  void connect();
   void on_state(amqp::ConnectionState state, const amqp::Result& why);
   void declare_and_consume();
   void consume(size_t index);
@@ -91,25 +92,21 @@ class Forwarder {
   bool valid(const Flight& f) const;
 
   static void on_retry_timer(evutil_socket_t, short, void* arg);
-  static void on_reconnect_timer(evutil_socket_t, short, void* arg);
 
   event_base* base_;
-  const Config& global_;
+  const double confirm_timeout_;
   const ForwarderConfig& config_;
   HttpClient& http_;
   ForwarderCounters& counters_;
   Histogram& latency_;  // backend answer times, the worker's forward_seconds
-  amqp::Stats& amqp_stats_;
   Translator translator_;
 
-  std::unique_ptr<amqp::Connection> conn_;
+  amqp::Link link_;
   std::shared_ptr<amqp::Channel> consume_channel_, publish_channel_;
   std::vector<ConsumeQueue> plan_;         // what is declared and consumed
   std::vector<std::string> consumer_tags_;  // per plan_ entry; "" until its consume-ok
   std::string queues_;                      // plan_'s queue names, for logs
   core::RecentIds recent_ids_{kOsloDuplicateCapacity, kOsloDuplicateSeconds};  // oslo _unique_id
-  amqp::Backoff backoff_{0.2, 30};
-  EventPtr reconnect_timer_;
   amqp::AckBatch acks_;  // for consume_channel_'s deliveries; flushed before it changes
   EventPtr ack_flush_;   // made active when an ack is waiting
   std::map<uint64_t, std::unique_ptr<Flight>> flights_;  // by our own key (tags repeat per channel)

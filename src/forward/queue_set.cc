@@ -2,14 +2,17 @@
 
 #include "amqp/connection.h"
 #include "log.h"
+#include "options.h"
 
 namespace warren::forward {
 
 QueueSet::QueueSet(event_base* base, const Config& config, std::string name)
     : base_(base), config_(config), name_(std::move(name)), http_(base) {
+  const auto broker = broker_options(config_.broker);
   for (const auto& f : config_.forwarders) {
     if (f.queue_set != name_) continue;
-    forwarders_.push_back(std::make_unique<Forwarder>(base_, config_, f, http_, counters_[f.name], latency_, amqp_stats_));
+    forwarders_.push_back(std::make_unique<Forwarder>(base_, broker, config_.http.confirm_timeout, f, http_,
+                                                      counters_[f.name], latency_));
   }
   drain_timer_.reset(evtimer_new(base_, on_drain_timeout, this));
 }
@@ -56,9 +59,11 @@ void QueueSet::fill(Snapshot& snapshot) const {
   snapshot.queue_set = name_;
   for (const auto& [name, c] : counters_) snapshot.forwarders[name].merge(c);
   snapshot.histograms.forward_seconds.merge(latency_);
-  snapshot.counters.broker_connects += amqp_stats_.connections_opened;
-  snapshot.counters.broker_disconnects += amqp_stats_.connections_closed;
-  snapshot.counters.broker_login_refused += amqp_stats_.logins_refused;
+  for (const auto& f : forwarders_) {
+    snapshot.counters.broker_connects += f->broker_stats().connections_opened;
+    snapshot.counters.broker_disconnects += f->broker_stats().connections_closed;
+    snapshot.counters.broker_login_refused += f->broker_stats().logins_refused;
+  }
 }
 
 }  // namespace warren::forward

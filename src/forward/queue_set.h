@@ -42,7 +42,6 @@ class QueueSet {
   const Config& config_;
   std::string name_;
   HttpClient http_;
-  amqp::Stats amqp_stats_;
   std::map<std::string, ForwarderCounters> counters_;  // by forwarder name; stable addresses
   Histogram latency_;                                   // every forwarder's backend answers
   std::vector<std::unique_ptr<Forwarder>> forwarders_;

@@ -6,6 +6,7 @@
 #include "http/publish_request.h"
 #include "http/server.h"
 #include "log.h"
+#include "options.h"
 
 namespace warren {
 
@@ -33,7 +34,7 @@ namespace {
 class EventsHandler {
  public:
   EventsHandler(HttpServer& server, const Config& config, Counters& counters)
-      : server_(server), config_(config), counters_(counters) {
+      : server_(server), config_(config), broker_(broker_options(config.broker)), counters_(counters) {
     // A stopping worker ends its streams; clients reconnect to the next worker.
     server_.on_drain([this] {
       for (auto& [req, stream] : streams_) end(*stream);
@@ -79,7 +80,7 @@ class EventsHandler {
     s->req = req;
     s->base = evhttp_connection_get_base(evhttp_request_get_connection(req));
     s->subscription = std::make_unique<core::Subscription>(
-        s->base, config_.broker, *who,
+        s->base, broker_, *who,
         path.exchange, path.routing_key,
         [this, s](const core::PublishResult& r) { server_.guard(s->req, [&] { ready(*s, r); }); },
         [this, s](core::Event&& e) { deliver(*s, e); },
@@ -171,6 +172,7 @@ class EventsHandler {
 
   HttpServer& server_;
   const Config& config_;
+  const amqp::ConnectionOptions broker_;
   Counters& counters_;
   std::map<evhttp_request*, std::unique_ptr<Stream>> streams_;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // for callbacks deferred to the loop

@@ -20,6 +20,28 @@
 
 namespace warren::amqp::testing {
 
+inline std::string env(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+// rabbitmqctl on the test broker, through scripts/broker, which knows its node, cookie and epmd.
+inline std::string rabbitmqctl_command() {
+  std::string dir = env("WARREN_BROKER_DIR"), root = env("WARREN_ROOT");
+  if (dir.empty()) return {};
+  return (root.empty() ? std::string(".") : root) + "/scripts/broker ctl " + dir + " -q";
+}
+
+// The broker closes the connection named `connection_name` (320 CONNECTION_FORCED); only ours:
+// other tests may share the broker.
+inline bool force_close(const std::string& connection_name) {
+  const std::string ctl = rabbitmqctl_command();
+  const std::string cmd = "pid=$(" + ctl + " list_connections pid client_properties | grep '" +
+                          connection_name + "' | cut -f1) && [ -n \"$pid\" ] && " + ctl +
+                          " close_connection \"$pid\" 'warren test' >/dev/null";
+  return std::system(cmd.c_str()) == 0;
+}
+
 class BrokerTest : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -1,0 +1,17 @@
+// Config → each layer's own options, made once per worker (twemproxy's
+// conf_pool_each_transform): amqp/ and core/ never see Config, only what they use.
+#pragma once
+
+#include "amqp/types.h"
+#include "config.h"
+#include "core/publisher.h"
+#include "core/rpc.h"
+
+namespace warren {
+
+// Hosts, TLS, heartbeat and the service identity (broker.username) of every broker link.
+amqp::ConnectionOptions broker_options(const BrokerConfig& broker);
+core::PublishOptions publish_options(const Config& config);
+core::RpcOptions rpc_options(const Config& config);
+
+}  // namespace warren
