@@ -114,7 +114,7 @@ std::string header_text(const json& v) {
 
 std::vector<ConsumeQueue> consume_plan(const ForwarderConfig& config, std::string_view server,
                                        std::string_view fanout_id) {
-  if (config.format == "oslo") return oslo_queues(config.oslo, server, fanout_id);
+  if (config.format == ForwarderFormat::oslo) return oslo_queues(config.oslo, server, fanout_id);
   ConsumeQueue q;
   q.queue = config.queue;
   const auto& d = config.declare;
@@ -160,16 +160,16 @@ std::optional<std::string> Translator::json_body_problem(std::string_view body,
 }
 
 Translation Translator::translate(const amqp::Delivery& message) const {
-  if (config_.format == "vcd") return translate_vcd(message);
-  if (config_.format == "oslo") return translate_oslo(message);
+  if (config_.format == ForwarderFormat::vcd) return translate_vcd(message);
+  if (config_.format == ForwarderFormat::oslo) return translate_oslo(message);
   return translate_raw(message);
 }
 
 std::optional<Reply> Translator::reply(const amqp::Delivery& message, const Translation& t,
                                        const BackendResponse& r) const {
-  if (config_.format == "oslo") return reply_oslo(t, r);
+  if (config_.format == ForwarderFormat::oslo) return reply_oslo(t, r);
   if (!message.properties.reply_to || message.properties.reply_to->empty()) return std::nullopt;
-  if (config_.format == "vcd") return reply_vcd(message, t, r);
+  if (config_.format == ForwarderFormat::vcd) return reply_vcd(message, t, r);
   return reply_raw(message, r);
 }
 

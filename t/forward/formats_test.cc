@@ -212,7 +212,7 @@ TEST(BackendUrl, DisplayUrlDropsTheCredentials) {
 
 ForwarderConfig vcd_config() {
   auto f = raw_config();
-  f.format = "vcd";
+  f.format = ForwarderFormat::vcd;
   f.vcd.extension = "example1";
   f.vcd.required_rights = {"urn:vcloud:right:ext-use"};
   f.vcd.allowed_orgs = {"urn:vcloud:org:acme"};
@@ -345,7 +345,7 @@ TEST(ForwardVcd, DeepOrHugeBodiesAreRefusedBeforeTheyAreParsed) {
             std::string::npos);
 
   auto oslo = raw_config();
-  oslo.format = "oslo";
+  oslo.format = ForwarderFormat::oslo;
   Translator o(oslo);
   const json inner = {{"method", "m"}, {"args", json::parse("{\"a\": " + std::string(200, '[') + std::string(200, ']') + "}")}};
   auto deep_oslo = o.translate(message(json{{"oslo.version", "2.0"}, {"oslo.message", inner.dump()}}.dump()));

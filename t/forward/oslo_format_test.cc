@@ -19,7 +19,7 @@ namespace oslo = core::oslo;
 ForwarderConfig oslo_config() {
   ForwarderConfig f;
   f.name = "volumes";
-  f.format = "oslo";
+  f.format = ForwarderFormat::oslo;
   f.backend.url = "http://127.0.0.1:9000/rpc/";
   f.oslo.topic = "volume";
   f.oslo.server = "host1";

@@ -60,7 +60,7 @@ void as_forwarded(std::string_view body) {
   static const ForwarderConfig config = [] {
     ForwarderConfig c;
     c.name = "fuzz";
-    c.format = "oslo";
+    c.format = ForwarderFormat::oslo;
     c.backend.url = "http://127.0.0.1:9/rpc/";
     c.oslo.topic = "fuzz";
     c.oslo.server = "host";

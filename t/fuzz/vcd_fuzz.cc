@@ -9,7 +9,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const ForwarderConfig config = [] {
     ForwarderConfig c;
     c.name = "fuzz";
-    c.format = "vcd";
+    c.format = ForwarderFormat::vcd;
     c.backend.url = "http://127.0.0.1:9/api";
     c.rewrite_from = "^/api/";
     c.rewrite_to = "/";
