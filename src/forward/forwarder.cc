@@ -53,12 +53,10 @@ Forwarder::Forwarder(event_base* base, const Config& config, const ForwarderConf
       counters_(counters),
       latency_(latency),
       amqp_stats_(amqp_stats),
-      translator_(forwarder) {
+      format_(make_format(forwarder)) {
   reconnect_timer_.reset(evtimer_new(base_, on_reconnect_timer, this));
   ack_flush_.reset(event_new(base_, -1, 0, on_ack_flush, this));
-  // One fanout queue per forwarder for its whole life (an oslo server has one per process):
-  // redeclared as it was after a reconnect; x-expires removes it once nobody consumes it.
-  plan_ = consume_plan(config_, oslo_server_name(config_.oslo), core::oslo::new_id());
+  plan_ = format_->consume_plan();
   consumer_tags_.assign(plan_.size(), "");
   for (const auto& q : plan_) queues_ += (queues_.empty() ? "" : ", ") + q.queue;
 }
@@ -250,7 +248,7 @@ void Forwarder::on_delivery(amqp::Delivery&& message) {
     requeue(flight);
     return;
   }
-  flight.translation = translator_.translate(flight.message);
+  flight.translation = format_->translate(flight.message);
   if (const auto& oslo = flight.translation.oslo;
       oslo && !oslo->unique_id.empty() && recent_ids_.seen(oslo->unique_id, monotonic_seconds())) {
     // Delivered twice (a publisher retry): the first copy is, or was, being answered.
@@ -301,7 +299,7 @@ void Forwarder::start_heartbeats(Flight& f) {
 void Forwarder::on_heartbeat_timer(evutil_socket_t, short, void* arg) {
   auto* f = static_cast<Flight*>(arg);
   Forwarder* self = f->owner;
-  auto beat = self->translator_.heartbeat(f->translation);
+  auto beat = self->format_->heartbeat(f->translation);
   if (!beat || !self->conn_) return;
   self->publish_channel()->publish(
       beat->exchange, beat->routing_key, beat->mandatory, beat->properties, std::move(beat->body),
@@ -359,7 +357,7 @@ void Forwarder::on_retry_timer(evutil_socket_t, short, void* arg) {
 // failed (unroutable, nacked, its channel closed) answered nobody: the message is acked only if
 // the backend did the work (2xx), and dead-lettered otherwise.
 void Forwarder::finish(Flight& f, const BackendResponse& response, core::Disposition disposition) {
-  auto reply = translator_.reply(f.message, f.translation, response);
+  auto reply = format_->reply(f.message, f.translation, response);
   if (!reply) return settle(f.key, disposition);
   f.stage = Flight::Stage::replying;
   const uint64_t key = f.key;
