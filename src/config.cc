@@ -48,7 +48,8 @@ template <typename T>
 using Ref = T& (*)(Target);
 using Field = std::variant<Ref<bool>, Ref<int>, Ref<size_t>, Ref<double>, Ref<std::string>,
                            Ref<std::vector<int>>, Ref<std::vector<std::string>>,
-                           Ref<std::vector<BrokerHost>>, Ref<std::map<std::string, ArgValue>>>;
+                           Ref<std::vector<BrokerHost>>, Ref<std::map<std::string, ArgValue>>,
+                           Ref<ForwarderFormat>>;
 
 // clang-format off
 #define CONFIG_KEY(member) +[](Target t) -> auto& { return t.config->member; }
@@ -65,7 +66,8 @@ struct KeyRow {
   Field field;
   bool reloadable = true;              // false: bound or opened by the master before the fork
   double min = -kInf, max = kInf;      // numbers, and each element of a list of numbers
-  std::string_view choices = {};       // "a|b|c": the value must be one of them ("" may be one)
+  std::string_view choices = {};       // "a|b|c": the value must be one of them ("" may be one);
+                                       // an enum member takes the position of its choice
   bool required = false;               // a string that may not be empty
   std::string_view default_text = {};  // for the docs, when the member's initial value is not it
 };
@@ -180,6 +182,26 @@ const KeyRow kKeyTable[] = {
 
 #undef CONFIG_KEY
 #undef FORWARDER_KEY
+
+// A row's choices, "a|b|c", as a list.
+std::vector<std::string_view> split_choices(std::string_view choices) {
+  std::vector<std::string_view> list;
+  for (;;) {
+    size_t bar = choices.find('|');
+    list.push_back(choices.substr(0, bar));
+    if (bar == std::string_view::npos) return list;
+    choices.remove_prefix(bar + 1);
+  }
+}
+
+std::string not_a_choice(const std::vector<std::string_view>& choices, std::string_view value) {
+  std::string list;
+  for (auto choice : choices) {
+    list += list.empty() ? "" : ", ";
+    list += choice.empty() ? "\"\"" : std::string(choice);
+  }
+  return fmt::format("must be one of {}, got \"{}\"", list, value);
+}
 
 bool is_forwarder_row(const KeyRow& row) { return row.key.starts_with(kForwarderPrefix); }
 
@@ -494,11 +516,31 @@ class Loader {
             convert_list(n, path, member, to_string);
           } else if constexpr (std::is_same_v<T, std::vector<BrokerHost>>) {
             convert_list(n, path, member, to_host);
+          } else if constexpr (std::is_enum_v<T>) {
+            set_choice(row, n, path, member);
           } else {
             set_arguments(n, path, member);
           }
         },
         row.field);
+  }
+
+  // An enum key: the string must be one of the row's choices; the member becomes its position.
+  template <typename E>
+  void set_choice(const KeyRow& row, const YamlNode& n, const std::string& path, E& out) {
+    std::string problem;
+    auto text = to_string(n, problem);
+    if (!text) {
+      error(n.line, path, problem);
+      return;
+    }
+    const auto choices = split_choices(row.choices);
+    const auto it = std::find(choices.begin(), choices.end(), *text);
+    if (it == choices.end()) {
+      error_at(path, not_a_choice(choices, *text));
+      return;
+    }
+    out = static_cast<E>(it - choices.begin());
   }
 
   void set_arguments(const YamlNode& n, const std::string& path,
@@ -563,18 +605,8 @@ class Loader {
       return;
     }
     if (row.choices.empty()) return;
-    std::string list;
-    std::string_view rest = row.choices;
-    for (;;) {
-      size_t bar = rest.find('|');
-      std::string_view choice = rest.substr(0, bar);
-      if (choice == v) return;
-      list += list.empty() ? "" : ", ";
-      list += choice.empty() ? "\"\"" : std::string(choice);
-      if (bar == std::string_view::npos) break;
-      rest.remove_prefix(bar + 1);
-    }
-    error_at(path, fmt::format("must be one of {}, got \"{}\"", list, v));
+    const auto choices = split_choices(row.choices);
+    if (std::find(choices.begin(), choices.end(), v) == choices.end()) error_at(path, not_a_choice(choices, v));
   }
 
   void check_file(const std::string& path, const std::string& file) {
@@ -625,12 +657,12 @@ class Loader {
       if (!f.name.empty() && !names.emplace(f.name, i).second)
         error_at(p + ".name",
                  fmt::format("\"{}\" is also the name of forwarders[{}]", f.name, names[f.name]));
-      if (f.format == "oslo") {
+      if (f.format == ForwarderFormat::oslo) {
         if (f.oslo.topic.empty()) error_at(p + ".oslo.topic", "is required with format oslo");
       } else if (f.queue.empty()) {
         error_at(p + ".queue", "is required");
       }
-      if (f.format == "vcd" && f.vcd.extension.empty())
+      if (f.format == ForwarderFormat::vcd && f.vcd.extension.empty())
         error_at(p + ".vcd.extension", "is required with format vcd");
       if (!f.backend.url.empty())
         if (auto problem = forward::backend_url_problem(f.backend.url)) error_at(p + ".backend.url", *problem);
@@ -691,7 +723,7 @@ std::string doc_value(const std::map<std::string, ArgValue>& v) {
 std::string_view doc_type(const Field& field) {
   static constexpr std::string_view kTypes[] = {
       "boolean",          "integer",         "size (bytes)",  "duration (seconds)", "string",
-      "list of integers", "list of strings", "list of hosts", "map of scalars"};
+      "list of integers", "list of strings", "list of hosts", "map of scalars", "string"};
   static_assert(std::size(kTypes) == std::variant_size_v<Field>);
   return kTypes[field.index()];
 }
@@ -746,7 +778,11 @@ std::vector<ConfigKeyDoc> config_key_table() {
   for (const auto& row : kKeyTable) {
     std::string value = std::visit(
         [&](auto ref) {
-          return doc_value(ref(Target{&defaults, &forwarder}));
+          const auto& v = ref(Target{&defaults, &forwarder});
+          if constexpr (std::is_enum_v<std::decay_t<decltype(v)>>)
+            return std::string(split_choices(row.choices).at(static_cast<size_t>(v)));
+          else
+            return doc_value(v);
         },
         row.field);
     if (!row.default_text.empty()) value = row.default_text;

@@ -94,13 +94,17 @@ struct OsloConfig {
   std::string server;
 };
 
+// How a forwarder maps messages and HTTP (forward/format.h). Declared in the order of
+// forwarders[].format's choices in config.cc's key table: the loader maps a choice to its position.
+enum class ForwarderFormat { raw, vcd, oslo };
+
 struct ForwarderConfig {
   std::string name;
   std::string queue_set = "default";
   std::string vhost = "/";
   std::string queue;
   DeclareConfig declare;
-  std::string format = "raw";  // raw | vcd | oslo
+  ForwarderFormat format = ForwarderFormat::raw;
   BackendConfig backend;
   std::string rewrite_from, rewrite_to;
   size_t max_path = 8192;       // x-http-path, a vCD requestUri or queryString, an oslo method

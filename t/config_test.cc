@@ -188,7 +188,7 @@ TEST(Config, FullConfigWithEveryKey) {
   EXPECT_EQ(args.at("x-ratio").real, 0.5);
   EXPECT_EQ(args.at("x-str").kind, ArgValue::Kind::string);  // quoted: stays a string
   EXPECT_EQ(args.at("x-str").text, "10");
-  EXPECT_EQ(f.format, "vcd");
+  EXPECT_EQ(f.format, ForwarderFormat::vcd);
   EXPECT_EQ(f.backend.url, "https://127.0.0.1:9443/api");
   EXPECT_EQ(f.backend.username, "u");
   EXPECT_EQ(f.backend.password, "p");
@@ -210,7 +210,7 @@ TEST(Config, FullConfigWithEveryKey) {
   const auto& g = c->forwarders[1];
   EXPECT_EQ(g.name, "rpc1");
   EXPECT_FALSE(g.declare.enabled);
-  EXPECT_EQ(g.format, "oslo");
+  EXPECT_EQ(g.format, ForwarderFormat::oslo);
   EXPECT_EQ(g.queue, "");  // oslo forwarders name their queues after the topic
   EXPECT_EQ(g.prefetch, 64);
   EXPECT_EQ(g.oslo.exchange, "openstack");
@@ -408,6 +408,31 @@ TEST(Config, BrokerTlsFiles) {
 }
 
 const char* kForwarderOk = "    queue: q\n    backend: {url: \"http://127.0.0.1:9000/\"}\n";
+
+// forwarders[].format is read once, into an enum: every value that is not one of the choices,
+// whatever its shape, is refused with the key and its line, as the string check did.
+TEST(Config, FormatIsReadIntoAnEnum) {
+  const std::string head = std::string("forwarders:\n  - name: a\n") + kForwarderOk;
+  for (auto [text, format] : {std::pair{"raw", ForwarderFormat::raw}, std::pair{"vcd", ForwarderFormat::vcd},
+                              std::pair{"\"oslo\"", ForwarderFormat::oslo}}) {
+    auto result = config_parse(head + "    format: " + text + "\n    vcd: {extension: e}\n    oslo: {topic: t}\n",
+                               "warren.yml");
+    ASSERT_TRUE(result.config) << text;
+    EXPECT_EQ(result.config->forwarders[0].format, format) << text;
+  }
+  EXPECT_EQ(config_parse(head, "warren.yml").config->forwarders[0].format, ForwarderFormat::raw);
+  for (auto [text, error] : {std::pair{"Raw", "must be one of raw, vcd, oslo, got \"Raw\""},
+                             std::pair{"\"oslo \"", "must be one of raw, vcd, oslo, got \"oslo \""},
+                             std::pair{"", "must be one of raw, vcd, oslo, got \"\""},
+                             std::pair{"[raw]", "expected a string, got a list"},
+                             std::pair{"{a: 1}", "expected a string, got a mapping"}})
+    EXPECT_EQ(only_error(head + "    format: " + text + "\n"), std::string("warren.yml:5: forwarders[0].format: ") + error)
+        << text;
+  // A bad format is no format at all, not oslo: the queue is still required.
+  EXPECT_EQ(errors_of("forwarders:\n  - name: a\n    backend: {url: \"http://h/\"}\n    format: osl\n"),
+            (std::vector<std::string>{"warren.yml:2: forwarders[0].queue: is required",
+                                      "warren.yml:4: forwarders[0].format: must be one of raw, vcd, oslo, got \"osl\""}));
+}
 
 TEST(Config, ForwarderChecks) {
   EXPECT_EQ(errors_of("forwarders:\n  - format: raw\n"),

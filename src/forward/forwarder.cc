@@ -62,13 +62,11 @@ Forwarder::Forwarder(event_base* base, const amqp::ConnectionOptions& broker, do
       http_(http),
       counters_(counters),
       latency_(latency),
-      translator_(forwarder),
+      format_(make_format(forwarder)),
       link_(base, forwarder_options(broker, forwarder), "forwarder " + forwarder.name) {
   link_.set_state_callback([this](amqp::ConnectionState s, const amqp::Result& why) { on_state(s, why); });
   ack_flush_.reset(event_new(base_, -1, 0, on_ack_flush, this));
-  // One fanout queue per forwarder for its whole life (an oslo server has one per process):
-  // redeclared as it was after a reconnect; x-expires removes it once nobody consumes it.
-  plan_ = consume_plan(config_, oslo_server_name(config_.oslo), core::oslo::new_id());
+  plan_ = format_->consume_plan();
   consumer_tags_.assign(plan_.size(), "");
   for (const auto& q : plan_) queues_ += (queues_.empty() ? "" : ", ") + q.queue;
 }
@@ -225,7 +223,7 @@ void Forwarder::on_delivery(amqp::Delivery&& message) {
     requeue(flight);
     return;
   }
-  flight.translation = translator_.translate(flight.message);
+  flight.translation = format_->translate(flight.message);
   if (const auto& oslo = flight.translation.oslo;
       oslo && !oslo->unique_id.empty() && recent_ids_.seen(oslo->unique_id, monotonic_seconds())) {
     // Delivered twice (a publisher retry): the first copy is, or was, being answered.
@@ -276,7 +274,7 @@ void Forwarder::start_heartbeats(Flight& f) {
 void Forwarder::on_heartbeat_timer(evutil_socket_t, short, void* arg) {
   auto* f = static_cast<Flight*>(arg);
   Forwarder* self = f->owner;
-  auto beat = self->translator_.heartbeat(f->translation);
+  auto beat = self->format_->heartbeat(f->translation);
   if (!beat || !self->link_.connection()) return;
   self->publish_channel()->publish(
       beat->exchange, beat->routing_key, beat->mandatory, beat->properties, std::move(beat->body),
@@ -334,7 +332,7 @@ void Forwarder::on_retry_timer(evutil_socket_t, short, void* arg) {
 // failed (unroutable, nacked, its channel closed) answered nobody: the message is acked only if
 // the backend did the work (2xx), and dead-lettered otherwise.
 void Forwarder::finish(Flight& f, const BackendResponse& response, core::Disposition disposition) {
-  auto reply = translator_.reply(f.message, f.translation, response);
+  auto reply = format_->reply(f.message, f.translation, response);
   if (!reply) return settle(f.key, disposition);
   f.stage = Flight::Stage::replying;
   const uint64_t key = f.key;

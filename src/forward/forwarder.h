@@ -1,5 +1,5 @@
 // One forwarder: consumes one queue (an oslo forwarder: the queues of its topic, see
-// forward/oslo_format.h) and calls one REST backend. Owns its broker connection
+// forward/format_oslo.h) and calls one REST backend. Owns its broker connection
 // (service identity, the forwarder's vhost), a consume channel and a confirm channel for
 // replies and dead letters, the declarations (again after every reconnect), the messages in
 // flight (at most `prefetch`), their retry timers, and the ack / reply / dead-letter steps the
@@ -23,8 +23,8 @@
 #include "config.h"
 #include "core/forwarding.h"
 #include "core/recent_ids.h"
-#include "forward/formats.h"
-#include "forward/oslo_format.h"
+#include "forward/format.h"
+#include "forward/format_oslo.h"
 #include "forward/http_client.h"
 #include "stats.h"
 
@@ -99,7 +99,7 @@ class Forwarder {
   HttpClient& http_;
   ForwarderCounters& counters_;
   Histogram& latency_;  // backend answer times, the worker's forward_seconds
-  Translator translator_;
+  std::unique_ptr<const Format> format_;  // forwarders[].format's, chosen once
 
   amqp::Link link_;
   std::shared_ptr<amqp::Channel> consume_channel_, publish_channel_;

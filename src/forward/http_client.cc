@@ -64,6 +64,56 @@ HttpClient::~HttpClient() {
   multi_.reset();
 }
 
+namespace {
+
+// The method: GET and HEAD as curl knows them, anything else with the request's body.
+void set_method(CURL* e, const BackendRequest& q) {
+  if (q.method == "GET" && q.body.empty()) {
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+  } else if (q.method == "HEAD") {
+    curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+  } else {
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, q.body.data());
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(q.body.size()));
+    if (q.method != "POST") curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, q.method.c_str());
+  }
+}
+
+// What forwarders[].backend says: the timeout, Basic auth, TLS files and verification.
+void set_backend(CURL* e, const BackendConfig& backend) {
+  if (backend.timeout > 0) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(backend.timeout * 1000));
+  if (!backend.username.empty() || !backend.password.empty()) {
+    curl_easy_setopt(e, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
+    curl_easy_setopt(e, CURLOPT_USERNAME, backend.username.c_str());
+    curl_easy_setopt(e, CURLOPT_PASSWORD, backend.password.c_str());
+  }
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, backend.verify ? 1L : 0L);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, backend.verify ? 2L : 0L);
+  if (!backend.ca.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, backend.ca.c_str());
+  if (!backend.cert.empty()) curl_easy_setopt(e, CURLOPT_SSLCERT, backend.cert.c_str());
+  if (!backend.key.empty()) curl_easy_setopt(e, CURLOPT_SSLKEY, backend.key.c_str());
+}
+
+// The request's headers as curl's list, with the ones curl would add on its own turned off.
+CurlSlistPtr header_list(const BackendRequest& q) {
+  bool has_content_type = false;
+  curl_slist* list = nullptr;
+  auto append = [&list](const std::string& line) {
+    if (curl_slist* grown = curl_slist_append(list, line.c_str())) list = grown;
+  };
+  for (const auto& [name, value] : q.headers) {
+    if (strcasecmp(name.c_str(), "Content-Type") == 0) has_content_type = true;
+    // "Name;" is curl's way of sending a header with an empty value.
+    append(value.empty() ? name + ";" : name + ": " + value);
+  }
+  // No 100-continue round trip, and no made-up form content type for a body that has none.
+  append("Expect:");
+  if (!has_content_type) append("Content-Type:");
+  return CurlSlistPtr(list);
+}
+
+}  // namespace
+
 uint64_t HttpClient::start(const BackendConfig& backend, BackendRequest request, Callback done) {
   auto r = std::make_unique<Request>();
   r->id = next_id_++;
@@ -87,42 +137,10 @@ uint64_t HttpClient::start(const BackendConfig& backend, BackendRequest request,
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, r.get());
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-  if (backend.timeout > 0) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(backend.timeout * 1000));
-  if (q.method == "GET" && q.body.empty()) {
-    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-  } else if (q.method == "HEAD") {
-    curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-  } else {
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, q.body.data());
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(q.body.size()));
-    if (q.method != "POST") curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, q.method.c_str());
-  }
-  if (!backend.username.empty() || !backend.password.empty()) {
-    curl_easy_setopt(e, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
-    curl_easy_setopt(e, CURLOPT_USERNAME, backend.username.c_str());
-    curl_easy_setopt(e, CURLOPT_PASSWORD, backend.password.c_str());
-  }
-  curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, backend.verify ? 1L : 0L);
-  curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, backend.verify ? 2L : 0L);
-  if (!backend.ca.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, backend.ca.c_str());
-  if (!backend.cert.empty()) curl_easy_setopt(e, CURLOPT_SSLCERT, backend.cert.c_str());
-  if (!backend.key.empty()) curl_easy_setopt(e, CURLOPT_SSLKEY, backend.key.c_str());
-
-  bool has_content_type = false;
-  curl_slist* list = nullptr;
-  auto append = [&list](const std::string& line) {
-    if (curl_slist* grown = curl_slist_append(list, line.c_str())) list = grown;
-  };
-  for (const auto& [name, value] : q.headers) {
-    if (strcasecmp(name.c_str(), "Content-Type") == 0) has_content_type = true;
-    // "Name;" is curl's way of sending a header with an empty value.
-    append(value.empty() ? name + ";" : name + ": " + value);
-  }
-  // No 100-continue round trip, and no made-up form content type for a body that has none.
-  append("Expect:");
-  if (!has_content_type) append("Content-Type:");
-  r->headers.reset(list);
-  curl_easy_setopt(e, CURLOPT_HTTPHEADER, list);
+  set_method(e, q);
+  set_backend(e, backend);
+  r->headers = header_list(q);
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers.get());
 
   const uint64_t id = r->id;
   CURLMcode rc = curl_multi_add_handle(multi_.get(), e);

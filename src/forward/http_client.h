@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "config.h"
-#include "forward/formats.h"
+#include "forward/format.h"
 #include "handles.h"
 
 namespace warren::forward {

@@ -3,7 +3,8 @@
 
 #include "base64.h"
 #include "core/forwarding.h"
-#include "forward/formats.h"
+#include "forward/format.h"
+#include "t/forward/format_fixture.h"
 
 namespace warren::forward {
 namespace {
@@ -29,15 +30,24 @@ amqp::Delivery message(std::string body, json headers = json::object()) {
   return d;
 }
 
-std::string header(const BackendRequest& r, const std::string& name) {
-  for (const auto& [k, v] : r.headers)
-    if (k == name) return v;
-  return "<none>";
+// A backend's answer.
+BackendResponse answered(int status, std::string content_type, std::string body) {
+  BackendResponse r;
+  r.status = status;
+  r.content_type = std::move(content_type);
+  r.body = std::move(body);
+  return r;
 }
 
-TEST(ForwardRaw, MethodPathHeadersAndBody) {
-  auto cfg = raw_config();
-  Translator t(cfg);
+// Where a reply goes (exchange, routing key) and which request it answers, as one value.
+std::string envelope(const Reply& r) {
+  return r.exchange + " " + r.routing_key + " " + r.properties.correlation_id.value_or("-");
+}
+
+using ForwardRaw = FormatFixture<raw_config>;
+
+TEST_F(ForwardRaw, MethodPathHeadersAndBody) {
+  auto t = format();
   auto d = message("payload", {{"x-http-method", "put"}, {"x-http-path", "/api/example1/things/7?x=1"},
                                {"tenant", "acme"}, {"count", 3}});
   d.properties.content_type = "application/json";
@@ -45,154 +55,140 @@ TEST(ForwardRaw, MethodPathHeadersAndBody) {
   d.properties.reply_to = "replies";
   d.properties.message_id = "m-1";
   d.properties.timestamp = 1700000000;
-  auto tr = t.translate(d);
+  auto tr = t->translate(d);
   ASSERT_EQ(tr.kind, Translation::Kind::forward);
   EXPECT_EQ(tr.request.method, "PUT");
   EXPECT_EQ(tr.request.url, "http://127.0.0.1:9000/api/things/7?x=1");
   EXPECT_EQ(tr.request.body, "payload");
-  EXPECT_EQ(header(tr.request, "Content-Type"), "application/json");
-  EXPECT_EQ(header(tr.request, "X-AMQP-Correlation-Id"), "c-1");
-  EXPECT_EQ(header(tr.request, "X-AMQP-Reply-To"), "replies");
-  EXPECT_EQ(header(tr.request, "X-AMQP-Message-Id"), "m-1");
-  EXPECT_EQ(header(tr.request, "X-AMQP-Timestamp"), "1700000000");
-  EXPECT_EQ(header(tr.request, "X-AMQP-Routing-Key"), "example1");
-  EXPECT_EQ(header(tr.request, "X-AMQP-Header-tenant"), "acme");
-  EXPECT_EQ(header(tr.request, "X-AMQP-Header-count"), "3");
-  EXPECT_EQ(header(tr.request, "X-AMQP-Header-x-http-path"), "<none>");
+  expect_headers(tr.request, {{"Content-Type", "application/json"}, {"X-AMQP-Correlation-Id", "c-1"},
+                              {"X-AMQP-Reply-To", "replies"}, {"X-AMQP-Message-Id", "m-1"},
+                              {"X-AMQP-Timestamp", "1700000000"}, {"X-AMQP-Routing-Key", "example1"},
+                              {"X-AMQP-Header-tenant", "acme"}, {"X-AMQP-Header-count", "3"},
+                              {"X-AMQP-Header-x-http-path", "<none>"}});
 }
 
-TEST(ForwardRaw, DefaultsToPostOnTheBackendUrl) {
-  auto cfg = raw_config();
-  Translator t(cfg);
-  auto tr = t.translate(message("b"));
+TEST_F(ForwardRaw, DefaultsToPostOnTheBackendUrl) {
+  auto t = format();
+  auto tr = t->translate(message("b"));
   ASSERT_EQ(tr.kind, Translation::Kind::forward);
   EXPECT_EQ(tr.request.method, "POST");
   EXPECT_EQ(tr.request.url, "http://127.0.0.1:9000/api");
 }
 
-TEST(ForwardRaw, BadMethodOrPathIsAnInvalidMessage) {
-  auto cfg = raw_config();
-  Translator t(cfg);
+TEST_F(ForwardRaw, BadMethodOrPathIsAnInvalidMessage) {
+  auto t = format();
   for (json h : {json{{"x-http-method", "GE T"}}, json{{"x-http-method", 5}},
                  json{{"x-http-path", "no-slash"}}, json{{"x-http-path", "/a b"}},
                  json{{"x-http-path", "/a\r\nX: y"}}}) {
-    auto tr = t.translate(message("b", h));
+    auto tr = t->translate(message("b", h));
     EXPECT_EQ(tr.kind, Translation::Kind::answer) << h.dump();
     EXPECT_TRUE(tr.invalid);
     EXPECT_EQ(tr.answer.status, 400);
   }
 }
 
-TEST(ForwardRaw, ReplyCarriesStatusCorrelationAndContentType) {
-  auto cfg = raw_config();
-  Translator t(cfg);
+TEST_F(ForwardRaw, ReplyCarriesStatusCorrelationAndContentType) {
+  auto t = format();
   auto d = message("b", {{"replyToExchange", "replies-x"}});
   d.properties.reply_to = "rk";
   d.properties.correlation_id = "c-9";
-  auto tr = t.translate(d);
-  BackendResponse r{201, "text/plain; charset=utf-8", "made", BackendResponse::Failure::none, ""};
-  auto reply = t.reply(d, tr, r);
+  auto tr = t->translate(d);
+  const auto r = answered(201, "text/plain; charset=utf-8", "made");
+  auto reply = t->reply(d, tr, r);
   ASSERT_TRUE(reply);
-  EXPECT_EQ(reply->exchange, "replies-x");
-  EXPECT_EQ(reply->routing_key, "rk");
-  EXPECT_EQ(reply->properties.correlation_id, "c-9");
+  EXPECT_EQ(envelope(*reply), "replies-x rk c-9");
   EXPECT_EQ(reply->properties.content_type, "text/plain; charset=utf-8");
   EXPECT_EQ((*reply->properties.headers)["x-http-status"], 201);
   EXPECT_EQ(reply->body, "made");
 
   d.properties.reply_to.reset();
-  EXPECT_FALSE(t.reply(d, tr, r));
+  EXPECT_FALSE(t->reply(d, tr, r));
 }
 
-TEST(ForwardRaw, FailuresReplyWithGatewayStatuses) {
-  auto cfg = raw_config();
-  Translator t(cfg);
+TEST_F(ForwardRaw, FailuresReplyWithGatewayStatuses) {
+  auto t = format();
   auto d = message("b");
   d.properties.reply_to = "rk";
-  auto tr = t.translate(d);
+  auto tr = t->translate(d);
   BackendResponse r;
   r.failure = BackendResponse::Failure::timeout;
   r.error = "timed out";
-  auto reply = t.reply(d, tr, r);
+  auto reply = t->reply(d, tr, r);
   ASSERT_TRUE(reply);
   EXPECT_EQ(reply->exchange, "");
   EXPECT_EQ((*reply->properties.headers)["x-http-status"], 504);
   r.failure = BackendResponse::Failure::connect;
-  EXPECT_EQ((*t.reply(d, tr, r)->properties.headers)["x-http-status"], 503);
+  EXPECT_EQ((*t->reply(d, tr, r)->properties.headers)["x-http-status"], 503);
   r.failure = BackendResponse::Failure::other;
-  EXPECT_EQ((*t.reply(d, tr, r)->properties.headers)["x-http-status"], 502);
+  EXPECT_EQ((*t->reply(d, tr, r)->properties.headers)["x-http-status"], 502);
 }
 
-TEST(ForwardRaw, RewriteKeepsTheQueryAndUrlJoinsSlashes) {
-  auto cfg = raw_config();
+TEST_F(ForwardRaw, RewriteKeepsTheQueryAndUrlJoinsSlashes) {
   cfg.backend.url = "http://b/root/";
   cfg.rewrite_from = "^/v1/(\\w+)";
   cfg.rewrite_to = "/v2/$1";
-  Translator t(cfg);
+  auto t = format();
   std::string error;
-  EXPECT_EQ(t.target_url("/v1/items/3", "a=/v1/x", &error), "http://b/root/v2/items/3?a=/v1/x");
-  EXPECT_EQ(t.target_url("/x", "", &error), "http://b/root/x");
-  EXPECT_EQ(t.target_url("", "", &error), "http://b/root/");
+  EXPECT_EQ(t->target_url("/v1/items/3", "a=/v1/x", &error), "http://b/root/v2/items/3?a=/v1/x");
+  EXPECT_EQ(t->target_url("/x", "", &error), "http://b/root/x");
+  EXPECT_EQ(t->target_url("", "", &error), "http://b/root/");
 }
 
 // Whatever the path (after the rewrite) says, the request goes to backend.url's scheme, host and
 // port, with its credentials; a path that is not a path is refused, never "fixed".
-TEST(ForwardRaw, ThePathNeverChangesTheHost) {
-  auto cfg = raw_config();
+TEST_F(ForwardRaw, ThePathNeverChangesTheHost) {
   cfg.backend.url = "http://svc:pw@127.0.0.1:9000";
   cfg.rewrite_from = "^/api/x/";
   cfg.rewrite_to = "";
-  Translator t(cfg);
+  auto t = format();
   for (const char* hostile : {"/api/x/@evil/p", "/api/x/evil.example/p", "/api/x/\\evil/p", "/api/x/%2F%2Fevil",
                               "/api/x/http://evil/p", "/api/x/:80@evil/"}) {
-    auto tr = t.translate(message("", {{"x-http-path", hostile}}));
+    auto tr = t->translate(message("", {{"x-http-path", hostile}}));
     EXPECT_EQ(tr.kind, Translation::Kind::answer) << hostile;
     EXPECT_EQ(tr.answer.status, 400) << hostile;
     EXPECT_NE(tr.error.find("does not start with '/'"), std::string::npos) << tr.error;
   }
   // Paths that start with '/' stay paths of the same host.
   std::string error;
-  EXPECT_EQ(t.target_url("//evil.example/p", "", &error), "http://svc:pw@127.0.0.1:9000//evil.example/p");
-  EXPECT_EQ(t.target_url("/@evil/p", "", &error), "http://svc:pw@127.0.0.1:9000/@evil/p");
+  EXPECT_EQ(t->target_url("//evil.example/p", "", &error), "http://svc:pw@127.0.0.1:9000//evil.example/p");
+  EXPECT_EQ(t->target_url("/@evil/p", "", &error), "http://svc:pw@127.0.0.1:9000/@evil/p");
   for (const char* bad : {"/a#b", "/a?b", "/a b", "/a\r\nHost: evil", "/\xff"})
-    EXPECT_FALSE(t.target_url(bad, "", &error)) << bad;
-  EXPECT_FALSE(t.target_url("/a", "q=#frag", &error));
+    EXPECT_FALSE(t->target_url(bad, "", &error)) << bad;
+  EXPECT_FALSE(t->target_url("/a", "q=#frag", &error));
 }
 
-TEST(ForwardRaw, TheRewriteIsPcre2WithLimits) {
-  auto cfg = raw_config();
+TEST_F(ForwardRaw, TheRewriteIsPcre2WithLimits) {
   cfg.rewrite_from = "^/api/(.*)$";
   cfg.rewrite_to = "/$1";
-  Translator t(cfg);
+  auto t = format();
   std::string error;
   // std::regex recursed once per character here: a megabyte of path is a clean answer now.
   const std::string huge = "/api/" + std::string(1 << 20, 'a');
-  auto url = t.target_url(huge, "", &error);
+  auto url = t->target_url(huge, "", &error);
   ASSERT_TRUE(url) << error;
   EXPECT_EQ(url->size(), std::string("http://127.0.0.1:9000/api/").size() + (1 << 20));
   // Catastrophic backtracking stops at the match limit and is refused.
   cfg.rewrite_from = "^(a+)+$";
-  Translator slow(cfg);
-  EXPECT_FALSE(slow.target_url(std::string(40, 'a') + "!", "", &error));
+  auto slow = format();
+  EXPECT_FALSE(slow->target_url(std::string(40, 'a') + "!", "", &error));
   EXPECT_NE(error.find("rewrite.from failed"), std::string::npos) << error;
   // A replacement naming a group that does not exist: refused, not a crash.
   cfg.rewrite_from = "^/api";
   cfg.rewrite_to = "$7";
-  Translator bad(cfg);
-  EXPECT_FALSE(bad.target_url("/api/x", "", &error));
+  auto bad = format();
+  EXPECT_FALSE(bad->target_url("/api/x", "", &error));
 }
 
-TEST(ForwardRaw, ClientStringsAreCappedBeforeAnyParser) {
-  auto cfg = raw_config();
+TEST_F(ForwardRaw, ClientStringsAreCappedBeforeAnyParser) {
   cfg.max_path = 64;
-  Translator t(cfg);
-  auto tr = t.translate(message("", {{"x-http-path", "/api/example1/" + std::string(100, 'a')}}));
+  auto t = format();
+  auto tr = t->translate(message("", {{"x-http-path", "/api/example1/" + std::string(100, 'a')}}));
   ASSERT_EQ(tr.kind, Translation::Kind::answer);
   EXPECT_TRUE(tr.invalid);
   EXPECT_NE(tr.error.find("over forwarders[].max_path (64)"), std::string::npos) << tr.error;
-  EXPECT_EQ(t.translate(message("", {{"x-http-method", std::string(33, 'G')}})).answer.status, 400);
+  EXPECT_EQ(t->translate(message("", {{"x-http-method", std::string(33, 'G')}})).answer.status, 400);
   // A value that is not a string is named by its type, never dumped (it may nest deep).
-  auto nested = t.translate(message("", {{"x-http-path", json::array({json::array({1})})}}));
+  auto nested = t->translate(message("", {{"x-http-path", json::array({json::array({1})})}}));
   EXPECT_NE(nested.error.find("a JSON array"), std::string::npos) << nested.error;
 }
 
@@ -212,7 +208,7 @@ TEST(BackendUrl, DisplayUrlDropsTheCredentials) {
 
 ForwarderConfig vcd_config() {
   auto f = raw_config();
-  f.format = "vcd";
+  f.format = ForwarderFormat::vcd;
   f.vcd.extension = "example1";
   f.vcd.required_rights = {"urn:vcloud:right:ext-use"};
   f.vcd.allowed_orgs = {"urn:vcloud:org:acme"};
@@ -240,32 +236,26 @@ json vcd_context(std::string org = "urn:vcloud:org:acme") {
           {"rights", {"urn:vcloud:right:other", "urn:vcloud:right:ext-use"}}};
 }
 
-TEST(ForwardVcd, RequestBecomesBackendCallWithOrgAndUser) {
-  auto cfg = vcd_config();
-  Translator t(cfg);
-  auto tr = t.translate(vcd_message(vcd_request(), vcd_context()));
+using ForwardVcd = FormatFixture<vcd_config>;
+
+TEST_F(ForwardVcd, RequestBecomesBackendCallWithOrgAndUser) {
+  auto t = format();
+  auto tr = t->translate(vcd_message(vcd_request(), vcd_context()));
   ASSERT_EQ(tr.kind, Translation::Kind::forward) << tr.error;
   EXPECT_EQ(tr.request.method, "POST");
   EXPECT_EQ(tr.request.url, "http://127.0.0.1:9000/api/vms/1?page=2");
   EXPECT_EQ(tr.request.body, "{\"a\":1}");
-  EXPECT_EQ(header(tr.request, "Accept"), "application/json");
-  EXPECT_EQ(header(tr.request, "Host"), "<none>");
-  EXPECT_EQ(header(tr.request, "org_id"), "urn:vcloud:org:acme");
-  EXPECT_EQ(header(tr.request, "user_id"), "urn:vcloud:user:bob");
+  expect_headers(tr.request, {{"Accept", "application/json"}, {"Host", "<none>"},
+                              {"org_id", "urn:vcloud:org:acme"}, {"user_id", "urn:vcloud:user:bob"}});
   EXPECT_EQ(tr.request_id, "req-1");
 }
 
-TEST(ForwardVcd, ReplyIsTheVcdResponseDocument) {
-  auto cfg = vcd_config();
-  Translator t(cfg);
+TEST_F(ForwardVcd, ReplyIsTheVcdResponseDocument) {
+  auto t = format();
   auto d = vcd_message(vcd_request(), vcd_context());
-  auto tr = t.translate(d);
-  BackendResponse r{200, "application/vnd.example+json", "{\"ok\":true}", BackendResponse::Failure::none, ""};
-  auto reply = t.reply(d, tr, r);
+  auto reply = t->reply(d, t->translate(d), answered(200, "application/vnd.example+json", "{\"ok\":true}"));
   ASSERT_TRUE(reply);
-  EXPECT_EQ(reply->exchange, "vcdreply");
-  EXPECT_EQ(reply->routing_key, "reply-key");
-  EXPECT_EQ(reply->properties.correlation_id, "corr-1");
+  EXPECT_EQ(envelope(*reply), "vcdreply reply-key corr-1");
   auto j = json::parse(reply->body);
   EXPECT_EQ(j["id"], "req-1");
   EXPECT_EQ(j["statusCode"], 200);
@@ -274,18 +264,17 @@ TEST(ForwardVcd, ReplyIsTheVcdResponseDocument) {
   EXPECT_EQ(base64_decode(j["body"].get<std::string>()), "{\"ok\":true}");
 }
 
-TEST(ForwardVcd, MissingRightOrOrgIsA403InVcdFormat) {
-  auto cfg = vcd_config();
-  Translator t(cfg);
+TEST_F(ForwardVcd, MissingRightOrOrgIsA403InVcdFormat) {
+  auto t = format();
   json ctx = vcd_context();
   ctx["rights"] = json::array({"urn:vcloud:right:other"});
   for (const json& c : {ctx, vcd_context("urn:vcloud:org:evil")}) {
     auto d = vcd_message(vcd_request(), c);
-    auto tr = t.translate(d);
+    auto tr = t->translate(d);
     ASSERT_EQ(tr.kind, Translation::Kind::answer);
     EXPECT_FALSE(tr.invalid);
     EXPECT_EQ(tr.answer.status, 403);
-    auto j = json::parse(t.reply(d, tr, tr.answer)->body);
+    auto j = json::parse(t->reply(d, tr, tr.answer)->body);
     EXPECT_EQ(j["statusCode"], 403);
     EXPECT_EQ(j["id"], "req-1");
     auto err = json::parse(*base64_decode(j["body"].get<std::string>()));
@@ -294,35 +283,33 @@ TEST(ForwardVcd, MissingRightOrOrgIsA403InVcdFormat) {
   }
 }
 
-TEST(ForwardVcd, UriOfAnotherExtensionIs404AndGarbageIs400) {
-  auto cfg = vcd_config();
-  Translator t(cfg);
-  auto tr = t.translate(vcd_message(vcd_request("/api/example10/x"), vcd_context()));
+TEST_F(ForwardVcd, UriOfAnotherExtensionIs404AndGarbageIs400) {
+  auto t = format();
+  auto tr = t->translate(vcd_message(vcd_request("/api/example10/x"), vcd_context()));
   EXPECT_EQ(tr.answer.status, 404);
-  tr = t.translate(vcd_message(vcd_request("https://vcd.example.com/api/example1"), vcd_context()));
+  tr = t->translate(vcd_message(vcd_request("https://vcd.example.com/api/example1"), vcd_context()));
   EXPECT_EQ(tr.kind, Translation::Kind::forward);
   auto garbage = message("not json");
   garbage.properties.reply_to = "r";
-  tr = t.translate(garbage);
+  tr = t->translate(garbage);
   EXPECT_TRUE(tr.invalid);
   EXPECT_EQ(tr.answer.status, 400);
   json bad = vcd_request();
   bad["body"] = "!!!";
-  tr = t.translate(vcd_message(bad, vcd_context()));
+  tr = t->translate(vcd_message(bad, vcd_context()));
   EXPECT_TRUE(tr.invalid);
 }
 
-TEST(ForwardVcd, BackendFailuresMapToGatewayStatuses) {
-  auto cfg = vcd_config();
-  Translator t(cfg);
+TEST_F(ForwardVcd, BackendFailuresMapToGatewayStatuses) {
+  auto t = format();
   auto d = vcd_message(vcd_request(), vcd_context());
-  auto tr = t.translate(d);
+  auto tr = t->translate(d);
   BackendResponse r;
   for (auto [failure, status] : {std::pair{BackendResponse::Failure::connect, 503},
                                  std::pair{BackendResponse::Failure::timeout, 504},
                                  std::pair{BackendResponse::Failure::other, 502}}) {
     r.failure = failure;
-    auto j = json::parse(t.reply(d, tr, r)->body);
+    auto j = json::parse(t->reply(d, tr, r)->body);
     EXPECT_EQ(j["statusCode"], status);
     EXPECT_EQ(j["headers"]["Content-Type"], "application/json");
     EXPECT_TRUE(json::parse(*base64_decode(j["body"].get<std::string>())).contains("message"));
@@ -331,28 +318,43 @@ TEST(ForwardVcd, BackendFailuresMapToGatewayStatuses) {
 
 // JSON values are copied, compared and dumped recursively: a body nested deeper than
 // kMaxJsonDepth is refused before any of that happens, for vcd and for oslo's inner message.
-TEST(ForwardVcd, DeepOrHugeBodiesAreRefusedBeforeTheyAreParsed) {
-  auto cfg = vcd_config();
-  Translator t(cfg);
+TEST_F(ForwardVcd, DeepOrHugeBodiesAreRefusedBeforeTheyAreParsed) {
+  auto t = format();
   const std::string deep = std::string(100000, '[') + std::string(100000, ']');
-  auto tr = t.translate(message("[{\"id\": " + deep + "}, {}]"));
+  auto tr = t->translate(message("[{\"id\": " + deep + "}, {}]"));
   ASSERT_EQ(tr.kind, Translation::Kind::answer);
   EXPECT_EQ(tr.answer.status, 400);
   EXPECT_NE(tr.error.find("deeper than 128"), std::string::npos) << tr.error;
   cfg.max_body = 10;
-  Translator small(cfg);
-  EXPECT_NE(small.translate(message("[{}, {}, {}, {}]")).error.find("over forwarders[].max_body (10)"),
+  auto small = format();
+  EXPECT_NE(small->translate(message("[{}, {}, {}, {}]")).error.find("over forwarders[].max_body (10)"),
             std::string::npos);
 
   auto oslo = raw_config();
-  oslo.format = "oslo";
-  Translator o(oslo);
+  oslo.format = ForwarderFormat::oslo;
+  auto o = make_format(oslo);
   const json inner = {{"method", "m"}, {"args", json::parse("{\"a\": " + std::string(200, '[') + std::string(200, ']') + "}")}};
-  auto deep_oslo = o.translate(message(json{{"oslo.version", "2.0"}, {"oslo.message", inner.dump()}}.dump()));
+  auto deep_oslo = o->translate(message(json{{"oslo.version", "2.0"}, {"oslo.message", inner.dump()}}.dump()));
   EXPECT_NE(deep_oslo.error.find("deeper than 128"), std::string::npos) << deep_oslo.error;
   const json fine = {{"method", "m"}, {"args", {{"a", json::array({json::array({1})})}}}};
-  EXPECT_EQ(o.translate(message(json{{"oslo.version", "2.0"}, {"oslo.message", fine.dump()}}.dump())).kind,
+  EXPECT_EQ(o->translate(message(json{{"oslo.version", "2.0"}, {"oslo.message", fine.dump()}}.dump())).kind,
             Translation::Kind::forward);
+}
+
+// forwarders[].format picks the format once: the same message, read three ways.
+TEST(Format, IsChosenByForwardersFormat) {
+  auto cfg = vcd_config();
+  cfg.oslo.topic = "t";
+  const auto d = message("not json");
+  cfg.format = ForwarderFormat::raw;
+  EXPECT_EQ(make_format(cfg)->translate(d).kind, Translation::Kind::forward);
+  cfg.format = ForwarderFormat::vcd;
+  auto vcd = make_format(cfg)->translate(d);
+  EXPECT_EQ(json::parse(vcd.answer.body)["minorErrorCode"], "BAD_REQUEST");
+  cfg.format = ForwarderFormat::oslo;
+  auto oslo = make_format(cfg)->translate(d);
+  EXPECT_EQ(json::parse(oslo.answer.body)["error"], "bad message");
+  EXPECT_TRUE(oslo.error.starts_with("not an oslo.messaging request")) << oslo.error;
 }
 
 TEST(Base64, RoundTripsAndRejectsGarbage) {

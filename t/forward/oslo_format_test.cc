@@ -7,8 +7,9 @@
 #include "amqp/connection.h"
 #include "core/oslo.h"
 #include "core/recent_ids.h"
-#include "forward/formats.h"
-#include "forward/oslo_format.h"
+#include "forward/format.h"
+#include "t/forward/format_fixture.h"
+#include "forward/format_oslo.h"
 
 namespace warren::forward {
 namespace {
@@ -19,7 +20,7 @@ namespace oslo = core::oslo;
 ForwarderConfig oslo_config() {
   ForwarderConfig f;
   f.name = "volumes";
-  f.format = "oslo";
+  f.format = ForwarderFormat::oslo;
   f.backend.url = "http://127.0.0.1:9000/rpc/";
   f.oslo.topic = "volume";
   f.oslo.server = "host1";
@@ -49,31 +50,22 @@ BackendResponse answer(int status, std::string body = "") {
   return r;
 }
 
-std::string header(const BackendRequest& r, const std::string& name) {
-  for (const auto& [k, v] : r.headers)
-    if (k == name) return v;
-  return "<none>";
-}
-
 json reply_dict(const Reply& r) { return std::get<json>(oslo::unwrap(r.body)); }
 
-TEST(OsloServe, CallBecomesAPostOfTheArgs) {
-  auto cfg = oslo_config();
-  Translator t(cfg);
-  auto tr = t.translate(request(call_message()));
+using OsloServe = FormatFixture<oslo_config>;
+
+TEST_F(OsloServe, CallBecomesAPostOfTheArgs) {
+  auto t = format();
+  auto tr = t->translate(request(call_message()));
   ASSERT_EQ(tr.kind, Translation::Kind::forward);
   EXPECT_EQ(tr.request.method, "POST");
   EXPECT_EQ(tr.request.url, "http://127.0.0.1:9000/rpc/attach");
   EXPECT_EQ(json::parse(tr.request.body), json({{"volume", "v1"}, {"size", 2}}));
-  EXPECT_EQ(header(tr.request, "Content-Type"), "application/json");
-  EXPECT_EQ(header(tr.request, "X-Oslo-Method"), "attach");
-  EXPECT_EQ(header(tr.request, "X-Oslo-Kind"), "call");
-  EXPECT_EQ(header(tr.request, "X-Oslo-Unique-Id"), "u1");
-  EXPECT_EQ(header(tr.request, "X-Oslo-Namespace"), "storage");
-  EXPECT_EQ(header(tr.request, "X-Oslo-Version"), "1.2");
+  expect_headers(tr.request, {{"Content-Type", "application/json"}, {"X-Oslo-Method", "attach"},
+                              {"X-Oslo-Kind", "call"}, {"X-Oslo-Unique-Id", "u1"},
+                              {"X-Oslo-Namespace", "storage"}, {"X-Oslo-Version", "1.2"},
+                              {"X-Oslo-Context-user-id", "alice"}, {"X-Oslo-Context-roles", R"(["admin"])"}});
   EXPECT_EQ(json::parse(header(tr.request, "X-Oslo-Context")), json({{"user_id", "alice"}, {"roles", {"admin"}}}));
-  EXPECT_EQ(header(tr.request, "X-Oslo-Context-user-id"), "alice");
-  EXPECT_EQ(header(tr.request, "X-Oslo-Context-roles"), R"(["admin"])");
   ASSERT_TRUE(tr.oslo);
   EXPECT_EQ(tr.oslo->msg_id, "m1");
   EXPECT_EQ(tr.oslo->reply_q, "reply_abc");
@@ -81,24 +73,22 @@ TEST(OsloServe, CallBecomesAPostOfTheArgs) {
   EXPECT_TRUE(tr.final_answer);
 }
 
-TEST(OsloServe, HeartbeatsOnlyForTimeoutsOfTwoSecondsOrMore) {
-  auto cfg = oslo_config();
-  Translator t(cfg);
-  EXPECT_DOUBLE_EQ(t.translate(request(call_message(1))).oslo->heartbeat, 0);
-  EXPECT_DOUBLE_EQ(t.translate(request(call_message(2))).oslo->heartbeat, 1);
+TEST_F(OsloServe, HeartbeatsOnlyForTimeoutsOfTwoSecondsOrMore) {
+  auto t = format();
+  EXPECT_DOUBLE_EQ(t->translate(request(call_message(1))).oslo->heartbeat, 0);
+  EXPECT_DOUBLE_EQ(t->translate(request(call_message(2))).oslo->heartbeat, 1);
   auto m = call_message();
   m["_timeout"] = nullptr;
-  EXPECT_DOUBLE_EQ(t.translate(request(m)).oslo->heartbeat, 0);
+  EXPECT_DOUBLE_EQ(t->translate(request(m)).oslo->heartbeat, 0);
 }
 
 // Found while writing the oslo fuzz target: a _timeout of 1e300 is valid JSON, and half of it
 // went to a libevent timer through a double -> time_t cast that overflowed (undefined).
-TEST(OsloServe, AHugeTimeoutGivesAHeartbeatATimerCanHold) {
-  auto cfg = oslo_config();
-  Translator t(cfg);
+TEST_F(OsloServe, AHugeTimeoutGivesAHeartbeatATimerCanHold) {
+  auto t = format();
   auto m = call_message();
   m["_timeout"] = 1e300;
-  const double beat = t.translate(request(m)).oslo->heartbeat;
+  const double beat = t->translate(request(m)).oslo->heartbeat;
   EXPECT_DOUBLE_EQ(beat, kOsloMaxHeartbeatTimeout / 2);
   const timeval tv = amqp::to_timeval(beat);
   EXPECT_EQ(tv.tv_sec, static_cast<time_t>(kOsloMaxHeartbeatTimeout / 2));
@@ -109,23 +99,21 @@ TEST(OsloServe, AHugeTimeoutGivesAHeartbeatATimerCanHold) {
   EXPECT_EQ(amqp::to_timeval(1.25).tv_usec, 250000);
 }
 
-TEST(OsloServe, CastHasNoReplyAndFollowsTheRetryRules) {
-  auto cfg = oslo_config();
-  Translator t(cfg);
-  auto tr = t.translate(request({{"method", "notify"}, {"args", json::object()}, {"_unique_id", "u2"}}));
+TEST_F(OsloServe, CastHasNoReplyAndFollowsTheRetryRules) {
+  auto t = format();
+  auto tr = t->translate(request({{"method", "notify"}, {"args", json::object()}, {"_unique_id", "u2"}}));
   ASSERT_EQ(tr.kind, Translation::Kind::forward);
   EXPECT_EQ(header(tr.request, "X-Oslo-Kind"), "cast");
   EXPECT_FALSE(tr.final_answer);
-  EXPECT_FALSE(t.reply(amqp::Delivery{}, tr, answer(200)));
-  EXPECT_FALSE(t.heartbeat(tr));
+  EXPECT_FALSE(t->reply(amqp::Delivery{}, tr, answer(200)));
+  EXPECT_FALSE(t->heartbeat(tr));
 }
 
-TEST(OsloServe, SuccessIsTheResult) {
-  auto cfg = oslo_config();
-  Translator t(cfg);
+TEST_F(OsloServe, SuccessIsTheResult) {
+  auto t = format();
   auto d = request(call_message());
-  auto tr = t.translate(d);
-  auto r = t.reply(d, tr, answer(200, R"({"attached": true})"));
+  auto tr = t->translate(d);
+  auto r = t->reply(d, tr, answer(200, R"({"attached": true})"));
   ASSERT_TRUE(r);
   EXPECT_EQ(r->exchange, "");
   EXPECT_EQ(r->routing_key, "reply_abc");
@@ -137,16 +125,15 @@ TEST(OsloServe, SuccessIsTheResult) {
   EXPECT_EQ(m["ending"], true);
   EXPECT_EQ(m["_msg_id"], "m1");
   EXPECT_EQ(m["_unique_id"].get<std::string>().size(), 32u);
-  EXPECT_TRUE(reply_dict(*t.reply(d, tr, answer(204)))["result"].is_null());
-  EXPECT_EQ(reply_dict(*t.reply(d, tr, answer(200, "text")))["result"], "text");
+  EXPECT_TRUE(reply_dict(*t->reply(d, tr, answer(204)))["result"].is_null());
+  EXPECT_EQ(reply_dict(*t->reply(d, tr, answer(200, "text")))["result"], "text");
 }
 
-TEST(OsloServe, ErrorsAreHttpErrorFailures) {
-  auto cfg = oslo_config();
-  Translator t(cfg);
+TEST_F(OsloServe, ErrorsAreHttpErrorFailures) {
+  auto t = format();
   auto d = request(call_message());
-  auto tr = t.translate(d);
-  auto m = reply_dict(*t.reply(d, tr, answer(404, "no such volume")));
+  auto tr = t->translate(d);
+  auto m = reply_dict(*t->reply(d, tr, answer(404, "no such volume")));
   EXPECT_TRUE(m["result"].is_null());
   EXPECT_EQ(m["ending"], true);
   auto f = oslo::parse_failure(m["failure"]);
@@ -157,27 +144,25 @@ TEST(OsloServe, ErrorsAreHttpErrorFailures) {
   BackendResponse down;
   down.failure = BackendResponse::Failure::connect;
   down.error = "connection refused";
-  f = oslo::parse_failure(reply_dict(*t.reply(d, tr, down))["failure"]);
+  f = oslo::parse_failure(reply_dict(*t->reply(d, tr, down))["failure"]);
   EXPECT_EQ(f.message, "HTTP 503: backend failed: connection refused");
 }
 
-TEST(OsloServe, HeartbeatIsAnEmptyNonEndingReply) {
-  auto cfg = oslo_config();
-  Translator t(cfg);
-  auto tr = t.translate(request(call_message()));
-  auto hb = t.heartbeat(tr);
+TEST_F(OsloServe, HeartbeatIsAnEmptyNonEndingReply) {
+  auto t = format();
+  auto tr = t->translate(request(call_message()));
+  auto hb = t->heartbeat(tr);
   ASSERT_TRUE(hb);
   auto parsed = std::get<oslo::Reply>(oslo::parse_reply(hb->body));
   EXPECT_TRUE(parsed.is_heartbeat());
   EXPECT_EQ(parsed.msg_id, "m1");
 }
 
-TEST(OsloServe, BadRequests) {
-  auto cfg = oslo_config();
-  Translator t(cfg);
+TEST_F(OsloServe, BadRequests) {
+  auto t = format();
   amqp::Delivery d;
   d.body = "not json";
-  auto tr = t.translate(d);
+  auto tr = t->translate(d);
   EXPECT_EQ(tr.kind, Translation::Kind::answer);
   EXPECT_TRUE(tr.invalid);
   EXPECT_FALSE(tr.oslo);  // nothing to reply to: dead-lettered
@@ -185,17 +170,16 @@ TEST(OsloServe, BadRequests) {
   auto m = call_message();
   m["method"] = "../admin";
   auto d2 = request(m);
-  tr = t.translate(d2);
+  tr = t->translate(d2);
   EXPECT_EQ(tr.kind, Translation::Kind::answer);
   EXPECT_TRUE(tr.final_answer);
-  auto f = oslo::parse_failure(reply_dict(*t.reply(d2, tr, tr.answer))["failure"]);
+  auto f = oslo::parse_failure(reply_dict(*t->reply(d2, tr, tr.answer))["failure"]);
   EXPECT_EQ(f.class_name, "HTTPError");
   EXPECT_TRUE(f.message.starts_with("HTTP 400: ")) << f.message;
 }
 
-TEST(OsloServe, QueuesAsAnOsloServerDeclaresThem) {
-  auto cfg = oslo_config();
-  auto plan = consume_plan(cfg, "host1", "abc");
+TEST_F(OsloServe, QueuesAsAnOsloServerDeclaresThem) {
+  auto plan = oslo_queues(cfg.oslo, "host1", "abc");
   ASSERT_EQ(plan.size(), 3u);
   EXPECT_EQ(plan[0].queue, "volume");
   EXPECT_EQ(plan[1].queue, "volume.host1");
@@ -216,10 +200,22 @@ TEST(OsloServe, QueuesAsAnOsloServerDeclaresThem) {
   EXPECT_FALSE(oslo_server_name(cfg.oslo).empty());
 }
 
-TEST(OsloServe, RawKeepsItsOneQueue) {
+// The plan comes from the format: an oslo forwarder's fanout queue keeps its name for the
+// forwarder's whole life (redeclared as it was after a reconnect); another forwarder has its own.
+TEST_F(OsloServe, TheFanoutQueueIsNamedOncePerForwarder) {
+  auto t = format();
+  auto plan = t->consume_plan();
+  ASSERT_EQ(plan.size(), 3u);
+  EXPECT_EQ(plan[1].queue, "volume.host1");
+  EXPECT_TRUE(plan[2].queue.starts_with("volume_fanout_")) << plan[2].queue;
+  EXPECT_EQ(t->consume_plan()[2].queue, plan[2].queue);
+  EXPECT_NE(format()->consume_plan()[2].queue, plan[2].queue);
+}
+
+TEST_F(OsloServe, RawKeepsItsOneQueue) {
   ForwarderConfig f;
   f.queue = "q1";
-  auto plan = consume_plan(f, "h", "x");
+  auto plan = make_format(f)->consume_plan();
   ASSERT_EQ(plan.size(), 1u);
   EXPECT_EQ(plan[0].queue, "q1");
   EXPECT_FALSE(plan[0].declare);

@@ -8,8 +8,8 @@
 
 #include "amqp/connection.h"
 #include "core/oslo.h"
-#include "forward/formats.h"
-#include "forward/oslo_format.h"
+#include "forward/format.h"
+#include "forward/format_oslo.h"
 #include "fuzz.h"
 
 using namespace warren;
@@ -60,16 +60,16 @@ void as_forwarded(std::string_view body) {
   static const ForwarderConfig config = [] {
     ForwarderConfig c;
     c.name = "fuzz";
-    c.format = "oslo";
+    c.format = ForwarderFormat::oslo;
     c.backend.url = "http://127.0.0.1:9/rpc/";
     c.oslo.topic = "fuzz";
     c.oslo.server = "host";
     return c;
   }();
-  static const forward::Translator translator(config);
+  static const auto format = forward::make_format(config);
   amqp::Delivery message;
   message.body = std::string(body);
-  const auto t = translator.translate(message);
+  const auto t = format->translate(message);
   if (t.oslo) {
     check(std::isfinite(t.oslo->heartbeat) && t.oslo->heartbeat >= 0);
     const timeval tv = amqp::to_timeval(t.oslo->heartbeat);
@@ -86,13 +86,13 @@ void as_forwarded(std::string_view body) {
   timed_out.failure = forward::BackendResponse::Failure::timeout;
   timed_out.error = "timed out";
   if (t.kind == forward::Translation::Kind::answer) {
-    (void)translator.reply(message, t, t.answer);
+    (void)format->reply(message, t, t.answer);
   } else {
     for (const auto* r : {&ok, &failed, &timed_out})
-      if (auto reply = translator.reply(message, t, *r))
+      if (auto reply = format->reply(message, t, *r))
         check(!std::holds_alternative<std::string>(oslo::parse_reply(reply->body)));
   }
-  if (auto beat = translator.heartbeat(t)) {
+  if (auto beat = format->heartbeat(t)) {
     auto parsed = oslo::parse_reply(beat->body);
     check(std::holds_alternative<oslo::Reply>(parsed) &&
           std::get<oslo::Reply>(parsed).is_heartbeat());

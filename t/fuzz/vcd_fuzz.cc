@@ -1,6 +1,6 @@
 // A vCD API extension message body ([request, context]) through the vcd translation, and the
 // reply built from a backend answer, as the forwarder does for every consumed message.
-#include "forward/formats.h"
+#include "forward/format.h"
 #include "fuzz.h"
 
 using namespace warren;
@@ -9,7 +9,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const ForwarderConfig config = [] {
     ForwarderConfig c;
     c.name = "fuzz";
-    c.format = "vcd";
+    c.format = ForwarderFormat::vcd;
     c.backend.url = "http://127.0.0.1:9/api";
     c.rewrite_from = "^/api/";
     c.rewrite_to = "/";
@@ -17,16 +17,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     c.vcd.allowed_orgs = {"org"};
     return c;
   }();
-  static const forward::Translator translator(config);
+  static const auto format = forward::make_format(config);
   amqp::Delivery message;
   message.body = std::string(fuzz::as_text(data, size));
   message.properties.reply_to = "replies";
   message.properties.correlation_id = "c";
-  auto t = translator.translate(message);
+  auto t = format->translate(message);
   forward::BackendResponse response;
   response.status = 200;
   response.content_type = "application/json";
   response.body = "{}";
-  (void)translator.reply(message, t, t.kind == forward::Translation::Kind::answer ? t.answer : response);
+  (void)format->reply(message, t, t.kind == forward::Translation::Kind::answer ? t.answer : response);
   return 0;
 }

@@ -1,7 +1,8 @@
 // The serving side of oslo.messaging RPC: a `format: oslo` forwarder stands where an oslo
 // server would, on the same queues, and answers each request from an HTTP backend. The wire
-// format itself (envelope, request and reply dicts, failures) is core/oslo's; this file is the
-// mapping between it and HTTP, and the queues. Pure; unit-tested in t/forward/oslo_format_test.cc.
+// format itself (envelope, request and reply dicts, failures) is core/oslo's; this file (with
+// format_oslo.cc, the Format) is the mapping between it and HTTP, and the queues. Pure;
+// unit-tested in t/forward/oslo_format_test.cc.
 //
 // Request -> HTTP: POST backend.url/<method> (after `rewrite`), body = `args` as JSON, headers
 //   Content-Type: application/json, X-Oslo-Method, X-Oslo-Kind (call | cast),
@@ -21,7 +22,7 @@
 
 #include "config.h"
 #include "core/oslo.h"
-#include "forward/formats.h"
+#include "forward/format.h"
 
 namespace warren::forward {
 

@@ -1,17 +1,19 @@
-// Message <-> HTTP translation for forwarders, one pair of functions per format: a consumed
-// message becomes a backend request (or an answer warren gives itself: a message it cannot
-// parse, a vCD request its checks refuse), and a backend response becomes the reply message.
-// Pure: no I/O, no clock; unit-tested in t/forward/formats_test.cc.
+// Message <-> HTTP translation for forwarders: one Format per forwarder, chosen once from
+// forwarders[].format. A consumed message becomes a backend request (or an answer warren gives
+// itself: a message it cannot parse, a vCD request its checks refuse), and a backend response
+// becomes the reply message. One file per format: format_raw.cc, format_vcd.cc, format_oslo.cc.
+// Pure: no I/O, no clock; unit-tested in t/forward/formats_test.cc and oslo_format_test.cc.
 //
 //   raw  method from header x-http-method (POST), path from x-http-path appended to backend.url
 //        after `rewrite`, body = message body, properties as X-AMQP-* headers. The reply goes to
 //        reply_to on the default exchange (or header replyToExchange): correlation_id kept,
 //        status in header x-http-status, the response body and Content-Type as they came.
-//   vcd  vCloud Director API extension messages: body [request, context] (see translate_vcd).
+//   vcd  vCloud Director API extension messages: body [request, context] (see format_vcd.cc).
 //   oslo oslo.messaging RPC requests: `args` POSTed as JSON to backend.url/<method>, the answer
-//        sent back as an oslo reply to _reply_q (see forward/oslo_format.cc).
+//        sent back as an oslo reply to _reply_q (see forward/format_oslo.h).
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -98,55 +100,69 @@ struct ConsumeQueue {
   std::vector<std::string> bindings;  // routing keys binding the queue to `exchange`
 };
 
-// What a forwarder consumes: raw and vcd its `queue` (declared as `declare` says); oslo the
-// queues of forward/oslo_format.h. `server` and `fanout_id` matter for oslo only.
-std::vector<ConsumeQueue> consume_plan(const ForwarderConfig& config, std::string_view server,
-                                       std::string_view fanout_id);
-
-class Translator {
+// What one forwarder's format does with messages; made once per forwarder by make_format.
+class Format {
  public:
-  // `config` must outlive the translator. Its rewrite pattern is compiled and backend.url
-  // parsed once, here (the config check already proved both are good).
-  explicit Translator(const ForwarderConfig& config);
+  virtual ~Format() = default;
+  Format(const Format&) = delete;
+  Format& operator=(const Format&) = delete;
 
-  Translation translate(const amqp::Delivery& message) const;
-  // The reply for a message that has reply_to; nullopt when it has none. `response` is the
-  // backend's, or translation.answer for Kind::answer.
-  std::optional<Reply> reply(const amqp::Delivery& message, const Translation& translation,
-                             const BackendResponse& response) const;
-  // oslo: the heartbeat reply (ending false, no result) for a call still under way.
-  std::optional<Reply> heartbeat(const Translation& translation) const;
+  virtual Translation translate(const amqp::Delivery& message) const = 0;
+  // The reply for a message whose sender waits for one; nullopt when nobody does. `response` is
+  // the backend's, or translation.answer for Kind::answer.
+  virtual std::optional<Reply> reply(const amqp::Delivery& message, const Translation& translation,
+                                     const BackendResponse& response) const = 0;
+  // The heartbeat reply for a call still under way (oslo); nullopt: none to send.
+  virtual std::optional<Reply> heartbeat(const Translation& translation) const;
+  // What the forwarder declares and consumes: raw and vcd their `queue`, declared as `declare`
+  // says; oslo the queues of forward/format_oslo.h.
+  virtual std::vector<ConsumeQueue> consume_plan() const;
 
   // The backend URL for a request path (no query) and query (without '?'): `path` after
   // rewrite.from -> rewrite.to, on backend.url's path (see forward/backend_url.h). nullopt with
   // `error` set when the rewrite fails or its result cannot be sent.
   std::optional<std::string> target_url(std::string_view path, std::string_view query,
                                         std::string* error) const;
+
+ protected:
+  // `config` must outlive the format. Its rewrite pattern is compiled and backend.url parsed
+  // once, here (the config check already proved both are good).
+  explicit Format(const ForwarderConfig& config);
+
   // Why a vcd or oslo message body cannot be parsed safely (over forwarders[].max_body, or
   // nested deeper than kMaxJsonDepth, `nested_key`'s string value parsed as JSON too), or nullopt.
   std::optional<std::string> json_body_problem(std::string_view body, std::string_view nested_key) const;
 
- private:
-  Translation translate_raw(const amqp::Delivery& message) const;
-  Translation translate_vcd(const amqp::Delivery& message) const;
-  std::optional<Reply> reply_raw(const amqp::Delivery& message, const BackendResponse& r) const;
-  std::optional<Reply> reply_vcd(const amqp::Delivery& message, const Translation& t,
-                                 const BackendResponse& r) const;
-  Translation translate_oslo(const amqp::Delivery& message) const;
-  std::optional<Reply> reply_oslo(const Translation& t, const BackendResponse& r) const;
-
   const ForwarderConfig& config_;
+
+ private:
   Rewrite rewrite_;
   BackendUrl backend_url_;
 };
+
+// The format forwarders[].format names, for `config` (which must outlive it).
+std::unique_ptr<Format> make_format(const ForwarderConfig& config);
+// One per format file; make_format picks.
+std::unique_ptr<Format> make_raw_format(const ForwarderConfig& config);
+std::unique_ptr<Format> make_vcd_format(const ForwarderConfig& config);
+std::unique_ptr<Format> make_oslo_format(const ForwarderConfig& config);
 
 // Longest x-http-method (and vCD request.method): no HTTP method comes close.
 inline constexpr size_t kMaxMethodLength = 32;
 
 // Checks and conversions the formats share (is_token is in rfc9110.h). is_header_value: no CR,
 // LF or NUL. header_text: a header table value as header text, strings as they are, anything
-// else as JSON.
+// else as JSON. is_path: a request target, printable ASCII without spaces, empty or starting
+// with '/'. ascii_upper: an HTTP method as it is sent.
 bool is_header_value(std::string_view s);
 std::string header_text(const nlohmann::json& v);
+bool is_path(std::string_view s);
+std::string ascii_upper(std::string s);
+
+// A message warren cannot read: answered 400 {"error": "bad message", "detail": error}.
+Translation bad_message(std::string error);
+// The reply to a raw or vcd message's sender, without its body: to reply_to on the default
+// exchange (or on header replyToExchange), correlation_id kept. nullopt: no reply_to.
+std::optional<Reply> reply_to_sender(const amqp::Delivery& message);
 
 }  // namespace warren::forward

@@ -1,0 +1,230 @@
+// The vCloud Director API extension format (vCD 9.1 to 10): the body is the JSON array
+// [request, context] where request = {id, method, requestUri, queryString, headers, body
+// (base64)} and context = {user, org, rights: [URN...]}. Checks, in order: the URI belongs to
+// /api/<vcd.extension>; every vcd.required_rights URN is in context.rights; context.org is one
+// of vcd.allowed_orgs (when that list is not empty). Refusals are answered 403 (404 for a URI
+// that is not this extension's) in vCD's error document; the reply is vCD's response document
+// {id, headers, statusCode, body (base64), request: false}.
+#include <algorithm>
+#include <cctype>
+
+#include <fmt/format.h>
+
+#include "base64.h"
+#include "forward/format.h"
+#include "json.h"
+
+namespace warren::forward {
+namespace {
+
+using nlohmann::json;
+
+constexpr std::string_view kBadRequest = "BAD_REQUEST";
+constexpr std::string_view kForbidden = "ACCESS_TO_RESOURCE_IS_FORBIDDEN";
+
+// Hop-by-hop and framing headers that describe the hop to warren, not the request: curl sets
+// its own for the hop to the backend.
+bool is_hop_header(std::string_view name) {
+  static constexpr std::string_view kHop[] = {"host", "content-length", "connection", "keep-alive",
+                                              "transfer-encoding", "te", "trailer", "upgrade",
+                                              "expect", "proxy-connection", "proxy-authorization"};
+  std::string lower(name);
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+  return std::find(std::begin(kHop), std::end(kHop), lower) != std::end(kHop);
+}
+
+// vCloud Director's error document (its Error type, in JSON), for answers warren makes itself.
+std::string vcd_error_body(int status, std::string_view minor, std::string_view message) {
+  return json_text({{"majorErrorCode", status}, {"minorErrorCode", minor}, {"message", message}});
+}
+
+Translation vcd_answer(int status, std::string_view minor, std::string error, bool invalid,
+                       std::string request_id) {
+  Translation t;
+  t.kind = Translation::Kind::answer;
+  t.invalid = invalid;
+  t.answer.status = status;
+  t.answer.content_type = "application/json";
+  t.answer.body = vcd_error_body(status, minor, error);
+  t.error = std::move(error);
+  t.request_id = std::move(request_id);
+  return t;
+}
+
+std::string id_text(const json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_null()) return "";
+  return json_text(v);
+}
+
+// context.user / context.org: a URN string, or an object carrying one as "id".
+std::string context_id(const json& context, const char* key) {
+  auto it = context.find(key);
+  if (it == context.end()) return "";
+  if (it->is_object()) return id_text(it->value("id", json()));
+  return id_text(*it);
+}
+
+// A request's string field; "" when absent or null, nullopt when it is not a string.
+std::optional<std::string> string_field(const json& request, const char* key) {
+  auto it = request.find(key);
+  if (it == request.end() || it->is_null()) return std::string();
+  if (!it->is_string()) return std::nullopt;
+  return it->get<std::string>();
+}
+
+// requestUri is a path, or a whole URL on some vCD versions: the path, without a query.
+std::string uri_path(std::string path) {
+  if (path.starts_with("http://") || path.starts_with("https://")) {
+    auto slash = path.find('/', path.find("//") + 2);
+    path = slash == std::string::npos ? "/" : path.substr(slash);
+  }
+  if (auto q = path.find('?'); q != std::string::npos) path.resize(q);
+  return path;
+}
+
+// request.headers, minus the hop's own and names HTTP cannot carry; a list of values (as some
+// vCD versions send every header) joined with ", ".
+std::vector<std::pair<std::string, std::string>> request_headers(const json& request) {
+  std::vector<std::pair<std::string, std::string>> headers;
+  auto it = request.find("headers");
+  if (it == request.end() || !it->is_object()) return headers;
+  for (const auto& [name, value] : it->items()) {
+    if (!is_token(name) || is_hop_header(name)) continue;
+    std::string text;
+    if (value.is_array()) {
+      for (const auto& v : value) text += (text.empty() ? "" : ", ") + header_text(v);
+    } else {
+      text = header_text(value);
+    }
+    if (is_header_value(text)) headers.emplace_back(name, text);
+  }
+  return headers;
+}
+
+// What translate reads from one [request, context] document, step by step.
+struct VcdCall {
+  std::string id, method, uri, query, body, path, org, user;
+};
+
+class VcdFormat final : public Format {
+ public:
+  explicit VcdFormat(const ForwarderConfig& config) : Format(config) {}
+
+  Translation translate(const amqp::Delivery& message) const override {
+    if (auto problem = json_body_problem(message.body, "")) return vcd_answer(400, kBadRequest, *problem, true, "");
+    const json doc = json_parse(message.body);
+    if (doc.is_discarded() || !doc.is_array() || doc.size() < 2 || !doc[0].is_object() || !doc[1].is_object())
+      return vcd_answer(400, kBadRequest, "the message body is not a vCD [request, context] array", true, "");
+    const json& request = doc[0];
+    const json& context = doc[1];
+    VcdCall call;
+    call.id = id_text(request.value("id", json()));
+    if (auto refused = read_request(request, call)) return std::move(*refused);
+    if (auto refused = check_extension(call)) return std::move(*refused);
+    call.org = context_id(context, "org");
+    call.user = context_id(context, "user");
+    if (auto refused = check_access(context, call)) return std::move(*refused);
+    return forward(request, std::move(call));
+  }
+
+  std::optional<Reply> reply(const amqp::Delivery& message, const Translation& t,
+                             const BackendResponse& r) const override {
+    auto reply = reply_to_sender(message);
+    if (!reply) return std::nullopt;
+    reply->properties.content_type = "application/json";
+    int status = r.status;
+    std::string content_type = r.content_type, body = r.body;
+    if (!status) {
+      status = failure_status(r);
+      content_type = "application/json";
+      body = vcd_error_body(status,
+                            status == 504   ? "GATEWAY_TIMEOUT"
+                            : status == 503 ? "SERVICE_UNAVAILABLE"
+                                            : "BAD_GATEWAY",
+                            fmt::format("backend failed: {}", r.error));
+    }
+    json headers = json::object();
+    if (!content_type.empty()) headers["Content-Type"] = content_type;
+    reply->body = json_text({{"id", t.request_id},
+                             {"headers", headers},
+                             {"statusCode", status},
+                             {"body", base64_encode(body)},
+                             {"request", false}});
+    return reply;
+  }
+
+ private:
+  // request.method, requestUri, queryString and body (decoded) into `call`, or the refusal.
+  std::optional<Translation> read_request(const json& request, VcdCall& call) const {
+    auto method = string_field(request, "method"), uri = string_field(request, "requestUri"),
+         query = string_field(request, "queryString"), body64 = string_field(request, "body");
+    if (!method || !uri || !query || !body64 || !is_token(*method) || method->size() > kMaxMethodLength)
+      return vcd_answer(400, kBadRequest, "request.method, requestUri, queryString and body must be strings", true,
+                        call.id);
+    if (uri->size() > config_.max_path || query->size() > config_.max_path)
+      return vcd_answer(400, kBadRequest,
+                        fmt::format("request.requestUri or queryString is over forwarders[].max_path ({} bytes)",
+                                    config_.max_path),
+                        true, call.id);
+    auto body = base64_decode(*body64);
+    if (!body) return vcd_answer(400, kBadRequest, "request.body is not base64", true, call.id);
+    call.method = std::move(*method);
+    call.uri = std::move(*uri);
+    call.query = std::move(*query);
+    call.body = std::move(*body);
+    return std::nullopt;
+  }
+
+  // The URI's path must be /api/<vcd.extension> or below it: 404 otherwise.
+  std::optional<Translation> check_extension(VcdCall& call) const {
+    call.path = uri_path(call.uri);
+    const std::string prefix = "/api/" + config_.vcd.extension;
+    if ((call.path == prefix || call.path.starts_with(prefix + "/")) && is_path(call.path)) return std::nullopt;
+    return vcd_answer(404, "RESOURCE_NOT_FOUND",
+                      fmt::format("{} is not a URI of the extension {}", call.uri, config_.vcd.extension), false,
+                      call.id);
+  }
+
+  // Every vcd.required_rights URN in context.rights, and the org among vcd.allowed_orgs: 403
+  // otherwise.
+  std::optional<Translation> check_access(const json& context, const VcdCall& call) const {
+    std::vector<std::string> rights;
+    if (auto it = context.find("rights"); it != context.end() && it->is_array())
+      for (const auto& r : *it)
+        if (r.is_string()) rights.push_back(r.get<std::string>());
+    for (const auto& need : config_.vcd.required_rights)
+      if (std::find(rights.begin(), rights.end(), need) == rights.end())
+        return vcd_answer(403, kForbidden, fmt::format("the user lacks the right {}", need), false, call.id);
+    const auto& orgs = config_.vcd.allowed_orgs;
+    if (!orgs.empty() && std::find(orgs.begin(), orgs.end(), call.org) == orgs.end())
+      return vcd_answer(403, kForbidden, fmt::format("the organization {} may not use this extension", call.org),
+                        false, call.id);
+    return std::nullopt;
+  }
+
+  // The backend request for a call that passed every check; org and user as headers org_id and
+  // user_id.
+  Translation forward(const json& request, VcdCall call) const {
+    std::string error;
+    auto url = target_url(call.path, std::string_view(call.query).substr(call.query.starts_with('?') ? 1 : 0), &error);
+    if (!url) return vcd_answer(400, kBadRequest, fmt::format("request.requestUri: {}", error), true, call.id);
+    Translation t;
+    t.request_id = std::move(call.id);
+    t.request.method = ascii_upper(std::move(call.method));
+    t.request.url = std::move(*url);
+    t.request.body = std::move(call.body);
+    t.request.headers = request_headers(request);
+    if (is_header_value(call.org)) t.request.headers.emplace_back("org_id", call.org);
+    if (is_header_value(call.user)) t.request.headers.emplace_back("user_id", call.user);
+    return t;
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Format> make_vcd_format(const ForwarderConfig& config) {
+  return std::make_unique<VcdFormat>(config);
+}
+
+}  // namespace warren::forward
