@@ -1,4 +1,4 @@
-#include "master.h"
+#include "proc/master.h"
 
 #include <fcntl.h>
 #include <grp.h>
@@ -14,6 +14,8 @@
 #include <algorithm>
 #include <cstring>
 #include <set>
+
+#include <curl/curl.h>
 
 #include "buildinfo.h"
 #include "forward/backend_url.h"
@@ -548,6 +550,25 @@ void Master::on_retire_timer(evutil_socket_t, short, void* arg) {
 void Master::on_respawn_timer(evutil_socket_t, short, void* arg) {
   auto* self = static_cast<Master*>(arg);
   for (const auto& [spec, key] : std::exchange(self->respawn_queue_, {})) self->spawn(spec, key);
+}
+
+int master_main(std::shared_ptr<const Config> config, std::string pidfile_override, bool detach) {
+  if (!log_configure(config->logging.level, config->logging.syslog_facility)) {
+    fmt::print(stderr, "warrend: logging settings not usable\n");
+    return 1;
+  }
+  if (detach && daemon(0, 1) != 0) {
+    log_error("daemon() failed: {}", errno_text(errno));
+    return 1;
+  }
+  // Once, before any fork: curl's global state (OpenSSL included) is not safe to set up later
+  // from several places. Forward workers inherit it.
+  if (CURLcode rc = curl_global_init(CURL_GLOBAL_DEFAULT); rc != CURLE_OK) {
+    log_error("curl_global_init() failed: {}", curl_easy_strerror(rc));
+    return 1;
+  }
+  Master master(std::move(config), std::move(pidfile_override));
+  return master.run();
 }
 
 }  // namespace warren

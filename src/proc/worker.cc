@@ -1,4 +1,4 @@
-#include "worker.h"
+#include "proc/worker.h"
 
 #include <grp.h>
 #include <pwd.h>
@@ -8,7 +8,6 @@
 
 #include <map>
 
-#include "channel.h"
 #include "core/publisher.h"
 #include "forward/queue_set.h"
 #include "core/rpc.h"
@@ -20,6 +19,7 @@
 #include "http/server.h"
 #include "json.h"
 #include "log.h"
+#include "proc/channel.h"
 #include "stats.h"
 
 namespace warren {

@@ -10,13 +10,13 @@
 #include <string>
 #include <vector>
 
-#include "channel.h"
 #include "config.h"
-#include "control.h"
 #include "handles.h"
-#include "listener.h"
+#include "proc/channel.h"
+#include "proc/control.h"
+#include "proc/listener.h"
+#include "proc/worker.h"
 #include "stats.h"
-#include "worker.h"
 
 namespace warren {
 
@@ -91,5 +91,9 @@ class Master {
   int exit_code_ = 0;  // 1 once no worker is left to run: the service failed, init should know
   double started_ = 0;
 };
+
+// warrend after its command line: logging, detaching (-d), the process-wide set-up every worker
+// inherits, then the master's loop. Returns the process exit code.
+int master_main(std::shared_ptr<const Config> config, std::string pidfile_override, bool detach);
 
 }  // namespace warren
