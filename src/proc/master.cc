@@ -13,30 +13,22 @@
 
 #include <algorithm>
 #include <cstring>
-#include <set>
 
 #include <curl/curl.h>
 
 #include "buildinfo.h"
 #include "forward/backend_url.h"
-#include "log.h"
 #include "json.h"
+#include "log.h"
+#include "proc/clock.h"
+#include "proc/commands.h"
 
 namespace warren {
 namespace {
 
 constexpr int kHandledSignals[] = {SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGCHLD, SIGUSR1};
-constexpr timeval kCollectTimeout{0, 500000};
 constexpr timeval kRetireTimeout{5, 0};  // old workers go even if new ones never say ready
 constexpr double kRespawnThrottle = 1.0;  // a worker that dies younger waits this long
-constexpr timeval kRateInterval{1, 0};
-constexpr size_t kRateWindow = 5;  // rates are averaged over the last five samples
-
-double unix_now() {
-  timeval tv{};
-  gettimeofday(&tv, nullptr);
-  return tv.tv_sec + tv.tv_usec / 1e6;
-}
 
 timeval to_timeval(double seconds) {
   timeval tv{};
@@ -89,17 +81,12 @@ const char* exit_text(int status, std::string& buf) {
 
 }  // namespace
 
-struct Master::Collect {
-  std::set<int> awaited;
-  std::function<void()> done;
-  EventPtr timer;
-  Master* master;
-};
-
 Master::Master(std::shared_ptr<const Config> config, std::string pidfile_override)
     : pidfile_override_(std::move(pidfile_override)),
       config_(with_overrides(std::move(config))),
-      base_(event_base_new()) {}
+      started_(unix_now()),
+      base_(event_base_new()),
+      stats_(base_.get(), counters_, started_) {}
 
 std::shared_ptr<const Config> Master::with_overrides(std::shared_ptr<const Config> config) const {
   if (pidfile_override_.empty()) return config;
@@ -135,7 +122,6 @@ bool Master::open_pidfile() {
 }
 
 int Master::run() {
-  started_ = unix_now();
   log_set_role("master");
   if (!open_pidfile()) return 1;
   if (!start()) {
@@ -165,26 +151,7 @@ bool Master::start() {
     log_error("{}", error);
     return false;
   }
-  if (const auto& path = config_->daemon.control_socket; !path.empty()) {
-    make_parent_dir(path);
-    std::string error;
-    Fd fd = listen_unix(path, 0660, &error);
-    if (!fd) {
-      log_error("control socket: {}", error);
-      return false;
-    }
-    // warrenctl may be run by members of daemon.group without root.
-    gid_t control_group = static_cast<gid_t>(-1);
-    if (geteuid() == 0 && !config_->daemon.group.empty())
-      if (const group* gr = getgrnam(config_->daemon.group.c_str())) {
-        control_group = gr->gr_gid;
-        [[maybe_unused]] auto rc = chown(path.c_str(), 0, gr->gr_gid);
-      }
-    control_ = std::make_unique<Control>(
-        base_.get(), std::move(fd),
-        [this](const std::string& cmd, Control::Reply reply) { handle_command(cmd, std::move(reply)); },
-        control_group);
-  }
+  if (!open_control_socket()) return false;
   signal(SIGPIPE, SIG_IGN);
   for (int sig : kHandledSignals) {
     signals_.emplace_back(evsignal_new(base_.get(), sig, on_signal, this));
@@ -193,8 +160,30 @@ bool Master::start() {
   kill_timer_.reset(evtimer_new(base_.get(), on_kill_timer, this));
   retire_timer_.reset(evtimer_new(base_.get(), on_retire_timer, this));
   respawn_timer_.reset(evtimer_new(base_.get(), on_respawn_timer, this));
-  rate_timer_.reset(event_new(base_.get(), -1, EV_PERSIST, on_rate_timer, this));
-  event_add(rate_timer_.get(), &kRateInterval);
+  return true;
+}
+
+bool Master::open_control_socket() {
+  const auto& path = config_->daemon.control_socket;
+  if (path.empty()) return true;
+  make_parent_dir(path);
+  std::string error;
+  Fd fd = listen_unix(path, 0660, &error);
+  if (!fd) {
+    log_error("control socket: {}", error);
+    return false;
+  }
+  // warrenctl may be run by members of daemon.group without root.
+  gid_t control_group = static_cast<gid_t>(-1);
+  if (geteuid() == 0 && !config_->daemon.group.empty())
+    if (const group* gr = getgrnam(config_->daemon.group.c_str())) {
+      control_group = gr->gr_gid;
+      [[maybe_unused]] auto rc = chown(path.c_str(), 0, gr->gr_gid);
+    }
+  control_ = std::make_unique<Control>(
+      base_.get(), std::move(fd),
+      [this](const std::string& command, Control::Reply reply) { control_run(*this, command, reply); },
+      control_group);
   return true;
 }
 
@@ -276,36 +265,37 @@ void Master::reap() {
     if (it == processes_.end()) continue;
     std::unique_ptr<Process> p = std::move(*it);
     processes_.erase(it);
-    if (auto snap = snapshots_.find(pid); snap != snapshots_.end()) {
-      retired_.add(snap->second);
-      snapshots_.erase(snap);
-    }
-    for (auto& c : collects_) c->awaited.erase(pid);
-    std::string text;
-    const bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    if (p->quitting || stopping_ || p->generation < generation_) {
-      log_info("worker pid {} {}", pid, exit_text(status, text));
-    } else if (WIFEXITED(status) && WEXITSTATUS(status) == kWorkerExitFatal) {
-      log_error("worker pid {} for {} failed to set up; not respawning it", pid, worker_role(p->spec));
-    } else {
-      log_error("worker pid {} for {} {}; respawning", pid, worker_role(p->spec), exit_text(status, text));
-      ++counters_.worker_respawns;
-      if (clean || unix_now() - p->started >= kRespawnThrottle) {
-        spawn(p->spec, p->listener);
-      } else {
-        respawn_queue_.emplace_back(p->spec, p->listener);
-        timeval tv = to_timeval(kRespawnThrottle);
-        event_add(respawn_timer_.get(), &tv);
-      }
-    }
+    on_exit(std::move(p), status);
   }
-  for (auto& c : collects_)
-    if (c->awaited.empty()) event_active(c->timer.get(), EV_TIMEOUT, 0);
   if (stopping_ && processes_.empty()) event_base_loopexit(base_.get(), nullptr);
   if (!stopping_ && processes_.empty() && respawn_queue_.empty()) {
     log_error("no worker left to run; stopping");
     exit_code_ = 1;
     shutdown("no workers");
+  }
+}
+
+// A worker that was not asked to go is respawned into its slot, unless it failed to set up
+// (exit 2); one that dies younger than kRespawnThrottle waits that long first.
+void Master::on_exit(std::unique_ptr<Process> p, int status) {
+  const int pid = p->pid;
+  stats_.on_exit(pid);
+  std::string text;
+  const bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  if (p->quitting || stopping_ || p->generation < generation_) {
+    log_info("worker pid {} {}", pid, exit_text(status, text));
+  } else if (WIFEXITED(status) && WEXITSTATUS(status) == kWorkerExitFatal) {
+    log_error("worker pid {} for {} failed to set up; not respawning it", pid, worker_role(p->spec));
+  } else {
+    log_error("worker pid {} for {} {}; respawning", pid, worker_role(p->spec), exit_text(status, text));
+    ++counters_.worker_respawns;
+    if (clean || unix_now() - p->started >= kRespawnThrottle) {
+      spawn(p->spec, p->listener);
+    } else {
+      respawn_queue_.emplace_back(p->spec, p->listener);
+      timeval tv = to_timeval(kRespawnThrottle);
+      event_add(respawn_timer_.get(), &tv);
+    }
   }
 }
 
@@ -372,38 +362,36 @@ void Master::on_frame(int pid, const Frame& frame) {
   Process* p = find(pid);
   if (!p) return;
   switch (frame.type) {
-    case FrameType::ready: {
-      p->ready = true;
-      bool all_ready = std::all_of(processes_.begin(), processes_.end(), [this](const auto& q) {
-        return q->generation < generation_ || q->ready;
-      });
-      if (all_ready && event_pending(retire_timer_.get(), EV_TIMEOUT, nullptr))
-        retire_old_generation();
+    case FrameType::ready:
+      on_ready(*p);
       break;
-    }
-    case FrameType::snapshot: {
-      snapshots_[pid] = Snapshot::from_json(nlohmann::json::parse(frame.payload));
-      for (auto& c : collects_)
-        if (c->awaited.erase(pid) && c->awaited.empty()) event_active(c->timer.get(), EV_TIMEOUT, 0);
+    case FrameType::snapshot:
+      stats_.on_snapshot(pid, frame.payload);
       break;
-    }
-    case FrameType::stats_request: {
-      const auto j = nlohmann::json::parse(frame.payload);
-      const uint64_t id = j.value("id", uint64_t{0});
-      const std::string format = j.value("format", "json");
-      collect([this, pid, id, format] {
-        Process* q = find(pid);
-        if (!q) return;
-        nlohmann::json body = format == "prometheus"
-                                  ? nlohmann::json(stats_render_prometheus(snapshots_, retired_, counters_))
-                                  : render_stats();
-        q->channel->send(FrameType::stats_reply, json_text({{"id", id}, {"body", body}}));
-      });
+    case FrameType::stats_request:
+      on_stats_request(pid, frame.payload);
       break;
-    }
     default:
       log_warning("channel: unexpected frame type {} from worker pid {}", int(frame.type), pid);
   }
+}
+
+// The old generation drains once every worker of the new one serves (or kRetireTimeout passed).
+void Master::on_ready(Process& process) {
+  process.ready = true;
+  bool all_ready = std::all_of(processes_.begin(), processes_.end(), [this](const auto& q) {
+    return q->generation < generation_ || q->ready;
+  });
+  if (all_ready && event_pending(retire_timer_.get(), EV_TIMEOUT, nullptr)) retire_old_generation();
+}
+
+// An HTTP worker's /stats: the sum over all workers, which only the master has.
+void Master::on_stats_request(int pid, const std::string& payload) {
+  const auto j = nlohmann::json::parse(payload);
+  const uint64_t id = j.value("id", uint64_t{0});
+  stats(j.value("format", "json"), [this, pid, id](const nlohmann::json& body) {
+    if (Process* p = find(pid)) p->channel->send(FrameType::stats_reply, json_text({{"id", id}, {"body", body}}));
+  });
 }
 
 // A worker's frame that does not decode throws out of on_frame; the channel drops that frame
@@ -424,57 +412,27 @@ void Master::on_channel_trouble(int pid, ChannelTrouble trouble) {
   }
 }
 
-// Asks every worker for a fresh snapshot and runs `done` when all answered or after a bound.
-void Master::collect(std::function<void()> done) {
-  auto c = std::make_unique<Collect>();
-  c->master = this;
-  c->done = std::move(done);
-  c->timer.reset(evtimer_new(
-      base_.get(),
-      [](evutil_socket_t, short, void* arg) {
-        auto* self = static_cast<Collect*>(arg);
-        self->master->finish_collect(self);
-      },
-      c.get()));
-  for (auto& p : processes_) {
-    if (p->quitting) continue;
-    c->awaited.insert(p->pid);
-    p->channel->send(FrameType::snapshot_request, "");
-  }
-  timeval tv = kCollectTimeout;
-  if (c->awaited.empty()) tv = {0, 0};
-  event_add(c->timer.get(), &tv);
-  collects_.push_back(std::move(c));
+void Master::stats(std::string format, std::function<void(const nlohmann::json&)> done) {
+  std::vector<StatsCollector::Member> members;
+  for (auto& p : processes_)
+    if (!p->quitting) members.emplace_back(p->pid, p->channel.get());
+  stats_.collect(members, [this, format = std::move(format), done = std::move(done)] {
+    done(stats_.render(format));
+  });
 }
 
-void Master::finish_collect(Collect* collect) {
-  auto it = std::find_if(collects_.begin(), collects_.end(),
-                         [collect](const auto& c) { return c.get() == collect; });
-  if (it == collects_.end()) return;
-  std::unique_ptr<Collect> owned = std::move(*it);
-  collects_.erase(it);
-  owned->done();
-  // `owned` (and its timer, whose callback this is) is freed here: libevent allows freeing an
-  // event from its own callback once it is no longer pending, which a fired timer is not.
+nlohmann::json Master::status() const {
+  return {{"pid", getpid()},
+          {"version", PACKAGE_VERSION},
+          {"config", config_->path},
+          {"uptime", unix_now() - started_},
+          {"generation", generation_},
+          {"workers", processes_.size()},
+          {"respawns", counters_.worker_respawns},
+          {"stopping", stopping_}};
 }
 
-nlohmann::json Master::render_stats() const {
-  auto j = stats_render(snapshots_, retired_, ProcessUsage::current(), unix_now() - started_, counters_);
-  const double now = unix_now();
-  j["rates"] = history_.empty() ? nlohmann::json::object()
-                                : stats_total(snapshots_, retired_).rates_since(
-                                      history_.front().second, now - history_.front().first);
-  return j;
-}
-
-// Snapshots arrive once a second from each worker; so do the totals kept for rates.
-void Master::on_rate_timer(evutil_socket_t, short, void* arg) {
-  auto* self = static_cast<Master*>(arg);
-  self->history_.emplace_back(unix_now(), stats_total(self->snapshots_, self->retired_));
-  while (self->history_.size() > kRateWindow) self->history_.pop_front();
-}
-
-nlohmann::json Master::workers_json() const {
+nlohmann::json Master::workers() const {
   nlohmann::json rows = nlohmann::json::array();
   for (const auto& p : processes_)
     rows.push_back({{"pid", p->pid},
@@ -487,33 +445,6 @@ nlohmann::json Master::workers_json() const {
                     {"ready", p->ready},
                     {"quitting", p->quitting}});
   return rows;
-}
-
-void Master::handle_command(const std::string& command, Control::Reply reply) {
-  if (command == "status") {
-    reply(json_text({{"pid", getpid()},
-                     {"version", PACKAGE_VERSION},
-                     {"config", config_->path},
-                     {"uptime", unix_now() - started_},
-                     {"generation", generation_},
-                     {"workers", processes_.size()},
-                     {"respawns", counters_.worker_respawns},
-                     {"stopping", stopping_}}));
-  } else if (command == "stats") {
-    collect([this, reply] { reply(json_text(render_stats())); });
-  } else if (command == "metrics") {
-    collect([this, reply] { reply(json_text(stats_render_prometheus(snapshots_, retired_, counters_))); });
-  } else if (command == "workers") {
-    reply(json_text(workers_json()));
-  } else if (command == "reload") {
-    reload();
-    reply(json_text({{"result", "reloaded"}, {"generation", generation_}}));
-  } else if (command == "stop") {
-    reply(json_text({{"result", "stopping"}}));
-    shutdown("stop requested");
-  } else {
-    reply(json_text({{"error", "unknown command"}, {"detail", command}}));
-  }
 }
 
 void Master::on_signal(evutil_socket_t sig, short, void* arg) {
