@@ -3,14 +3,14 @@
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
-#include <sys/time.h>
 #include <unistd.h>
 
+#include <functional>
 #include <map>
 
 #include "core/publisher.h"
-#include "forward/queue_set.h"
 #include "core/rpc.h"
+#include "forward/queue_set.h"
 #include "http/admin.h"
 #include "http/dashboard.h"
 #include "http/events.h"
@@ -20,18 +20,13 @@
 #include "json.h"
 #include "log.h"
 #include "proc/channel.h"
+#include "proc/clock.h"
 #include "stats.h"
 
 namespace warren {
 namespace {
 
 constexpr timeval kSnapshotInterval{1, 0};
-
-double unix_now() {
-  timeval tv{};
-  gettimeofday(&tv, nullptr);
-  return tv.tv_sec + tv.tv_usec / 1e6;
-}
 
 // Workers never keep root: after the master bound the sockets they need no privilege.
 [[nodiscard]] bool drop_privileges(const DaemonConfig& daemon) {
@@ -67,10 +62,16 @@ EventBasePtr new_worker_base() {
   return EventBasePtr(event_base_new_with_config(config.get()));
 }
 
-class Worker final : public StatsSource {
+// What every kind shares: the channel to the master, the signals, a snapshot once a second and
+// on request, the drain sequence. A kind adds its own subsystems, built in its constructor and
+// never null, and says how they start, drain and close.
+class Worker {
  public:
   Worker(std::shared_ptr<const Config> config, const WorkerSpec& spec)
       : config_(std::move(config)), spec_(spec), base_(new_worker_base()) {}
+  virtual ~Worker() = default;
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
 
   int run(Fd channel_fd, const sigset_t& signal_mask) {
     started_ = unix_now();
@@ -87,42 +88,31 @@ class Worker final : public StatsSource {
     snapshot_timer_.reset(event_new(base_.get(), -1, EV_PERSIST, on_snapshot_timer, this));
     event_add(snapshot_timer_.get(), &kSnapshotInterval);
 
-    if (spec_.kind == "forward") {
-      queue_set_ = std::make_unique<forward::QueueSet>(base_.get(), *config_, spec_.queue_set);
-      queue_set_->start();
-      channel_->send(FrameType::ready, "");
-      log_info("forwarding queue set {} ({} forwarder(s))", spec_.queue_set, queue_set_->size());
-      event_base_dispatch(base_.get());
-      return 0;
-    }
-    http_ = std::make_unique<HttpServer>(base_.get(), config_->http, counters_);
-    publisher_ = std::make_unique<core::Publisher>(base_.get(), *config_, counters_, histograms_);
-    rpc_ = std::make_unique<core::Rpc>(base_.get(), *config_, *publisher_, counters_);
-    admin_routes(*http_, *this);
-    dashboard_routes(*http_);
-    publish_routes(*http_, *publisher_, config_->http);
-    event_routes(*http_, *config_, counters_);
-    rpc_routes(*http_, *rpc_, *config_);
-    if (!http_->accept_on(spec_.listen_fd)) {
-      log_error("evhttp_accept_socket() on port {} failed", spec_.port);
-      return kWorkerExitFatal;
-    }
+    if (!start()) return kWorkerExitFatal;
     channel_->send(FrameType::ready, "");
-    log_info("serving on port {}", spec_.port);
     event_base_dispatch(base_.get());
     return 0;
   }
 
-  void request_stats(std::string format, StatsCallback done) override {
-    const uint64_t id = ++last_request_id_;
-    pending_stats_.emplace(id, std::move(done));
-    channel_->send(FrameType::stats_request, json_text({{"id", id}, {"format", format}}));
-  }
+ protected:
+  // Starts serving; false after logging a set-up error the master must not respawn for.
+  [[nodiscard]] virtual bool start() = 0;
+  // The kind's own figures (connections, forwarders) in a snapshot.
+  virtual void fill(Snapshot& s) const = 0;
+  // Takes no more work and calls `done` once nothing is in flight.
+  virtual void drain_work(std::function<void()> done) = 0;
+  // Closes the broker connections politely; nothing is in flight.
+  virtual void close() = 0;
+  // A frame only this kind expects; false: not one it knows.
+  virtual bool on_kind_frame(const Frame&) { return false; }
 
-  nlohmann::json identity() const override {
-    return {{"pid", getpid()}, {"slot", spec_.slot}, {"port", spec_.port}, {"draining", draining_},
-            {"queue_set", spec_.queue_set}};
-  }
+  std::shared_ptr<const Config> config_;
+  WorkerSpec spec_;
+  EventBasePtr base_;
+  Counters counters_;
+  Histograms histograms_;
+  std::unique_ptr<Channel> channel_;
+  bool draining_ = false;
 
  private:
   Snapshot snapshot() const {
@@ -135,9 +125,7 @@ class Worker final : public StatsSource {
     s.counters = counters_;
     s.histograms = histograms_;
     s.usage = ProcessUsage::current();
-    if (publisher_) publisher_->fill(s);
-    if (queue_set_) queue_set_->fill(s);
-    if (rpc_) rpc_->fill(s);
+    fill(s);
     return s;
   }
 
@@ -146,23 +134,9 @@ class Worker final : public StatsSource {
   void send_snapshot() { channel_->send(FrameType::snapshot, json_text(snapshot().to_json())); }
 
   void on_frame(const Frame& frame) {
-    switch (frame.type) {
-      case FrameType::snapshot_request:
-        send_snapshot();
-        break;
-      case FrameType::stats_reply: {
-        auto reply = nlohmann::json::parse(frame.payload, nullptr, false);
-        if (reply.is_discarded()) break;
-        auto it = pending_stats_.find(reply.value("id", uint64_t{0}));
-        if (it == pending_stats_.end()) break;
-        auto done = std::move(it->second);
-        pending_stats_.erase(it);
-        done(reply.at("body"));
-        break;
-      }
-      default:
-        log_warning("channel: unexpected frame type {} from the master", int(frame.type));
-    }
+    if (frame.type == FrameType::snapshot_request) send_snapshot();
+    else if (!on_kind_frame(frame))
+      log_warning("channel: unexpected frame type {} from the master", int(frame.type));
   }
 
   void on_master_gone() {
@@ -174,23 +148,15 @@ class Worker final : public StatsSource {
   void drain() {
     if (draining_) return;
     draining_ = true;
-    // Stats requests still waiting on the master will not be answered now.
-    for (auto& [id, done] : std::exchange(pending_stats_, {})) done(nullptr);
-    // A forward worker stops consuming and lets in-flight messages finish, requeueing what is
-    // left a second before the master's SIGKILL would.
-    if (queue_set_) queue_set_->drain(std::max(0.5, config_->daemon.shutdown_timeout - 1), [this] { finish(); });
-    else http_->drain([this] { finish(); });
+    drain_work([this] { finish(); });
   }
 
   void finish() {
     send_snapshot();
     channel_->flush_blocking();
-    // Nothing is in flight: close the broker connections politely, bounded by a short wait.
-    if (publisher_) publisher_->close_all();
-    if (queue_set_) queue_set_->close();
-    if (rpc_) rpc_->close_all();
+    close();
     log_info("drained; exiting");
-    constexpr timeval kCloseWait{0, 500000};
+    constexpr timeval kCloseWait{0, 500000};  // the polite closes' bound
     event_base_loopexit(base_.get(), &kCloseWait);
   }
 
@@ -213,34 +179,135 @@ class Worker final : public StatsSource {
     static_cast<Worker*>(arg)->send_snapshot();
   }
 
-  std::shared_ptr<const Config> config_;
-  WorkerSpec spec_;
-  EventBasePtr base_;
-  Counters counters_;
-  Histograms histograms_;
   double started_ = 0;
-  std::unique_ptr<Channel> channel_;
-  std::unique_ptr<HttpServer> http_;
-  std::unique_ptr<core::Publisher> publisher_;
-  std::unique_ptr<forward::QueueSet> queue_set_;
-  std::unique_ptr<core::Rpc> rpc_;
   std::vector<EventPtr> signals_;
   EventPtr snapshot_timer_;
+};
+
+// An HTTP worker: accepts on its listening socket; publishes, calls and subscribes on the broker.
+// /stats asks the master, which alone has every worker's figures.
+class HttpWorker final : public Worker, public StatsSource {
+ public:
+  static std::string role(const WorkerSpec& spec) { return fmt::format("worker http:{}", spec.port); }
+
+  HttpWorker(std::shared_ptr<const Config> config, const WorkerSpec& spec)
+      : Worker(std::move(config), spec) {
+    http_ = std::make_unique<HttpServer>(base_.get(), config_->http, counters_);
+    publisher_ = std::make_unique<core::Publisher>(base_.get(), *config_, counters_, histograms_);
+    rpc_ = std::make_unique<core::Rpc>(base_.get(), *config_, *publisher_, counters_);
+    admin_routes(*http_, *this);
+    dashboard_routes(*http_);
+    publish_routes(*http_, *publisher_, config_->http);
+    event_routes(*http_, *config_, counters_);
+    rpc_routes(*http_, *rpc_, *config_);
+  }
+
+  void request_stats(std::string format, StatsCallback done) override {
+    const uint64_t id = ++last_request_id_;
+    pending_stats_.emplace(id, std::move(done));
+    channel_->send(FrameType::stats_request, json_text({{"id", id}, {"format", format}}));
+  }
+
+  nlohmann::json identity() const override {
+    return {{"pid", getpid()}, {"slot", spec_.slot}, {"port", spec_.port}, {"draining", draining_},
+            {"queue_set", spec_.queue_set}};
+  }
+
+ private:
+  bool start() override {
+    if (!http_->accept_on(spec_.listen_fd)) {
+      log_error("evhttp_accept_socket() on port {} failed", spec_.port);
+      return false;
+    }
+    log_info("serving on port {}", spec_.port);
+    return true;
+  }
+
+  void fill(Snapshot& s) const override {
+    publisher_->fill(s);
+    rpc_->fill(s);
+  }
+
+  void drain_work(std::function<void()> done) override {
+    // Stats requests still waiting on the master will not be answered now.
+    for (auto& [id, answer] : std::exchange(pending_stats_, {})) answer(nullptr);
+    http_->drain(std::move(done));
+  }
+
+  void close() override {
+    publisher_->close_all();
+    rpc_->close_all();
+  }
+
+  bool on_kind_frame(const Frame& frame) override {
+    if (frame.type != FrameType::stats_reply) return false;
+    auto reply = nlohmann::json::parse(frame.payload, nullptr, false);
+    if (reply.is_discarded()) return true;
+    auto it = pending_stats_.find(reply.value("id", uint64_t{0}));
+    if (it == pending_stats_.end()) return true;
+    auto done = std::move(it->second);
+    pending_stats_.erase(it);
+    done(reply.at("body"));
+    return true;
+  }
+
+  std::unique_ptr<HttpServer> http_;
+  std::unique_ptr<core::Publisher> publisher_;
+  std::unique_ptr<core::Rpc> rpc_;
   std::map<uint64_t, StatsCallback> pending_stats_;
   uint64_t last_request_id_ = 0;
-  bool draining_ = false;
 };
+
+// A forward worker: runs one queue set's forwarders (consumers, the curl multi handle); it
+// listens on nothing.
+class ForwardWorker final : public Worker {
+ public:
+  static std::string role(const WorkerSpec& spec) {
+    return fmt::format("worker forward:{}", spec.queue_set);
+  }
+
+  ForwardWorker(std::shared_ptr<const Config> config, const WorkerSpec& spec)
+      : Worker(std::move(config), spec) {
+    queue_set_ = std::make_unique<forward::QueueSet>(base_.get(), *config_, spec_.queue_set);
+  }
+
+ private:
+  bool start() override {
+    queue_set_->start();
+    log_info("forwarding queue set {} ({} forwarder(s))", spec_.queue_set, queue_set_->size());
+    return true;
+  }
+
+  void fill(Snapshot& s) const override { queue_set_->fill(s); }
+
+  // Stops consuming and lets in-flight messages finish, requeueing what is left a second before
+  // the master's SIGKILL would.
+  void drain_work(std::function<void()> done) override {
+    queue_set_->drain(std::max(0.5, config_->daemon.shutdown_timeout - 1), std::move(done));
+  }
+
+  void close() override { queue_set_->close(); }
+
+  std::unique_ptr<forward::QueueSet> queue_set_;
+};
+
+template <class KindWorker>
+int worker_serve(std::shared_ptr<const Config> config, const WorkerSpec& spec, Fd channel,
+                 const sigset_t& signal_mask) {
+  log_set_role(KindWorker::role(spec));
+  if (!drop_privileges(config->daemon)) return kWorkerExitFatal;
+  signal(SIGPIPE, SIG_IGN);
+  KindWorker worker(std::move(config), spec);
+  return worker.run(std::move(channel), signal_mask);
+}
 
 }  // namespace
 
 int worker_run(std::shared_ptr<const Config> config, const WorkerSpec& spec, Fd channel,
                const sigset_t& signal_mask) {
-  log_set_role(spec.kind == "forward" ? fmt::format("worker forward:{}", spec.queue_set)
-                                      : fmt::format("worker {}:{}", spec.kind, spec.port));
-  if (!drop_privileges(config->daemon)) return kWorkerExitFatal;
-  signal(SIGPIPE, SIG_IGN);
-  Worker worker(std::move(config), spec);
-  return worker.run(std::move(channel), signal_mask);
+  // The one place a worker's kind is decided.
+  auto serve = spec.kind == "forward" ? worker_serve<ForwardWorker> : worker_serve<HttpWorker>;
+  return serve(std::move(config), spec, std::move(channel), signal_mask);
 }
 
 }  // namespace warren
