@@ -5,7 +5,6 @@
 #include <pwd.h>
 #include <signal.h>
 #include <sys/file.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -22,6 +21,7 @@
 #include "log.h"
 #include "proc/clock.h"
 #include "proc/commands.h"
+#include "proc/spawn.h"
 
 namespace warren {
 namespace {
@@ -51,20 +51,6 @@ void make_parent_dir(const std::string& path) {
   auto slash = path.rfind('/');
   if (slash == std::string::npos || slash == 0) return;
   mkdir(path.substr(0, slash).c_str(), 0755);  // EEXIST is the usual answer
-}
-
-// A forked worker keeps only stdio and its own two sockets; the rest is the master's.
-// close_range(2) needs no /proc (a chroot or a container may have none).
-void close_inherited_fds(std::initializer_list<int> keep_fds) {
-  std::vector<int> keep(keep_fds);
-  std::sort(keep.begin(), keep.end());
-  unsigned first = 3;
-  for (int fd : keep) {
-    if (fd < 0 || static_cast<unsigned>(fd) < first) continue;
-    if (static_cast<unsigned>(fd) > first) close_range(first, fd - 1, 0);
-    first = fd + 1;
-  }
-  close_range(first, ~0U, 0);
 }
 
 // "port 8000" or "queue set vcd", for log lines.
@@ -208,35 +194,21 @@ void Master::spawn_generation() {
 
 void Master::spawn(const WorkerSpec& spec_in, const ListenerKey& key) {
   WorkerSpec spec = spec_in;
-  spec.listen_fd = spec.kind == "forward" ? -1 : listeners_.fd(key);
-  int sv[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-    log_error("socketpair() failed: {}", errno_text(errno));
-    return;
-  }
-  sigset_t all, old;
-  sigfillset(&all);
-  sigprocmask(SIG_BLOCK, &all, &old);  // no signal may reach the child before it has handlers
-  const pid_t pid = fork();
-  if (pid == 0) {
+  spec.listen_fd = listeners_.fd(key);  // -1 for a forward worker: its key names no socket
+  Spawned child = spawn_process([this, &spec](Fd channel, const sigset_t& signal_mask) {
     // The inherited event_base shares its epoll set with the master: the child never frees or
     // touches it. Signal events are the exception: dropping them only restores the default
     // dispositions and releases libevent's global signal slot for the worker's own base.
     // Every signal stays blocked until the worker's own handlers are in: one sent now (a USR1
     // right after a reload) waits for them instead of meeting the default action.
     signals_.clear();
-    close(sv[0]);
-    close_inherited_fds({sv[1], spec.listen_fd});
+    // A worker keeps only stdio and its own two sockets; the rest is the master's.
+    close_inherited_fds({channel.get(), spec.listen_fd});
     log_reopen();
-    _exit(worker_run(config_, spec, Fd(sv[1]), old));
-  }
-  sigprocmask(SIG_SETMASK, &old, nullptr);
-  close(sv[1]);
-  if (pid < 0) {
-    close(sv[0]);
-    log_error("fork() failed: {}", errno_text(errno));
-    return;
-  }
+    return worker_run(config_, spec, std::move(channel), signal_mask);
+  });
+  if (child.pid < 0) return;
+  const int pid = child.pid;
   auto p = std::make_unique<Process>();
   p->spec = spec;
   p->listener = key;
@@ -244,7 +216,7 @@ void Master::spawn(const WorkerSpec& spec_in, const ListenerKey& key) {
   p->generation = generation_;
   p->started = unix_now();
   p->channel = std::make_unique<Channel>(
-      base_.get(), Fd(sv[0]), [this, pid](const Frame& f) { on_frame(pid, f); },
+      base_.get(), std::move(child.channel), [this, pid](const Frame& f) { on_frame(pid, f); },
       [this, pid](ChannelTrouble trouble) { on_channel_trouble(pid, trouble); });
   log_info("started worker pid {} for {} (slot {})", pid, worker_role(spec), spec.slot);
   processes_.push_back(std::move(p));
@@ -390,7 +362,8 @@ void Master::on_stats_request(int pid, const std::string& payload) {
   const auto j = nlohmann::json::parse(payload);
   const uint64_t id = j.value("id", uint64_t{0});
   stats(j.value("format", "json"), [this, pid, id](const nlohmann::json& body) {
-    if (Process* p = find(pid)) p->channel->send(FrameType::stats_reply, json_text({{"id", id}, {"body", body}}));
+    Process* p = find(pid);
+    if (p) p->channel->send(FrameType::stats_reply, json_text({{"id", id}, {"body", body}}));
   });
 }
 
