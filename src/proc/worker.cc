@@ -241,13 +241,17 @@ class HttpWorker final : public Worker, public StatsSource {
 
   bool on_kind_frame(const Frame& frame) override {
     if (frame.type != FrameType::stats_reply) return false;
-    auto reply = nlohmann::json::parse(frame.payload, nullptr, false);
-    if (reply.is_discarded()) return true;
-    auto it = pending_stats_.find(reply.value("id", uint64_t{0}));
+    // Nothing here throws: a reply not of the master's form answers no request (find() on
+    // anything but an object is end()); one without a body answers its request "unavailable".
+    const auto reply = nlohmann::json::parse(frame.payload, nullptr, false);
+    const auto id = reply.find("id");
+    if (id == reply.end() || !id->is_number_unsigned()) return true;
+    auto it = pending_stats_.find(id->get<uint64_t>());
     if (it == pending_stats_.end()) return true;
     auto done = std::move(it->second);
     pending_stats_.erase(it);
-    done(reply.at("body"));
+    const auto body = reply.find("body");
+    done(body == reply.end() ? nlohmann::json() : *body);
     return true;
   }
 
