@@ -2,16 +2,13 @@
 #include <getopt.h>
 #include <limits.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 #include <cstdio>
-
-#include <curl/curl.h>
 
 #include "buildinfo.h"
 #include "config.h"
 #include "log.h"
-#include "master.h"
+#include "proc/master.h"
 
 namespace {
 
@@ -67,20 +64,5 @@ int main(int argc, char** argv) {
     fmt::print("warrend: configuration file {} is valid\n", config_path);
     return 0;
   }
-  if (!warren::log_configure(loaded.config->logging.level, loaded.config->logging.syslog_facility)) {
-    fmt::print(stderr, "warrend: logging settings not usable\n");
-    return 1;
-  }
-  if (detach && daemon(0, 1) != 0) {
-    warren::log_error("daemon() failed: {}", warren::errno_text(errno));
-    return 1;
-  }
-  // Once, before any fork: curl's global state (OpenSSL included) is not safe to set up later
-  // from several places. Forward workers inherit it.
-  if (CURLcode rc = curl_global_init(CURL_GLOBAL_DEFAULT); rc != CURLE_OK) {
-    warren::log_error("curl_global_init() failed: {}", curl_easy_strerror(rc));
-    return 1;
-  }
-  warren::Master master(loaded.config, pidfile);
-  return master.run();
+  return warren::master_main(loaded.config, pidfile, detach);
 }

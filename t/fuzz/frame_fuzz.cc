@@ -4,7 +4,7 @@
 // more than one frame's worth.
 #include <cstdlib>
 
-#include "channel.h"
+#include "proc/channel.h"
 #include "fuzz.h"
 #include "stats.h"
 

@@ -1,4 +1,4 @@
-#include "channel.h"
+#include "proc/channel.h"
 
 #include <gtest/gtest.h>
 #include <sys/socket.h>

@@ -1,22 +1,23 @@
 // The master process: owns the config, the listening sockets, the pidfile and the control
 // socket; forks, reaps and respawns workers; reloads on SIGHUP; drains on SIGTERM/SIGQUIT;
-// sums the workers' counters. Its loop is libevent's, whose signal events do what nginx's flag
-// handlers do: the handler only writes to a pipe, the work happens in the loop.
+// hands the workers' counters to a StatsCollector and control commands to proc/commands.cc.
+// Its loop is libevent's, whose signal events do what nginx's flag handlers do: the handler only
+// writes to a pipe, the work happens in the loop.
 #pragma once
 
-#include <deque>
-#include <map>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "channel.h"
 #include "config.h"
-#include "control.h"
 #include "handles.h"
-#include "listener.h"
+#include "proc/channel.h"
+#include "proc/control.h"
+#include "proc/listener.h"
+#include "proc/stats_collector.h"
+#include "proc/worker.h"
 #include "stats.h"
-#include "worker.h"
 
 namespace warren {
 
@@ -31,6 +32,17 @@ class Master {
   // Binds, forks the workers and runs until stopped. Returns the process exit code.
   int run();
 
+  // What the control commands (proc/commands.cc) act on.
+  nlohmann::json status() const;
+  nlohmann::json workers() const;
+  // Collects a fresh snapshot from every worker, then renders them (StatsCollector::render).
+  void stats(std::string format, std::function<void(const nlohmann::json&)> done);
+  // Re-reads the config and starts a new generation on it; on any error keeps the running one.
+  void reload();
+  // Asks every worker to drain, SIGKILLs what is left after daemon.shutdown_timeout, then exits.
+  void shutdown(const char* why);
+  int generation() const { return generation_; }
+
  private:
   struct Process {
     WorkerSpec spec;
@@ -42,54 +54,50 @@ class Master {
     bool quitting = false;
     std::unique_ptr<Channel> channel;
   };
-  struct Collect;
 
   [[nodiscard]] bool open_pidfile();
   [[nodiscard]] bool start();
+  [[nodiscard]] bool open_control_socket();
   void remove_runtime_files();
   std::vector<std::pair<WorkerSpec, ListenerKey>> plan(const Config& config) const;
   void spawn(const WorkerSpec& spec, const ListenerKey& key);
   void spawn_generation();
   void reap();
-  void reload();
+  void on_exit(std::unique_ptr<Process> process, int status);
   void retire_old_generation();
-  void shutdown(const char* why);
   void on_frame(int pid, const Frame& frame);
+  void on_ready(Process& process);
+  void on_stats_request(int pid, const std::string& payload);
   void on_channel_trouble(int pid, ChannelTrouble trouble);
-  void collect(std::function<void()> done);
-  void finish_collect(Collect* collect);
-  void handle_command(const std::string& command, Control::Reply reply);
-  nlohmann::json workers_json() const;
-  nlohmann::json render_stats() const;
   Process* find(int pid);
 
   static void on_signal(evutil_socket_t sig, short, void* arg);
   static void on_kill_timer(evutil_socket_t, short, void* arg);
   static void on_retire_timer(evutil_socket_t, short, void* arg);
   static void on_respawn_timer(evutil_socket_t, short, void* arg);
-  static void on_rate_timer(evutil_socket_t, short, void* arg);
 
   std::shared_ptr<const Config> with_overrides(std::shared_ptr<const Config> config) const;
 
   std::string pidfile_override_;
   std::shared_ptr<const Config> config_;
+  double started_;
   EventBasePtr base_;
+  MasterCounters counters_;
+  StatsCollector stats_;
   Listeners listeners_;
   Fd pidfile_;
   std::unique_ptr<Control> control_;
   std::vector<EventPtr> signals_;
-  EventPtr kill_timer_, retire_timer_, respawn_timer_, rate_timer_;
-  std::deque<std::pair<double, Counters>> history_;  // totals once a second, for rates
+  EventPtr kill_timer_, retire_timer_, respawn_timer_;
   std::vector<std::unique_ptr<Process>> processes_;
   std::vector<std::pair<WorkerSpec, ListenerKey>> respawn_queue_;
-  std::map<int, Snapshot> snapshots_;  // by pid
-  Retired retired_;                    // what workers that have exited counted
-  MasterCounters counters_;
-  std::vector<std::unique_ptr<Collect>> collects_;
   int generation_ = 0;
   bool stopping_ = false;
   int exit_code_ = 0;  // 1 once no worker is left to run: the service failed, init should know
-  double started_ = 0;
 };
+
+// warrend after its command line: logging, detaching (-d), the process-wide set-up every worker
+// inherits, then the master's loop. Returns the process exit code.
+int master_main(std::shared_ptr<const Config> config, std::string pidfile_override, bool detach);
 
 }  // namespace warren

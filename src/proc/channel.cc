@@ -1,4 +1,4 @@
-#include "channel.h"
+#include "proc/channel.h"
 
 #include <fcntl.h>
 #include <poll.h>

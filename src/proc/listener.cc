@@ -1,4 +1,4 @@
-#include "listener.h"
+#include "proc/listener.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -1,11 +1,10 @@
-#include "master.h"
+#include "proc/master.h"
 
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sys/file.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -13,28 +12,23 @@
 
 #include <algorithm>
 #include <cstring>
-#include <set>
+
+#include <curl/curl.h>
 
 #include "buildinfo.h"
 #include "forward/backend_url.h"
-#include "log.h"
 #include "json.h"
+#include "log.h"
+#include "proc/clock.h"
+#include "proc/commands.h"
+#include "proc/spawn.h"
 
 namespace warren {
 namespace {
 
 constexpr int kHandledSignals[] = {SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGCHLD, SIGUSR1};
-constexpr timeval kCollectTimeout{0, 500000};
 constexpr timeval kRetireTimeout{5, 0};  // old workers go even if new ones never say ready
 constexpr double kRespawnThrottle = 1.0;  // a worker that dies younger waits this long
-constexpr timeval kRateInterval{1, 0};
-constexpr size_t kRateWindow = 5;  // rates are averaged over the last five samples
-
-double unix_now() {
-  timeval tv{};
-  gettimeofday(&tv, nullptr);
-  return tv.tv_sec + tv.tv_usec / 1e6;
-}
 
 timeval to_timeval(double seconds) {
   timeval tv{};
@@ -59,20 +53,6 @@ void make_parent_dir(const std::string& path) {
   mkdir(path.substr(0, slash).c_str(), 0755);  // EEXIST is the usual answer
 }
 
-// A forked worker keeps only stdio and its own two sockets; the rest is the master's.
-// close_range(2) needs no /proc (a chroot or a container may have none).
-void close_inherited_fds(std::initializer_list<int> keep_fds) {
-  std::vector<int> keep(keep_fds);
-  std::sort(keep.begin(), keep.end());
-  unsigned first = 3;
-  for (int fd : keep) {
-    if (fd < 0 || static_cast<unsigned>(fd) < first) continue;
-    if (static_cast<unsigned>(fd) > first) close_range(first, fd - 1, 0);
-    first = fd + 1;
-  }
-  close_range(first, ~0U, 0);
-}
-
 // "port 8000" or "queue set vcd", for log lines.
 std::string worker_role(const WorkerSpec& spec) {
   return spec.kind == "forward" ? "queue set " + spec.queue_set : fmt::format("port {}", spec.port);
@@ -87,17 +67,12 @@ const char* exit_text(int status, std::string& buf) {
 
 }  // namespace
 
-struct Master::Collect {
-  std::set<int> awaited;
-  std::function<void()> done;
-  EventPtr timer;
-  Master* master;
-};
-
 Master::Master(std::shared_ptr<const Config> config, std::string pidfile_override)
     : pidfile_override_(std::move(pidfile_override)),
       config_(with_overrides(std::move(config))),
-      base_(event_base_new()) {}
+      started_(unix_now()),
+      base_(event_base_new()),
+      stats_(base_.get(), counters_, started_) {}
 
 std::shared_ptr<const Config> Master::with_overrides(std::shared_ptr<const Config> config) const {
   if (pidfile_override_.empty()) return config;
@@ -133,7 +108,6 @@ bool Master::open_pidfile() {
 }
 
 int Master::run() {
-  started_ = unix_now();
   log_set_role("master");
   if (!open_pidfile()) return 1;
   if (!start()) {
@@ -163,26 +137,7 @@ bool Master::start() {
     log_error("{}", error);
     return false;
   }
-  if (const auto& path = config_->daemon.control_socket; !path.empty()) {
-    make_parent_dir(path);
-    std::string error;
-    Fd fd = listen_unix(path, 0660, &error);
-    if (!fd) {
-      log_error("control socket: {}", error);
-      return false;
-    }
-    // warrenctl may be run by members of daemon.group without root.
-    gid_t control_group = static_cast<gid_t>(-1);
-    if (geteuid() == 0 && !config_->daemon.group.empty())
-      if (const group* gr = getgrnam(config_->daemon.group.c_str())) {
-        control_group = gr->gr_gid;
-        [[maybe_unused]] auto rc = chown(path.c_str(), 0, gr->gr_gid);
-      }
-    control_ = std::make_unique<Control>(
-        base_.get(), std::move(fd),
-        [this](const std::string& cmd, Control::Reply reply) { handle_command(cmd, std::move(reply)); },
-        control_group);
-  }
+  if (!open_control_socket()) return false;
   signal(SIGPIPE, SIG_IGN);
   for (int sig : kHandledSignals) {
     signals_.emplace_back(evsignal_new(base_.get(), sig, on_signal, this));
@@ -191,8 +146,30 @@ bool Master::start() {
   kill_timer_.reset(evtimer_new(base_.get(), on_kill_timer, this));
   retire_timer_.reset(evtimer_new(base_.get(), on_retire_timer, this));
   respawn_timer_.reset(evtimer_new(base_.get(), on_respawn_timer, this));
-  rate_timer_.reset(event_new(base_.get(), -1, EV_PERSIST, on_rate_timer, this));
-  event_add(rate_timer_.get(), &kRateInterval);
+  return true;
+}
+
+bool Master::open_control_socket() {
+  const auto& path = config_->daemon.control_socket;
+  if (path.empty()) return true;
+  make_parent_dir(path);
+  std::string error;
+  Fd fd = listen_unix(path, 0660, &error);
+  if (!fd) {
+    log_error("control socket: {}", error);
+    return false;
+  }
+  // warrenctl may be run by members of daemon.group without root.
+  gid_t control_group = static_cast<gid_t>(-1);
+  if (geteuid() == 0 && !config_->daemon.group.empty())
+    if (const group* gr = getgrnam(config_->daemon.group.c_str())) {
+      control_group = gr->gr_gid;
+      [[maybe_unused]] auto rc = chown(path.c_str(), 0, gr->gr_gid);
+    }
+  control_ = std::make_unique<Control>(
+      base_.get(), std::move(fd),
+      [this](const std::string& command, Control::Reply reply) { control_run(*this, command, reply); },
+      control_group);
   return true;
 }
 
@@ -217,35 +194,21 @@ void Master::spawn_generation() {
 
 void Master::spawn(const WorkerSpec& spec_in, const ListenerKey& key) {
   WorkerSpec spec = spec_in;
-  spec.listen_fd = spec.kind == "forward" ? -1 : listeners_.fd(key);
-  int sv[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-    log_error("socketpair() failed: {}", errno_text(errno));
-    return;
-  }
-  sigset_t all, old;
-  sigfillset(&all);
-  sigprocmask(SIG_BLOCK, &all, &old);  // no signal may reach the child before it has handlers
-  const pid_t pid = fork();
-  if (pid == 0) {
+  spec.listen_fd = listeners_.fd(key);  // -1 for a forward worker: its key names no socket
+  Spawned child = spawn_process([this, &spec](Fd channel, const sigset_t& signal_mask) {
     // The inherited event_base shares its epoll set with the master: the child never frees or
     // touches it. Signal events are the exception: dropping them only restores the default
     // dispositions and releases libevent's global signal slot for the worker's own base.
     // Every signal stays blocked until the worker's own handlers are in: one sent now (a USR1
     // right after a reload) waits for them instead of meeting the default action.
     signals_.clear();
-    close(sv[0]);
-    close_inherited_fds({sv[1], spec.listen_fd});
+    // A worker keeps only stdio and its own two sockets; the rest is the master's.
+    close_inherited_fds({channel.get(), spec.listen_fd});
     log_reopen();
-    _exit(worker_run(config_, spec, Fd(sv[1]), old));
-  }
-  sigprocmask(SIG_SETMASK, &old, nullptr);
-  close(sv[1]);
-  if (pid < 0) {
-    close(sv[0]);
-    log_error("fork() failed: {}", errno_text(errno));
-    return;
-  }
+    return worker_run(config_, spec, std::move(channel), signal_mask);
+  });
+  if (child.pid < 0) return;
+  const int pid = child.pid;
   auto p = std::make_unique<Process>();
   p->spec = spec;
   p->listener = key;
@@ -253,7 +216,7 @@ void Master::spawn(const WorkerSpec& spec_in, const ListenerKey& key) {
   p->generation = generation_;
   p->started = unix_now();
   p->channel = std::make_unique<Channel>(
-      base_.get(), Fd(sv[0]), [this, pid](const Frame& f) { on_frame(pid, f); },
+      base_.get(), std::move(child.channel), [this, pid](const Frame& f) { on_frame(pid, f); },
       [this, pid](ChannelTrouble trouble) { on_channel_trouble(pid, trouble); });
   log_info("started worker pid {} for {} (slot {})", pid, worker_role(spec), spec.slot);
   processes_.push_back(std::move(p));
@@ -274,36 +237,37 @@ void Master::reap() {
     if (it == processes_.end()) continue;
     std::unique_ptr<Process> p = std::move(*it);
     processes_.erase(it);
-    if (auto snap = snapshots_.find(pid); snap != snapshots_.end()) {
-      retired_.add(snap->second);
-      snapshots_.erase(snap);
-    }
-    for (auto& c : collects_) c->awaited.erase(pid);
-    std::string text;
-    const bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    if (p->quitting || stopping_ || p->generation < generation_) {
-      log_info("worker pid {} {}", pid, exit_text(status, text));
-    } else if (WIFEXITED(status) && WEXITSTATUS(status) == kWorkerExitFatal) {
-      log_error("worker pid {} for {} failed to set up; not respawning it", pid, worker_role(p->spec));
-    } else {
-      log_error("worker pid {} for {} {}; respawning", pid, worker_role(p->spec), exit_text(status, text));
-      ++counters_.worker_respawns;
-      if (clean || unix_now() - p->started >= kRespawnThrottle) {
-        spawn(p->spec, p->listener);
-      } else {
-        respawn_queue_.emplace_back(p->spec, p->listener);
-        timeval tv = to_timeval(kRespawnThrottle);
-        event_add(respawn_timer_.get(), &tv);
-      }
-    }
+    on_exit(std::move(p), status);
   }
-  for (auto& c : collects_)
-    if (c->awaited.empty()) event_active(c->timer.get(), EV_TIMEOUT, 0);
   if (stopping_ && processes_.empty()) event_base_loopexit(base_.get(), nullptr);
   if (!stopping_ && processes_.empty() && respawn_queue_.empty()) {
     log_error("no worker left to run; stopping");
     exit_code_ = 1;
     shutdown("no workers");
+  }
+}
+
+// A worker that was not asked to go is respawned into its slot, unless it failed to set up
+// (exit 2); one that dies younger than kRespawnThrottle waits that long first.
+void Master::on_exit(std::unique_ptr<Process> p, int status) {
+  const int pid = p->pid;
+  stats_.on_exit(pid);
+  std::string text;
+  const bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  if (p->quitting || stopping_ || p->generation < generation_) {
+    log_info("worker pid {} {}", pid, exit_text(status, text));
+  } else if (WIFEXITED(status) && WEXITSTATUS(status) == kWorkerExitFatal) {
+    log_error("worker pid {} for {} failed to set up; not respawning it", pid, worker_role(p->spec));
+  } else {
+    log_error("worker pid {} for {} {}; respawning", pid, worker_role(p->spec), exit_text(status, text));
+    ++counters_.worker_respawns;
+    if (clean || unix_now() - p->started >= kRespawnThrottle) {
+      spawn(p->spec, p->listener);
+    } else {
+      respawn_queue_.emplace_back(p->spec, p->listener);
+      timeval tv = to_timeval(kRespawnThrottle);
+      event_add(respawn_timer_.get(), &tv);
+    }
   }
 }
 
@@ -370,38 +334,37 @@ void Master::on_frame(int pid, const Frame& frame) {
   Process* p = find(pid);
   if (!p) return;
   switch (frame.type) {
-    case FrameType::ready: {
-      p->ready = true;
-      bool all_ready = std::all_of(processes_.begin(), processes_.end(), [this](const auto& q) {
-        return q->generation < generation_ || q->ready;
-      });
-      if (all_ready && event_pending(retire_timer_.get(), EV_TIMEOUT, nullptr))
-        retire_old_generation();
+    case FrameType::ready:
+      on_ready(*p);
       break;
-    }
-    case FrameType::snapshot: {
-      snapshots_[pid] = Snapshot::from_json(nlohmann::json::parse(frame.payload));
-      for (auto& c : collects_)
-        if (c->awaited.erase(pid) && c->awaited.empty()) event_active(c->timer.get(), EV_TIMEOUT, 0);
+    case FrameType::snapshot:
+      stats_.on_snapshot(pid, frame.payload);
       break;
-    }
-    case FrameType::stats_request: {
-      const auto j = nlohmann::json::parse(frame.payload);
-      const uint64_t id = j.value("id", uint64_t{0});
-      const std::string format = j.value("format", "json");
-      collect([this, pid, id, format] {
-        Process* q = find(pid);
-        if (!q) return;
-        nlohmann::json body = format == "prometheus"
-                                  ? nlohmann::json(stats_render_prometheus(snapshots_, retired_, counters_))
-                                  : render_stats();
-        q->channel->send(FrameType::stats_reply, json_text({{"id", id}, {"body", body}}));
-      });
+    case FrameType::stats_request:
+      on_stats_request(pid, frame.payload);
       break;
-    }
     default:
       log_warning("channel: unexpected frame type {} from worker pid {}", int(frame.type), pid);
   }
+}
+
+// The old generation drains once every worker of the new one serves (or kRetireTimeout passed).
+void Master::on_ready(Process& process) {
+  process.ready = true;
+  bool all_ready = std::all_of(processes_.begin(), processes_.end(), [this](const auto& q) {
+    return q->generation < generation_ || q->ready;
+  });
+  if (all_ready && event_pending(retire_timer_.get(), EV_TIMEOUT, nullptr)) retire_old_generation();
+}
+
+// An HTTP worker's /stats: the sum over all workers, which only the master has.
+void Master::on_stats_request(int pid, const std::string& payload) {
+  const auto j = nlohmann::json::parse(payload);
+  const uint64_t id = j.value("id", uint64_t{0});
+  stats(j.value("format", "json"), [this, pid, id](const nlohmann::json& body) {
+    Process* p = find(pid);
+    if (p) p->channel->send(FrameType::stats_reply, json_text({{"id", id}, {"body", body}}));
+  });
 }
 
 // A worker's frame that does not decode throws out of on_frame; the channel drops that frame
@@ -422,57 +385,27 @@ void Master::on_channel_trouble(int pid, ChannelTrouble trouble) {
   }
 }
 
-// Asks every worker for a fresh snapshot and runs `done` when all answered or after a bound.
-void Master::collect(std::function<void()> done) {
-  auto c = std::make_unique<Collect>();
-  c->master = this;
-  c->done = std::move(done);
-  c->timer.reset(evtimer_new(
-      base_.get(),
-      [](evutil_socket_t, short, void* arg) {
-        auto* self = static_cast<Collect*>(arg);
-        self->master->finish_collect(self);
-      },
-      c.get()));
-  for (auto& p : processes_) {
-    if (p->quitting) continue;
-    c->awaited.insert(p->pid);
-    p->channel->send(FrameType::snapshot_request, "");
-  }
-  timeval tv = kCollectTimeout;
-  if (c->awaited.empty()) tv = {0, 0};
-  event_add(c->timer.get(), &tv);
-  collects_.push_back(std::move(c));
+void Master::stats(std::string format, std::function<void(const nlohmann::json&)> done) {
+  std::vector<StatsCollector::Member> members;
+  for (auto& p : processes_)
+    if (!p->quitting) members.emplace_back(p->pid, p->channel.get());
+  stats_.collect(members, [this, format = std::move(format), done = std::move(done)] {
+    done(stats_.render(format));
+  });
 }
 
-void Master::finish_collect(Collect* collect) {
-  auto it = std::find_if(collects_.begin(), collects_.end(),
-                         [collect](const auto& c) { return c.get() == collect; });
-  if (it == collects_.end()) return;
-  std::unique_ptr<Collect> owned = std::move(*it);
-  collects_.erase(it);
-  owned->done();
-  // `owned` (and its timer, whose callback this is) is freed here: libevent allows freeing an
-  // event from its own callback once it is no longer pending, which a fired timer is not.
+nlohmann::json Master::status() const {
+  return {{"pid", getpid()},
+          {"version", PACKAGE_VERSION},
+          {"config", config_->path},
+          {"uptime", unix_now() - started_},
+          {"generation", generation_},
+          {"workers", processes_.size()},
+          {"respawns", counters_.worker_respawns},
+          {"stopping", stopping_}};
 }
 
-nlohmann::json Master::render_stats() const {
-  auto j = stats_render(snapshots_, retired_, ProcessUsage::current(), unix_now() - started_, counters_);
-  const double now = unix_now();
-  j["rates"] = history_.empty() ? nlohmann::json::object()
-                                : stats_total(snapshots_, retired_).rates_since(
-                                      history_.front().second, now - history_.front().first);
-  return j;
-}
-
-// Snapshots arrive once a second from each worker; so do the totals kept for rates.
-void Master::on_rate_timer(evutil_socket_t, short, void* arg) {
-  auto* self = static_cast<Master*>(arg);
-  self->history_.emplace_back(unix_now(), stats_total(self->snapshots_, self->retired_));
-  while (self->history_.size() > kRateWindow) self->history_.pop_front();
-}
-
-nlohmann::json Master::workers_json() const {
+nlohmann::json Master::workers() const {
   nlohmann::json rows = nlohmann::json::array();
   for (const auto& p : processes_)
     rows.push_back({{"pid", p->pid},
@@ -485,33 +418,6 @@ nlohmann::json Master::workers_json() const {
                     {"ready", p->ready},
                     {"quitting", p->quitting}});
   return rows;
-}
-
-void Master::handle_command(const std::string& command, Control::Reply reply) {
-  if (command == "status") {
-    reply(json_text({{"pid", getpid()},
-                     {"version", PACKAGE_VERSION},
-                     {"config", config_->path},
-                     {"uptime", unix_now() - started_},
-                     {"generation", generation_},
-                     {"workers", processes_.size()},
-                     {"respawns", counters_.worker_respawns},
-                     {"stopping", stopping_}}));
-  } else if (command == "stats") {
-    collect([this, reply] { reply(json_text(render_stats())); });
-  } else if (command == "metrics") {
-    collect([this, reply] { reply(json_text(stats_render_prometheus(snapshots_, retired_, counters_))); });
-  } else if (command == "workers") {
-    reply(json_text(workers_json()));
-  } else if (command == "reload") {
-    reload();
-    reply(json_text({{"result", "reloaded"}, {"generation", generation_}}));
-  } else if (command == "stop") {
-    reply(json_text({{"result", "stopping"}}));
-    shutdown("stop requested");
-  } else {
-    reply(json_text({{"error", "unknown command"}, {"detail", command}}));
-  }
 }
 
 void Master::on_signal(evutil_socket_t sig, short, void* arg) {
@@ -548,6 +454,25 @@ void Master::on_retire_timer(evutil_socket_t, short, void* arg) {
 void Master::on_respawn_timer(evutil_socket_t, short, void* arg) {
   auto* self = static_cast<Master*>(arg);
   for (const auto& [spec, key] : std::exchange(self->respawn_queue_, {})) self->spawn(spec, key);
+}
+
+int master_main(std::shared_ptr<const Config> config, std::string pidfile_override, bool detach) {
+  if (!log_configure(config->logging.level, config->logging.syslog_facility)) {
+    fmt::print(stderr, "warrend: logging settings not usable\n");
+    return 1;
+  }
+  if (detach && daemon(0, 1) != 0) {
+    log_error("daemon() failed: {}", errno_text(errno));
+    return 1;
+  }
+  // Once, before any fork: curl's global state (OpenSSL included) is not safe to set up later
+  // from several places. Forward workers inherit it.
+  if (CURLcode rc = curl_global_init(CURL_GLOBAL_DEFAULT); rc != CURLE_OK) {
+    log_error("curl_global_init() failed: {}", curl_easy_strerror(rc));
+    return 1;
+  }
+  Master master(std::move(config), std::move(pidfile_override));
+  return master.run();
 }
 
 }  // namespace warren

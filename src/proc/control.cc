@@ -1,4 +1,4 @@
-#include "control.h"
+#include "proc/control.h"
 
 #include <grp.h>
 #include <pwd.h>
