@@ -30,14 +30,34 @@ BENCH_TOOLS := $(patsubst bench/%.cc,$(BUILD)/%,$(wildcard bench/*_tool.cc))
 MAN_KEYS := $(BUILD)/man_keys
 
 # --- configuration: installs packages and runs configure when config.mk is missing or stale ---
+# `make` needs only the --build packages; a first `make check` or `make bench` installs the
+# test packages (GoogleTest, Google Benchmark, ...) before configure, which then finds them.
+DEPS_SET := $(if $(filter check check-sanitizers bench,$(MAKECMDGOALS)),--test,--build)
 configure: configure.ac
-	scripts/install-deps --build
+	scripts/install-deps $(DEPS_SET)
 	autoconf
 
 # config.status writes buildinfo.h (the version, from AC_INIT) along with config.mk.
 config.mk: config.mk.in buildinfo.h.in configure
 	@if [ -x config.status ]; then ./config.status --recheck && ./config.status; \
 	 else ./configure; fi
+
+# GoogleTest and Google Benchmark are optional at configure: `make` builds warrend and warrenctl
+# without them. What needs one depends on need-GTEST or need-BENCHMARK, which stops the build
+# with configure's line naming the package to install (X_MISSING, empty when it was found).
+.PHONY: need-GTEST need-BENCHMARK
+need-GTEST need-BENCHMARK: need-%:
+	@$(if $($*_MISSING),echo "$($*_MISSING)" >&2; exit 1,true)
+
+# make check and make bench: install what they need (scripts/install-deps --test says which
+# packages are missing when it cannot), and run configure again when it ran before GoogleTest
+# or Google Benchmark were there. The targets that follow are built by a new make, which reads
+# the new config.mk.
+.PHONY: test-deps
+test-deps: config.mk
+	scripts/install-deps --test
+	@if [ -n "$(GTEST_MISSING)$(BENCHMARK_MISSING)" ]; then \
+	  ./config.status --recheck && ./config.status; fi
 
 # --- build ---
 .PHONY: all
@@ -49,6 +69,8 @@ $(OBJ)/%.o: %.cc config.mk
 
 $(OBJ)/t/%.o: WARREN_CXXFLAGS += $(GTEST_CFLAGS)
 $(OBJ)/bench/%.o: WARREN_CXXFLAGS += $(BENCHMARK_CFLAGS)
+$(test_src:%.cc=$(OBJ)/%.o): | need-GTEST
+$(bench_src:%.cc=$(OBJ)/%.o): | need-BENCHMARK
 
 $(BUILD)/libwarren.a: $(core_obj)
 	@rm -f $@
@@ -106,8 +128,8 @@ run: all
 	scripts/install-deps --run
 	NODES=$(NODES) scripts/run-dev $(RUN_DIR)
 
-check: all $(UNIT_TESTS) $(MAN_KEYS) $(FUZZ_REPLAY)
-	scripts/install-deps --test
+check: test-deps
+	$(MAKE) all $(UNIT_TESTS) $(MAN_KEYS) $(FUZZ_REPLAY)
 	t/run-tests
 
 # The same tests on a build with AddressSanitizer + UndefinedBehaviorSanitizer (leak checks on)
@@ -119,10 +141,9 @@ ASAN_BUILD := build-asan
 ASAN_CXXFLAGS := -O1 -g -Wno-maybe-uninitialized
 ASAN_LOGS = $(abspath $(ASAN_BUILD))/sanitizer-logs
 .PHONY: check-sanitizers
-check-sanitizers: config.mk
+check-sanitizers: test-deps
 	$(MAKE) BUILD=$(ASAN_BUILD) SANITIZE_FLAGS="$(ASAN_FLAGS)" CXXFLAGS="$(ASAN_CXXFLAGS)" \
 	  all $(ASAN_BUILD)/unit_tests fuzz-replay
-	scripts/install-deps --test
 	rm -rf $(ASAN_LOGS) && mkdir -p $(ASAN_LOGS)
 	WARREN_BUILD=$(abspath $(ASAN_BUILD)) WARREN_SANITIZER_LOGS=$(ASAN_LOGS) \
 	  ASAN_OPTIONS=detect_leaks=1:log_path=$(ASAN_LOGS)/asan \
@@ -147,8 +168,8 @@ fuzz: config.mk
 # Publishing (bench/run), then forwarding (bench/forward_run): each starts and stops its own
 # broker, warrend and peers; bench/README.md says what each figure means.
 .PHONY: bench
-bench: all $(MICRO_BENCH) $(BENCH_TOOLS)
-	scripts/install-deps --test
+bench: test-deps
+	$(MAKE) all $(MICRO_BENCH) $(BENCH_TOOLS)
 	bench/run
 	bench/forward_run
 

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+#include <vector>
+
 namespace warren {
 namespace {
 
@@ -27,6 +30,14 @@ TEST(Base64, PaddingIsCountedWhereItMayBe) {
 
 TEST(Base64, WhitespaceAnywhereIsIgnored) {
   EXPECT_EQ(base64_decode(" Zm9v\r\nYmFy \t"), "foobar");
+}
+
+TEST(Base64, RoundTripsAndRejectsGarbage) {
+  for (std::string s : std::vector<std::string>{"", "a", "ab", "abc", "abcd", std::string("\0\xff\x10", 3)})
+    EXPECT_EQ(base64_decode(base64_encode(s)), s);
+  EXPECT_EQ(base64_encode("hello"), "aGVsbG8=");
+  EXPECT_FALSE(base64_decode("abc"));
+  EXPECT_FALSE(base64_decode("ab!="));
 }
 
 }  // namespace

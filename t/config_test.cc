@@ -385,6 +385,15 @@ TEST(Config, SemanticRanges) {
             "warren.yml:2: http.request_timeout: must be between 0.001 and 10000000, got 0");
 }
 
+TEST(RpcConfig, MaxTimeoutDefaultAndCheck) {
+  auto ok = config_parse("rpc:\n  timeout: 5\n", "warren.yml");
+  ASSERT_TRUE(ok.config);
+  EXPECT_EQ(ok.config->rpc.max_timeout, 600);
+  auto bad = config_parse("rpc:\n  timeout: 50\n  max_timeout: 10\n", "warren.yml");
+  ASSERT_EQ(bad.errors.size(), 1u);
+  EXPECT_EQ(bad.errors[0].text(), "warren.yml:3: rpc.max_timeout: must be at least rpc.timeout (50)");
+}
+
 TEST(Config, BrokerTlsFiles) {
   char dir[] = "/tmp/warren-config-test-XXXXXX";
   ASSERT_NE(mkdtemp(dir), nullptr);

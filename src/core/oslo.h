@@ -1,6 +1,6 @@
 // oslo.messaging's wire format on RabbitMQ (its rabbit driver, envelope version 2.0): request and
 // reply messages in both directions, so that the calling side (core/rpc) and a serving side
-// (a `format: oslo` forwarder) share one codec. Pure functions, no I/O: t/oslo_test.cc.
+// (a `format: oslo` forwarder) share one codec. Pure functions, no I/O: t/core/oslo_test.cc.
 //
 //   body   = {"oslo.version": "2.0", "oslo.message": "<the message dict as a JSON string>"}
 //   request: {"method", "args", ["namespace"], ["version"], ["_msg_id", "_reply_q", "_timeout"]

@@ -1,7 +1,7 @@
 // A bounded memory of ids seen lately, for dropping duplicates: an oslo.messaging request that
 // reaches a server twice (a publisher retry after a lost confirm) carries the same _unique_id.
 // An id is remembered for `ttl` seconds, and at most `capacity` ids at once (the oldest go
-// first). Pure: the caller passes the clock; unit-tested in t/recent_ids_test.cc.
+// first). Pure: the caller passes the clock; unit-tested in t/core/recent_ids_test.cc.
 #pragma once
 
 #include <cstddef>

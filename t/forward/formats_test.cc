@@ -1,8 +1,7 @@
-// Message <-> HTTP translation (raw and vcd) and the delivery rules: pure, no broker.
+// Message <-> HTTP translation (raw and vcd): pure, no broker.
 #include <gtest/gtest.h>
 
 #include "base64.h"
-#include "core/forwarding.h"
 #include "forward/format.h"
 #include "t/forward/format_fixture.h"
 
@@ -357,50 +356,5 @@ TEST(Format, IsChosenByForwardersFormat) {
   EXPECT_TRUE(oslo.error.starts_with("not an oslo.messaging request")) << oslo.error;
 }
 
-TEST(Base64, RoundTripsAndRejectsGarbage) {
-  for (std::string s : std::vector<std::string>{"", "a", "ab", "abc", "abcd", std::string("\0\xff\x10", 3)})
-    EXPECT_EQ(base64_decode(base64_encode(s)), s);
-  EXPECT_EQ(base64_encode("hello"), "aGVsbG8=");
-  EXPECT_FALSE(base64_decode("abc"));
-  EXPECT_FALSE(base64_decode("ab!="));
-}
-
 }  // namespace
 }  // namespace warren::forward
-
-namespace warren::core {
-namespace {
-
-TEST(ForwardingRules, Dispositions) {
-  EXPECT_EQ(forward_disposition(200, 1, 5), Disposition::ack);
-  EXPECT_EQ(forward_disposition(204, 5, 5), Disposition::ack);
-  EXPECT_EQ(forward_disposition(302, 1, 5), Disposition::dead_letter);
-  EXPECT_EQ(forward_disposition(404, 1, 5), Disposition::dead_letter);
-  EXPECT_EQ(forward_disposition(400, 1, 5), Disposition::dead_letter);
-  EXPECT_EQ(forward_disposition(500, 1, 5), Disposition::retry);
-  EXPECT_EQ(forward_disposition(503, 4, 5), Disposition::retry);
-  EXPECT_EQ(forward_disposition(503, 5, 5), Disposition::dead_letter);
-  EXPECT_EQ(forward_disposition(0, 1, 5), Disposition::retry);
-  EXPECT_EQ(forward_disposition(0, 1, 1), Disposition::dead_letter);
-}
-
-TEST(ForwardingRules, RetryDelayDoublesUpToTheCap) {
-  RetryConfig r{10, 0.5, 3};
-  EXPECT_DOUBLE_EQ(retry_delay(r, 1), 0.5);
-  EXPECT_DOUBLE_EQ(retry_delay(r, 2), 1.0);
-  EXPECT_DOUBLE_EQ(retry_delay(r, 3), 2.0);
-  EXPECT_DOUBLE_EQ(retry_delay(r, 4), 3.0);
-  EXPECT_DOUBLE_EQ(retry_delay(r, 1000), 3.0);
-  EXPECT_DOUBLE_EQ(retry_delay(RetryConfig{5, 0, 0}, 3), 0.0);
-}
-
-TEST(ForwardingRules, StatusClasses) {
-  EXPECT_STREQ(status_class(200), "2xx");
-  EXPECT_STREQ(status_class(301), "3xx");
-  EXPECT_STREQ(status_class(451), "4xx");
-  EXPECT_STREQ(status_class(599), "5xx");
-  EXPECT_STREQ(status_class(0), "error");
-}
-
-}  // namespace
-}  // namespace warren::core

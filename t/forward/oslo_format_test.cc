@@ -1,15 +1,14 @@
 // The serving side of oslo RPC (format: oslo): request -> HTTP, answer -> reply, the queues an
-// oslo server declares, and the memory of recent _unique_ids. Pure, no broker.
+// oslo server declares. Pure, no broker.
 #include <gtest/gtest.h>
 
 #include <cmath>
 
 #include "amqp/connection.h"
 #include "core/oslo.h"
-#include "core/recent_ids.h"
 #include "forward/format.h"
-#include "t/forward/format_fixture.h"
 #include "forward/format_oslo.h"
+#include "t/forward/format_fixture.h"
 
 namespace warren::forward {
 namespace {
@@ -219,26 +218,6 @@ TEST_F(OsloServe, RawKeepsItsOneQueue) {
   ASSERT_EQ(plan.size(), 1u);
   EXPECT_EQ(plan[0].queue, "q1");
   EXPECT_FALSE(plan[0].declare);
-}
-
-TEST(RecentIds, RemembersForTtlWithinCapacity) {
-  core::RecentIds ids(3, 10);
-  EXPECT_FALSE(ids.seen("a", 0));
-  EXPECT_TRUE(ids.seen("a", 5));
-  EXPECT_FALSE(ids.seen("a", 11));  // expired, remembered again from 11
-  EXPECT_TRUE(ids.seen("a", 12));
-  EXPECT_FALSE(ids.seen("b", 12));
-  EXPECT_FALSE(ids.seen("c", 12));
-  EXPECT_FALSE(ids.seen("d", 12));  // the oldest (a) goes
-  EXPECT_EQ(ids.size(), 3u);
-  EXPECT_FALSE(ids.seen("a", 13));
-  ids.forget("c");
-  EXPECT_FALSE(ids.seen("c", 13));
-  for (int i = 0; i < 100; ++i) {
-    ids.seen("x" + std::to_string(i), 14);
-    ids.forget("x" + std::to_string(i));
-  }
-  EXPECT_LE(ids.size(), 3u);
 }
 
 }  // namespace

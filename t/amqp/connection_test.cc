@@ -12,7 +12,7 @@
 
 #include <fstream>
 
-#include "amqp/broker_fixture.h"
+#include "t/amqp/broker_fixture.h"
 
 namespace warren::amqp::testing {
 namespace {

@@ -3,7 +3,7 @@
 // (Debian's /usr/bin/python3) checking what we published from the outside.
 #include <cstdio>
 
-#include "amqp/broker_fixture.h"
+#include "t/amqp/broker_fixture.h"
 
 namespace warren::amqp::testing {
 namespace {
