@@ -21,13 +21,13 @@ TEST(ForwardingRules, Dispositions) {
 }
 
 TEST(ForwardingRules, RetryDelayDoublesUpToTheCap) {
-  RetryConfig r{10, 0.5, 3};
+  RetryPolicy r{10, 0.5, 3};
   EXPECT_DOUBLE_EQ(retry_delay(r, 1), 0.5);
   EXPECT_DOUBLE_EQ(retry_delay(r, 2), 1.0);
   EXPECT_DOUBLE_EQ(retry_delay(r, 3), 2.0);
   EXPECT_DOUBLE_EQ(retry_delay(r, 4), 3.0);
   EXPECT_DOUBLE_EQ(retry_delay(r, 1000), 3.0);
-  EXPECT_DOUBLE_EQ(retry_delay(RetryConfig{5, 0, 0}, 3), 0.0);
+  EXPECT_DOUBLE_EQ(retry_delay(RetryPolicy{5, 0, 0}, 3), 0.0);
 }
 
 TEST(ForwardingRules, StatusClasses) {
