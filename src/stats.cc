@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <ctime>
+#include <stdexcept>
 
 #include <fmt/format.h>
 
@@ -201,7 +202,7 @@ json Snapshot::to_json() const {
   for (const auto& [name, c] : connections) conns[name] = c.to_json();
   json fwd = json::object();
   for (const auto& [name, c] : forwarders) fwd[name] = c.to_json();
-  return {{"pid", pid},         {"slot", slot},       {"kind", kind},
+  return {{"pid", pid},         {"slot", slot},       {"kind", process_kind_name(kind)},
           {"port", port},       {"started", started}, {"counters", counters.to_json()},
           {"histograms", histograms.to_json()},
           {"connections", conns}, {"usage", usage.to_json()}, {"queue_set", queue_set},
@@ -212,7 +213,11 @@ Snapshot Snapshot::from_json(const json& j) {
   Snapshot s;
   s.pid = j.at("pid").get<int>();
   s.slot = j.at("slot").get<int>();
-  s.kind = j.at("kind").get<std::string>();
+  const auto kind = j.at("kind").get<std::string>();
+  if (auto known = process_kind_from_name(kind))
+    s.kind = *known;
+  else
+    throw std::invalid_argument(fmt::format("unknown worker kind \"{}\"", kind));
   s.port = j.value("port", 0);
   s.started = j.value("started", 0.0);
   s.counters = Counters::from_json(j.at("counters"));
@@ -287,7 +292,7 @@ json stats_render(const std::map<int, Snapshot>& workers, const Retired& retired
     json row = render_figures(w.counters, w.connections, w.usage);
     row["pid"] = w.pid;
     row["slot"] = w.slot;
-    row["kind"] = w.kind;
+    row["kind"] = process_kind_name(w.kind);
     row["port"] = w.port;
     row["started"] = w.started;
     if (!w.queue_set.empty()) row["queue_set"] = w.queue_set;
@@ -333,8 +338,8 @@ std::string stats_render_prometheus(const std::map<int, Snapshot>& workers, cons
   MASTER_COUNTERS(WARREN_MASTER_PROM)
 #undef WARREN_MASTER_PROM
   auto labels = [](const Snapshot& w) {
-    return fmt::format("slot=\"{}\",pid=\"{}\",kind=\"{}\",port=\"{}\"", w.slot, w.pid, w.kind,
-                       w.port);
+    return fmt::format("slot=\"{}\",pid=\"{}\",kind=\"{}\",port=\"{}\"", w.slot, w.pid,
+                       process_kind_name(w.kind), w.port);
   };
 #define WARREN_COUNTER_PROM(member, group, key, help)                                      \
   out += fmt::format("# HELP warren_{0}_total {1}\n# TYPE warren_{0}_total counter\n", #member, \

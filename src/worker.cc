@@ -87,7 +87,7 @@ class Worker final : public StatsSource {
     snapshot_timer_.reset(event_new(base_.get(), -1, EV_PERSIST, on_snapshot_timer, this));
     event_add(snapshot_timer_.get(), &kSnapshotInterval);
 
-    if (spec_.kind == "forward") {
+    if (spec_.kind == ProcessKind::forward) {
       queue_set_ = std::make_unique<forward::QueueSet>(base_.get(), *config_, spec_.queue_set);
       queue_set_->start();
       channel_->send(FrameType::ready, "");
@@ -235,8 +235,9 @@ class Worker final : public StatsSource {
 
 int worker_run(std::shared_ptr<const Config> config, const WorkerSpec& spec, Fd channel,
                const sigset_t& signal_mask) {
-  log_set_role(spec.kind == "forward" ? fmt::format("worker forward:{}", spec.queue_set)
-                                      : fmt::format("worker {}:{}", spec.kind, spec.port));
+  log_set_role(spec.kind == ProcessKind::forward
+                   ? fmt::format("worker forward:{}", spec.queue_set)
+                   : fmt::format("worker {}:{}", process_kind_name(spec.kind), spec.port));
   if (!drop_privileges(config->daemon)) return kWorkerExitFatal;
   signal(SIGPIPE, SIG_IGN);
   Worker worker(std::move(config), spec);

@@ -13,7 +13,7 @@ Snapshot forward_worker(int pid, uint64_t consumed, uint64_t acked) {
   Snapshot s;
   s.pid = pid;
   s.slot = 5;
-  s.kind = "forward";
+  s.kind = ProcessKind::forward;
   s.queue_set = "vcd";
   s.forwarders["example1"].consumed = consumed;
   s.forwarders["example1"].acked = acked;
