@@ -28,22 +28,18 @@ void log_at(LogLevel level, fmt::format_string<Args...> f, Args&&... args) {
   const fmt::string_view format = f;
   log_write(level, {format.data(), format.size()}, fmt::format(f, std::forward<Args>(args)...));
 }
-template <typename... Args>
-void log_debug(fmt::format_string<Args...> f, Args&&... args) {
-  log_at(LogLevel::debug, f, std::forward<Args>(args)...);
-}
-template <typename... Args>
-void log_info(fmt::format_string<Args...> f, Args&&... args) {
-  log_at(LogLevel::info, f, std::forward<Args>(args)...);
-}
-template <typename... Args>
-void log_warning(fmt::format_string<Args...> f, Args&&... args) {
-  log_at(LogLevel::warning, f, std::forward<Args>(args)...);
-}
-template <typename... Args>
-void log_error(fmt::format_string<Args...> f, Args&&... args) {
-  log_at(LogLevel::error, f, std::forward<Args>(args)...);
-}
+// log_debug("...", args), log_info, log_warning, log_error: log_at with the level fixed.
+template <LogLevel Level>
+struct LogAtLevel {
+  template <typename... Args>
+  void operator()(fmt::format_string<Args...> f, Args&&... args) const {
+    log_at(Level, f, std::forward<Args>(args)...);
+  }
+};
+inline constexpr LogAtLevel<LogLevel::debug> log_debug;
+inline constexpr LogAtLevel<LogLevel::info> log_info;
+inline constexpr LogAtLevel<LogLevel::warning> log_warning;
+inline constexpr LogAtLevel<LogLevel::error> log_error;
 
 // "strerror(errno)" for messages like "connect() to 127.0.0.1:5672 failed: Connection refused".
 std::string errno_text(int err);

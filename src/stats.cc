@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <ctime>
+#include <stdexcept>
 
 #include <fmt/format.h>
 
@@ -201,7 +202,7 @@ json Snapshot::to_json() const {
   for (const auto& [name, c] : connections) conns[name] = c.to_json();
   json fwd = json::object();
   for (const auto& [name, c] : forwarders) fwd[name] = c.to_json();
-  return {{"pid", pid},         {"slot", slot},       {"kind", kind},
+  return {{"pid", pid},         {"slot", slot},       {"kind", process_kind_name(kind)},
           {"port", port},       {"started", started}, {"counters", counters.to_json()},
           {"histograms", histograms.to_json()},
           {"connections", conns}, {"usage", usage.to_json()}, {"queue_set", queue_set},
@@ -212,7 +213,11 @@ Snapshot Snapshot::from_json(const json& j) {
   Snapshot s;
   s.pid = j.at("pid").get<int>();
   s.slot = j.at("slot").get<int>();
-  s.kind = j.at("kind").get<std::string>();
+  const auto kind = j.at("kind").get<std::string>();
+  if (auto known = process_kind_from_name(kind))
+    s.kind = *known;
+  else
+    throw std::invalid_argument(fmt::format("unknown worker kind \"{}\"", kind));
   s.port = j.value("port", 0);
   s.started = j.value("started", 0.0);
   s.counters = Counters::from_json(j.at("counters"));
@@ -287,7 +292,7 @@ json stats_render(const std::map<int, Snapshot>& workers, const Retired& retired
     json row = render_figures(w.counters, w.connections, w.usage);
     row["pid"] = w.pid;
     row["slot"] = w.slot;
-    row["kind"] = w.kind;
+    row["kind"] = process_kind_name(w.kind);
     row["port"] = w.port;
     row["started"] = w.started;
     if (!w.queue_set.empty()) row["queue_set"] = w.queue_set;
@@ -322,58 +327,72 @@ std::string prometheus_label(std::string_view v) {
   return out;
 }
 
-}  // namespace
+// The labels of one worker's series.
+std::string worker_labels(const Snapshot& w) {
+  return fmt::format("slot=\"{}\",pid=\"{}\",kind=\"{}\",port=\"{}\"", w.slot, w.pid,
+                     process_kind_name(w.kind), w.port);
+}
 
-std::string stats_render_prometheus(const std::map<int, Snapshot>& workers, const Retired& retired,
-                                    const MasterCounters& master) {
-  std::string out;
+void render_master_counters(std::string& out, const MasterCounters& master) {
 #define WARREN_MASTER_PROM(member, key, help)                                                    \
   out += fmt::format("# HELP warren_{0}_total {1}\n# TYPE warren_{0}_total counter\nwarren_{0}_total {2}\n", \
                      #member, help, master.member);
   MASTER_COUNTERS(WARREN_MASTER_PROM)
 #undef WARREN_MASTER_PROM
-  auto labels = [](const Snapshot& w) {
-    return fmt::format("slot=\"{}\",pid=\"{}\",kind=\"{}\",port=\"{}\"", w.slot, w.pid, w.kind,
-                       w.port);
-  };
+}
+
+// Per worker, and one series for the workers that exited.
+void render_worker_counters(std::string& out, const std::map<int, Snapshot>& workers,
+                            const Retired& retired) {
 #define WARREN_COUNTER_PROM(member, group, key, help)                                      \
   out += fmt::format("# HELP warren_{0}_total {1}\n# TYPE warren_{0}_total counter\n", #member, \
                      help);                                                                \
   for (const auto& [pid, w] : workers)                                                     \
-    out += fmt::format("warren_{}_total{{{}}} {}\n", #member, labels(w), w.counters.member); \
+    out += fmt::format("warren_{}_total{{{}}} {}\n", #member, worker_labels(w), w.counters.member); \
   out += fmt::format("warren_{}_total{{slot=\"retired\"}} {}\n", #member, retired.counters.member);
   WORKER_COUNTERS(WARREN_COUNTER_PROM)
 #undef WARREN_COUNTER_PROM
+}
 
-  auto histogram = [&out](const char* name, const std::string& label, const Histogram& h) {
-    uint64_t cumulative = 0;
-    for (size_t i = 0; i < h.buckets.size(); ++i) {
-      cumulative += h.buckets[i];
-      const std::string le =
-          i < Histogram::kBounds.size() ? fmt::format("{}", Histogram::kBounds[i]) : "+Inf";
-      out += fmt::format("warren_{}_bucket{{{},le=\"{}\"}} {}\n", name, label, le, cumulative);
-    }
-    out += fmt::format("warren_{}_sum{{{}}} {}\nwarren_{}_count{{{}}} {}\n", name, label, h.sum,
-                       name, label, h.count);
-  };
+void render_histogram(std::string& out, const char* name, const std::string& label,
+                      const Histogram& h) {
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < h.buckets.size(); ++i) {
+    cumulative += h.buckets[i];
+    const std::string le =
+        i < Histogram::kBounds.size() ? fmt::format("{}", Histogram::kBounds[i]) : "+Inf";
+    out += fmt::format("warren_{}_bucket{{{},le=\"{}\"}} {}\n", name, label, le, cumulative);
+  }
+  out += fmt::format("warren_{}_sum{{{}}} {}\nwarren_{}_count{{{}}} {}\n", name, label, h.sum,
+                     name, label, h.count);
+}
+
+void render_worker_histograms(std::string& out, const std::map<int, Snapshot>& workers,
+                              const Retired& retired) {
 #define WARREN_HISTOGRAM_PROM(member, help)                                                    \
   out += fmt::format("# HELP warren_{0} {1}\n# TYPE warren_{0} histogram\n", #member, help); \
-  for (const auto& [pid, w] : workers) histogram(#member, labels(w), w.histograms.member);    \
-  histogram(#member, "slot=\"retired\"", retired.histograms.member);
+  for (const auto& [pid, w] : workers)                                                         \
+    render_histogram(out, #member, worker_labels(w), w.histograms.member);                     \
+  render_histogram(out, #member, "slot=\"retired\"", retired.histograms.member);
   WORKER_HISTOGRAMS(WARREN_HISTOGRAM_PROM)
 #undef WARREN_HISTOGRAM_PROM
+}
 
+void render_connections_open(std::string& out, const std::map<int, Snapshot>& workers) {
   out += "# HELP warren_broker_connections_open broker connections open now\n"
          "# TYPE warren_broker_connections_open gauge\n";
   for (const auto& [pid, w] : workers) {
     int open = 0;
     for (const auto& [name, c] : w.connections) open += c.connected;
-    out += fmt::format("warren_broker_connections_open{{{}}} {}\n", labels(w), open);
+    out += fmt::format("warren_broker_connections_open{{{}}} {}\n", worker_labels(w), open);
   }
+}
 
-  // Forwarders: one series per forwarder, summed over its workers (and the retired ones).
+// One series per forwarder, summed over its workers (and the retired ones).
+void render_forwarders(std::string& out, const std::map<int, Snapshot>& workers,
+                       const Retired& retired) {
   const auto forwarders = stats_forwarders(workers, retired);
-  if (!forwarders.empty()) {
+  if (forwarders.empty()) return;
 #define WARREN_FORWARDER_PROM(member, help)                                                   \
   out += fmt::format(                                                                         \
       "# HELP warren_forwarder_{0}_total {1}\n# TYPE warren_forwarder_{0}_total counter\n", \
@@ -381,9 +400,20 @@ std::string stats_render_prometheus(const std::map<int, Snapshot>& workers, cons
   for (const auto& [name, c] : forwarders)                                                    \
     out += fmt::format("warren_forwarder_{}_total{{forwarder=\"{}\"}} {}\n", #member,              \
                        prometheus_label(name), c.member);
-    FORWARDER_COUNTERS(WARREN_FORWARDER_PROM)
+  FORWARDER_COUNTERS(WARREN_FORWARDER_PROM)
 #undef WARREN_FORWARDER_PROM
-  }
+}
+
+}  // namespace
+
+std::string stats_render_prometheus(const std::map<int, Snapshot>& workers, const Retired& retired,
+                                    const MasterCounters& master) {
+  std::string out;
+  render_master_counters(out, master);
+  render_worker_counters(out, workers, retired);
+  render_worker_histograms(out, workers, retired);
+  render_connections_open(out, workers);
+  render_forwarders(out, workers, retired);
   return out;
 }
 

@@ -9,6 +9,8 @@
 #include <map>
 #include <string>
 
+#include "process_kind.h"
+
 namespace warren {
 
 // X(member, group, json key, help). `group` is the statelessd /stats object the key lives in.
@@ -170,7 +172,7 @@ struct ProcessUsage {
 struct Snapshot {
   int pid = 0;
   int slot = 0;
-  std::string kind;  // "http" or "forward"
+  ProcessKind kind = ProcessKind::http;
   int port = 0;      // http workers
   double started = 0;  // Unix time the worker started
   Counters counters;

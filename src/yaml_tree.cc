@@ -95,58 +95,77 @@ class TreeBuilder {
       return false;
     }
     switch (ev.type) {
-      case YAML_ALIAS_EVENT: {
-        auto it = anchors_.find(reinterpret_cast<const char*>(ev.data.alias.anchor));
-        if (it == anchors_.end()) {
-          error_ = {file_, out.line, "", "unknown YAML alias"};
-          return false;
-        }
-        out = it->second;
-        out.line = mark_line(ev.start_mark);
-        return count(out);
-      }
-      case YAML_SCALAR_EVENT: {
-        const auto& s = ev.data.scalar;
-        out.value.assign(reinterpret_cast<const char*>(s.value), s.length);
-        const char* tag = reinterpret_cast<const char*>(s.tag);
-        out.quoted = s.style != YAML_PLAIN_SCALAR_STYLE ||
-                     (tag && std::string_view(tag) == "tag:yaml.org,2002:str");
-        static const std::set<std::string_view> kNulls{"", "~", "null", "Null", "NULL"};
-        out.kind = !out.quoted && kNulls.count(out.value) ? YamlNode::Kind::null
-                                                          : YamlNode::Kind::scalar;
-        remember_anchor(s.anchor, out);
-        return count(out);
-      }
-      case YAML_SEQUENCE_START_EVENT: {
-        out.kind = YamlNode::Kind::sequence;
-        for (;;) {
-          auto child = next();
-          if (!child) return false;
-          if (child->type == YAML_SEQUENCE_END_EVENT) break;
-          out.items.emplace_back();
-          if (!node_from(*child, out.items.back(), depth + 1)) return false;
-        }
-        remember_anchor(ev.data.sequence_start.anchor, out);
-        return count_shallow();
-      }
-      case YAML_MAPPING_START_EVENT: {
-        out.kind = YamlNode::Kind::mapping;
-        for (;;) {
-          auto key = next();
-          if (!key) return false;
-          if (key->type == YAML_MAPPING_END_EVENT) break;
-          out.entries.emplace_back();
-          if (!node_from(*key, out.entries.back().first, depth + 1)) return false;
-          auto value = next();
-          if (!value) return false;
-          if (!node_from(*value, out.entries.back().second, depth + 1)) return false;
-        }
-        remember_anchor(ev.data.mapping_start.anchor, out);
-        return count_shallow();
-      }
+      case YAML_ALIAS_EVENT:
+        return alias_from(ev, out);
+      case YAML_SCALAR_EVENT:
+        return scalar_from(ev, out);
+      case YAML_SEQUENCE_START_EVENT:
+        return sequence_from(ev, out, depth);
+      case YAML_MAPPING_START_EVENT:
+        return mapping_from(ev, out, depth);
       default:
         error_ = {file_, out.line, "", "unexpected YAML event"};
         return false;
+    }
+  }
+
+  bool alias_from(const yaml_event_t& ev, YamlNode& out) {
+    auto it = anchors_.find(reinterpret_cast<const char*>(ev.data.alias.anchor));
+    if (it == anchors_.end()) {
+      error_ = {file_, out.line, "", "unknown YAML alias"};
+      return false;
+    }
+    out = it->second;
+    out.line = mark_line(ev.start_mark);
+    return count(out);
+  }
+
+  bool scalar_from(const yaml_event_t& ev, YamlNode& out) {
+    const auto& s = ev.data.scalar;
+    out.value.assign(reinterpret_cast<const char*>(s.value), s.length);
+    const char* tag = reinterpret_cast<const char*>(s.tag);
+    out.quoted = s.style != YAML_PLAIN_SCALAR_STYLE ||
+                 (tag && std::string_view(tag) == "tag:yaml.org,2002:str");
+    static const std::set<std::string_view> kNulls{"", "~", "null", "Null", "NULL"};
+    out.kind =
+        !out.quoted && kNulls.count(out.value) ? YamlNode::Kind::null : YamlNode::Kind::scalar;
+    remember_anchor(s.anchor, out);
+    return count(out);
+  }
+
+  bool sequence_from(const yaml_event_t& ev, YamlNode& out, int depth) {
+    out.kind = YamlNode::Kind::sequence;
+    bool read = each_child(YAML_SEQUENCE_END_EVENT, [&](const yaml_event_t& item) {
+      out.items.emplace_back();
+      return node_from(item, out.items.back(), depth + 1);
+    });
+    if (!read) return false;
+    remember_anchor(ev.data.sequence_start.anchor, out);
+    return count_shallow();
+  }
+
+  bool mapping_from(const yaml_event_t& ev, YamlNode& out, int depth) {
+    out.kind = YamlNode::Kind::mapping;
+    bool read = each_child(YAML_MAPPING_END_EVENT, [&](const yaml_event_t& key) {
+      out.entries.emplace_back();
+      if (!node_from(key, out.entries.back().first, depth + 1)) return false;
+      auto value = next();
+      return value && node_from(*value, out.entries.back().second, depth + 1);
+    });
+    if (!read) return false;
+    remember_anchor(ev.data.mapping_start.anchor, out);
+    return count_shallow();
+  }
+
+  // Calls `child` with each event up to the collection's `end` event; false when the parser or
+  // `child` fails.
+  template <typename Child>
+  bool each_child(yaml_event_type_t end, Child child) {
+    for (;;) {
+      auto ev = next();
+      if (!ev) return false;
+      if (ev->type == end) return true;
+      if (!child(*ev)) return false;
     }
   }
 

@@ -1,6 +1,6 @@
 // Phase 1 of reading the configuration: YAML text -> a small tree of nodes with line numbers,
 // built from libyaml's events (anchors and aliases resolved, depth and size bounded). The
-// loader in config.cc walks this tree against the key table.
+// loader in config_load.cc walks this tree against the key table.
 #pragma once
 
 #include <optional>

@@ -12,7 +12,7 @@ Snapshot worker(int pid, int port, uint64_t posts, uint64_t confirmed) {
   Snapshot s;
   s.pid = pid;
   s.slot = pid % 10;
-  s.kind = "http";
+  s.kind = ProcessKind::http;
   s.port = port;
   s.counters.method_post = posts;
   s.counters.response_204 = confirmed;
@@ -52,6 +52,25 @@ TEST(Snapshot, JsonRoundTrip) {
   EXPECT_EQ(back.counters, s.counters);
   EXPECT_EQ(back.connections.at("/:guest").publishes, 4u);
   EXPECT_EQ(back.usage.max_rss_bytes, 1u << 20);
+}
+
+// A worker's kind travels to the master by name and comes out under the same name in /stats
+// and /metrics; a name no kind has refuses the snapshot (the channel drops the frame).
+TEST(Snapshot, KindTravelsByNameAndAnUnknownOneIsRefused) {
+  nlohmann::json j = worker(1, 8000, 0, 0).to_json();
+  EXPECT_EQ(j["kind"], "http");
+  j["kind"] = "forward";
+  Snapshot back = Snapshot::from_json(j);
+  EXPECT_EQ(back.to_json()["kind"], "forward");
+  std::map<int, Snapshot> workers{{1, back}};
+  EXPECT_EQ(stats_render(workers, Retired{}, ProcessUsage{}, 1.0)["workers"][0]["kind"], "forward");
+  EXPECT_NE(stats_render_prometheus(workers, Retired{}).find("kind=\"forward\""),
+            std::string::npos);
+  for (nlohmann::json bad : {nlohmann::json("ftp"), nlohmann::json(""), nlohmann::json("HTTP"),
+                             nlohmann::json(1)}) {
+    j["kind"] = bad;
+    EXPECT_THROW(Snapshot::from_json(j), std::exception) << bad.dump();
+  }
 }
 
 TEST(StatsRender, SumsWorkersInStatelessdShape) {
@@ -114,7 +133,7 @@ Snapshot forward_worker(int pid, uint64_t consumed, uint64_t acked) {
   Snapshot s;
   s.pid = pid;
   s.slot = 5;
-  s.kind = "forward";
+  s.kind = ProcessKind::forward;
   s.queue_set = "vcd";
   s.forwarders["example1"].consumed = consumed;
   s.forwarders["example1"].acked = acked;

@@ -10,6 +10,35 @@ namespace {
 constexpr int kReplySuccess = 200;
 const Result kConnectionGone{Outcome::connection_lost, 0, "connection closed"};
 
+// A method's `arguments` table from JSON (null: an empty table), or the problem with it.
+std::optional<std::string> arguments_problem(const nlohmann::json& arguments, amqp_pool_t* pool,
+                                             amqp_table_t* out) {
+  *out = amqp_empty_table;
+  std::string error;
+  if (arguments.is_null() || json_to_table(arguments, pool, out, &error)) return std::nullopt;
+  return "arguments: " + error;
+}
+
+// For the calls whose caller wants the outcome only, not the reply's fields.
+MethodCallback outcome_only(ResultCallback cb) {
+  return [cb = std::move(cb)](const Result& r, const amqp_method_t*) {
+    if (cb) cb(r);
+  };
+}
+
+// Calls a Channel member with a method's decoded arguments, as the type it takes.
+template <typename Method>
+struct DecodedArgument;
+template <typename Method>
+struct DecodedArgument<void (Channel::*)(const Method&)> {
+  using type = Method;
+};
+template <auto Handle>
+void with_decoded(Channel& channel, const void* decoded) {
+  using Method = typename DecodedArgument<decltype(Handle)>::type;
+  (channel.*Handle)(*static_cast<const Method*>(decoded));
+}
+
 }  // namespace
 
 Channel::Channel(Connection* conn, uint16_t id, bool confirms)
@@ -178,68 +207,78 @@ bool Channel::handle_frame(const amqp_frame_t& frame, std::string* error) {
 
 bool Channel::handle_method(const amqp_method_t& m, std::string* error) {
   auto self = shared_from_this();  // callbacks below may drop the owner's reference
-  switch (m.id) {
-    case AMQP_BASIC_DELIVER_METHOD: {
-      auto* d = static_cast<amqp_basic_deliver_t*>(m.decoded);
-      incoming_.emplace();
-      incoming_->delivery.consumer_tag = amqp_string(d->consumer_tag);
-      incoming_->delivery.delivery_tag = d->delivery_tag;
-      incoming_->delivery.redelivered = d->redelivered != 0;
-      incoming_->delivery.exchange = amqp_string(d->exchange);
-      incoming_->delivery.routing_key = amqp_string(d->routing_key);
+  // What the broker sends of its own accord; any other method answers the oldest call.
+  using Handler = void (*)(Channel&, const void* decoded);
+  static constexpr std::pair<amqp_method_number_t, Handler> kUnasked[] = {
+      {AMQP_BASIC_DELIVER_METHOD, with_decoded<&Channel::start_delivery>},
+      {AMQP_BASIC_RETURN_METHOD, with_decoded<&Channel::start_return>},
+      {AMQP_BASIC_ACK_METHOD, with_decoded<&Channel::handle_ack>},
+      {AMQP_BASIC_NACK_METHOD, with_decoded<&Channel::handle_nack>},
+      {AMQP_BASIC_CANCEL_METHOD, with_decoded<&Channel::handle_broker_cancel>},
+      {AMQP_CHANNEL_CLOSE_METHOD, with_decoded<&Channel::broker_closed>},
+      {AMQP_CHANNEL_CLOSE_OK_METHOD, with_decoded<&Channel::handle_close_ok>},
+      {AMQP_CHANNEL_FLOW_METHOD, with_decoded<&Channel::handle_flow>},
+  };
+  for (const auto& [id, handle] : kUnasked)
+    if (id == m.id) {
+      handle(*this, m.decoded);
       return true;
     }
-    case AMQP_BASIC_RETURN_METHOD: {
-      auto* r = static_cast<amqp_basic_return_t*>(m.decoded);
-      incoming_.emplace();
-      incoming_->is_return = true;
-      incoming_->reply_code = r->reply_code;
-      incoming_->reply_text = amqp_string(r->reply_text);
-      incoming_->delivery.exchange = amqp_string(r->exchange);
-      incoming_->delivery.routing_key = amqp_string(r->routing_key);
-      return true;
-    }
-    case AMQP_BASIC_ACK_METHOD: {
-      auto* a = static_cast<amqp_basic_ack_t*>(m.decoded);
-      handle_confirm(a->delivery_tag, a->multiple != 0, true);
-      return true;
-    }
-    case AMQP_BASIC_NACK_METHOD: {
-      auto* n = static_cast<amqp_basic_nack_t*>(m.decoded);
-      handle_confirm(n->delivery_tag, n->multiple != 0, false);
-      return true;
-    }
-    case AMQP_BASIC_CANCEL_METHOD: {
-      // consumer_cancel_notify: the queue went away (deleted, node down)
-      auto* c = static_cast<amqp_basic_cancel_t*>(m.decoded);
-      std::string tag = amqp_string(c->consumer_tag);
-      if (!c->nowait) {
-        amqp_basic_cancel_ok_t ok{c->consumer_tag};
-        send_method(AMQP_BASIC_CANCEL_OK_METHOD, &ok);
-      }
-      auto it = consumers_.find(tag);
-      if (it != consumers_.end()) {
-        auto on_end = std::move(it->second.on_end);
-        consumers_.erase(it);
-        log_warning("amqp: channel {}: the broker cancelled consumer {}", id_, tag);
-        if (on_end) on_end({Outcome::channel_error, 0, "consumer cancelled by the broker"});
-      }
-      return true;
-    }
-    case AMQP_CHANNEL_CLOSE_METHOD:
-      broker_closed(*static_cast<amqp_channel_close_t*>(m.decoded));
-      return true;
-    case AMQP_CHANNEL_CLOSE_OK_METHOD:
-      if (state_ == State::closing) finish_close({Outcome::channel_error, kReplySuccess, "channel closed"});
-      return true;
-    case AMQP_CHANNEL_FLOW_METHOD: {
-      auto* f = static_cast<amqp_channel_flow_t*>(m.decoded);
-      amqp_channel_flow_ok_t ok{f->active};
-      send_method(AMQP_CHANNEL_FLOW_OK_METHOD, &ok);
-      return true;
-    }
-    default: break;
+  return handle_reply(m, error);
+}
+
+void Channel::handle_ack(const amqp_basic_ack_t& a) {
+  handle_confirm(a.delivery_tag, a.multiple != 0, true);
+}
+
+void Channel::handle_nack(const amqp_basic_nack_t& n) {
+  handle_confirm(n.delivery_tag, n.multiple != 0, false);
+}
+
+void Channel::handle_close_ok(const amqp_channel_close_ok_t&) {
+  if (state_ == State::closing) finish_close({Outcome::channel_error, kReplySuccess, "channel closed"});
+}
+
+void Channel::handle_flow(const amqp_channel_flow_t& f) {
+  amqp_channel_flow_ok_t ok{f.active};
+  send_method(AMQP_CHANNEL_FLOW_OK_METHOD, &ok);
+}
+
+void Channel::start_delivery(const amqp_basic_deliver_t& d) {
+  incoming_.emplace();
+  incoming_->delivery.consumer_tag = amqp_string(d.consumer_tag);
+  incoming_->delivery.delivery_tag = d.delivery_tag;
+  incoming_->delivery.redelivered = d.redelivered != 0;
+  incoming_->delivery.exchange = amqp_string(d.exchange);
+  incoming_->delivery.routing_key = amqp_string(d.routing_key);
+}
+
+void Channel::start_return(const amqp_basic_return_t& r) {
+  incoming_.emplace();
+  incoming_->is_return = true;
+  incoming_->reply_code = r.reply_code;
+  incoming_->reply_text = amqp_string(r.reply_text);
+  incoming_->delivery.exchange = amqp_string(r.exchange);
+  incoming_->delivery.routing_key = amqp_string(r.routing_key);
+}
+
+// consumer_cancel_notify: the queue went away (deleted, node down)
+void Channel::handle_broker_cancel(const amqp_basic_cancel_t& c) {
+  std::string tag = amqp_string(c.consumer_tag);
+  if (!c.nowait) {
+    amqp_basic_cancel_ok_t ok{c.consumer_tag};
+    send_method(AMQP_BASIC_CANCEL_OK_METHOD, &ok);
   }
+  auto it = consumers_.find(tag);
+  if (it == consumers_.end()) return;
+  auto on_end = std::move(it->second.on_end);
+  consumers_.erase(it);
+  log_warning("amqp: channel {}: the broker cancelled consumer {}", id_, tag);
+  if (on_end) on_end({Outcome::channel_error, 0, "consumer cancelled by the broker"});
+}
+
+// Any other method answers the oldest call, or the broker is out of step with us.
+bool Channel::handle_reply(const amqp_method_t& m, std::string* error) {
   if (calls_.empty() || calls_.front().reply != m.id) {
     *error = fmt::format("channel {}: unexpected {} (waiting for {}, {} calls)", id_, method_name(m.id), calls_.empty() ? "nothing" : method_name(calls_.front().reply), calls_.size());
     return false;
@@ -377,12 +416,9 @@ void Channel::declare_exchange(const std::string& name, const std::string& type,
   d.type = amqp_view(type);
   d.durable = durable;
   d.auto_delete = auto_delete;
-  d.arguments = amqp_empty_table;
-  std::string error;
-  if (!arguments.is_null() && !json_to_table(arguments, pool.get(), &d.arguments, &error))
-    return fail_later(std::move(cb), {Outcome::invalid, 0, "arguments: " + error});
-  call(AMQP_EXCHANGE_DECLARE_METHOD, &d,
-       [cb = std::move(cb)](const Result& r, const amqp_method_t*) { if (cb) cb(r); });
+  if (auto problem = arguments_problem(arguments, pool.get(), &d.arguments))
+    return fail_later(std::move(cb), {Outcome::invalid, 0, *problem});
+  call(AMQP_EXCHANGE_DECLARE_METHOD, &d, outcome_only(std::move(cb)));
 }
 
 void Channel::declare_queue(const std::string& name, bool durable, bool exclusive,
@@ -393,12 +429,10 @@ void Channel::declare_queue(const std::string& name, bool durable, bool exclusiv
   d.durable = durable;
   d.exclusive = exclusive;
   d.auto_delete = auto_delete;
-  d.arguments = amqp_empty_table;
-  std::string error;
-  if (!arguments.is_null() && !json_to_table(arguments, pool.get(), &d.arguments, &error)) {
+  if (auto problem = arguments_problem(arguments, pool.get(), &d.arguments)) {
     if (cb)
-      defer(base_, [cb = std::move(cb), error] {
-        cb({Outcome::invalid, 0, "arguments: " + error}, "", 0, 0);
+      defer(base_, [cb = std::move(cb), problem = std::move(*problem)] {
+        cb({Outcome::invalid, 0, problem}, "", 0, 0);
       });
     return;
   }
@@ -418,25 +452,20 @@ void Channel::bind_queue(const std::string& queue, const std::string& exchange,
   b.queue = amqp_view(queue);
   b.exchange = amqp_view(exchange);
   b.routing_key = amqp_view(routing_key);
-  b.arguments = amqp_empty_table;
-  std::string error;
-  if (!arguments.is_null() && !json_to_table(arguments, pool.get(), &b.arguments, &error))
-    return fail_later(std::move(cb), {Outcome::invalid, 0, "arguments: " + error});
-  call(AMQP_QUEUE_BIND_METHOD, &b,
-       [cb = std::move(cb)](const Result& r, const amqp_method_t*) { if (cb) cb(r); });
+  if (auto problem = arguments_problem(arguments, pool.get(), &b.arguments))
+    return fail_later(std::move(cb), {Outcome::invalid, 0, *problem});
+  call(AMQP_QUEUE_BIND_METHOD, &b, outcome_only(std::move(cb)));
 }
 
 void Channel::delete_queue(const std::string& queue, ResultCallback cb) {
   amqp_queue_delete_t d{};
   d.queue = amqp_view(queue);
-  call(AMQP_QUEUE_DELETE_METHOD, &d,
-       [cb = std::move(cb)](const Result& r, const amqp_method_t*) { if (cb) cb(r); });
+  call(AMQP_QUEUE_DELETE_METHOD, &d, outcome_only(std::move(cb)));
 }
 
 void Channel::qos(uint16_t prefetch, ResultCallback cb) {
   amqp_basic_qos_t q{0, prefetch, 0};
-  call(AMQP_BASIC_QOS_METHOD, &q,
-       [cb = std::move(cb)](const Result& r, const amqp_method_t*) { if (cb) cb(r); });
+  call(AMQP_BASIC_QOS_METHOD, &q, outcome_only(std::move(cb)));
 }
 
 void Channel::close(ResultCallback cb) {

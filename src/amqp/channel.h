@@ -126,7 +126,15 @@ class Channel : public std::enable_shared_from_this<Channel> {
   void detach();
 
   [[nodiscard]] bool handle_method(const amqp_method_t& m, std::string* error);
-  void handle_reply(const amqp_method_t& m);
+  // What the broker sends unasked, one handler a method (the table in handle_method).
+  void start_delivery(const amqp_basic_deliver_t& d);
+  void start_return(const amqp_basic_return_t& r);
+  void handle_ack(const amqp_basic_ack_t& a);
+  void handle_nack(const amqp_basic_nack_t& n);
+  void handle_broker_cancel(const amqp_basic_cancel_t& c);
+  void handle_close_ok(const amqp_channel_close_ok_t&);
+  void handle_flow(const amqp_channel_flow_t& f);
+  [[nodiscard]] bool handle_reply(const amqp_method_t& m, std::string* error);
   void handle_confirm(uint64_t tag, bool multiple, bool acked);
   void handle_return_complete(Incoming&& in);
   void handle_delivery_complete(Incoming&& in);

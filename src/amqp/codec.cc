@@ -81,6 +81,33 @@ bool json_to_table_at(const nlohmann::json& object, amqp_pool_t* pool, amqp_tabl
   return true;
 }
 
+bool json_to_array_at(const nlohmann::json& array, amqp_pool_t* pool, amqp_array_t* out,
+                      const std::string& where, int depth, std::string* error) {
+  if (depth > kMaxDepth) {
+    *error = fmt::format("{}: nested too deeply", where);
+    return false;
+  }
+  out->num_entries = static_cast<int>(array.size());
+  out->entries = pool_array<amqp_field_value_t>(pool, array.size());
+  for (size_t i = 0; i < array.size(); ++i)
+    if (!json_to_field(array[i], pool, &out->entries[i], fmt::format("{}[{}]", where, i),
+                       depth + 1, error))
+      return false;
+  return true;
+}
+
+// JSON integers travel as signed 64-bit fields: one above INT64_MAX is refused, not wrapped.
+bool unsigned_to_field(uint64_t u, amqp_field_value_t* out, const std::string& where,
+                       std::string* error) {
+  if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+    *error = fmt::format("{}: integer {} does not fit a signed 64-bit field", where, u);
+    return false;
+  }
+  out->kind = AMQP_FIELD_KIND_I64;
+  out->value.i64 = static_cast<int64_t>(u);
+  return true;
+}
+
 bool json_to_field(const nlohmann::json& v, amqp_pool_t* pool, amqp_field_value_t* out,
                    const std::string& where, int depth, std::string* error) {
   using T = nlohmann::json::value_t;
@@ -93,16 +120,8 @@ bool json_to_field(const nlohmann::json& v, amqp_pool_t* pool, amqp_field_value_
       out->kind = AMQP_FIELD_KIND_I64;
       out->value.i64 = v.get<int64_t>();
       return true;
-    case T::number_unsigned: {
-      uint64_t u = v.get<uint64_t>();
-      if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
-        *error = fmt::format("{}: integer {} does not fit a signed 64-bit field", where, u);
-        return false;
-      }
-      out->kind = AMQP_FIELD_KIND_I64;
-      out->value.i64 = static_cast<int64_t>(u);
-      return true;
-    }
+    case T::number_unsigned:
+      return unsigned_to_field(v.get<uint64_t>(), out, where, error);
     case T::number_float:
       out->kind = AMQP_FIELD_KIND_F64;
       out->value.f64 = v.get<double>();
@@ -121,20 +140,9 @@ bool json_to_field(const nlohmann::json& v, amqp_pool_t* pool, amqp_field_value_
           pool, std::string_view(reinterpret_cast<const char*>(bin.data()), bin.size()));
       return true;
     }
-    case T::array: {
-      if (depth > kMaxDepth) {
-        *error = fmt::format("{}: nested too deeply", where);
-        return false;
-      }
+    case T::array:
       out->kind = AMQP_FIELD_KIND_ARRAY;
-      out->value.array.num_entries = static_cast<int>(v.size());
-      out->value.array.entries = pool_array<amqp_field_value_t>(pool, v.size());
-      for (size_t i = 0; i < v.size(); ++i)
-        if (!json_to_field(v[i], pool, &out->value.array.entries[i],
-                           fmt::format("{}[{}]", where, i), depth + 1, error))
-          return false;
-      return true;
-    }
+      return json_to_array_at(v, pool, &out->value.array, where, depth, error);
     case T::object:
       out->kind = AMQP_FIELD_KIND_TABLE;
       return json_to_table_at(v, pool, &out->value.table, where, depth, error);

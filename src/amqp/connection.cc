@@ -187,17 +187,10 @@ void Connection::handle_frame(const amqp_frame_t& frame) {
 
 void Connection::handle_connection_method(const amqp_method_t& m) {
   switch (m.id) {
-    case AMQP_CONNECTION_START_METHOD: {
+    case AMQP_CONNECTION_START_METHOD:
       if (phase_ != Phase::start) break;
-      auto* start = static_cast<amqp_connection_start_t*>(m.decoded);
-      if (amqp_string(start->mechanisms).find("PLAIN") == std::string::npos) {
-        host_failed(fmt::format("{} does not offer PLAIN authentication", peer()));
-        return;
-      }
-      send_start_ok(*start);
-      phase_ = Phase::tune;
+      handle_start(*static_cast<amqp_connection_start_t*>(m.decoded));
       return;
-    }
     case AMQP_CONNECTION_TUNE_METHOD:
       if (phase_ != Phase::tune) break;
       send_tune_ok(*static_cast<amqp_connection_tune_t*>(m.decoded));
@@ -206,50 +199,65 @@ void Connection::handle_connection_method(const amqp_method_t& m) {
       if (phase_ != Phase::open_ok) break;
       became_open();
       return;
-    case AMQP_CONNECTION_CLOSE_METHOD: {
-      auto* close = static_cast<amqp_connection_close_t*>(m.decoded);
-      amqp_connection_close_ok_t ok{};
-      send_method(0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
-      Result why{Outcome::connection_lost, close->reply_code,
-                 fmt::format("broker closed the connection: {}", amqp_string(close->reply_text))};
-      if (phase_ == Phase::closing) {
-        why = close_reason_;
-      } else if (phase_ != Phase::open && close->reply_code == kAccessRefused) {
-        // authentication_failure_close: a bad login is a 403 during the handshake
-        why.outcome = Outcome::refused;
-        why.text = amqp_string(close->reply_text);
-        ++stats_->logins_refused;
-      }
-      if (why.outcome != Outcome::refused && phase_ != Phase::closing)
-        log_warning("amqp: {}: {} {}", peer(), why.code, why.text);
-      teardown(why);
+    case AMQP_CONNECTION_CLOSE_METHOD:
+      handle_broker_close(*static_cast<amqp_connection_close_t*>(m.decoded));
       return;
-    }
     case AMQP_CONNECTION_CLOSE_OK_METHOD:
       if (phase_ == Phase::closing) teardown(close_reason_);
       return;
     case AMQP_CONNECTION_BLOCKED_METHOD:
-      if (state_ == ConnectionState::open) {
-        auto* b = static_cast<amqp_connection_blocked_t*>(m.decoded);
-        log_warning("amqp: {} blocked publishers: {}", peer(), amqp_string(b->reason));
-        set_state(ConnectionState::blocked, {Outcome::ok, 0, amqp_string(b->reason)});
-      }
+      if (state_ == ConnectionState::open)
+        handle_blocked(*static_cast<amqp_connection_blocked_t*>(m.decoded));
       return;
     case AMQP_CONNECTION_UNBLOCKED_METHOD:
-      if (state_ == ConnectionState::blocked) {
-        std::weak_ptr<int> guard = alive_;
-        set_state(ConnectionState::open, {});
-        if (guard.expired()) return;
-        std::vector<std::shared_ptr<Channel>> chans;
-        for (auto& [id, ch] : channels_) chans.push_back(ch);
-        for (auto& ch : chans) ch->connection_unblocked();
-      }
+      if (state_ == ConnectionState::blocked) handle_unblocked();
       return;
     default:
       log_debug("amqp: ignoring {} from {}", method_name(m.id), peer());
       return;
   }
   protocol_error(AMQP_COMMAND_INVALID, fmt::format("unexpected {}", method_name(m.id)));
+}
+
+void Connection::handle_start(const amqp_connection_start_t& start) {
+  if (amqp_string(start.mechanisms).find("PLAIN") == std::string::npos) {
+    host_failed(fmt::format("{} does not offer PLAIN authentication", peer()));
+    return;
+  }
+  send_start_ok(start);
+  phase_ = Phase::tune;
+}
+
+void Connection::handle_broker_close(const amqp_connection_close_t& close) {
+  amqp_connection_close_ok_t ok{};
+  send_method(0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+  Result why{Outcome::connection_lost, close.reply_code,
+             fmt::format("broker closed the connection: {}", amqp_string(close.reply_text))};
+  if (phase_ == Phase::closing) {
+    why = close_reason_;
+  } else if (phase_ != Phase::open && close.reply_code == kAccessRefused) {
+    // authentication_failure_close: a bad login is a 403 during the handshake
+    why.outcome = Outcome::refused;
+    why.text = amqp_string(close.reply_text);
+    ++stats_->logins_refused;
+  }
+  if (why.outcome != Outcome::refused && phase_ != Phase::closing)
+    log_warning("amqp: {}: {} {}", peer(), why.code, why.text);
+  teardown(why);
+}
+
+void Connection::handle_blocked(const amqp_connection_blocked_t& blocked) {
+  log_warning("amqp: {} blocked publishers: {}", peer(), amqp_string(blocked.reason));
+  set_state(ConnectionState::blocked, {Outcome::ok, 0, amqp_string(blocked.reason)});
+}
+
+void Connection::handle_unblocked() {
+  std::weak_ptr<int> guard = alive_;
+  set_state(ConnectionState::open, {});
+  if (guard.expired()) return;
+  std::vector<std::shared_ptr<Channel>> chans;
+  for (auto& [id, ch] : channels_) chans.push_back(ch);
+  for (auto& ch : chans) ch->connection_unblocked();
 }
 
 void Connection::send_start_ok(const amqp_connection_start_t&) {

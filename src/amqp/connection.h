@@ -100,6 +100,10 @@ class Connection {
   void handle_input();
   void handle_frame(const amqp_frame_t& frame);
   void handle_connection_method(const amqp_method_t& m);
+  void handle_start(const amqp_connection_start_t& start);
+  void handle_broker_close(const amqp_connection_close_t& close);
+  void handle_blocked(const amqp_connection_blocked_t& blocked);
+  void handle_unblocked();
   void send_start_ok(const amqp_connection_start_t& start);
   void send_tune_ok(const amqp_connection_tune_t& tune);
   void became_open();

@@ -55,7 +55,7 @@ void make_parent_dir(const std::string& path) {
 
 // "port 8000" or "queue set vcd", for log lines.
 std::string worker_role(const WorkerSpec& spec) {
-  return spec.kind == "forward" ? "queue set " + spec.queue_set : fmt::format("port {}", spec.port);
+  return spec.kind == ProcessKind::forward ? "queue set " + spec.queue_set : fmt::format("port {}", spec.port);
 }
 
 const char* exit_text(int status, std::string& buf) {
@@ -178,12 +178,12 @@ std::vector<std::pair<WorkerSpec, ListenerKey>> Master::plan(const Config& confi
   int slot = 0;
   for (int port : config.http.ports)
     for (int i = 0; i < config.http.workers_per_port; ++i)
-      out.emplace_back(WorkerSpec{"http", slot++, port, -1, ""}, ListenerKey{config.http.listen, port, i});
+      out.emplace_back(WorkerSpec{ProcessKind::http, slot++, port, -1, ""}, ListenerKey{config.http.listen, port, i});
   // One forward worker per queue set, in the order the sets first appear; no socket (port 0).
   std::vector<std::string> sets;
   for (const auto& f : config.forwarders)
     if (std::find(sets.begin(), sets.end(), f.queue_set) == sets.end()) sets.push_back(f.queue_set);
-  for (const auto& set : sets) out.emplace_back(WorkerSpec{"forward", slot++, 0, -1, set}, ListenerKey{});
+  for (const auto& set : sets) out.emplace_back(WorkerSpec{ProcessKind::forward, slot++, 0, -1, set}, ListenerKey{});
   return out;
 }
 
@@ -410,7 +410,7 @@ nlohmann::json Master::workers() const {
   for (const auto& p : processes_)
     rows.push_back({{"pid", p->pid},
                     {"slot", p->spec.slot},
-                    {"kind", p->spec.kind},
+                    {"kind", process_kind_name(p->spec.kind)},
                     {"port", p->spec.port},
                     {"queue_set", p->spec.queue_set},
                     {"generation", p->generation},

@@ -311,7 +311,7 @@ int worker_serve(std::shared_ptr<const Config> config, const WorkerSpec& spec, F
 int worker_run(std::shared_ptr<const Config> config, const WorkerSpec& spec, Fd channel,
                const sigset_t& signal_mask) {
   // The one place a worker's kind is decided.
-  auto serve = spec.kind == "forward" ? worker_serve<ForwardWorker> : worker_serve<HttpWorker>;
+  auto serve = spec.kind == ProcessKind::forward ? worker_serve<ForwardWorker> : worker_serve<HttpWorker>;
   return serve(std::move(config), spec, std::move(channel), signal_mask);
 }
 

@@ -8,11 +8,12 @@
 
 #include "config.h"
 #include "handles.h"
+#include "process_kind.h"
 
 namespace warren {
 
 struct WorkerSpec {
-  std::string kind = "http";  // "http": one listening socket; "forward": a queue set
+  ProcessKind kind = ProcessKind::http;  // http: one listening socket; forward: a queue set
   int slot = 0;               // stable position in the master's table, kept across respawns
   int port = 0;
   int listen_fd = -1;         // -1 for forward workers: they listen on nothing

@@ -136,7 +136,7 @@ TEST(Channel, AFrameThatDoesNotDecodeIsDroppedAndReportedNotThrown) {
   ChannelPair pair;
   Snapshot good;
   good.pid = 7;
-  good.kind = "http";
+  good.kind = ProcessKind::http;
   nlohmann::json last = good.to_json();
   last["last"] = true;
   for (const char* bad : {"{\"pid\": \"x\"}", "[1, 2]", "not json", "\xff\xfe",
