@@ -98,6 +98,7 @@ class HttpServer {
   EventPtr accept_resume_;
 };
 
+// The reason phrase of a status on the list (src/http/status_codes.h), else "Unknown".
 std::string_view http_reason(int code);
 
 }  // namespace warren
