@@ -2,6 +2,7 @@
 
 #include <event2/keyvalq_struct.h>
 
+#include "http/outcome.h"
 #include "http/publish_request.h"
 
 #include <fmt/format.h>
@@ -9,28 +10,6 @@
 
 namespace warren {
 namespace {
-
-struct Status {
-  int code;
-  const char* error;
-};
-
-Status http_status(core::PublishStatus s) {
-  using core::PublishStatus;
-  switch (s) {
-    case PublishStatus::confirmed: return {204, ""};
-    case PublishStatus::unroutable: return {422, "unroutable"};
-    case PublishStatus::refused: return {401, "unauthorized"};
-    case PublishStatus::forbidden: return {403, "access refused"};
-    case PublishStatus::not_found: return {404, "not found"};
-    case PublishStatus::invalid: return {400, "bad message"};
-    case PublishStatus::rejected: return {503, "rejected by the broker"};
-    case PublishStatus::unavailable: return {503, "broker unavailable"};
-    case PublishStatus::over_limit: return {503, "too many broker connections"};
-    case PublishStatus::timeout: return {504, "no confirm"};
-  }
-  return {500, "internal error"};
-}
 
 std::string_view input_body(evhttp_request* req) {
   evbuffer* in = evhttp_request_get_input_buffer(req);
@@ -73,9 +52,9 @@ class PublishHandler {
     if (auto error = read_fields(req, message, content_type, body)) return fail(req, *error);
     publisher_.publish(*who, std::move(message), [this, req](const core::PublishResult& r) {
       server_.guard(req, [&] {
-        auto [code, error] = http_status(r.status);
+        auto [code, error] = http_outcome(r.status);
         if (code == 204) return server_.reply(req, 204, "", "");
-        fail(req, {code, error, r.detail});
+        fail(req, {code, std::string(error), r.detail});
       });
     });
   }
@@ -137,7 +116,7 @@ class PublishHandler {
       batch->results.push_back(nullptr);
       publisher_.publish(who, std::move(messages[i]), [this, batch, i](const core::PublishResult& r) {
         server_.guard(batch->req, [&] {
-          auto [code, error] = http_status(r.status);
+          auto [code, error] = http_outcome(r.status);
           nlohmann::json row{{"status", code}};
           if (code != 204) {
             row.update({{"error", error}, {"detail", r.detail}});

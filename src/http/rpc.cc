@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "http/outcome.h"
 #include "http/server.h"
 #include "json.h"
 
@@ -146,19 +147,12 @@ std::pair<int, json> rpc_response(const core::RpcResult& r, double timeout) {
     case RpcStatus::too_many: return {503, error("too many pending calls", r.publish.detail)};
     case RpcStatus::publish_failed: break;
   }
-  const std::string& d = r.publish.detail;
-  switch (r.publish.status) {
-    case PublishStatus::confirmed: break;
-    case PublishStatus::unroutable:
-      return {404, error("no server", "no queue is bound for this topic: " + d)};
-    case PublishStatus::refused: return {401, error("unauthorized", d)};
-    case PublishStatus::forbidden: return {403, error("access refused", d)};
-    case PublishStatus::not_found: return {404, error("not found", d)};
-    case PublishStatus::invalid: return {400, error("bad request", d)};
-    case PublishStatus::rejected: return {503, error("rejected by the broker", d)};
-    case PublishStatus::unavailable: return {503, error("broker unavailable", d)};
-    case PublishStatus::over_limit: return {503, error("too many broker connections", d)};
-    case PublishStatus::timeout: return {504, error("no confirm", d)};
+  // Requests go out mandatory: unroutable means no queue is bound for the topic.
+  if (r.publish.status == PublishStatus::unroutable)
+    return {404, error("no server", "no queue is bound for this topic: " + r.publish.detail)};
+  if (r.publish.status != PublishStatus::confirmed) {
+    const HttpOutcome o = http_outcome(r.publish.status);
+    return {o.status, error(std::string(o.error), r.publish.detail)};
   }
   return {500, error("internal error", "unexpected outcome")};
 }
