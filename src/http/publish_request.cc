@@ -5,9 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
-#include <strings.h>
 
-#include "base64.h"
 #include "http/server.h"
 #include "json.h"
 
@@ -133,17 +131,6 @@ std::variant<PublishPath, HttpError> parse_publish_path(std::string_view raw_pat
   if (p.vhost.size() > 255 || p.exchange.size() > 255 || p.routing_key.size() > 255)
     return HttpError{400, "bad path", "vhost, exchange and routing key are at most 255 bytes"};
   return p;
-}
-
-std::optional<core::Credentials> parse_basic_auth(std::string_view header, std::string vhost) {
-  constexpr std::string_view kScheme = "Basic ";
-  if (header.size() <= kScheme.size() || strncasecmp(header.data(), "Basic ", kScheme.size()) != 0)
-    return std::nullopt;
-  auto decoded = base64_decode(header.substr(kScheme.size()));
-  if (!decoded) return std::nullopt;
-  const auto colon = decoded->find(':');
-  if (colon == std::string::npos || colon == 0) return std::nullopt;
-  return core::Credentials{std::move(vhost), decoded->substr(0, colon), decoded->substr(colon + 1)};
 }
 
 std::string media_type(std::string_view content_type) {
@@ -311,6 +298,21 @@ std::variant<std::vector<nlohmann::json>, HttpError> parse_batch(std::string_vie
   }
   if (items.empty()) return HttpError{400, "bad batch", "no messages"};
   return items;
+}
+
+std::variant<std::vector<core::Message>, HttpError> batch_messages(const std::string& exchange,
+                                                                   std::string_view content_type,
+                                                                   std::string_view body) {
+  auto items = parse_batch(content_type, body);
+  if (auto* e = std::get_if<HttpError>(&items)) return std::move(*e);
+  const auto& objects = std::get<std::vector<nlohmann::json>>(items);
+  std::vector<core::Message> messages(objects.size());
+  for (size_t i = 0; i < objects.size(); ++i) {
+    messages[i].exchange = exchange;
+    if (auto e = apply_json_item(messages[i], objects[i]))
+      return HttpError{e->status, e->error, fmt::format("message {}: {}", i, e->detail)};
+  }
+  return messages;
 }
 
 }  // namespace warren

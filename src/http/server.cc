@@ -11,6 +11,7 @@
 
 #include "json.h"
 #include "log.h"
+#include "http/request.h"
 #include "http/status_codes.h"
 #include "rfc9110.h"
 
@@ -282,6 +283,10 @@ void HttpServer::reply_json(evhttp_request* req, int code, const nlohmann::json&
 void HttpServer::reply_error(evhttp_request* req, int code, std::string_view error,
                              std::string_view detail) {
   reply_json(req, code, {{"error", error}, {"detail", detail}});
+}
+
+void HttpServer::reply_error(evhttp_request* req, const HttpError& e) {
+  reply_error(req, e.status, e.error, e.detail);
 }
 
 void HttpServer::drain(std::function<void()> on_idle) {
