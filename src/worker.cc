@@ -100,7 +100,7 @@ class Worker final : public StatsSource {
     rpc_ = std::make_unique<core::Rpc>(base_.get(), *config_, *publisher_, counters_);
     admin_routes(*http_, *this);
     dashboard_routes(*http_);
-    publish_routes(*http_, *publisher_, config_->http);
+    publish_routes(*http_, *publisher_);
     event_routes(*http_, *config_, counters_);
     rpc_routes(*http_, *rpc_, *config_);
     if (!http_->accept_on(spec_.listen_fd)) {

@@ -109,8 +109,7 @@ const RouteRules kDashboardRules{EVHTTP_REQ_GET, "the dashboard is read with GET
 
 void dashboard_routes(HttpServer& server) {
   server.route("/", [&server](evhttp_request* req, const std::string&) {
-    auto admitted = admit(req, kDashboardRules, "", server.max_body());
-    if (auto* e = std::get_if<HttpError>(&admitted)) return server.reply_error(req, *e);
+    if (!admit(server, req, kDashboardRules)) return;
     server.reply(req, 200, "text/html; charset=utf-8", kPage);
   });
 }

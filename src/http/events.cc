@@ -33,6 +33,16 @@ namespace {
 
 const RouteRules kEventsRules{EVHTTP_REQ_GET, "subscribe with GET", true};
 
+// The same shape as a publish path, behind "/events", and never a batch.
+std::variant<PublishPath, HttpError> parse_events_path(std::string_view raw_path) {
+  auto path = parse_publish_path(raw_path.substr(7));
+  if (auto* bad = std::get_if<HttpError>(&path); bad && bad->status == 400) return path;
+  auto* ok = std::get_if<PublishPath>(&path);
+  if (!ok || ok->batch || ok->exchange.empty())
+    return HttpError{404, "not found", "expected /events/{vhost}/{exchange}/{binding_key}"};
+  return path;
+}
+
 class EventsHandler {
  public:
   EventsHandler(HttpServer& server, const Config& config, Counters& counters)
@@ -52,18 +62,10 @@ class EventsHandler {
   EventsHandler& operator=(const EventsHandler&) = delete;
 
   void operator()(evhttp_request* req, const std::string& raw_path) {
-    // The same shape as a publish path, behind "/events".
-    auto path_or_error = parse_publish_path(std::string_view(raw_path).substr(7));
-    if (auto* bad = std::get_if<HttpError>(&path_or_error); bad && bad->status == 400)
-      return server_.reply_error(req, *bad);
-    auto* path_ok = std::get_if<PublishPath>(&path_or_error);
-    if (!path_ok || path_ok->batch || path_ok->exchange.empty())
-      return server_.reply_error(req, 404, "not found",
-                                 "expected /events/{vhost}/{exchange}/{binding_key}");
-    const PublishPath& path = *path_ok;
-    auto admitted = admit(req, kEventsRules, path.vhost, config_.http.max_body);
-    if (auto* e = std::get_if<HttpError>(&admitted)) return server_.reply_error(req, *e);
-    const core::Credentials& who = std::get<Request>(admitted).who;
+    auto admitted = admit(server_, req, kEventsRules, parse_events_path(raw_path));
+    if (!admitted) return;
+    const auto& [path, request] = *admitted;
+    const core::Credentials& who = request.who;
     // Each stream is a broker connection of its own, outside broker.max_connections.
     const auto open = std::count_if(streams_.begin(), streams_.end(), [](const auto& s) { return !s.second->ended; });
     if (open >= config_.http.max_event_streams) {

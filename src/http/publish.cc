@@ -14,16 +14,13 @@ const RouteRules kPublishRules{EVHTTP_REQ_POST, "publish with POST", true};
 
 class PublishHandler {
  public:
-  PublishHandler(HttpServer& server, core::Publisher& publisher, const HttpConfig& config)
-      : server_(server), publisher_(publisher), config_(config) {}
+  PublishHandler(HttpServer& server, core::Publisher& publisher)
+      : server_(server), publisher_(publisher) {}
 
   void operator()(evhttp_request* req, const std::string& raw_path) {
-    auto path_or_error = parse_publish_path(raw_path);
-    if (auto* e = std::get_if<HttpError>(&path_or_error)) return server_.reply_error(req, *e);
-    auto& path = std::get<PublishPath>(path_or_error);
-    auto admitted = admit(req, kPublishRules, path.vhost, config_.max_body);
-    if (auto* e = std::get_if<HttpError>(&admitted)) return server_.reply_error(req, *e);
-    auto& request = std::get<Request>(admitted);
+    auto admitted = admit(server_, req, kPublishRules, parse_publish_path(raw_path));
+    if (!admitted) return;
+    const auto& [path, request] = *admitted;
     if (path.batch) return publish_batch(req, path, request);
 
     core::Message message;
@@ -96,13 +93,12 @@ class PublishHandler {
 
   HttpServer& server_;
   core::Publisher& publisher_;
-  const HttpConfig& config_;
 };
 
 }  // namespace
 
-void publish_routes(HttpServer& server, core::Publisher& publisher, const HttpConfig& config) {
-  server.route_fallback(shared_handler(std::make_shared<PublishHandler>(server, publisher, config)));
+void publish_routes(HttpServer& server, core::Publisher& publisher) {
+  server.route_fallback(shared_handler(std::make_shared<PublishHandler>(server, publisher)));
 }
 
 }  // namespace warren

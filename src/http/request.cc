@@ -35,9 +35,8 @@ std::string_view input_body(evhttp_request* req) {
   return {reinterpret_cast<const char*>(evbuffer_pullup(in, -1)), n};
 }
 
-}  // namespace
-
-std::variant<Request, HttpError> admit(evhttp_request* req, const RouteRules& rules,
+// The checks in their order: the Request, or the error to answer (the 405's Allow set on `req`).
+std::variant<Request, HttpError> check(evhttp_request* req, const RouteRules& rules,
                                        const std::string& vhost, size_t max_body) {
   if (evhttp_request_get_command(req) != rules.method) {
     evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", method_name(rules.method));
@@ -58,6 +57,18 @@ std::variant<Request, HttpError> admit(evhttp_request* req, const RouteRules& ru
   r.query = query ? query : "";
   r.content_type = header(req, "Content-Type");
   return r;
+}
+
+}  // namespace
+
+std::optional<Request> admit(HttpServer& server, evhttp_request* req, const RouteRules& rules,
+                             const std::string& vhost) {
+  auto checked = check(req, rules, vhost, server.max_body());
+  if (auto* e = std::get_if<HttpError>(&checked)) {
+    server.reply_error(req, *e);
+    return std::nullopt;
+  }
+  return std::move(std::get<Request>(checked));
 }
 
 std::optional<core::Credentials> parse_basic_auth(std::string_view header, std::string vhost) {

@@ -11,9 +11,11 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
 
 #include "core/publisher.h"
+#include "http/server.h"
 
 namespace warren {
 
@@ -38,9 +40,25 @@ struct Request {
   core::Credentials who;          // for `vhost`, when the rules ask for credentials
 };
 
-// The request, or the error to answer (for a 405, the Allow header is set on `req` already).
-std::variant<Request, HttpError> admit(evhttp_request* req, const RouteRules& rules,
-                                       const std::string& vhost, size_t max_body);
+// The preamble for a route that needs no vhost: the Request, or nullopt once the error (for a
+// 405 with its Allow header) is answered.
+std::optional<Request> admit(HttpServer& server, evhttp_request* req, const RouteRules& rules,
+                             const std::string& vhost = "");
+
+// The whole preamble for a route whose path names the vhost: `path` as the route read it (its
+// error answered as it is), then the checks above. Nullopt once an error is answered.
+template <typename Path>
+std::optional<std::pair<Path, Request>> admit(HttpServer& server, evhttp_request* req,
+                                              const RouteRules& rules,
+                                              std::variant<Path, HttpError> path) {
+  if (auto* e = std::get_if<HttpError>(&path)) {
+    server.reply_error(req, *e);
+    return std::nullopt;
+  }
+  auto request = admit(server, req, rules, std::get<Path>(path).vhost);
+  if (!request) return std::nullopt;
+  return std::pair{std::move(std::get<Path>(path)), std::move(*request)};
+}
 
 // "Basic base64(user:password)"; the password may contain ':'.
 std::optional<core::Credentials> parse_basic_auth(std::string_view header, std::string vhost);

@@ -170,14 +170,11 @@ class RpcHandler {
       : server_(server), rpc_(rpc), config_(config) {}
 
   void operator()(evhttp_request* req, const std::string& raw_path) {
-    auto parsed = parse_rpc_path(raw_path);
-    if (auto* e = std::get_if<HttpError>(&parsed)) return server_.reply_error(req, *e);
-    auto& r = std::get<RpcRequest>(parsed);
     // The caller's credentials are the broker's, as for publishing: the broker decides who may
     // send to the exchange. Replies come back on warren's own queue.
-    auto admitted = admit(req, kRpcRules, r.vhost, config_.http.max_body);
-    if (auto* e = std::get_if<HttpError>(&admitted)) return server_.reply_error(req, *e);
-    auto& request = std::get<Request>(admitted);
+    auto admitted = admit(server_, req, kRpcRules, parse_rpc_path(raw_path));
+    if (!admitted) return;
+    auto& [r, request] = *admitted;
     if (auto e = parse_rpc_call(r, request.query, request.body, config_.rpc))
       return server_.reply_error(req, *e);
     const double timeout = r.timeout;
