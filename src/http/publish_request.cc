@@ -90,6 +90,19 @@ std::optional<HttpError> set_short(std::optional<std::string>& slot, const std::
   return std::nullopt;
 }
 
+// The fields that are AMQP short-string properties, set as they come.
+constexpr std::pair<std::string_view, std::optional<std::string> amqp::Properties::*>
+    kShortStringFields[] = {
+        {"app_id", &amqp::Properties::app_id},
+        {"content_encoding", &amqp::Properties::content_encoding},
+        {"content_type", &amqp::Properties::content_type},
+        {"correlation_id", &amqp::Properties::correlation_id},
+        {"message_id", &amqp::Properties::message_id},
+        {"reply_to", &amqp::Properties::reply_to},
+        {"type", &amqp::Properties::type},
+        {"user_id", &amqp::Properties::user_id},
+};
+
 // The field name from a part's `Content-Disposition: form-data; name="..."`: the parameter
 // exactly called name, so that a `filename="..."` before it is not taken for it.
 std::optional<std::string_view> multipart_name(std::string_view head) {
@@ -194,24 +207,10 @@ std::optional<HttpError> apply_field(core::Message& m, const std::string& field,
   std::string key = field;
   std::replace(key.begin(), key.end(), '-', '_');
   auto& p = m.properties;
+  for (const auto& [name, property] : kShortStringFields)
+    if (key == name) return set_short(p.*property, field, value);
   if (key == "body") {
     m.body = value;
-  } else if (key == "app_id") {
-    return set_short(p.app_id, field, value);
-  } else if (key == "content_encoding") {
-    return set_short(p.content_encoding, field, value);
-  } else if (key == "content_type") {
-    return set_short(p.content_type, field, value);
-  } else if (key == "correlation_id") {
-    return set_short(p.correlation_id, field, value);
-  } else if (key == "message_id") {
-    return set_short(p.message_id, field, value);
-  } else if (key == "reply_to") {
-    return set_short(p.reply_to, field, value);
-  } else if (key == "type") {
-    return set_short(p.type, field, value);
-  } else if (key == "user_id") {
-    return set_short(p.user_id, field, value);
   } else if (key == "delivery_mode") {
     auto v = parse_number<int>(value, 1, 2);
     if (!v) return bad_field(field, "must be 1 (transient) or 2 (persistent)");
