@@ -10,32 +10,20 @@
 #include <string>
 
 #include "process_kind.h"
+#include "http/status_codes.h"
 
 namespace warren {
+
+// One response.NNN counter per status warren answers (src/http/status_codes.h).
+#define WARREN_RESPONSE_COUNTER(X, code, reason, note) \
+  X(response_##code, requests, "response." #code, "responses " #code " " reason note)
 
 // X(member, group, json key, help). `group` is the statelessd /stats object the key lives in.
 #define WORKER_COUNTERS(X)                                                                     \
   X(method_get, requests, "method.GET", "HTTP GET requests")                                  \
   X(method_post, requests, "method.POST", "HTTP POST requests")                               \
   X(method_other, requests, "method.other", "HTTP requests with another method")              \
-  X(response_200, requests, "response.200", "responses 200 OK")                               \
-  X(response_202, requests, "response.202", "responses 202 Accepted")                         \
-  X(response_204, requests, "response.204", "responses 204 No Content (message confirmed)")   \
-  X(response_207, requests, "response.207", "responses 207 Multi-Status (a batch not all confirmed)") \
-  X(response_400, requests, "response.400", "responses 400 Bad Request")                      \
-  X(response_401, requests, "response.401", "responses 401 Unauthorized")                     \
-  X(response_403, requests, "response.403", "responses 403 Forbidden")                        \
-  X(response_404, requests, "response.404", "responses 404 Not Found")                        \
-  X(response_405, requests, "response.405", "responses 405 Method Not Allowed")               \
-  X(response_408, requests, "response.408", "responses 408 Request Timeout")                  \
-  X(response_413, requests, "response.413", "responses 413 Payload Too Large")                \
-  X(response_415, requests, "response.415", "responses 415 Unsupported Media Type")           \
-  X(response_422, requests, "response.422", "responses 422 Unprocessable (unroutable)")       \
-  X(response_431, requests, "response.431", "responses 431 Header Fields Too Large")          \
-  X(response_500, requests, "response.500", "responses 500 Internal Server Error")            \
-  X(response_502, requests, "response.502", "responses 502 Bad Gateway")                      \
-  X(response_503, requests, "response.503", "responses 503 Service Unavailable")              \
-  X(response_504, requests, "response.504", "responses 504 Gateway Timeout")                  \
+  WARREN_HTTP_STATUSES(WARREN_RESPONSE_COUNTER, X)                                            \
   X(response_other, requests, "response.other", "responses with another status")              \
   X(processing_time_us, requests, "processing_time_us", "time spent answering, microseconds") \
   X(publish_confirmed, publish, "confirmed", "messages confirmed by the broker")              \

@@ -1,5 +1,6 @@
 #include "http/dashboard.h"
 
+#include "http/request.h"
 #include "http/server.h"
 
 namespace warren {
@@ -104,10 +105,11 @@ setInterval(poll, 2000);
 
 }  // namespace
 
+const RouteRules kDashboardRules{EVHTTP_REQ_GET, "the dashboard is read with GET"};
+
 void dashboard_routes(HttpServer& server) {
   server.route("/", [&server](evhttp_request* req, const std::string&) {
-    if (evhttp_request_get_command(req) != EVHTTP_REQ_GET)
-      return server.reply_error(req, 405, "method not allowed", "the dashboard is read with GET");
+    if (!admit(server, req, kDashboardRules)) return;
     server.reply(req, 200, "text/html; charset=utf-8", kPage);
   });
 }

@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "http/publish_request.h"
+#include "http/request.h"
 #include "http/server.h"
 #include "log.h"
 #include "options.h"
@@ -31,6 +32,18 @@ std::string sse_format(const core::Event& e) {
 
 namespace {
 
+const RouteRules kEventsRules{EVHTTP_REQ_GET, "subscribe with GET", true};
+
+// The same shape as a publish path, behind "/events", and never a batch.
+std::variant<PublishPath, HttpError> parse_events_path(std::string_view raw_path) {
+  auto path = parse_publish_path(raw_path.substr(7));
+  if (auto* bad = std::get_if<HttpError>(&path); bad && bad->status == 400) return path;
+  auto* ok = std::get_if<PublishPath>(&path);
+  if (!ok || ok->batch || ok->exchange.empty())
+    return HttpError{404, "not found", "expected /events/{vhost}/{exchange}/{binding_key}"};
+  return path;
+}
+
 class EventsHandler {
  public:
   EventsHandler(HttpServer& server, const Config& config, Counters& counters)
@@ -50,22 +63,10 @@ class EventsHandler {
   EventsHandler& operator=(const EventsHandler&) = delete;
 
   void operator()(evhttp_request* req, const std::string& raw_path) {
-    if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
-      evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET");
-      return server_.reply_error(req, 405, "method not allowed", "subscribe with GET");
-    }
-    // The same shape as a publish path, behind "/events".
-    auto path_or_error = parse_publish_path(std::string_view(raw_path).substr(7));
-    if (auto* bad = std::get_if<HttpError>(&path_or_error); bad && bad->status == 400)
-      return server_.reply_error(req, bad->status, bad->error, bad->detail);
-    auto* path_ok = std::get_if<PublishPath>(&path_or_error);
-    if (!path_ok || path_ok->batch || path_ok->exchange.empty())
-      return server_.reply_error(req, 404, "not found",
-                                 "expected /events/{vhost}/{exchange}/{binding_key}");
-    const PublishPath& path = *path_ok;
-    const char* auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
-    auto who = parse_basic_auth(auth ? auth : "", path.vhost);
-    if (!who) return server_.reply_error(req, 401, "unauthorized", "HTTP Basic credentials are the broker's");
+    auto admitted = admit(server_, req, kEventsRules, parse_events_path(raw_path));
+    if (!admitted) return;
+    const auto& [path, request] = *admitted;
+    const core::Credentials& who = request.who;
     // Each stream is a broker connection of its own, outside broker.max_connections.
     const auto open = std::count_if(streams_.begin(), streams_.end(), [](const auto& s) { return !s.second->ended; });
     if (open >= config_.http.max_event_streams) {
@@ -80,7 +81,7 @@ class EventsHandler {
     s->req = req;
     s->base = evhttp_connection_get_base(evhttp_request_get_connection(req));
     s->subscription = std::make_unique<core::Subscription>(
-        s->base, broker_, *who,
+        s->base, broker_, who,
         path.exchange, path.routing_key,
         [this, s](const core::PublishResult& r) { server_.guard(s->req, [&] { ready(*s, r); }); },
         [this, s](core::Event&& e) { deliver(*s, e); },
@@ -181,8 +182,7 @@ class EventsHandler {
 }  // namespace
 
 void event_routes(HttpServer& server, const Config& config, Counters& counters) {
-  auto handler = std::make_shared<EventsHandler>(server, config, counters);
-  server.route_prefix("/events/", [handler](evhttp_request* req, const std::string& path) { (*handler)(req, path); });
+  server.route_prefix("/events/", shared_handler(std::make_shared<EventsHandler>(server, config, counters)));
 }
 
 }  // namespace warren

@@ -2,13 +2,12 @@
 // core::Publisher calls and their outcomes into status codes. No business rule lives here.
 #pragma once
 
-#include "config.h"
 #include "core/publisher.h"
 
 namespace warren {
 
 class HttpServer;
 
-void publish_routes(HttpServer& server, core::Publisher& publisher, const HttpConfig& config);
+void publish_routes(HttpServer& server, core::Publisher& publisher);
 
 }  // namespace warren

@@ -5,9 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
-#include <strings.h>
 
-#include "base64.h"
 #include "http/server.h"
 #include "json.h"
 
@@ -92,6 +90,19 @@ std::optional<HttpError> set_short(std::optional<std::string>& slot, const std::
   return std::nullopt;
 }
 
+// The fields that are AMQP short-string properties, set as they come.
+constexpr std::pair<std::string_view, std::optional<std::string> amqp::Properties::*>
+    kShortStringFields[] = {
+        {"app_id", &amqp::Properties::app_id},
+        {"content_encoding", &amqp::Properties::content_encoding},
+        {"content_type", &amqp::Properties::content_type},
+        {"correlation_id", &amqp::Properties::correlation_id},
+        {"message_id", &amqp::Properties::message_id},
+        {"reply_to", &amqp::Properties::reply_to},
+        {"type", &amqp::Properties::type},
+        {"user_id", &amqp::Properties::user_id},
+};
+
 // The field name from a part's `Content-Disposition: form-data; name="..."`: the parameter
 // exactly called name, so that a `filename="..."` before it is not taken for it.
 std::optional<std::string_view> multipart_name(std::string_view head) {
@@ -133,17 +144,6 @@ std::variant<PublishPath, HttpError> parse_publish_path(std::string_view raw_pat
   if (p.vhost.size() > 255 || p.exchange.size() > 255 || p.routing_key.size() > 255)
     return HttpError{400, "bad path", "vhost, exchange and routing key are at most 255 bytes"};
   return p;
-}
-
-std::optional<core::Credentials> parse_basic_auth(std::string_view header, std::string vhost) {
-  constexpr std::string_view kScheme = "Basic ";
-  if (header.size() <= kScheme.size() || strncasecmp(header.data(), "Basic ", kScheme.size()) != 0)
-    return std::nullopt;
-  auto decoded = base64_decode(header.substr(kScheme.size()));
-  if (!decoded) return std::nullopt;
-  const auto colon = decoded->find(':');
-  if (colon == std::string::npos || colon == 0) return std::nullopt;
-  return core::Credentials{std::move(vhost), decoded->substr(0, colon), decoded->substr(colon + 1)};
 }
 
 std::string media_type(std::string_view content_type) {
@@ -207,24 +207,10 @@ std::optional<HttpError> apply_field(core::Message& m, const std::string& field,
   std::string key = field;
   std::replace(key.begin(), key.end(), '-', '_');
   auto& p = m.properties;
+  for (const auto& [name, property] : kShortStringFields)
+    if (key == name) return set_short(p.*property, field, value);
   if (key == "body") {
     m.body = value;
-  } else if (key == "app_id") {
-    return set_short(p.app_id, field, value);
-  } else if (key == "content_encoding") {
-    return set_short(p.content_encoding, field, value);
-  } else if (key == "content_type") {
-    return set_short(p.content_type, field, value);
-  } else if (key == "correlation_id") {
-    return set_short(p.correlation_id, field, value);
-  } else if (key == "message_id") {
-    return set_short(p.message_id, field, value);
-  } else if (key == "reply_to") {
-    return set_short(p.reply_to, field, value);
-  } else if (key == "type") {
-    return set_short(p.type, field, value);
-  } else if (key == "user_id") {
-    return set_short(p.user_id, field, value);
   } else if (key == "delivery_mode") {
     auto v = parse_number<int>(value, 1, 2);
     if (!v) return bad_field(field, "must be 1 (transient) or 2 (persistent)");
@@ -311,6 +297,21 @@ std::variant<std::vector<nlohmann::json>, HttpError> parse_batch(std::string_vie
   }
   if (items.empty()) return HttpError{400, "bad batch", "no messages"};
   return items;
+}
+
+std::variant<std::vector<core::Message>, HttpError> batch_messages(const std::string& exchange,
+                                                                   std::string_view content_type,
+                                                                   std::string_view body) {
+  auto items = parse_batch(content_type, body);
+  if (auto* e = std::get_if<HttpError>(&items)) return std::move(*e);
+  const auto& objects = std::get<std::vector<nlohmann::json>>(items);
+  std::vector<core::Message> messages(objects.size());
+  for (size_t i = 0; i < objects.size(); ++i) {
+    messages[i].exchange = exchange;
+    if (auto e = apply_json_item(messages[i], objects[i]))
+      return HttpError{e->status, e->error, fmt::format("message {}: {}", i, e->detail)};
+  }
+  return messages;
 }
 
 }  // namespace warren

@@ -11,15 +11,9 @@
 #include <vector>
 
 #include "core/publisher.h"
+#include "http/request.h"
 
 namespace warren {
-
-// An HTTP status with the JSON error body that goes with it.
-struct HttpError {
-  int status = 400;
-  std::string error;
-  std::string detail;
-};
 
 // "/{vhost}/{exchange}/{routing_key}" (or two segments for a batch), each percent-decoded;
 // "amq.default" names the default exchange "".
@@ -28,9 +22,6 @@ struct PublishPath {
   bool batch = false;  // no routing key segment: the body is a batch
 };
 std::variant<PublishPath, HttpError> parse_publish_path(std::string_view raw_path);
-
-// "Basic base64(user:password)"; the password may contain ':'.
-std::optional<core::Credentials> parse_basic_auth(std::string_view header, std::string vhost);
 
 // The media type of a Content-Type value, lower-cased, without its parameters:
 // "Application/JSON; charset=utf-8" is "application/json" (media types ignore case).
@@ -55,5 +46,11 @@ std::optional<HttpError> apply_json_item(core::Message& message, const nlohmann:
 // The body of a batch request: a JSON array, or one JSON object per line (application/x-ndjson).
 std::variant<std::vector<nlohmann::json>, HttpError> parse_batch(std::string_view content_type,
                                                                  std::string_view body);
+
+// A batch body into its messages to `exchange`, every one checked: the first bad item is the
+// error (400 naming its index), so that a bad batch publishes nothing.
+std::variant<std::vector<core::Message>, HttpError> batch_messages(const std::string& exchange,
+                                                                   std::string_view content_type,
+                                                                   std::string_view body);
 
 }  // namespace warren

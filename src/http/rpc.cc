@@ -9,6 +9,8 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "http/outcome.h"
+#include "http/publish_request.h"
 #include "http/server.h"
 #include "json.h"
 
@@ -64,8 +66,7 @@ std::optional<HttpError> read_body(std::string_view body, core::oslo::Call& call
 
 }  // namespace
 
-std::variant<RpcRequest, HttpError> parse_rpc_request(std::string_view raw_path, std::string_view query,
-                                                      std::string_view body, const RpcConfig& config) {
+std::variant<RpcRequest, HttpError> parse_rpc_path(std::string_view raw_path) {
   if (!raw_path.starts_with(kRpcPrefix)) return kShape;
   std::vector<std::string> segments;
   std::string_view rest = raw_path.substr(kRpcPrefix.size());
@@ -89,7 +90,11 @@ std::variant<RpcRequest, HttpError> parse_rpc_request(std::string_view raw_path,
       r.target.topic.size() + r.target.server.size() + 1 > 255)
     return bad("bad path",
                "the vhost, the exchange and the routing key (topic.server) are at most 255 bytes");
+  return r;
+}
 
+std::optional<HttpError> parse_rpc_call(RpcRequest& r, std::string_view query, std::string_view body,
+                                        const RpcConfig& config) {
   std::map<std::string, std::string> params;
   if (!parse_form(query, &params)) return bad("bad query", "malformed percent-encoding");
   r.timeout = config.timeout;
@@ -118,8 +123,7 @@ std::variant<RpcRequest, HttpError> parse_rpc_request(std::string_view raw_path,
       return bad("bad query", "fanout: goes to every server of the topic, not to one");
     r.cast = true;
   }
-  if (auto e = read_body(body, r.call)) return *e;
-  return r;
+  return read_body(body, r.call);
 }
 
 std::pair<int, json> rpc_response(const core::RpcResult& r, double timeout) {
@@ -146,24 +150,19 @@ std::pair<int, json> rpc_response(const core::RpcResult& r, double timeout) {
     case RpcStatus::too_many: return {503, error("too many pending calls", r.publish.detail)};
     case RpcStatus::publish_failed: break;
   }
-  const std::string& d = r.publish.detail;
-  switch (r.publish.status) {
-    case PublishStatus::confirmed: break;
-    case PublishStatus::unroutable:
-      return {404, error("no server", "no queue is bound for this topic: " + d)};
-    case PublishStatus::refused: return {401, error("unauthorized", d)};
-    case PublishStatus::forbidden: return {403, error("access refused", d)};
-    case PublishStatus::not_found: return {404, error("not found", d)};
-    case PublishStatus::invalid: return {400, error("bad request", d)};
-    case PublishStatus::rejected: return {503, error("rejected by the broker", d)};
-    case PublishStatus::unavailable: return {503, error("broker unavailable", d)};
-    case PublishStatus::over_limit: return {503, error("too many broker connections", d)};
-    case PublishStatus::timeout: return {504, error("no confirm", d)};
+  // Requests go out mandatory: unroutable means no queue is bound for the topic.
+  if (r.publish.status == PublishStatus::unroutable)
+    return {404, error("no server", "no queue is bound for this topic: " + r.publish.detail)};
+  if (r.publish.status != PublishStatus::confirmed) {
+    const HttpOutcome o = http_outcome(r.publish.status);
+    return {o.status, error(std::string(o.error), r.publish.detail)};
   }
   return {500, error("internal error", "unexpected outcome")};
 }
 
 namespace {
+
+const RouteRules kRpcRules{EVHTTP_REQ_POST, "call with POST", true};
 
 class RpcHandler {
  public:
@@ -171,44 +170,25 @@ class RpcHandler {
       : server_(server), rpc_(rpc), config_(config) {}
 
   void operator()(evhttp_request* req, const std::string& raw_path) {
-    if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
-      evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
-      return answer(req, 405, {{"error", "method not allowed"}, {"detail", "call with POST"}});
-    }
-    const char* auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
-    evbuffer* in = evhttp_request_get_input_buffer(req);
-    const size_t n = evbuffer_get_length(in);
-    if (n > config_.http.max_body)
-      return answer(req, 413, {{"error", "payload too large"},
-                               {"detail", fmt::format("the body is {} bytes, over http.max_body ({})",
-                                                      n, config_.http.max_body)}});
-    std::string_view body = n ? std::string_view(reinterpret_cast<const char*>(evbuffer_pullup(in, -1)), n)
-                              : std::string_view();
-    const char* query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-    auto parsed = parse_rpc_request(raw_path, query ? query : "", body, config_.rpc);
-    if (auto* e = std::get_if<HttpError>(&parsed))
-      return answer(req, e->status, {{"error", e->error}, {"detail", e->detail}});
-    auto& r = std::get<RpcRequest>(parsed);
     // The caller's credentials are the broker's, as for publishing: the broker decides who may
     // send to the exchange. Replies come back on warren's own queue.
-    auto who = parse_basic_auth(auth ? auth : "", r.vhost);
-    if (!who)
-      return answer(req, 401, {{"error", "unauthorized"},
-                               {"detail", "HTTP Basic credentials are the broker's"}});
+    auto admitted = admit(server_, req, kRpcRules, parse_rpc_path(raw_path));
+    if (!admitted) return;
+    auto& [r, request] = *admitted;
+    if (auto e = parse_rpc_call(r, request.query, request.body, config_.rpc))
+      return server_.reply_error(req, *e);
     const double timeout = r.timeout;
     auto reply = [this, req, timeout](const core::RpcResult& result) {
       server_.guard(req, [&] {
         auto [code, json_body] = rpc_response(result, timeout);
-        answer(req, code, json_body);
+        server_.reply_json(req, code, json_body);
       });
     };
-    if (r.cast) return rpc_.cast(*who, r.target, std::move(r.call), std::move(reply));
-    rpc_.call(*who, r.target, std::move(r.call), timeout, std::move(reply));
+    if (r.cast) return rpc_.cast(request.who, r.target, std::move(r.call), std::move(reply));
+    rpc_.call(request.who, r.target, std::move(r.call), timeout, std::move(reply));
   }
 
  private:
-  void answer(evhttp_request* req, int code, const json& body) { server_.reply_json(req, code, body); }
-
   HttpServer& server_;
   core::Rpc& rpc_;
   const Config& config_;
@@ -217,9 +197,8 @@ class RpcHandler {
 }  // namespace
 
 void rpc_routes(HttpServer& server, core::Rpc& rpc, const Config& config) {
-  auto handler = std::make_shared<RpcHandler>(server, rpc, config);
   server.route_prefix(std::string(kRpcPrefix),
-                      [handler](evhttp_request* req, const std::string& path) { (*handler)(req, path); });
+                      shared_handler(std::make_shared<RpcHandler>(server, rpc, config)));
 }
 
 }  // namespace warren

@@ -8,7 +8,7 @@
 
 #include "config.h"
 #include "core/rpc.h"
-#include "http/publish_request.h"
+#include "http/request.h"
 
 namespace warren {
 
@@ -24,12 +24,11 @@ struct RpcRequest {
   double timeout = 0;   // ?timeout=S, else rpc.timeout
 };
 
-// Everything but the credentials: the path (percent-decoded segments, "amq.default" for the
-// default exchange), the query (cast, fanout, timeout) and the JSON body. No I/O.
-std::variant<RpcRequest, HttpError> parse_rpc_request(std::string_view raw_path,
-                                                      std::string_view query,
-                                                      std::string_view body,
-                                                      const RpcConfig& config);
+// The path: percent-decoded segments, "amq.default" for the default exchange. No I/O.
+std::variant<RpcRequest, HttpError> parse_rpc_path(std::string_view raw_path);
+// The query (cast, fanout, timeout) and the JSON body into `request`. No I/O.
+std::optional<HttpError> parse_rpc_call(RpcRequest& request, std::string_view query,
+                                        std::string_view body, const RpcConfig& config);
 
 // The HTTP answer for an outcome: status and JSON body.
 std::pair<int, nlohmann::json> rpc_response(const core::RpcResult& result, double timeout);

@@ -11,30 +11,18 @@
 
 #include "json.h"
 #include "log.h"
+#include "http/request.h"
+#include "http/status_codes.h"
 #include "rfc9110.h"
 
 namespace warren {
 
 std::string_view http_reason(int code) {
   switch (code) {
-    case 200: return "OK";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 207: return "Multi-Status";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Payload Too Large";
-    case 415: return "Unsupported Media Type";
-    case 422: return "Unprocessable Entity";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
+#define WARREN_STATUS_REASON(arg, n, reason, note) \
+  case n: return reason;
+    WARREN_HTTP_STATUSES(WARREN_STATUS_REASON, )
+#undef WARREN_STATUS_REASON
     default: return "Unknown";
   }
 }
@@ -212,15 +200,10 @@ void HttpServer::dispatch(evhttp_request* req) {
 
 void HttpServer::count_response(int code) {
   switch (code) {
-#define WARREN_COUNT_CODE(n) \
+#define WARREN_COUNT_STATUS(arg, n, reason, note) \
   case n: ++counters_.response_##n; break;
-    WARREN_COUNT_CODE(200) WARREN_COUNT_CODE(202) WARREN_COUNT_CODE(204) WARREN_COUNT_CODE(207)
-    WARREN_COUNT_CODE(400)
-    WARREN_COUNT_CODE(401) WARREN_COUNT_CODE(403) WARREN_COUNT_CODE(404) WARREN_COUNT_CODE(405)
-    WARREN_COUNT_CODE(408) WARREN_COUNT_CODE(413) WARREN_COUNT_CODE(415) WARREN_COUNT_CODE(422)
-    WARREN_COUNT_CODE(431) WARREN_COUNT_CODE(500) WARREN_COUNT_CODE(502) WARREN_COUNT_CODE(503)
-    WARREN_COUNT_CODE(504)
-#undef WARREN_COUNT_CODE
+    WARREN_HTTP_STATUSES(WARREN_COUNT_STATUS, )
+#undef WARREN_COUNT_STATUS
     default: ++counters_.response_other; break;
   }
 }
@@ -300,6 +283,10 @@ void HttpServer::reply_json(evhttp_request* req, int code, const nlohmann::json&
 void HttpServer::reply_error(evhttp_request* req, int code, std::string_view error,
                              std::string_view detail) {
   reply_json(req, code, {{"error", error}, {"detail", detail}});
+}
+
+void HttpServer::reply_error(evhttp_request* req, const HttpError& e) {
+  reply_error(req, e.status, e.error, e.detail);
 }
 
 void HttpServer::drain(std::function<void()> on_idle) {

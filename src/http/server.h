@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -17,6 +18,8 @@
 struct evconnlistener;
 
 namespace warren {
+
+struct HttpError;
 
 class HttpServer {
  public:
@@ -36,6 +39,7 @@ class HttpServer {
   // loop) once no request is in flight.
   void drain(std::function<void()> on_idle);
   size_t in_flight() const { return started_.size(); }
+  size_t max_body() const { return config_.max_body; }
 
   // A long response (Server-Sent Events): start, chunks, end. The request stays in flight,
   // and counted, until stream_end. Stopping the worker ends every stream through `on_drain`.
@@ -61,6 +65,7 @@ class HttpServer {
   // Every response goes through these two.
   void reply(evhttp_request* req, int code, std::string_view content_type, std::string_view body);
   void reply_error(evhttp_request* req, int code, std::string_view error, std::string_view detail);
+  void reply_error(evhttp_request* req, const HttpError& e);
   void reply_json(evhttp_request* req, int code, const nlohmann::json& body);
 
  private:
@@ -98,6 +103,14 @@ class HttpServer {
   EventPtr accept_resume_;
 };
 
+// A route's handler object, shared by the route table: it outlives any one request, and the
+// callbacks of requests it started may still point at it.
+template <typename H>
+HttpServer::Handler shared_handler(std::shared_ptr<H> handler) {
+  return [handler](evhttp_request* req, const std::string& path) { (*handler)(req, path); };
+}
+
+// The reason phrase of a status on the list (src/http/status_codes.h), else "Unknown".
 std::string_view http_reason(int code);
 
 }  // namespace warren

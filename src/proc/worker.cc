@@ -198,7 +198,7 @@ class HttpWorker final : public Worker, public StatsSource {
     rpc_ = std::make_unique<core::Rpc>(base_.get(), rpc_options(*config_), *publisher_, counters_);
     admin_routes(*http_, *this);
     dashboard_routes(*http_);
-    publish_routes(*http_, *publisher_, config_->http);
+    publish_routes(*http_, *publisher_);
     event_routes(*http_, *config_, counters_);
     rpc_routes(*http_, *rpc_, *config_);
   }

@@ -488,5 +488,21 @@ TEST(Batch, Errors) {
   EXPECT_EQ(status("", "[]"), 415);
 }
 
+TEST(Batch, MessagesAreAllCheckedAndTheBadOneIsNamed) {
+  auto ok = batch_messages("ex", "application/json",
+                           R"([{"routing_key": "a", "body": "1"}, {"routing_key": "b", "body": "2"}])");
+  ASSERT_TRUE((std::holds_alternative<std::vector<core::Message>>(ok)));
+  auto& messages = std::get<std::vector<core::Message>>(ok);
+  ASSERT_EQ(messages.size(), 2u);
+  EXPECT_EQ(messages[1].exchange, "ex");
+  EXPECT_EQ(messages[1].routing_key, "b");
+  EXPECT_EQ(messages[1].body, "2");
+  auto bad = batch_messages("ex", "application/json", R"([{"body": "1"}, {"priority": 300}])");
+  auto* e = std::get_if<HttpError>(&bad);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->status, 400);
+  EXPECT_EQ(e->detail.rfind("message 1: priority", 0), 0u) << e->detail;
+}
+
 }  // namespace
 }  // namespace warren

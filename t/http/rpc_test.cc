@@ -19,7 +19,10 @@ RpcConfig rpc_config() {
 
 std::variant<RpcRequest, HttpError> parse(std::string_view path, std::string_view query,
                                           std::string_view body = R"({"method": "m"})") {
-  return parse_rpc_request(path, query, body, rpc_config());
+  auto r = parse_rpc_path(path);
+  if (auto* request = std::get_if<RpcRequest>(&r))
+    if (auto e = parse_rpc_call(*request, query, body, rpc_config())) return *e;
+  return r;
 }
 
 TEST(RpcHttp, PathQueryAndBody) {

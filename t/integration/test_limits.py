@@ -164,6 +164,63 @@ class HeaderSize(unittest.TestCase):
         self.assertTrue(c.closed_by_peer())
 
 
+MAX_BODY = 1024
+
+
+class RoutePreamble(unittest.TestCase):
+    """Every route checks its method, the credentials and http.max_body alike: the same status,
+    headers and JSON body, whichever route a client hits."""
+    # (method, path, needs credentials)
+    ROUTES = [("POST", "/%2f/amq.default/k", True),
+              ("POST", "/%2f/amq.default", True),
+              ("POST", "/rpc/%2f/openstack/topic", True),
+              ("GET", "/events/%2f/amq.topic/x", True),
+              ("GET", "/", False)]
+
+    @classmethod
+    def setUpClass(cls):
+        cls.w = Warrend(extra={"http": {"max_body": MAX_BODY}})
+        cls.w.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.w.cleanup()
+
+    def error(self, response, status, error):
+        code, headers, body = response
+        self.assertEqual(code, status, body)
+        self.assertEqual(headers["Content-Type"], "application/json")
+        doc = json.loads(body)
+        self.assertEqual(doc["error"], error)
+        self.assertTrue(doc["detail"])
+        return headers, doc
+
+    def test_another_method_is_405_with_allow(self):
+        for method, path, _ in self.ROUTES:
+            other = "GET" if method == "POST" else "POST"
+            with self.subTest(path=path):
+                headers, _ = self.error(self.w.request(other, 0, path, auth=("guest", "guest")),
+                                        405, "method not allowed")
+                self.assertEqual(headers.get("Allow"), method)
+
+    def test_no_credentials_is_401_with_the_challenge(self):
+        for method, path, needs in self.ROUTES:
+            if not needs:
+                continue
+            with self.subTest(path=path):
+                headers, _ = self.error(self.w.request(method, 0, path), 401, "unauthorized")
+                self.assertEqual(headers.get("WWW-Authenticate"), 'Basic realm="warren"')
+
+    def test_a_body_over_max_body_is_413_naming_the_limit(self):
+        for method, path, _ in self.ROUTES:
+            with self.subTest(path=path):
+                _, doc = self.error(self.w.request(method, 0, path, body="x" * (MAX_BODY + 1),
+                                                   headers={"Content-Type": "application/json"},
+                                                   auth=("guest", "guest")),
+                                    413, "payload too large")
+                self.assertIn(f"http.max_body ({MAX_BODY})", doc["detail"])
+
+
 REQUEST_TIMEOUT = 1
 
 
