@@ -65,8 +65,9 @@ void ClientDeadlines::on_adopt(evutil_socket_t, short, void* arg) {
     // evhttp's callbacks carry its connection; bufferevent_free has cleared them if it is gone.
     void* conn = nullptr;
     bufferevent_getcb(bev, nullptr, nullptr, nullptr, &conn);
-    if (conn) {
-      self->clients_.at(bev)->conn = static_cast<evhttp_connection*>(conn);
+    auto client = self->clients_.find(bev);  // registered with the reference taken above
+    if (conn && client != self->clients_.end()) {
+      client->second->conn = static_cast<evhttp_connection*>(conn);
       evhttp_connection_set_closecb(static_cast<evhttp_connection*>(conn), on_closed, self);
     } else {
       self->forget(bev);
