@@ -61,6 +61,11 @@ Connection::Connection(event_base* base, ConnectionOptions options, Stats* stats
   if (!connect_timer_ || !heartbeat_timer_ || !close_timer_) abort();  // no memory
 }
 
+Connection::Connection(event_base* base, ConnectionOptions options, std::shared_ptr<Stats> stats)
+    : Connection(base, std::move(options), stats.get()) {
+  shared_stats_ = std::move(stats);
+}
+
 Connection::~Connection() {
   alive_.reset();
   // Pending work still hears back (deferred): nothing registered is silently dropped.

@@ -44,6 +44,10 @@ class Connection {
 
   // stats may be null; else it must outlive the connection (a worker's totals).
   Connection(event_base* base, ConnectionOptions options, Stats* stats = nullptr);
+  // Figures shared with an owner (amqp::Link): they live as long as the owner or the connection,
+  // so a connection let go, which closes and is freed a loop pass later, never counts into
+  // freed memory.
+  Connection(event_base* base, ConnectionOptions options, std::shared_ptr<Stats> stats);
   // Pending callbacks are still called, with connection_lost, from the loop (deferred).
   ~Connection();
   Connection(const Connection&) = delete;
@@ -124,6 +128,7 @@ class Connection {
   event_base* base_;
   ConnectionOptions options_;
   Stats own_stats_;
+  std::shared_ptr<Stats> shared_stats_;
   Stats* stats_;
   StateCallback on_state_;
   ConnectionState state_ = ConnectionState::idle;

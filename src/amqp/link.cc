@@ -64,7 +64,7 @@ void Link::start_now() {
 
 void Link::make_connection() {
   let_go();
-  conn_ = std::make_unique<Connection>(base_, options_, &stats_);
+  conn_ = std::make_unique<Connection>(base_, options_, stats_);
   conn_->set_state_callback([this](ConnectionState state, const Result& why) { on_connection_state(state, why); });
 }
 

@@ -56,7 +56,7 @@ class Link {
   const std::string& name() const { return name_; }
   const ConnectionOptions& options() const { return options_; }
   // The figures of every connection this link has had.
-  const Stats& stats() const { return stats_; }
+  const Stats& stats() const { return *stats_; }
 
  private:
   static void on_reconnect_timer(evutil_socket_t, short, void* arg);
@@ -69,7 +69,7 @@ class Link {
   event_base* base_;
   ConnectionOptions options_;
   std::string name_;
-  Stats stats_;
+  std::shared_ptr<Stats> stats_ = std::make_shared<Stats>();  // shared with its connections
   std::unique_ptr<Connection> conn_;
   Backoff backoff_;
   EventPtr reconnect_timer_;
