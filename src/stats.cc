@@ -417,4 +417,18 @@ std::string stats_render_prometheus(const std::map<int, Snapshot>& workers, cons
   return out;
 }
 
+void add_broker_counters(Counters& c, const amqp::Stats& a) {
+  c.broker_connects += a.connections_opened;
+  c.broker_disconnects += a.connections_closed;
+  c.broker_login_refused += a.logins_refused;
+}
+
+void add_link_figures(ConnectionStats& s, Counters& c, const amqp::Stats& a) {
+  s.connections_opened += a.connections_opened;
+  s.connections_closed += a.connections_closed;
+  s.channels_opened += a.channels_opened;
+  s.channels_closed += a.channels_closed;
+  add_broker_counters(c, a);
+}
+
 }  // namespace warren

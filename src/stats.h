@@ -9,6 +9,7 @@
 #include <map>
 #include <string>
 
+#include "amqp/types.h"
 #include "process_kind.h"
 #include "http/status_codes.h"
 
@@ -173,6 +174,11 @@ struct Snapshot {
   nlohmann::json to_json() const;
   static Snapshot from_json(const nlohmann::json& j);
 };
+
+// A broker link's figures (amqp::Link::stats) into the worker's counters, and into its
+// connection row when there is one.
+void add_broker_counters(Counters& c, const amqp::Stats& a);
+void add_link_figures(ConnectionStats& s, Counters& c, const amqp::Stats& a);
 
 // The master's own counters: X(member, json key, help). Each is a top-level key of /stats and
 // warren_<member>_total in /metrics.

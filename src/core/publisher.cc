@@ -300,20 +300,6 @@ void Publisher::settle(const std::string& key, Message&& message, Clock::time_po
   done(result);
 }
 
-namespace {
-
-void add_link_figures(ConnectionStats& s, Counters& c, const amqp::Stats& a) {
-  s.connections_opened += a.connections_opened;
-  s.connections_closed += a.connections_closed;
-  s.channels_opened += a.channels_opened;
-  s.channels_closed += a.channels_closed;
-  c.broker_connects += a.connections_opened;
-  c.broker_disconnects += a.connections_closed;
-  c.broker_login_refused += a.logins_refused;
-}
-
-}  // namespace
-
 void Publisher::fill(Snapshot& snapshot) const {
   for (const auto& [name, s] : retired_) snapshot.connections[name].merge(s);
   snapshot.counters.merge(retired_counters_);

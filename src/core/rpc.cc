@@ -368,16 +368,9 @@ void Rpc::link_failed(ReplyLink& link, const PublishResult& why) {
 void Rpc::fill(Snapshot& snapshot) const {
   snapshot.histograms.rpc_seconds.merge(latency_);
   for (const auto& [vhost, link] : links_) {
-    const auto& a = link->broker.stats();
     auto& s = snapshot.connections[vhost + ":" + options_.broker.username];
-    s.connections_opened += a.connections_opened;
-    s.connections_closed += a.connections_closed;
-    s.channels_opened += a.channels_opened;
-    s.channels_closed += a.channels_closed;
+    add_link_figures(s, snapshot.counters, link->broker.stats());
     s.connected = s.connected || link->consuming;
-    snapshot.counters.broker_connects += a.connections_opened;
-    snapshot.counters.broker_disconnects += a.connections_closed;
-    snapshot.counters.broker_login_refused += a.logins_refused;
   }
 }
 

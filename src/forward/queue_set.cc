@@ -59,11 +59,7 @@ void QueueSet::fill(Snapshot& snapshot) const {
   snapshot.queue_set = name_;
   for (const auto& [name, c] : counters_) snapshot.forwarders[name].merge(c);
   snapshot.histograms.forward_seconds.merge(latency_);
-  for (const auto& f : forwarders_) {
-    snapshot.counters.broker_connects += f->broker_stats().connections_opened;
-    snapshot.counters.broker_disconnects += f->broker_stats().connections_closed;
-    snapshot.counters.broker_login_refused += f->broker_stats().logins_refused;
-  }
+  for (const auto& f : forwarders_) add_broker_counters(snapshot.counters, f->broker_stats());
 }
 
 }  // namespace warren::forward

@@ -171,6 +171,14 @@ bool all_threads_stopped(pid_t pid) {
   return true;
 }
 
+// The test broker's pid: 0 without WARREN_BROKER_PID_FILE, -1 when the file does not say.
+pid_t broker_pid() {
+  const std::string pid_file = env("WARREN_BROKER_PID_FILE");
+  if (pid_file.empty()) return 0;
+  pid_t pid = 0;
+  return std::ifstream(pid_file) >> pid ? pid : -1;
+}
+
 class StoppedBroker {
  public:
   explicit StoppedBroker(pid_t pid) : pid_(pid) {
@@ -189,10 +197,8 @@ class StoppedBroker {
 };
 
 TEST_F(BrokerTest, StoppedBrokerNeverBlocksTheLoop) {
-  std::string pid_file = env("WARREN_BROKER_PID_FILE");
-  if (pid_file.empty()) GTEST_SKIP() << "WARREN_BROKER_PID_FILE not set";
-  pid_t pid = 0;
-  std::ifstream(pid_file) >> pid;
+  const pid_t pid = broker_pid();
+  if (pid == 0) GTEST_SKIP() << "WARREN_BROKER_PID_FILE not set";
   ASSERT_GT(pid, 0);
 
   auto o = options();
@@ -267,10 +273,8 @@ TEST_F(BrokerTest, StoppedBrokerNeverBlocksTheLoop) {
 }
 
 TEST_F(BrokerTest, MissedHeartbeatsReportTheConnectionLost) {
-  std::string pid_file = env("WARREN_BROKER_PID_FILE");
-  if (pid_file.empty()) GTEST_SKIP() << "WARREN_BROKER_PID_FILE not set";
-  pid_t pid = 0;
-  std::ifstream(pid_file) >> pid;
+  const pid_t pid = broker_pid();
+  if (pid == 0) GTEST_SKIP() << "WARREN_BROKER_PID_FILE not set";
   ASSERT_GT(pid, 0);
   auto o = options();
   o.heartbeat = 1;
