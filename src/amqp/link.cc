@@ -36,6 +36,7 @@ void Link::connect() {
 
 void Link::reconnect() {
   if (reconnecting()) return;
+  on_trial_ = true;
   const auto state = this->state();
   if (state == ConnectionState::closed) return wait_then_connect();
   // The owner hears closed first; the wait starts then, so two connections never report to it
@@ -48,6 +49,11 @@ void Link::wait_then_connect() {
   reconnect_when_closed_ = false;
   const timeval tv = to_timeval(backoff_.next_delay());
   evtimer_add(reconnect_timer_.get(), &tv);
+}
+
+void Link::ready() {
+  on_trial_ = false;
+  backoff_.reset();
 }
 
 bool Link::reconnecting() const {
@@ -84,7 +90,9 @@ void Link::on_connection_state(ConnectionState state, const Result& why) {
   switch (state) {
     case ConnectionState::open:
       if (backoff_.attempts() > 0) log_info("broker connection for {} open to {}", name_, conn_->peer());
-      backoff_.reset();
+      // An owner whose set-up failed on the last connection (a 406 on its declaration) would
+      // fail the same way on this one: it is a success once the owner says so.
+      if (!on_trial_) backoff_.reset();
       break;
     case ConnectionState::blocked:
       log_warning("broker blocked publishing for {}: {}", name_, why.text);

@@ -39,9 +39,13 @@ class Link {
   void connect();
   // Closes the current connection (the owner hears closing and closed) and connects again
   // after the backoff's next delay, even if the connection was fine: for an owner whose
-  // channel failed on an open connection, which must not retry in a tight loop.
+  // channel failed on an open connection, which must not retry in a tight loop. The pauses
+  // keep growing across the connections that open until the owner calls ready().
   void reconnect();
   bool reconnecting() const;
+  // The owner's set-up on the current connection worked (its queues declared, its consumer
+  // started): after a reconnect(), an open connection is not a success until then.
+  void ready();
   // Graceful close of the current connection; no reconnect until connect().
   void close();
 
@@ -74,6 +78,7 @@ class Link {
   Backoff backoff_;
   EventPtr reconnect_timer_;
   bool reconnect_when_closed_ = false;  // reconnect() closed the connection; the wait follows
+  bool on_trial_ = false;  // since reconnect(): an open resets the backoff only with ready()
   StateCallback on_state_;
 };
 

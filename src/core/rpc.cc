@@ -344,6 +344,7 @@ void Rpc::declare_and_consume(ReplyLink& link) {
 
 void Rpc::link_ready(ReplyLink& link) {
   link.consuming = true;
+  link.broker.ready();
   link.declared_once = true;
   for (const auto& msg_id : std::exchange(link.waiting, {})) send_request(msg_id);
 }

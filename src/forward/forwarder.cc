@@ -159,6 +159,7 @@ void Forwarder::consume(size_t index) {
         consumer_tags_[index] = tag;
         if (draining_) return consume_channel_->cancel(tag, [](const amqp::Result&) {});
         if (index + 1 < plan_.size()) return consume(index + 1);
+        link_.ready();
         log_info("forwarder {}: consuming {} (prefetch {}) for {}", config_.name, queues_,
                  config_.prefetch, display_url(config_.backend.url));
       });

@@ -75,6 +75,39 @@ TEST_F(LinkTest, ReconnectClosesFirstAndPausesBeforeTheNextConnection) {
   EXPECT_EQ(link->stats().connections_opened, 2u);
 }
 
+// An owner whose set-up fails on every connection (a queue declared with other arguments
+// than the broker has: 406 each time) calls reconnect() at every open. The pauses grow as for a
+// host that keeps failing: a connection that opens is not a success until the owner says so.
+TEST_F(LinkTest, AnOwnerThatReconnectsAtEveryOpenIsPausedLongerEachTime) {
+  auto link = std::make_unique<Link>(base_.get(), options(), "link test");
+  link->set_state_callback([&, l = link.get()](ConnectionState s, const Result&) {
+    seen_.push_back(s);
+    if (s == ConnectionState::open) l->reconnect();
+  });
+  link->connect();
+  run_for(1.5);
+  // Pauses of 0.05-0.1, 0.1-0.2, 0.2-0.4, 0.4-0.8 s: at most five connections in 1.5 s, where
+  // a pause that starts short again after every open allows twenty.
+  EXPECT_GE(count(ConnectionState::open), 2u);
+  EXPECT_LE(count(ConnectionState::open), 5u);
+}
+
+TEST_F(LinkTest, AnOwnerThatIsReadyGetsAShortPauseAgain) {
+  auto link = std::make_unique<Link>(base_.get(), options(), "link test");
+  link->set_state_callback([&, l = link.get()](ConnectionState s, const Result&) {
+    seen_.push_back(s);
+    if (s == ConnectionState::open && count(ConnectionState::open) < 4) l->reconnect();
+  });
+  link->connect();
+  ASSERT_TRUE(run_until([&] { return count(ConnectionState::open) == 4; }, 10));
+  link->ready();  // the fourth connection's set-up worked
+  link->reconnect();
+  ASSERT_TRUE(run_until([&] { return count(ConnectionState::closed) == 4; }, 5));
+  const auto closed = std::chrono::steady_clock::now();
+  ASSERT_TRUE(run_until([&] { return count(ConnectionState::open) == 5; }, 5));
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - closed).count(), 0.5);
+}
+
 TEST_F(LinkTest, ADestroyedLinkNeverCallsBack) {
   auto link = make_link(options());
   link->connect();

@@ -270,6 +270,27 @@ class Lifecycle(ForwardTest):
             self.assertEqual([r.body for r in b.wait_for(1)], [b"after cancel"], w.log())
             self.assertIn("cancelled", w.log())
 
+    def test_a_declaration_the_broker_refuses_is_retried_with_growing_pauses(self):
+        """The queue exists with other arguments than the forwarder declares (406 on every
+        connection): the forwarder retries as for a host that keeps failing, not in a loop."""
+        with Backend() as b:
+            q = self.queue("refused")
+            self.broker.declare_queue(q, durable=False)  # the forwarder declares it durable
+            w = Warrend(ports=1, extra={"forwarders": [forwarder("x", q, b.url)]})
+            w.start()
+            self.addCleanup(w.cleanup)
+            time.sleep(5)
+            # Pauses from 0.05-0.1 s doubling each time: at most 7 connections in 5 s; a pause
+            # that starts short again after every open allowed over 60.
+            connects = self.stats(w)["broker"]["connects"]
+            self.assertGreaterEqual(connects, 2, w.log())
+            self.assertLessEqual(connects, 8, w.log())
+            self.assertIn("PRECONDITION_FAILED", w.log())
+            # Once the queue is as declared, the pauses are short again and it is consumed.
+            self.broker.delete_queue(q)
+            self.broker.declare_queue(q, durable=True)
+            self.assertTrue(wait_for(lambda: self.consumers(q) >= 1, 15), w.log())
+
     def test_reload_replaces_forward_workers_without_losing_messages(self):
         with Backend() as b:
             b.route("/", status=200, delay=0.05)
