@@ -1,17 +1,25 @@
 #include "http/admin.h"
 
+#include "http/request.h"
 #include "http/server.h"
 
 namespace warren {
+namespace {
+
+const RouteRules kAdminRules{EVHTTP_REQ_GET, "read it with GET", false, true};
+
+}  // namespace
 
 void admin_routes(HttpServer& server, StatsSource& stats) {
   // /healthz answers from the worker alone: it must stay fast whatever the broker does.
   server.route("/healthz", [&server, &stats](evhttp_request* req, const std::string&) {
+    if (!admit(server, req, kAdminRules)) return;
     auto body = stats.identity();
     body["status"] = "ok";
     server.reply_json(req, 200, body);
   });
   server.route("/stats", [&server, &stats](evhttp_request* req, const std::string&) {
+    if (!admit(server, req, kAdminRules)) return;
     stats.request_stats("json", [&server, req](const nlohmann::json& body) {
       if (body.is_null())
         return server.reply_error(req, 503, "stats unavailable", "the master did not answer");
@@ -19,6 +27,7 @@ void admin_routes(HttpServer& server, StatsSource& stats) {
     });
   });
   server.route("/metrics", [&server, &stats](evhttp_request* req, const std::string&) {
+    if (!admit(server, req, kAdminRules)) return;
     stats.request_stats("prometheus", [&server, req](const nlohmann::json& body) {
       if (!body.is_string())
         return server.reply_error(req, 503, "metrics unavailable", "the master did not answer");

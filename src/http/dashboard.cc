@@ -105,7 +105,7 @@ setInterval(poll, 2000);
 
 }  // namespace
 
-const RouteRules kDashboardRules{EVHTTP_REQ_GET, "the dashboard is read with GET"};
+const RouteRules kDashboardRules{EVHTTP_REQ_GET, "the dashboard is read with GET", false, true};
 
 void dashboard_routes(HttpServer& server) {
   server.route("/", [&server](evhttp_request* req, const std::string&) {

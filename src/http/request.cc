@@ -38,8 +38,11 @@ std::string_view input_body(evhttp_request* req) {
 // The checks in their order: the Request, or the error to answer (the 405's Allow set on `req`).
 std::variant<Request, HttpError> check(evhttp_request* req, const RouteRules& rules,
                                        const std::string& vhost, size_t max_body) {
-  if (evhttp_request_get_command(req) != rules.method) {
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", method_name(rules.method));
+  const evhttp_cmd_type method = evhttp_request_get_command(req);
+  if (method != rules.method && !(rules.head && method == EVHTTP_REQ_HEAD)) {
+    const std::string allow = rules.head ? fmt::format("{}, HEAD", method_name(rules.method))
+                                         : method_name(rules.method);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow.c_str());
     return HttpError{405, "method not allowed", std::string(rules.method_detail)};
   }
   Request r;

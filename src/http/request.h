@@ -30,6 +30,7 @@ struct RouteRules {
   evhttp_cmd_type method;          // the one method the route answers
   std::string_view method_detail;  // the 405's detail: "publish with POST"
   bool credentials = false;        // HTTP Basic required
+  bool head = false;               // HEAD too: the same reply, whose body evhttp leaves out
 };
 
 // What a route gets once the preamble passed.

@@ -1,4 +1,5 @@
 """GET /metrics: Prometheus text whose counters equal what was sent."""
+import json
 import unittest
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -41,6 +42,22 @@ class Metrics(unittest.TestCase):
             rc, text = w.ctl("metrics")
             self.assertEqual(rc, 0)
             self.assertEqual(total(families(text)["warren_response_204"], "_total"), 12)
+
+    def test_admin_routes_answer_get_and_head_only(self):
+        """/healthz, /stats and /metrics read: another method is a 405 naming the allowed ones,
+        as every other route answers it, and HEAD is GET without the body (RFC 9110 9.3.2)."""
+        with Warrend(ports=1) as w:
+            for path in ("/healthz", "/stats", "/metrics"):
+                for method in ("POST", "PUT", "DELETE", "PATCH"):
+                    status, headers, body = w.request(method, 0, path, body={"x": 1})
+                    self.assertEqual(status, 405, (method, path, body))
+                    self.assertEqual(headers["Allow"], "GET, HEAD", (method, path))
+                    self.assertEqual(json.loads(body)["error"], "method not allowed")
+                status, headers, body = w.request("HEAD", 0, path)
+                self.assertEqual((status, body), (200, b""), path)
+                self.assertEqual(w.request("GET", 0, path)[0], 200, path)
+            stats = json.loads(w.request("GET", 0, "/stats")[2])
+            self.assertEqual(stats["requests"]["response.405"], 12)
 
 
 if __name__ == "__main__":
