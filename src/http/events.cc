@@ -3,6 +3,7 @@
 #include <map>
 #include <memory>
 
+#include "http/outcome.h"
 #include "http/publish_request.h"
 #include "http/request.h"
 #include "http/server.h"
@@ -105,12 +106,8 @@ class EventsHandler {
 
   void ready(Stream& s, const core::PublishResult& r) {
     if (r.status != core::PublishStatus::confirmed) {
-      static const std::map<core::PublishStatus, int> kStatus{
-          {core::PublishStatus::refused, 401}, {core::PublishStatus::forbidden, 403},
-          {core::PublishStatus::not_found, 404}};
-      auto it = kStatus.find(r.status);
-      const int code = it == kStatus.end() ? 503 : it->second;
-      server_.reply_error(s.req, code, code == 503 ? "broker unavailable" : "subscription refused", r.detail);
+      const HttpOutcome answer = http_outcome(r.status);
+      server_.reply_error(s.req, answer.status, answer.error, r.detail);
       return forget(s);
     }
     s.open = true;

@@ -110,8 +110,11 @@ class Events(unittest.TestCase):
             status, _, body = w.request("GET", 0, "/events/%2f/no-such-exchange/x", auth=("guest", "guest"))
             self.assertEqual(status, 404)
             self.assertIn("no-such-exchange", json.loads(body)["detail"])
-            status, _, _ = w.request("GET", 0, "/events/%2f/amq.topic/x", auth=("guest", "wrong"))
+            # The same answers as a publish to the same place (one table: http/outcome.h).
+            self.assertEqual(json.loads(body)["error"], "not found")
+            status, _, body = w.request("GET", 0, "/events/%2f/amq.topic/x", auth=("guest", "wrong"))
             self.assertEqual(status, 401)
+            self.assertEqual(json.loads(body)["error"], "unauthorized")
             status, _, _ = w.request("POST", 0, "/events/%2f/amq.topic/x", auth=("guest", "guest"))
             self.assertEqual(status, 405)
 
