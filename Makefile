@@ -32,7 +32,7 @@ MAN_KEYS := $(BUILD)/man_keys
 # --- configuration: installs packages and runs configure when config.mk is missing or stale ---
 # `make` needs only the --build packages; a first `make check` or `make bench` installs the
 # test packages (GoogleTest, Google Benchmark, ...) before configure, which then finds them.
-DEPS_SET := $(if $(filter check check-sanitizers bench,$(MAKECMDGOALS)),--test,--build)
+DEPS_SET := $(if $(filter check check-sanitizers check-cluster bench,$(MAKECMDGOALS)),--test,--build)
 configure: configure.ac
 	scripts/install-deps $(DEPS_SET)
 	autoconf
@@ -131,6 +131,12 @@ run: all
 check: test-deps
 	$(MAKE) all $(UNIT_TESTS) $(MAN_KEYS) $(FUZZ_REPLAY)
 	t/run-tests
+
+# warren on a 3-node RabbitMQ cluster: node failures and restarts under traffic (t/cluster/).
+.PHONY: check-cluster
+check-cluster: test-deps
+	$(MAKE) all
+	t/run-tests --cluster
 
 # The same tests on a build with AddressSanitizer + UndefinedBehaviorSanitizer (leak checks on)
 # in its own directory. Every report lands in $(ASAN_BUILD)/sanitizer-logs; t/run-tests fails the

@@ -23,11 +23,12 @@ constexpr const char* kOutcomeUnknown =
     "the broker connection was lost after the message was sent, before its confirm: the broker "
     "may or may not have it";
 
-// A message the broker may already have: if a later attempt fails as never sent (503, safe to
-// send again), the client must hear instead that the outcome is unknown (504).
+// A message the broker may already have: unless a later attempt is confirmed (or returned, as
+// the first one was then too), the client must hear that the outcome is unknown (504), never
+// that it was not sent (503, safe to send again) nor a refusal of the copy alone.
 PublishCallback outcome_unknown(PublishCallback done) {
   return [done = std::move(done)](const PublishResult& r) {
-    if (r.status != PublishStatus::unavailable && r.status != PublishStatus::over_limit)
+    if (r.status == PublishStatus::confirmed || r.status == PublishStatus::unroutable)
       return done(r);
     done({PublishStatus::timeout, kOutcomeUnknown});
   };
@@ -77,6 +78,8 @@ struct Publisher::LoginLink {
   std::string name;  // "vhost:user", as statelessd names its connections
   amqp::Link broker;
   std::map<std::string, std::shared_ptr<amqp::Channel>> channels;  // by exchange
+  // Channels a nack took out of `channels`, closed once their other messages are settled.
+  std::vector<std::shared_ptr<amqp::Channel>> retiring;
   size_t in_flight = 0;
   uint64_t publishes = 0;
   Clock::time_point last_used = Clock::now();
@@ -144,6 +147,7 @@ bool Publisher::make_room(const LoginLink& link) {
 void Publisher::connect(LoginLink& link) {
   link.evicted = false;
   link.channels.clear();
+  link.retiring.clear();
   // Messages wait in the channels while a reconnect waits its turn.
   link.broker.connect();
 }
@@ -239,6 +243,7 @@ std::optional<PublishResult> Publisher::admit(LoginLink& link) {
 }
 
 std::shared_ptr<amqp::Channel> Publisher::channel_for(LoginLink& link, const std::string& exchange) {
+  std::erase_if(link.retiring, [](const auto& ch) { return ch->in_flight() == 0; });
   auto found = link.channels.find(exchange);
   if (found != link.channels.end() && found->second->is_open()) return found->second;
   // Idle channels go beyond the limit; this exchange's own entry may be among them, so no
@@ -268,10 +273,26 @@ void Publisher::send(LoginLink& link, Message message, Clock::time_point deadlin
   const auto& m = *held;
   channel->publish(
       m.exchange, m.routing_key, m.mandatory, m.properties, m.body, remaining,
-      [this, key = link.key, held, deadline, done = std::move(done)](const amqp::Result& r) mutable {
+      [this, key = link.key, held, deadline, done = std::move(done),
+       on = std::weak_ptr<amqp::Channel>(channel)](const amqp::Result& r) mutable {
+        if (r.outcome == amqp::Outcome::nacked) retire_channel(key, held->exchange, on.lock());
         settle(key, std::move(*held), deadline, std::move(done), r);
       },
       alone);
+}
+
+// A channel whose message was nacked is not used again: after a quorum queue's leader moved,
+// RabbitMQ nacked every later publish on such a channel for as long as it stayed open, while a
+// new channel on the same connection was acked.
+void Publisher::retire_channel(const std::string& key, const std::string& exchange,
+                               std::shared_ptr<amqp::Channel> channel) {
+  auto it = links_.find(key);
+  if (it == links_.end() || !channel) return;
+  LoginLink& link = *it->second;
+  auto found = link.channels.find(exchange);
+  if (found == link.channels.end() || found->second != channel) return;
+  link.channels.erase(found);
+  link.retiring.push_back(std::move(channel));
 }
 
 void Publisher::settle(const std::string& key, Message&& message, Clock::time_point deadline,
@@ -291,11 +312,13 @@ void Publisher::settle(const std::string& key, Message&& message, Clock::time_po
     return send(link, std::move(message), deadline, std::move(done), displaced);
   }
   auto result = publish_result(r, link.open());
-  switch (result.status) {
-    case PublishStatus::confirmed: ++counters_.publish_confirmed; ++link.publishes; break;
-    case PublishStatus::unroutable: ++counters_.publish_returned; break;
-    case PublishStatus::rejected: ++counters_.publish_nacked; break;
-    default: ++counters_.publish_failed; break;
+  if (result.status == PublishStatus::confirmed) {
+    ++counters_.publish_confirmed;
+    ++link.publishes;
+  } else if (result.status == PublishStatus::unroutable) {
+    ++counters_.publish_returned;
+  } else {
+    ++(r.outcome == amqp::Outcome::nacked ? counters_.publish_nacked : counters_.publish_failed);
   }
   done(result);
 }

@@ -35,12 +35,14 @@ enum class PublishStatus {
   refused,      // login refused: bad credentials or no access to the vhost
   forbidden,    // the broker refused the operation (403 on the channel)
   not_found,    // no such vhost or exchange (404)
-  rejected,     // any other broker error (505, 541 ...) or a nack
+  rejected,     // a nack (the broker refused the message: x-overflow reject-publish, a queue
+                // unavailable), or another broker error on the channel (505, 541 ...)
   invalid,      // the message cannot be encoded (a header value too large, ...) or the broker
                 // refused it as such (406 PRECONDITION_FAILED: user_id not the login's, ...)
   unavailable,  // broker unreachable or blocking publishers, or too many messages waiting
   over_limit,   // a new broker connection was needed and broker.max_connections are all busy
-  timeout,      // sent, but no confirm within confirm_timeout
+  timeout,      // sent, and the outcome unknown: no confirm within confirm_timeout, or the
+                // connection lost before the confirm (and the copy sent again not confirmed)
 };
 
 struct PublishResult {
@@ -100,6 +102,8 @@ class Publisher {
   // `alone`: the message was displaced by another's channel error (amqp::Channel::publish).
   void send(LoginLink& link, Message message, Clock::time_point deadline, PublishCallback done,
             bool alone = false);
+  void retire_channel(const std::string& key, const std::string& exchange,
+                      std::shared_ptr<amqp::Channel> channel);
   // The broker's word on a message sent on the link `key`: sent again, or answered.
   void settle(const std::string& key, Message&& message, Clock::time_point deadline,
               PublishCallback done, const amqp::Result& r);

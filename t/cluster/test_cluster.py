@@ -1,0 +1,153 @@
+"""warren on a 3-node RabbitMQ cluster, as a user runs it: a quorum queue, clients publishing,
+a node killed or restarted under them. Run by `t/run-tests --cluster` (`make check-cluster`),
+which starts the cluster (scripts/broker start DIR --nodes 3)."""
+import collections
+import os
+import sys
+import threading
+import time
+import unittest
+import uuid
+
+import pika
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from harness import Warrend, broker_command, http_request  # noqa: E402
+
+PORTS = [int(p) for p in os.environ.get("WARREN_BROKER_PORTS", "").split()]
+
+
+def node_channel(node):
+    """A pika channel on node `node` (1-based)."""
+    conn = pika.BlockingConnection(pika.ConnectionParameters(
+        "127.0.0.1", PORTS[node - 1], socket_timeout=10, connection_attempts=3, retry_delay=1))
+    return conn, conn.channel()
+
+
+def queue_bodies(queue, node):
+    """Every body in `queue`, read through `node` and acked (the queue ends empty)."""
+    conn, ch = node_channel(node)
+    try:
+        bodies = []
+        while True:
+            method, _, body = ch.basic_get(queue, auto_ack=True)
+            if method is None:
+                return bodies
+            bodies.append(body.decode())
+    finally:
+        conn.close()
+
+
+class Publishers:
+    """`clients` threads POSTing persistent messages to `queue` until stopped; every answer kept
+    by message body, with the time it came."""
+
+    def __init__(self, warrend, queue, clients=8):
+        self.warrend, self.queue = warrend, queue
+        self.answers = {}  # body -> (status or exception name, detail, monotonic time)
+        self.lock = threading.Lock()
+        self.running = True
+        self.threads = [threading.Thread(target=self.client, args=(i,)) for i in range(clients)]
+        for t in self.threads:
+            t.start()
+
+    def client(self, i):
+        n = 0
+        while self.running:
+            n += 1
+            body = f"{i}-{n}"
+            try:
+                status, _, detail = http_request(
+                    "127.0.0.1", self.warrend.ports[0], "POST", f"/%2f/amq.default/{self.queue}",
+                    {"body": body, "delivery_mode": "2"}, None, ("guest", "guest"), 15)
+            except Exception as e:  # a dropped connection: what must never happen
+                status, detail = type(e).__name__, str(e).encode()
+            with self.lock:
+                self.answers[body] = (status, detail, time.monotonic())
+            if status != 204:
+                time.sleep(0.05)
+
+    def stop(self):
+        self.running = False
+        for t in self.threads:
+            t.join(30)
+
+    def with_status(self, status, after=0.0):
+        with self.lock:
+            return {b for b, (s, _, at) in self.answers.items() if s == status and at >= after}
+
+    def dropped(self):
+        with self.lock:
+            return {b: a for b, a in self.answers.items() if not isinstance(a[0], int)}
+
+
+class Cluster(unittest.TestCase):
+    def setUp(self):
+        self.assertEqual(len(PORTS), 3, "t/run-tests --cluster starts 3 nodes")
+        self.queue = f"quorum-{uuid.uuid4().hex[:8]}"
+        # Declared through node 1: its leader is there (client-local), with warren's connections.
+        conn, ch = node_channel(1)
+        ch.queue_declare(self.queue, durable=True, arguments={"x-queue-type": "quorum"})
+        conn.close()
+        self.warrend = Warrend(ports=1, extra={
+            "broker": {"hosts": [f"127.0.0.1:{p}" for p in PORTS]}, "logging": {"level": "info"}})
+        self.warrend.start()
+        self.addCleanup(self.warrend.cleanup)
+
+    def tearDown(self):
+        for node in (1, 2, 3):  # a test that failed half-way may leave a node down
+            if not self.node_up(node):
+                broker_command("restart", "--node", str(node))
+        conn, ch = node_channel(2)
+        ch.queue_delete(self.queue)
+        conn.close()
+
+    @staticmethod
+    def node_up(node):
+        try:
+            node_channel(node)[0].close()
+            return True
+        except Exception:
+            return False
+
+    def check_nothing_lost(self, load, reader_node):
+        in_queue = set(queue_bodies(self.queue, reader_node))
+        log = self.warrend.log()[-4000:]
+        self.assertFalse(load.dropped(), f"requests without an HTTP answer\n{log}")
+        confirmed = load.with_status(204)
+        self.assertFalse(confirmed - in_queue, f"answered 2xx, not in the queue\n{log}")
+        # 503 says "not sent, safe to send again": such a message must not be there.
+        self.assertFalse(load.with_status(503) & in_queue, f"answered 503, yet in the queue\n{log}")
+        return confirmed
+
+    def test_killing_the_node_under_warren_loses_nothing_and_publishing_resumes(self):
+        load = Publishers(self.warrend, self.queue)
+        try:
+            time.sleep(3)
+            self.assertTrue(load.with_status(204), self.warrend.log())
+            broker_command("kill", "--node", "1")
+            killed = time.monotonic()
+            time.sleep(10)
+        finally:
+            load.stop()
+        after = sorted(at for _, (s, _, at) in load.answers.items() if s == 204 and at > killed)
+        self.assertTrue(after, f"no 2xx after the kill\n{self.warrend.log()[-4000:]}")
+        self.assertLess(after[0] - killed, 5, "publishing resumes within 5 s")
+        self.assertGreater(len(after), 100, "and keeps going")
+        self.check_nothing_lost(load, reader_node=2)
+
+    def test_a_rolling_restart_of_every_node_loses_nothing(self):
+        load = Publishers(self.warrend, self.queue)
+        try:
+            time.sleep(2)
+            for node in (1, 2, 3):
+                broker_command("restart", "--node", str(node))
+                time.sleep(2)
+        finally:
+            load.stop()
+        confirmed = self.check_nothing_lost(load, reader_node=3)
+        self.assertGreater(len(confirmed), 100)
+
+
+if __name__ == "__main__":
+    unittest.main()
