@@ -27,12 +27,9 @@ class HttpJob final : public core::BackendJob {
   ~HttpJob() override { http_.cancel(request_); }
 
   void start(Done done) override {
+    // `this` outlives the request: the destructor cancels it, and then it never calls back.
     request_ = http_.start(backend_, translation_.request,
-                           [this, alive = std::weak_ptr<int>(alive_), done = std::move(done)](
-                               BackendResponse&& response, double seconds) {
-                             // Gone already: destroyed by an earlier callback of the same loop
-                             // pass, or after a start that failed (that failure is deferred).
-                             if (!alive.lock()) return;
+                           [this, done = std::move(done)](BackendResponse&& response, double seconds) {
                              request_ = 0;
                              last_ = std::move(response);
                              done(backend_answer(last_, seconds));
@@ -53,7 +50,6 @@ class HttpJob final : public core::BackendJob {
   const Translation translation_;
   BackendResponse last_;  // the last attempt's response
   uint64_t request_ = 0;  // the attempt under way; 0: none
-  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 
 }  // namespace
