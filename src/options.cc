@@ -1,5 +1,9 @@
 #include "options.h"
 
+#include <unistd.h>
+
+#include <fmt/format.h>
+
 namespace warren {
 
 amqp::ConnectionOptions broker_options(const BrokerConfig& broker) {
@@ -31,6 +35,24 @@ core::RpcOptions rpc_options(const Config& config) {
   o.broker = broker_options(config.broker);
   o.max_pending_calls = config.rpc.max_pending_calls;
   o.max_timeout = config.rpc.max_timeout;
+  return o;
+}
+
+core::ForwarderOptions forwarder_options(const Config& config, const ForwarderConfig& forwarder,
+                                         std::vector<core::ConsumeQueue> plan) {
+  core::ForwarderOptions o;
+  o.name = forwarder.name;
+  o.broker = broker_options(config.broker);
+  o.broker.vhost = forwarder.vhost;
+  o.broker.connection_name = fmt::format("warren forwarder {} pid {}", forwarder.name, getpid());
+  o.plan = std::move(plan);
+  o.prefetch = forwarder.prefetch;
+  o.retry = forwarder.retry;
+  o.dead_letter_exchange = forwarder.dead_letter_exchange;
+  o.queue_dead_letter_exchange =
+      forwarder.declare.enabled && forwarder.declare.queue_arguments.count("x-dead-letter-exchange");
+  o.queue = forwarder.queue;
+  o.confirm_timeout = config.http.confirm_timeout;
   return o;
 }
 

@@ -4,6 +4,7 @@
 
 #include "amqp/types.h"
 #include "config.h"
+#include "core/forwarder.h"
 #include "core/publisher.h"
 #include "core/rpc.h"
 
@@ -13,5 +14,8 @@ namespace warren {
 amqp::ConnectionOptions broker_options(const BrokerConfig& broker);
 core::PublishOptions publish_options(const Config& config);
 core::RpcOptions rpc_options(const Config& config);
+// `forwarder` (an entry of config.forwarders) consuming `plan` (its format's).
+core::ForwarderOptions forwarder_options(const Config& config, const ForwarderConfig& forwarder,
+                                         std::vector<core::ConsumeQueue> plan);
 
 }  // namespace warren

@@ -1,6 +1,6 @@
 // The delivery rules of forwarding (AMQP -> HTTP), shared by every forwarder format: what a
 // backend's answer means for the message (ack, retry later, dead-letter) and how long a retry
-// waits. Pure functions; the forward/ binding applies them.
+// waits. Pure functions; core/forwarder applies them.
 #pragma once
 
 #include <string>

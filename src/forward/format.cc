@@ -46,8 +46,8 @@ Format::Format(const ForwarderConfig& config)
 
 std::optional<Reply> Format::heartbeat(const Translation&) const { return std::nullopt; }
 
-std::vector<ConsumeQueue> Format::consume_plan() const {
-  ConsumeQueue q;
+std::vector<core::ConsumeQueue> Format::consume_plan() const {
+  core::ConsumeQueue q;
   q.queue = config_.queue;
   const auto& d = config_.declare;
   q.declare = d.enabled;

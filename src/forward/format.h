@@ -25,6 +25,7 @@
 #include "amqp/codec.h"
 #include "amqp/types.h"
 #include "config.h"
+#include "core/forwarder.h"
 #include "forward/backend_url.h"
 #include "forward/rewrite.h"
 #include "rfc9110.h"
@@ -78,27 +79,10 @@ struct Translation {
   bool final_answer = false;
 };
 
-// A reply message to publish.
-struct Reply {
-  std::string exchange, routing_key;
-  // Heartbeats: oslo's are, so a reply queue that is gone shows. (The forwarder publishes every
-  // final reply mandatory: a reply nobody can receive answered nobody.)
-  bool mandatory = false;
-  amqp::Properties properties;
-  std::string body;
-};
-
-// One queue a forwarder consumes, and what it declares for it first (when `declare`).
-struct ConsumeQueue {
-  std::string queue;
-  bool declare = false;
-  std::string exchange;  // "" : no exchange to declare
-  std::string exchange_type = "topic";
-  bool exchange_durable = false, exchange_auto_delete = false;
-  bool durable = false, auto_delete = false;
-  nlohmann::json arguments = nlohmann::json::object();
-  std::vector<std::string> bindings;  // routing keys binding the queue to `exchange`
-};
+// A reply message to publish. Heartbeats are mandatory (oslo's are, so a reply queue that is
+// gone shows); core/forwarder publishes every final reply mandatory: a reply nobody can
+// receive answered nobody.
+using Reply = core::Message;
 
 // What one forwarder's format does with messages; made once per forwarder by make_format.
 class Format {
@@ -116,7 +100,7 @@ class Format {
   virtual std::optional<Reply> heartbeat(const Translation& translation) const;
   // What the forwarder declares and consumes: raw and vcd their `queue`, declared as `declare`
   // says; oslo the queues of forward/format_oslo.h.
-  virtual std::vector<ConsumeQueue> consume_plan() const;
+  virtual std::vector<core::ConsumeQueue> consume_plan() const;
 
   // The backend URL for a request path (no query) and query (without '?'): `path` after
   // rewrite.from -> rewrite.to, on backend.url's path (see forward/backend_url.h). nullopt with

@@ -36,11 +36,11 @@ Reply reply_to(const OsloCaller& o, const json& result, const std::optional<oslo
 
 }  // namespace
 
-std::vector<ConsumeQueue> oslo_queues(const OsloConfig& config, std::string_view server,
+std::vector<core::ConsumeQueue> oslo_queues(const OsloConfig& config, std::string_view server,
                                       std::string_view fanout_id) {
-  std::vector<ConsumeQueue> queues;
+  std::vector<core::ConsumeQueue> queues;
   for (std::string name : {config.topic, fmt::format("{}.{}", config.topic, server)}) {
-    ConsumeQueue q;
+    core::ConsumeQueue q;
     q.queue = name;
     q.declare = true;
     q.exchange = config.exchange.empty() ? std::string(oslo::kDefaultExchange) : config.exchange;
@@ -48,7 +48,7 @@ std::vector<ConsumeQueue> oslo_queues(const OsloConfig& config, std::string_view
     q.bindings = {name};
     queues.push_back(std::move(q));
   }
-  ConsumeQueue fanout;
+  core::ConsumeQueue fanout;
   fanout.queue = fmt::format("{}_fanout_{}", config.topic, fanout_id);
   fanout.declare = true;
   fanout.exchange = config.topic + "_fanout";
@@ -95,7 +95,7 @@ class OsloFormat final : public Format {
   explicit OsloFormat(const ForwarderConfig& config)
       : Format(config), server_(oslo_server_name(config.oslo)), fanout_id_(oslo::new_id()) {}
 
-  std::vector<ConsumeQueue> consume_plan() const override { return oslo_queues(config_.oslo, server_, fanout_id_); }
+  std::vector<core::ConsumeQueue> consume_plan() const override { return oslo_queues(config_.oslo, server_, fanout_id_); }
 
   Translation translate(const amqp::Delivery& message) const override {
     if (auto problem = json_body_problem(message.body, oslo::kMessageKey))

@@ -30,10 +30,6 @@ inline constexpr std::string_view kOsloFailureClass = "HTTPError";
 inline constexpr std::string_view kOsloFailureModule = "warren";
 // A failure's message carries at most this much of the backend's body.
 inline constexpr size_t kOsloFailureBodyLimit = 2000;
-// A request's _unique_id is remembered this long (and at most this many per forwarder) to drop
-// redelivered duplicates. oslo's own servers remember the last 16.
-inline constexpr double kOsloDuplicateSeconds = 600;
-inline constexpr size_t kOsloDuplicateCapacity = 10000;
 // Heartbeats only for calls whose _timeout is at least this (oslo's call monitor).
 inline constexpr double kOsloMinHeartbeatTimeout = 2;
 // A longer _timeout gets heartbeats as if it were this long: more heartbeats than the caller
@@ -46,7 +42,7 @@ inline constexpr double kOsloMaxHeartbeatTimeout = 86400;
 //   <topic>.<server>, each bound with its own name, no arguments; the fanout exchange
 //   <topic>_fanout (not durable, auto-delete) with the queue <topic>_fanout_<fanout_id>
 //   (x-expires 30 min), bound with routing key <topic>.
-std::vector<ConsumeQueue> oslo_queues(const OsloConfig& oslo, std::string_view server,
+std::vector<core::ConsumeQueue> oslo_queues(const OsloConfig& oslo, std::string_view server,
                                       std::string_view fanout_id);
 // The server name: oslo.server, or when that is empty this host's name (oslo's `host` default).
 std::string oslo_server_name(const OsloConfig& oslo);

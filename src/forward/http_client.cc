@@ -1,6 +1,7 @@
 #include "forward/http_client.h"
 
 #include <chrono>
+#include <tuple>
 #include <vector>
 
 #include "amqp/connection.h"
@@ -22,7 +23,7 @@ using Clock = std::chrono::steady_clock;
 struct HttpClient::Request {
   uint64_t id = 0;
   HttpClient* client = nullptr;
-  CurlEasyPtr easy;
+  CurlEasyPtr easy;  // null once the transfer ended: the callback is due
   CurlSlistPtr headers;
   BackendRequest request;  // owns the body and URL curl points into
   Callback done;
@@ -57,7 +58,8 @@ HttpClient::~HttpClient() {
   // curl must not call back into a half-destroyed client: unhook first, then let go.
   curl_multi_setopt(multi_.get(), CURLMOPT_SOCKETFUNCTION, nullptr);
   curl_multi_setopt(multi_.get(), CURLMOPT_TIMERFUNCTION, nullptr);
-  for (auto& [id, r] : requests_) curl_multi_remove_handle(multi_.get(), r->easy.get());
+  for (auto& [id, r] : requests_)
+    if (r->easy) curl_multi_remove_handle(multi_.get(), r->easy.get());
   requests_.clear();
   idle_.clear();
   sockets_.clear();
@@ -158,17 +160,26 @@ void HttpClient::fail_later(uint64_t id, BackendResponse r) {
   auto it = requests_.find(id);
   if (it == requests_.end()) return;
   curl_multi_remove_handle(multi_.get(), it->second->easy.get());
-  auto done = std::move(it->second->done);
-  requests_.erase(it);
-  amqp::defer(base_, [alive = std::weak_ptr<int>(alive_), done = std::move(done), r = std::move(r)]() mutable {
-    if (alive.lock()) done(std::move(r), 0);
+  it->second->easy.reset();
+  amqp::defer(base_, [this, alive = std::weak_ptr<int>(alive_), id, r = std::move(r)]() mutable {
+    if (alive.lock()) answer(id, std::move(r), 0);
   });
+}
+
+// A request whose transfer ended stays in requests_ until its callback runs, so that a cancel()
+// in between (by an earlier callback of the same pass, say) still stops it.
+void HttpClient::answer(uint64_t id, BackendResponse&& response, double seconds) {
+  auto it = requests_.find(id);
+  if (it == requests_.end()) return;  // cancelled meanwhile
+  Callback done = std::move(it->second->done);
+  requests_.erase(it);
+  done(std::move(response), seconds);
 }
 
 void HttpClient::cancel(uint64_t id) {
   auto it = requests_.find(id);
   if (it == requests_.end()) return;
-  curl_multi_remove_handle(multi_.get(), it->second->easy.get());
+  if (it->second->easy) curl_multi_remove_handle(multi_.get(), it->second->easy.get());
   requests_.erase(it);
 }
 
@@ -237,7 +248,7 @@ void HttpClient::action(curl_socket_t s, int what) {
 void HttpClient::collect_done() {
   // Finished transfers are taken out first and their callbacks run afterwards: a callback may
   // start or cancel requests, which must not happen while curl's message list is walked.
-  std::vector<std::pair<Callback, std::pair<BackendResponse, double>>> finished;
+  std::vector<std::tuple<uint64_t, BackendResponse, double>> finished;
   int left = 0;
   while (CURLMsg* msg = curl_multi_info_read(multi_.get(), &left)) {
     if (msg->msg != CURLMSG_DONE) continue;
@@ -245,8 +256,7 @@ void HttpClient::collect_done() {
     curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &raw);
     auto it = raw ? requests_.find(raw->id) : requests_.end();
     if (it == requests_.end()) continue;
-    std::unique_ptr<Request> r = std::move(it->second);
-    requests_.erase(it);
+    Request* r = it->second.get();
     const CURLcode code = msg->data.result;
     BackendResponse resp;
     if (code == CURLE_OK) {
@@ -278,16 +288,17 @@ void HttpClient::collect_done() {
     const double seconds = std::chrono::duration<double>(Clock::now() - r->started).count();
     curl_multi_remove_handle(multi_.get(), r->easy.get());
     if (idle_.size() < kMaxIdleHandles) {
-      // The header list goes with the request below: unhook it from the handle first.
+      // The header list goes with the request: unhook it from the handle first.
       curl_easy_setopt(r->easy.get(), CURLOPT_HTTPHEADER, nullptr);
       idle_.push_back(std::move(r->easy));
     }
-    finished.emplace_back(std::move(r->done), std::make_pair(std::move(resp), seconds));
+    r->easy.reset();
+    finished.emplace_back(r->id, std::move(resp), seconds);
   }
   std::weak_ptr<int> alive = alive_;
-  for (auto& [done, result] : finished) {
+  for (auto& [id, response, seconds] : finished) {
     if (!alive.lock()) return;  // a callback destroyed the client
-    done(std::move(result.first), result.second);
+    answer(id, std::move(response), seconds);
   }
 }
 

@@ -30,7 +30,8 @@ class HttpClient {
   // Sends `request` to the backend `backend` describes (TLS files, verification, Basic auth,
   // timeout). Returns an id for cancel().
   uint64_t start(const BackendConfig& backend, BackendRequest request, Callback done);
-  // Abandons a request; its callback is never called.
+  // Abandons a request; its callback is never called, even when the request has ended and its
+  // callback waits for its turn in this loop pass.
   void cancel(uint64_t id);
   size_t active() const { return requests_.size(); }
 
@@ -47,6 +48,8 @@ class HttpClient {
   void action(curl_socket_t s, int what);
   void collect_done();
   void fail_later(uint64_t id, BackendResponse r);
+  // Runs the callback of a request that ended, unless it was cancelled meanwhile.
+  void answer(uint64_t id, BackendResponse&& response, double seconds);
 
   event_base* base_;
   CurlMultiPtr multi_;

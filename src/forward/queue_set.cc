@@ -8,11 +8,11 @@ namespace warren::forward {
 
 QueueSet::QueueSet(event_base* base, const Config& config, std::string name)
     : base_(base), config_(config), name_(std::move(name)), http_(base) {
-  const auto broker = broker_options(config_.broker);
   for (const auto& f : config_.forwarders) {
     if (f.queue_set != name_) continue;
-    forwarders_.push_back(std::make_unique<Forwarder>(base_, broker, config_.http.confirm_timeout, f, http_,
-                                                      counters_[f.name], latency_));
+    auto& backend = *backends_.emplace_back(std::make_unique<HttpBackend>(f, http_));
+    forwarders_.push_back(std::make_unique<core::Forwarder>(
+        base_, forwarder_options(config_, f, backend.consume_plan()), backend, counters_[f.name], latency_));
   }
   drain_timer_.reset(evtimer_new(base_, on_drain_timeout, this));
 }

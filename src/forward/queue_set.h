@@ -1,5 +1,6 @@
-// What a forward worker runs: the forwarders of one queue_set, sharing one HttpClient (one
-// CURLM, one connection cache) on the worker's loop.
+// What a forward worker runs: the forwarders of one queue_set (core/forwarder.h), each with its
+// HTTP backend (forward/http_backend.h), all sharing one HttpClient (one CURLM, one connection
+// cache) on the worker's loop.
 #pragma once
 
 #include <functional>
@@ -10,7 +11,8 @@
 
 #include "amqp/types.h"
 #include "config.h"
-#include "forward/forwarder.h"
+#include "core/forwarder.h"
+#include "forward/http_backend.h"
 #include "forward/http_client.h"
 #include "stats.h"
 
@@ -44,7 +46,8 @@ class QueueSet {
   HttpClient http_;
   std::map<std::string, ForwarderCounters> counters_;  // by forwarder name; stable addresses
   Histogram latency_;                                   // every forwarder's backend answers
-  std::vector<std::unique_ptr<Forwarder>> forwarders_;
+  std::vector<std::unique_ptr<HttpBackend>> backends_;  // forwarders_[i]'s is backends_[i]
+  std::vector<std::unique_ptr<core::Forwarder>> forwarders_;
   EventPtr drain_timer_;
   size_t draining_ = 0;
   std::function<void()> on_drained_;

@@ -1,12 +1,10 @@
-#include "forward/forwarder.h"
-
-#include <unistd.h>
+#include "core/forwarder.h"
 
 #include <chrono>
 
 #include "log.h"
 
-namespace warren::forward {
+namespace warren::core {
 namespace {
 
 using nlohmann::json;
@@ -16,7 +14,7 @@ double monotonic_seconds() {
 }
 
 void count_status(ForwarderCounters& c, int status) {
-  const std::string_view cls = core::status_class(status);
+  const std::string_view cls = status_class(status);
   if (cls == "2xx") ++c.status_2xx;
   else if (cls == "3xx") ++c.status_3xx;
   else if (cls == "4xx") ++c.status_4xx;
@@ -27,48 +25,34 @@ void count_status(ForwarderCounters& c, int status) {
 }  // namespace
 
 struct Forwarder::Flight {
-  enum class Stage { http, waiting, replying, settling };
+  enum class Stage { calling, waiting, replying, settling };
   uint64_t key = 0;
   std::shared_ptr<amqp::Channel> channel;  // the channel the message came on
   amqp::Delivery message;
-  Translation translation;
-  Stage stage = Stage::http;
+  std::unique_ptr<BackendJob> job;  // null for a message requeued at once (draining)
+  Stage stage = Stage::calling;
   int attempt = 0;
-  uint64_t http_id = 0;
-  BackendResponse last;  // the latest answer (or failure), for dead-letter headers
+  BackendAnswer last;  // the latest answer (or failure), for dead-letter headers
   EventPtr retry_timer;
-  EventPtr heartbeat_timer;  // oslo calls: heartbeat replies while the backend works
+  EventPtr heartbeat_timer;  // BackendJob::heartbeat replies while the backend works
   bool settled = false;      // acked, rejected or dead-lettered (not going back to the queue)
   int dead_letter_tries = 0;  // dead-letter publishes not routed so far: the retry timer publishes again
   Forwarder* owner = nullptr;
 };
 
-namespace {
-
-amqp::ConnectionOptions forwarder_options(amqp::ConnectionOptions options, const ForwarderConfig& forwarder) {
-  options.vhost = forwarder.vhost;
-  options.connection_name = fmt::format("warren forwarder {} pid {}", forwarder.name, getpid());
-  return options;
-}
-
-}  // namespace
-
-Forwarder::Forwarder(event_base* base, const amqp::ConnectionOptions& broker, double confirm_timeout,
-                     const ForwarderConfig& forwarder, HttpClient& http, ForwarderCounters& counters,
+Forwarder::Forwarder(event_base* base, ForwarderOptions options, Backend& backend, ForwarderCounters& counters,
                      Histogram& latency)
     : base_(base),
-      confirm_timeout_(confirm_timeout),
-      config_(forwarder),
-      http_(http),
+      options_(std::move(options)),
+      backend_(backend),
       counters_(counters),
       latency_(latency),
-      format_(make_format(forwarder)),
-      link_(base, forwarder_options(broker, forwarder), "forwarder " + forwarder.name) {
+      link_(base, options_.broker, "forwarder " + options_.name),
+      recent_ids_(options_.duplicate_capacity, options_.duplicate_seconds) {
   link_.set_state_callback([this](amqp::ConnectionState s, const amqp::Result& why) { on_state(s, why); });
   ack_flush_.reset(event_new(base_, -1, 0, on_ack_flush, this));
-  plan_ = format_->consume_plan();
-  consumer_tags_.assign(plan_.size(), "");
-  for (const auto& q : plan_) queues_ += (queues_.empty() ? "" : ", ") + q.queue;
+  consumer_tags_.assign(options_.plan.size(), "");
+  for (const auto& q : options_.plan) queues_ += (queues_.empty() ? "" : ", ") + q.queue;
 }
 
 bool Forwarder::consuming() const {
@@ -86,11 +70,7 @@ void Forwarder::cancel_consumers() {
     if (!tag.empty()) consume_channel_->cancel(tag, [](const amqp::Result&) {});
 }
 
-Forwarder::~Forwarder() {
-  for (auto& [key, f] : flights_)
-    if (f->stage == Flight::Stage::http) http_.cancel(f->http_id);
-  flights_.clear();
-}
+Forwarder::~Forwarder() { flights_.clear(); }
 
 void Forwarder::start() { link_.connect(); }
 
@@ -102,7 +82,7 @@ void Forwarder::on_state(amqp::ConnectionState state, const amqp::Result& why) {
   drop_channel_flights();
   consume_channel_.reset();
   publish_channel_.reset();
-  consumer_tags_.assign(plan_.size(), "");
+  consumer_tags_.assign(options_.plan.size(), "");
   if (draining_) return check_drained();
   restart(why.text.empty() ? "broker connection closed" : why.text);
 }
@@ -119,10 +99,10 @@ void Forwarder::declare_and_consume() {
   auto report = [this](const char* what) {
     return [this, what, alive = std::weak_ptr<int>(alive_)](const amqp::Result& r) {
       if (alive.lock() && !r.ok() && r.outcome != amqp::Outcome::connection_lost)
-        log_error("forwarder {}: {} failed: {}", config_.name, what, r.text);
+        log_error("forwarder {}: {} failed: {}", options_.name, what, r.text);
     };
   };
-  for (const ConsumeQueue& q : plan_) {
+  for (const ConsumeQueue& q : options_.plan) {
     if (!q.declare) continue;
     if (!q.exchange.empty())
       ch.declare_exchange(q.exchange, q.exchange_type, q.exchange_durable, q.exchange_auto_delete,
@@ -138,11 +118,11 @@ void Forwarder::declare_and_consume() {
 // consume-ok from the queue's process, so it may overtake (or be overtaken by) the replies to
 // methods sent after it on the channel, and the channel matches replies in order.
 void Forwarder::consume(size_t index) {
-  if (index >= plan_.size() || !consume_channel_) return;
+  if (index >= options_.plan.size() || !consume_channel_) return;
   std::weak_ptr<amqp::Channel> weak = consume_channel_;
   auto alive = std::weak_ptr<int>(alive_);
   consume_channel_->consume(
-      plan_[index].queue, static_cast<uint16_t>(config_.prefetch), false, false,
+      options_.plan[index].queue, static_cast<uint16_t>(options_.prefetch), false, false,
       [this, alive](amqp::Delivery&& m) {
         if (alive.lock()) on_delivery(std::move(m));
       },
@@ -153,15 +133,15 @@ void Forwarder::consume(size_t index) {
         if (!alive.lock() || weak.lock() != consume_channel_) return;
         if (!r.ok()) {
           if (r.outcome != amqp::Outcome::connection_lost)
-            restart(fmt::format("basic.consume on {} failed: {}", plan_[index].queue, r.text));
+            restart(fmt::format("basic.consume on {} failed: {}", options_.plan[index].queue, r.text));
           return;
         }
         consumer_tags_[index] = tag;
         if (draining_) return consume_channel_->cancel(tag, [](const amqp::Result&) {});
-        if (index + 1 < plan_.size()) return consume(index + 1);
+        if (index + 1 < options_.plan.size()) return consume(index + 1);
         link_.ready();
-        log_info("forwarder {}: consuming {} (prefetch {}) for {}", config_.name, queues_,
-                 config_.prefetch, display_url(config_.backend.url));
+        log_info("forwarder {}: consuming {} (prefetch {}) for {}", options_.name, queues_,
+                 options_.prefetch, backend_.describe());
       });
 }
 
@@ -178,7 +158,7 @@ void Forwarder::restart(const std::string& why) {
   if (draining_ || link_.reconnecting()) return;
   flush_acks();  // what finished on a channel still open is acked before it closes
   drop_channel_flights();
-  log_warning("forwarder {}: {}; reconnecting", config_.name, why);
+  log_warning("forwarder {}: {}; reconnecting", options_.name, why);
   // Closing fails the channels and reports closed, which lands here again: a no-op then.
   link_.reconnect();
 }
@@ -195,18 +175,17 @@ void Forwarder::drop_channel_flights() {
     if (!f->channel || !f->channel->is_open() || f->channel != consume_channel_) gone.push_back(key);
   if (!gone.empty())
     log_warning("forwarder {}: {} message(s) in flight go back to the queue with the channel",
-                config_.name, gone.size());
+                options_.name, gone.size());
   for (uint64_t key : gone) forget(key);
 }
 
 void Forwarder::forget(uint64_t key) {
   auto it = flights_.find(key);
   if (it == flights_.end()) return;
-  if (it->second->stage == Flight::Stage::http) http_.cancel(it->second->http_id);
   // Back to the queue unprocessed: its redelivery is not a duplicate.
-  const auto& oslo = it->second->translation.oslo;
-  if (!it->second->settled && oslo && !oslo->unique_id.empty()) recent_ids_.forget(oslo->unique_id);
-  flights_.erase(it);
+  const auto& job = it->second->job;
+  if (!it->second->settled && job && !job->unique_id.empty()) recent_ids_.forget(job->unique_id);
+  flights_.erase(it);  // abandons the job's attempt under way, if any
   if (draining_) check_drained();
 }
 
@@ -224,22 +203,22 @@ void Forwarder::on_delivery(amqp::Delivery&& message) {
     requeue(flight);
     return;
   }
-  flight.translation = format_->translate(flight.message);
-  if (const auto& oslo = flight.translation.oslo;
-      oslo && !oslo->unique_id.empty() && recent_ids_.seen(oslo->unique_id, monotonic_seconds())) {
+  flight.job = backend_.prepare(flight.message);
+  const BackendJob& job = *flight.job;
+  if (!job.unique_id.empty() && recent_ids_.seen(job.unique_id, monotonic_seconds())) {
     // Delivered twice (a publisher retry): the first copy is, or was, being answered.
     ++counters_.duplicates;
-    log_debug("forwarder {}: dropping a duplicate request {}", config_.name, oslo->unique_id);
+    log_debug("forwarder {}: dropping a duplicate request {}", options_.name, job.unique_id);
     return ack(flight);
   }
-  if (flight.translation.kind == Translation::Kind::answer) {
-    if (flight.translation.invalid) {
+  if (job.answered) {
+    if (job.invalid) {
       ++counters_.invalid;
-      log_warning("forwarder {}: message {} cannot be forwarded: {}", config_.name,
-                  flight.message.properties.message_id.value_or("(no message_id)"), flight.translation.error);
+      log_warning("forwarder {}: message {} cannot be forwarded: {}", options_.name,
+                  flight.message.properties.message_id.value_or("(no message_id)"), job.note);
     }
-    flight.last = flight.translation.answer;
-    finish(flight, flight.translation.answer, disposition(flight, flight.translation.answer.status));
+    flight.last = *job.answered;
+    finish(flight, disposition(flight, flight.last.status));
     return;
   }
   attempt(flight);
@@ -247,65 +226,65 @@ void Forwarder::on_delivery(amqp::Delivery&& message) {
 
 void Forwarder::attempt(Flight& f) {
   ++f.attempt;
-  f.stage = Flight::Stage::http;
+  f.stage = Flight::Stage::calling;
   const uint64_t key = f.key;
-  f.http_id = http_.start(config_.backend, f.translation.request,
-                          [this, key, alive = std::weak_ptr<int>(alive_)](BackendResponse&& r, double seconds) {
-                            if (alive.lock()) on_response(key, std::move(r), seconds);
-                          });
+  f.job->start([this, key, alive = std::weak_ptr<int>(alive_)](BackendAnswer&& answer) {
+    if (alive.lock()) on_answer(key, std::move(answer));
+  });
   start_heartbeats(f);
 }
 
 // A caller waiting for the answer (an oslo call) gets it whatever it is; everything else goes
 // by the forwarding rules.
-core::Disposition Forwarder::disposition(const Flight& f, int status) const {
-  if (f.translation.final_answer) return core::Disposition::ack;
-  return core::forward_disposition(status, f.attempt, config_.retry.max_attempts);
+Disposition Forwarder::disposition(const Flight& f, int status) const {
+  if (f.job->final_answer) return Disposition::ack;
+  return forward_disposition(status, f.attempt, options_.retry.max_attempts);
 }
 
-// oslo calls with a _timeout: a heartbeat reply every _timeout/2 s while the backend works, so
-// a caller with a call monitor keeps waiting. Best effort: a lost heartbeat is not retried.
+// A job with a heartbeat_interval (an oslo call with a _timeout: every _timeout/2 s) sends a
+// heartbeat reply that often while the backend works, so a caller with a call monitor keeps
+// waiting. Best effort: a lost heartbeat is not retried.
 void Forwarder::start_heartbeats(Flight& f) {
-  if (!f.translation.oslo || f.translation.oslo->heartbeat <= 0) return;
+  if (f.job->heartbeat_interval <= 0) return;
   f.heartbeat_timer.reset(event_new(base_, -1, EV_PERSIST, on_heartbeat_timer, &f));
-  timeval tv = amqp::to_timeval(f.translation.oslo->heartbeat);
+  timeval tv = amqp::to_timeval(f.job->heartbeat_interval);
   evtimer_add(f.heartbeat_timer.get(), &tv);
 }
 
 void Forwarder::on_heartbeat_timer(evutil_socket_t, short, void* arg) {
   auto* f = static_cast<Flight*>(arg);
   Forwarder* self = f->owner;
-  auto beat = self->format_->heartbeat(f->translation);
+  auto beat = f->job->heartbeat();
   if (!beat || !self->link_.connection()) return;
   self->publish_channel()->publish(
       beat->exchange, beat->routing_key, beat->mandatory, beat->properties, std::move(beat->body),
-      f->translation.oslo->heartbeat, [self, alive = std::weak_ptr<int>(self->alive_)](const amqp::Result& r) {
+      f->job->heartbeat_interval, [self, alive = std::weak_ptr<int>(self->alive_)](const amqp::Result& r) {
         if (!alive.lock()) return;
         if (r.ok()) ++self->counters_.heartbeats;
-        else log_debug("forwarder {}: heartbeat not published: {}", self->config_.name, r.text);
+        else log_debug("forwarder {}: heartbeat not published: {}", self->options_.name, r.text);
       });
 }
 
-void Forwarder::on_response(uint64_t key, BackendResponse&& response, double seconds) {
+void Forwarder::on_answer(uint64_t key, BackendAnswer&& answer) {
   auto it = flights_.find(key);
   if (it == flights_.end()) return;
   Flight& f = *it->second;
-  counters_.latency_us += static_cast<uint64_t>(seconds * 1e6);
-  latency_.observe(seconds);
-  count_status(counters_, response.status);
-  f.last = response;
+  counters_.latency_us += static_cast<uint64_t>(answer.seconds * 1e6);
+  latency_.observe(answer.seconds);
+  count_status(counters_, answer.status);
+  f.last = std::move(answer);
   f.heartbeat_timer.reset();
-  const auto d = disposition(f, response.status);
-  if (d != core::Disposition::retry) return finish(f, response, d);
+  const auto d = disposition(f, f.last.status);
+  if (d != Disposition::retry) return finish(f, d);
   ++counters_.retried;
   if (draining_ || !valid(f)) {
     // Stopping: another worker (or this one's successor) gets the message from the queue.
     requeue(f);
     return;
   }
-  const double delay = core::retry_delay(config_.retry, f.attempt);
-  log_debug("forwarder {}: attempt {} of {} got {}; retrying in {:.2f} s", config_.name, f.attempt,
-            config_.retry.max_attempts, response.status ? std::to_string(response.status) : response.error, delay);
+  const double delay = retry_delay(options_.retry, f.attempt);
+  log_debug("forwarder {}: attempt {} of {} got {}; retrying in {:.2f} s", options_.name, f.attempt,
+            options_.retry.max_attempts, f.last.status ? std::to_string(f.last.status) : f.last.error, delay);
   wait_then_retry(f, delay);
 }
 
@@ -332,35 +311,35 @@ void Forwarder::on_retry_timer(evutil_socket_t, short, void* arg) {
 // or a failure answered to reply_to is handled: acked, not also dead-lettered). A reply that
 // failed (unroutable, nacked, its channel closed) answered nobody: the message is acked only if
 // the backend did the work (2xx), and dead-lettered otherwise.
-void Forwarder::finish(Flight& f, const BackendResponse& response, core::Disposition disposition) {
-  auto reply = format_->reply(f.message, f.translation, response);
+void Forwarder::finish(Flight& f, Disposition disposition) {
+  auto reply = f.job->reply(f.message);
   if (!reply) return settle(f.key, disposition);
   f.stage = Flight::Stage::replying;
   const uint64_t key = f.key;
-  const bool done = core::status_class(response.status) == std::string_view("2xx");
+  const bool done = status_class(f.last.status) == std::string_view("2xx");
   publish_channel()->publish(
       reply->exchange, reply->routing_key, true, reply->properties, std::move(reply->body),
-      confirm_timeout_,
+      options_.confirm_timeout,
       [this, key, done, to = reply->routing_key, alive = std::weak_ptr<int>(alive_)](const amqp::Result& r) {
         if (!alive.lock()) return;
         if (r.ok()) {
           ++counters_.replied;
-          return settle(key, core::Disposition::ack);
+          return settle(key, Disposition::ack);
         }
         ++counters_.reply_failed;
-        log_warning("forwarder {}: reply to {} not delivered ({}: {}); {}", config_.name, to,
+        log_warning("forwarder {}: reply to {} not delivered ({}: {}); {}", options_.name, to,
                     amqp::outcome_name(r.outcome), r.text,
                     done ? "acking the message: the backend answered 2xx" : "dead-lettering the message");
-        settle(key, done ? core::Disposition::ack : core::Disposition::dead_letter);
+        settle(key, done ? Disposition::ack : Disposition::dead_letter);
       });
 }
 
-void Forwarder::settle(uint64_t key, core::Disposition disposition) {
+void Forwarder::settle(uint64_t key, Disposition disposition) {
   auto it = flights_.find(key);
   if (it == flights_.end()) return;
   Flight& f = *it->second;
   if (!valid(f)) return forget(key);
-  if (disposition == core::Disposition::ack) return ack(f);
+  if (disposition == Disposition::ack) return ack(f);
   dead_letter(f);
 }
 
@@ -424,29 +403,29 @@ void Forwarder::reject(Flight& f) {
 // (retry's delays; at drain or a lost channel the broker has it back). Never requeued to go
 // round the backend again, never acked into the void.
 void Forwarder::dead_letter(Flight& f) {
+  const std::string& note = f.job->note;  // a message answered without a call: why
   if (f.dead_letter_tries == 0) {
     const std::string why = f.last.status ? fmt::format("HTTP {}", f.last.status)
-                            : f.last.error.empty() ? f.translation.error : f.last.error;
-    log_warning("forwarder {}: dead-lettering a message after {} attempt(s): {}{}", config_.name, f.attempt,
-                why, f.translation.error.empty() || f.last.status == 0 ? "" : " (" + f.translation.error + ")");
+                            : f.last.error.empty() ? note : f.last.error;
+    log_warning("forwarder {}: dead-lettering a message after {} attempt(s): {}{}", options_.name, f.attempt,
+                why, note.empty() || f.last.status == 0 ? "" : " (" + note + ")");
   }
-  if (config_.dead_letter_exchange.empty()) return reject(f);
+  if (options_.dead_letter_exchange.empty()) return reject(f);
   f.stage = Flight::Stage::settling;
   amqp::Properties p = f.message.properties;
   if (!p.headers || !p.headers->is_object()) p.headers = json::object();
   auto& h = *p.headers;
-  h["x-warren-forwarder"] = config_.name;
-  h["x-warren-queue"] = config_.queue.empty() ? f.message.routing_key : config_.queue;
+  h["x-warren-forwarder"] = options_.name;
+  h["x-warren-queue"] = options_.queue.empty() ? f.message.routing_key : options_.queue;
   h["x-warren-attempts"] = f.attempt;
   h["x-warren-status"] = f.last.status;
-  h["x-warren-error"] = f.last.status ? (f.translation.error.empty() ? f.last.body.substr(0, 200) : f.translation.error)
-                                      : (f.last.error.empty() ? f.translation.error : f.last.error);
+  h["x-warren-error"] = f.last.status ? (note.empty() ? f.last.excerpt : note) : (f.last.error.empty() ? note : f.last.error);
   h["x-warren-original-exchange"] = f.message.exchange;
   h["x-warren-original-routing-key"] = f.message.routing_key;
   const uint64_t key = f.key;
   publish_channel()->publish(
-      config_.dead_letter_exchange, f.message.routing_key, true, p, f.message.body,
-      confirm_timeout_, [this, key, alive = std::weak_ptr<int>(alive_)](const amqp::Result& r) {
+      options_.dead_letter_exchange, f.message.routing_key, true, p, f.message.body,
+      options_.confirm_timeout, [this, key, alive = std::weak_ptr<int>(alive_)](const amqp::Result& r) {
         if (!alive.lock()) return;
         auto it = flights_.find(key);
         if (it == flights_.end()) return;
@@ -462,22 +441,21 @@ void Forwarder::dead_letter(Flight& f) {
 }
 
 void Forwarder::dead_letter_failed(Flight& f, const amqp::Result& why) {
-  const bool own_dlx = config_.declare.enabled && config_.declare.queue_arguments.count("x-dead-letter-exchange");
   const std::string failure = fmt::format("publishing to dead_letter_exchange {} with routing key {} failed ({}: {})",
-                                          config_.dead_letter_exchange, f.message.routing_key,
+                                          options_.dead_letter_exchange, f.message.routing_key,
                                           amqp::outcome_name(why.outcome), why.text);
-  if (own_dlx) {
-    log_error("forwarder {}: {}; rejecting the message to the queue's own x-dead-letter-exchange", config_.name,
+  if (options_.queue_dead_letter_exchange) {
+    log_error("forwarder {}: {}; rejecting the message to the queue's own x-dead-letter-exchange", options_.name,
               failure);
     return reject(f);
   }
-  const double delay = core::retry_delay(config_.retry, ++f.dead_letter_tries);
+  const double delay = retry_delay(options_.retry, ++f.dead_letter_tries);
   if (draining_) return requeue(f);
   if (f.dead_letter_tries == 1)
     log_error("forwarder {}: {}; the message stays in the queue, publishing it again every {:.1f} s at most",
-              config_.name, failure, config_.retry.max_delay);
+              options_.name, failure, options_.retry.max_delay);
   else
-    log_debug("forwarder {}: {} (try {}); again in {:.2f} s", config_.name, failure, f.dead_letter_tries, delay);
+    log_debug("forwarder {}: {} (try {}); again in {:.2f} s", options_.name, failure, f.dead_letter_tries, delay);
   wait_then_retry(f, delay);
 }
 
@@ -496,7 +474,7 @@ void Forwarder::drain(std::function<void()> done) {
     if (f->stage == Flight::Stage::waiting) waiting.push_back(f.get());
   for (Flight* f : waiting) requeue(*f);
   log_info("forwarder {}: stopping; {} message(s) waiting for a retry requeued, {} in flight",
-           config_.name, waiting.size(), flights_.size());
+           options_.name, waiting.size(), flights_.size());
   on_drained_ = std::move(done);  // set only now: `done` never runs inside this call
   amqp::defer(base_, [this, alive = std::weak_ptr<int>(alive_)] {
     if (alive.lock()) check_drained();
@@ -518,7 +496,7 @@ void Forwarder::requeue_all() {
   std::vector<Flight*> all;
   for (auto& [key, f] : flights_) all.push_back(f.get());
   for (Flight* f : all) requeue(*f);
-  consumer_tags_.assign(plan_.size(), "");
+  consumer_tags_.assign(options_.plan.size(), "");
   if (draining_) check_drained();
 }
 
@@ -527,4 +505,4 @@ void Forwarder::close() {
   link_.close();
 }
 
-}  // namespace warren::forward
+}  // namespace warren::core
