@@ -77,7 +77,7 @@ Connection::~Connection() {
 
 std::string Connection::peer() const {
   if (options_.hosts.empty()) return "(no host)";
-  const auto& h = options_.hosts[std::min(host_index_, options_.hosts.size() - 1)];
+  const auto& h = options_.hosts[host_position()];
   return fmt::format("{}:{}", h.host, h.port);
 }
 

@@ -85,6 +85,11 @@ class Connection {
   int heartbeat() const { return heartbeat_; }
   // "host:port" of the broker connected to (or being tried).
   std::string peer() const;
+  // Its index in options.hosts (the last one tried once all failed).
+  size_t host_position() const {
+    const size_t n = options_.hosts.size();
+    return n == 0 ? 0 : (options_.first_host + std::min(hosts_tried_, n - 1)) % n;
+  }
   Stats& stats() { return *stats_; }
 
  private:
@@ -134,7 +139,7 @@ class Connection {
   ConnectionState state_ = ConnectionState::idle;
   Phase phase_ = Phase::idle;
   Result close_reason_;
-  size_t host_index_ = 0;
+  size_t hosts_tried_ = 0;  // the current host is hosts[(first_host + hosts_tried_) % size]
   std::string last_host_error_;
 
   BuffereventPtr bev_;

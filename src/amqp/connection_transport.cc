@@ -162,7 +162,7 @@ bool Connection::make_bufferevent(const BrokerHost& host, std::string* why) {
 }
 
 void Connection::try_host() {
-  if (host_index_ >= options_.hosts.size()) {
+  if (hosts_tried_ >= options_.hosts.size()) {
     ++stats_->connect_failures;
     teardown({Outcome::connection_lost, 0,
               options_.hosts.empty() ? "no broker host configured" : last_host_error_});
@@ -172,7 +172,7 @@ void Connection::try_host() {
   decoder_ = Decoder();
   frame_max_ = kInitialFrameMax;
   std::string why;
-  if (!make_bufferevent(options_.hosts[host_index_], &why)) {
+  if (!make_bufferevent(options_.hosts[host_position()], &why)) {
     host_failed(why);
     return;
   }
@@ -185,7 +185,7 @@ void Connection::host_failed(const std::string& why) {
   last_host_error_ = why;
   bev_.reset();
   evtimer_del(connect_timer_.get());
-  ++host_index_;
+  ++hosts_tried_;
   try_host();  // bounded: one level per configured host
 }
 

@@ -98,6 +98,10 @@ void Link::on_connection_state(ConnectionState state, const Result& why) {
       log_warning("broker blocked publishing for {}: {}", name_, why.text);
       break;
     case ConnectionState::closed:
+      // The next connection starts where this one was, or at the next host after a failure: a
+      // node that died is not tried first (a host that is down may take connect_timeout).
+      if (!options_.hosts.empty())
+        options_.first_host = (conn_->host_position() + (why.ok() ? 0 : 1)) % options_.hosts.size();
       if (reconnect_when_closed_) wait_then_connect();
       if (why.outcome == Outcome::refused)
         log_warning("broker refused the login of {}: {}", name_, why.text);

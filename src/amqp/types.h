@@ -68,6 +68,7 @@ struct TlsConfig {
 
 struct ConnectionOptions {
   std::vector<BrokerHost> hosts{{"127.0.0.1", 5672}};  // tried in turn
+  size_t first_host = 0;         // where in `hosts` a connection starts (then on, wrapping round)
   std::string vhost = "/";
   std::string username = "guest";
   std::string password = "guest";

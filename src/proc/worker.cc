@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <functional>
 #include <map>
 
@@ -296,13 +297,24 @@ class ForwardWorker final : public Worker {
   std::unique_ptr<forward::QueueSet> queue_set_;
 };
 
+// Each worker tries broker.hosts from its own place in the list (its slot's), so that the
+// workers' connections spread over a cluster's nodes rather than all landing on the first.
+std::shared_ptr<const Config> hosts_from_slot(std::shared_ptr<const Config> config, int slot) {
+  const auto& hosts = config->broker.hosts;
+  if (hosts.size() < 2 || slot % hosts.size() == 0) return config;
+  auto own = std::make_shared<Config>(*config);
+  std::rotate(own->broker.hosts.begin(), own->broker.hosts.begin() + slot % hosts.size(),
+              own->broker.hosts.end());
+  return own;
+}
+
 template <class KindWorker>
 int worker_serve(std::shared_ptr<const Config> config, const WorkerSpec& spec, Fd channel,
                  const sigset_t& signal_mask) {
   log_set_role(KindWorker::role(spec));
   if (!drop_privileges(config->daemon)) return kWorkerExitFatal;
   signal(SIGPIPE, SIG_IGN);
-  KindWorker worker(std::move(config), spec);
+  KindWorker worker(hosts_from_slot(std::move(config), spec.slot), spec);
   return worker.run(std::move(channel), signal_mask);
 }
 

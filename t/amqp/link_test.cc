@@ -42,6 +42,21 @@ TEST_F(LinkTest, ALostConnectionIsReplacedAtOnce) {
   EXPECT_EQ(link->stats().connections_opened, 2u);
 }
 
+TEST_F(LinkTest, AfterALossTheNextHostIsTriedFirst) {
+  if (rabbitmqctl_command().empty()) GTEST_SKIP() << "WARREN_BROKER_DIR not set";
+  auto o = options();
+  o.hosts = {o.hosts[0], o.hosts[0]};  // two names for one node: which one is used shows
+  o.connection_name = unique_name("warren-link-next-host");
+  auto link = make_link(o);
+  link->connect();
+  ASSERT_TRUE(run_until([&] { return link->is_open(); }, 10));
+  EXPECT_EQ(link->connection()->host_position(), 0u);
+  ASSERT_TRUE(force_close(o.connection_name));
+  ASSERT_TRUE(run_until([&] { return count(ConnectionState::closed) == 1 && link->is_open(); }, 10));
+  // A node that died is not the first one tried again: it may take connect_timeout to fail.
+  EXPECT_EQ(link->connection()->host_position(), 1u);
+}
+
 TEST_F(LinkTest, AHostThatKeepsFailingIsRetriedWithGrowingPauses) {
   auto o = options();
   o.hosts = {{"127.0.0.1", closed_port()}};

@@ -3,6 +3,7 @@ a node killed or restarted under them. Run by `t/run-tests --cluster` (`make che
 which starts the cluster (scripts/broker start DIR --nodes 3)."""
 import collections
 import os
+import re
 import sys
 import threading
 import time
@@ -89,7 +90,9 @@ class Cluster(unittest.TestCase):
         conn, ch = node_channel(1)
         ch.queue_declare(self.queue, durable=True, arguments={"x-queue-type": "quorum"})
         conn.close()
-        self.warrend = Warrend(ports=1, extra={
+
+    def start(self, ports=1):
+        self.warrend = Warrend(ports=ports, extra={
             "broker": {"hosts": [f"127.0.0.1:{p}" for p in PORTS]}, "logging": {"level": "info"}})
         self.warrend.start()
         self.addCleanup(self.warrend.cleanup)
@@ -120,7 +123,20 @@ class Cluster(unittest.TestCase):
         self.assertFalse(load.with_status(503) & in_queue, f"answered 503, yet in the queue\n{log}")
         return confirmed
 
+    def test_workers_spread_their_connections_over_the_nodes(self):
+        self.start(ports=3)
+        for i in range(3):
+            status, _, body = http_request("127.0.0.1", self.warrend.ports[i], "POST",
+                                           f"/%2f/amq.default/{self.queue}", {"body": f"w{i}"},
+                                           None, ("guest", "guest"), 10)
+            self.assertEqual(status, 204, body)
+        # Worker slot i starts at broker.hosts[i]: one connection per node, not three on node 1.
+        nodes = set(re.findall(r"amqp: connected to 127\.0\.0\.1:(\d+)", self.warrend.log()))
+        self.assertEqual(nodes, {str(p) for p in PORTS}, self.warrend.log())
+        self.assertEqual(sorted(queue_bodies(self.queue, 1)), ["w0", "w1", "w2"])
+
     def test_killing_the_node_under_warren_loses_nothing_and_publishing_resumes(self):
+        self.start()
         load = Publishers(self.warrend, self.queue)
         try:
             time.sleep(3)
@@ -137,6 +153,7 @@ class Cluster(unittest.TestCase):
         self.check_nothing_lost(load, reader_node=2)
 
     def test_a_rolling_restart_of_every_node_loses_nothing(self):
+        self.start()
         load = Publishers(self.warrend, self.queue)
         try:
             time.sleep(2)

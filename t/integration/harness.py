@@ -367,14 +367,19 @@ class Warrend:
         return workers
 
     # --- HTTP ---
+    @property
+    def host(self):
+        """The address the workers listen on (http.listen)."""
+        return self.config["http"]["listen"]
+
     def url(self, i, path="/"):
-        return f"http://127.0.0.1:{self.ports[i]}{path}"
+        return f"http://{self.host}:{self.ports[i]}{path}"
 
     def request(self, method, port_index_or_url, path="/", body=None, headers=None, auth=None,
                 timeout=5):
         """HTTP on a new connection to port index i (or a base URL): (status, Headers, bytes)."""
         if isinstance(port_index_or_url, int):
-            host, port, prefix = "127.0.0.1", self.ports[port_index_or_url], ""
+            host, port, prefix = self.host, self.ports[port_index_or_url], ""
         else:
             u = urllib.parse.urlsplit(port_index_or_url)
             host, port, prefix = u.hostname, u.port or 80, u.path.rstrip("/")

@@ -265,7 +265,8 @@ def established(port):
 
 
 class Nginx(unittest.TestCase):
-    """etc/nginx-warren.conf, ports adapted, spreads requests over every warrend port."""
+    """etc/nginx-warren.conf, hosts and ports adapted: two warrend "hosts" (127.0.0.1 and
+    127.0.0.2), requests spread over every port of both."""
 
     def setUp(self):
         self.nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access(
@@ -287,11 +288,13 @@ class Nginx(unittest.TestCase):
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def write_conf(self, backend_ports, front_port):
+        """backend_ports: {host: [port, port]} for the example's two hosts."""
         with open(os.path.join(ROOT, "etc", "nginx-warren.conf")) as f:
             site = f.read()
-        for default, port in zip((8000, 8001), backend_ports):
-            self.assertEqual(site.count(f"127.0.0.1:{default};"), 1)
-            site = site.replace(f"127.0.0.1:{default};", f"127.0.0.1:{port};")
+        for host, ports in backend_ports.items():
+            for default, port in zip((8000, 8001), ports):
+                self.assertEqual(site.count(f"{host}:{default};"), 1)
+                site = site.replace(f"{host}:{default};", f"{host}:{port};")
         site, n = re.subn(r"\blisten\s+80;", f"listen 127.0.0.1:{front_port};", site)
         self.assertEqual(n, 1)
         d = self.dir
@@ -316,10 +319,10 @@ class Nginx(unittest.TestCase):
         except OSError:
             return ""
 
-    def test_requests_spread_over_every_port(self):
-        with Warrend(ports=2) as w:
+    def test_requests_spread_over_two_hosts_and_every_port(self):
+        with Warrend(ports=2) as w, Warrend(ports=2, extra={"http": {"listen": "127.0.0.2"}}) as w2:
             front = free_ports(1)[0]
-            conf = self.write_conf(w.ports, front)
+            conf = self.write_conf({"127.0.0.1": w.ports, "127.0.0.2": w2.ports}, front)
             check = subprocess.run(self.nginx_cmd(conf, "-t"), capture_output=True, text=True,
                                    timeout=30)
             self.assertEqual(check.returncode, 0, check.stderr)
@@ -338,22 +341,21 @@ class Nginx(unittest.TestCase):
             self.assertTrue(wait_for(up, 10), self.error_log())
 
             pids = set()
-            for _ in range(100):
+            for _ in range(200):
                 status, _, body = http_request("127.0.0.1", front, "GET", "/healthz")
                 self.assertEqual(status, 200, body)
                 pids.add(json.loads(body)["pid"])
-            workers = {r["pid"] for r in w.worker_pids()}
-            self.assertEqual(pids, workers)
+            self.assertEqual(pids, {r["pid"] for r in w.worker_pids() + w2.worker_pids()})
 
             # Each worker counted its share; a worker answering /stats counts that GET too,
             # so each must show well over one.
-            stats = json.loads(w.request("GET", 0, "/stats")[2])
-            rows = stats["workers"]
-            self.assertEqual({r["pid"] for r in rows}, workers)
-            for row in rows:
-                self.assertGreater(row["requests"]["method.GET"], 10, row["requests"])
+            for instance in (w, w2):
+                rows = json.loads(instance.request("GET", 0, "/stats")[2])["workers"]
+                self.assertEqual({r["pid"] for r in rows}, {r["pid"] for r in instance.worker_pids()})
+                for row in rows:
+                    self.assertGreater(row["requests"]["method.GET"], 10, row["requests"])
             # keepalive: nginx holds a few upstream connections open, not one per request.
-            for port in w.ports:
+            for port in w.ports + w2.ports:
                 self.assertGreaterEqual(established(port), 1, f"no kept connection to {port}")
                 self.assertLessEqual(established(port), 4)
 
