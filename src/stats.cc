@@ -5,6 +5,7 @@
 
 #include <ctime>
 #include <stdexcept>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -12,36 +13,58 @@ namespace warren {
 
 using nlohmann::json;
 
-void Counters::merge(const Counters& other) {
-#define WARREN_COUNTER_MERGE(member, group, key, help) member += other.member;
-  WORKER_COUNTERS(WARREN_COUNTER_MERGE)
-#undef WARREN_COUNTER_MERGE
+namespace {
+
+// Where a row's figure stands in its struct's JSON: below the group, "a/b" nested.
+template <class Row>
+json::json_pointer json_place(const Row& row) {
+  return json::json_pointer(*row.group ? fmt::format("/{}/{}", row.group, row.key)
+                                       : fmt::format("/{}", row.key));
 }
 
-json Counters::to_json() const {
+}  // namespace
+
+template <class Self>
+void Figures<Self>::merge(const Self& other) {
+  auto& self = static_cast<Self&>(*this);
+  Self::for_each_row([&](auto row) {
+    decltype(row)::type::merge(self.*row.member, other.*row.member);
+  });
+}
+
+template <class Self>
+json Figures<Self>::to_json() const {
+  const auto& self = static_cast<const Self&>(*this);
   json j = json::object();
-#define WARREN_COUNTER_JSON(member, group, key, help) j[#member] = member;
-  WORKER_COUNTERS(WARREN_COUNTER_JSON)
-#undef WARREN_COUNTER_JSON
+  Self::for_each_row([&](auto row) { j[json_place(row)] = self.*row.member; });
   return j;
 }
+
+// Missing figures read as zero; a JSON that is not an object, or a figure of the wrong type,
+// throws (the master drops the frame).
+template <class Self>
+Self Figures<Self>::from_json(const json& j) {
+  Self s;
+  Self::for_each_row([&](auto row) {
+    s.*row.member = j.value(json_place(row), typename decltype(row)::type::value{});
+  });
+  return s;
+}
+
+template struct Figures<Counters>;
+template struct Figures<ForwarderCounters>;
+template struct Figures<ConnectionStats>;
+template struct Figures<ProcessUsage>;
+template struct Figures<MasterCounters>;
 
 json Counters::rates_since(const Counters& earlier, double seconds) const {
   json j = json::object();
   if (seconds <= 0) return j;
-#define WARREN_COUNTER_RATE(member, group, key, help) \
-  j[#member] = member >= earlier.member ? (member - earlier.member) / seconds : 0.0;
-  WORKER_COUNTERS(WARREN_COUNTER_RATE)
-#undef WARREN_COUNTER_RATE
+  for_each_row([&](auto row) {
+    const auto now = this->*row.member, before = earlier.*row.member;
+    j[row.name] = now >= before ? (now - before) / seconds : 0.0;
+  });
   return j;
-}
-
-Counters Counters::from_json(const json& j) {
-  Counters c;
-#define WARREN_COUNTER_FROM(member, group, key, help) c.member = j.value(#member, uint64_t{0});
-  WORKER_COUNTERS(WARREN_COUNTER_FROM)
-#undef WARREN_COUNTER_FROM
-  return c;
 }
 
 void Histogram::observe(double seconds) {
@@ -92,65 +115,13 @@ Histograms Histograms::from_json(const json& j) {
   return h;
 }
 
-void ForwarderCounters::merge(const ForwarderCounters& other) {
-#define WARREN_FORWARDER_MERGE(member, help) member += other.member;
-  FORWARDER_COUNTERS(WARREN_FORWARDER_MERGE)
-#undef WARREN_FORWARDER_MERGE
-}
-
-json ForwarderCounters::to_json() const {
-  json j = json::object();
-#define WARREN_FORWARDER_JSON(member, help) j[#member] = member;
-  FORWARDER_COUNTERS(WARREN_FORWARDER_JSON)
-#undef WARREN_FORWARDER_JSON
-  return j;
-}
-
-ForwarderCounters ForwarderCounters::from_json(const json& j) {
-  ForwarderCounters c;
-#define WARREN_FORWARDER_FROM(member, help) c.member = j.value(#member, uint64_t{0});
-  FORWARDER_COUNTERS(WARREN_FORWARDER_FROM)
-#undef WARREN_FORWARDER_FROM
-  return c;
-}
-
-void ConnectionStats::merge(const ConnectionStats& o) {
-  connections_opened += o.connections_opened;
-  connections_closed += o.connections_closed;
-  channels_opened += o.channels_opened;
-  channels_closed += o.channels_closed;
-  connected = connected || o.connected;
-  publishes += o.publishes;
-  queue_size += o.queue_size;
-}
-
-json ConnectionStats::to_json() const {
-  return {{"connections", {{"opened", connections_opened}, {"closed", connections_closed}}},
-          {"channels", {{"opened", channels_opened}, {"closed", channels_closed}}},
-          {"connected", connected},
-          {"publishes", publishes},
-          {"queue_size", queue_size}};
-}
-
-ConnectionStats ConnectionStats::from_json(const json& j) {
-  ConnectionStats s;
-  s.connections_opened = j.at("connections").value("opened", uint64_t{0});
-  s.connections_closed = j.at("connections").value("closed", uint64_t{0});
-  s.channels_opened = j.at("channels").value("opened", uint64_t{0});
-  s.channels_closed = j.at("channels").value("closed", uint64_t{0});
-  s.connected = j.value("connected", false);
-  s.publishes = j.value("publishes", uint64_t{0});
-  s.queue_size = j.value("queue_size", uint64_t{0});
-  return s;
-}
-
 ProcessUsage ProcessUsage::current() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   auto seconds = [](const timeval& tv) { return tv.tv_sec + tv.tv_usec / 1e6; };
   ProcessUsage u;
-  u.cpu_user = seconds(ru.ru_utime);
-  u.cpu_system = seconds(ru.ru_stime);
+  u.cpu_user_seconds = seconds(ru.ru_utime);
+  u.cpu_system_seconds = seconds(ru.ru_stime);
   u.max_rss_bytes = static_cast<uint64_t>(ru.ru_maxrss) * 1024;  // Linux reports KiB
   u.page_faults_major = ru.ru_majflt;
   u.page_faults_minor = ru.ru_minflt;
@@ -161,52 +132,32 @@ ProcessUsage ProcessUsage::current() {
   return u;
 }
 
-void ProcessUsage::merge(const ProcessUsage& o) {
-  cpu_user += o.cpu_user;
-  cpu_system += o.cpu_system;
-  max_rss_bytes += o.max_rss_bytes;
-  page_faults_major += o.page_faults_major;
-  page_faults_minor += o.page_faults_minor;
-  context_switches += o.context_switches;
-  swap_outs += o.swap_outs;
-  block_input += o.block_input;
-  block_output += o.block_output;
+namespace {
+
+// Figures by name (connections, forwarders) as one JSON object, and back.
+template <class Figures>
+json named_to_json(const std::map<std::string, Figures>& named) {
+  json j = json::object();
+  for (const auto& [name, figures] : named) j[name] = figures.to_json();
+  return j;
 }
 
-json ProcessUsage::to_json() const {
-  return {{"page_faults", {{"major", page_faults_major}, {"minor", page_faults_minor}}},
-          {"cpu_time", {{"user", cpu_user}, {"system", cpu_system}}},
-          {"memory_usage", max_rss_bytes},
-          {"context_switches", context_switches},
-          {"swap_outs", swap_outs},
-          {"page_size", sysconf(_SC_PAGESIZE)},
-          {"block", {{"input", block_input}, {"output", block_output}}}};
+template <class Figures>
+std::map<std::string, Figures> named_from_json(const json& j) {
+  if (!j.is_object()) throw std::invalid_argument("figures by name: not an object");
+  std::map<std::string, Figures> named;
+  for (const auto& [name, figures] : j.items()) named[name] = Figures::from_json(figures);
+  return named;
 }
 
-ProcessUsage ProcessUsage::from_json(const json& j) {
-  ProcessUsage u;
-  u.page_faults_major = j.at("page_faults").value("major", uint64_t{0});
-  u.page_faults_minor = j.at("page_faults").value("minor", uint64_t{0});
-  u.cpu_user = j.at("cpu_time").value("user", 0.0);
-  u.cpu_system = j.at("cpu_time").value("system", 0.0);
-  u.max_rss_bytes = j.value("memory_usage", uint64_t{0});
-  u.context_switches = j.value("context_switches", uint64_t{0});
-  u.swap_outs = j.value("swap_outs", uint64_t{0});
-  u.block_input = j.at("block").value("input", uint64_t{0});
-  u.block_output = j.at("block").value("output", uint64_t{0});
-  return u;
-}
+}  // namespace
 
 json Snapshot::to_json() const {
-  json conns = json::object();
-  for (const auto& [name, c] : connections) conns[name] = c.to_json();
-  json fwd = json::object();
-  for (const auto& [name, c] : forwarders) fwd[name] = c.to_json();
   return {{"pid", pid},         {"slot", slot},       {"kind", process_kind_name(kind)},
           {"port", port},       {"started", started}, {"counters", counters.to_json()},
           {"histograms", histograms.to_json()},
-          {"connections", conns}, {"usage", usage.to_json()}, {"queue_set", queue_set},
-          {"forwarders", fwd}};
+          {"connections", named_to_json(connections)}, {"usage", usage.to_json()},
+          {"queue_set", queue_set}, {"forwarders", named_to_json(forwarders)}};
 }
 
 Snapshot Snapshot::from_json(const json& j) {
@@ -222,35 +173,26 @@ Snapshot Snapshot::from_json(const json& j) {
   s.started = j.value("started", 0.0);
   s.counters = Counters::from_json(j.at("counters"));
   s.histograms = Histograms::from_json(j.value("histograms", json::object()));
-  for (const auto& [name, c] : j.at("connections").items())
-    s.connections[name] = ConnectionStats::from_json(c);
+  s.connections = named_from_json<ConnectionStats>(j.at("connections"));
   s.usage = ProcessUsage::from_json(j.at("usage"));
   s.queue_set = j.value("queue_set", "");
-  if (auto it = j.find("forwarders"); it != j.end() && it->is_object())
-    for (const auto& [name, c] : it->items()) s.forwarders[name] = ForwarderCounters::from_json(c);
+  s.forwarders = named_from_json<ForwarderCounters>(j.value("forwarders", json::object()));
   return s;
 }
 
 namespace {
 
-// The statelessd shape of one process or of a sum: rusage fields, connections, requests.
+// The statelessd shape of one process or of a sum: rusage fields, connections, the counters'
+// groups ("requests", "publish", ...) and signals_received.
 json render_figures(const Counters& c, const std::map<std::string, ConnectionStats>& connections,
                     const ProcessUsage& usage) {
   json j = usage.to_json();
-  json conns = json::object();
-  for (const auto& [name, s] : connections) conns[name] = s.to_json();
-  j["connections"] = conns;
-  json groups = json::object();
-#define WARREN_COUNTER_GROUP(member, group, key, help) groups[#group][key] = c.member;
-  WORKER_COUNTERS(WARREN_COUNTER_GROUP)
-#undef WARREN_COUNTER_GROUP
-  groups["requests"].erase("processing_time_us");
-  groups["requests"]["processing_time"] = c.processing_time_us / 1e6;
-  // Each group is an object of /stats ("requests", "publish", ...); statelessd keeps
-  // signals_received at the top level.
-  for (auto& [name, group] : groups.items())
-    if (name != "process") j[name] = group;
-  j["signals_received"] = c.signals_received;
+  j["page_size"] = sysconf(_SC_PAGESIZE);
+  j["connections"] = named_to_json(connections);
+  j.update(c.to_json());
+  // statelessd shows the time spent answering in seconds
+  j["requests"].erase("processing_time_us");
+  j["requests"]["processing_time"] = c.processing_time_us / 1e6;
   return j;
 }
 
@@ -305,12 +247,8 @@ json stats_render(const std::map<int, Snapshot>& workers, const Retired& retired
   j["port"] = ports;
   j["workers"] = rows;
   j["latency"] = latency.to_json();
-  json fwd = json::object();
-  for (const auto& [name, c] : stats_forwarders(workers, retired)) fwd[name] = c.to_json();
-  j["forwarders"] = fwd;
-#define WARREN_MASTER_JSON(member, key, help) j[key] = master.member;
-  MASTER_COUNTERS(WARREN_MASTER_JSON)
-#undef WARREN_MASTER_JSON
+  j["forwarders"] = named_to_json(stats_forwarders(workers, retired));
+  j.update(master.to_json());
   return j;
 }
 
@@ -333,25 +271,32 @@ std::string worker_labels(const Snapshot& w) {
                      process_kind_name(w.kind), w.port);
 }
 
-void render_master_counters(std::string& out, const MasterCounters& master) {
-#define WARREN_MASTER_PROM(member, key, help)                                                    \
-  out += fmt::format("# HELP warren_{0}_total {1}\n# TYPE warren_{0}_total counter\nwarren_{0}_total {2}\n", \
-                     #member, help, master.member);
-  MASTER_COUNTERS(WARREN_MASTER_PROM)
-#undef WARREN_MASTER_PROM
+// Sets of figures with the labels of their series ("" for none).
+template <class Figures>
+using Labelled = std::vector<std::pair<std::string, const Figures*>>;
+
+// A family per row: HELP, TYPE (a counter's name ends in `_total`), a sample per labelled set.
+template <class Figures>
+void render_families(std::string& out, std::string_view prefix, const Labelled<Figures>& sets) {
+  Figures::for_each_row([&](auto row) {
+    constexpr bool counter = decltype(row)::type::monotonic;
+    const auto name = fmt::format("warren_{}{}{}", prefix, row.name, counter ? "_total" : "");
+    out += fmt::format("# HELP {0} {1}\n# TYPE {0} {2}\n", name, row.help,
+                       counter ? "counter" : "gauge");
+    for (const auto& [labels, figures] : sets) {
+      const auto value = +(figures->*row.member);  // unary +: a flag as 1 or 0
+      out += labels.empty() ? fmt::format("{} {}\n", name, value)
+                            : fmt::format("{}{{{}}} {}\n", name, labels, value);
+    }
+  });
 }
 
-// Per worker, and one series for the workers that exited.
-void render_worker_counters(std::string& out, const std::map<int, Snapshot>& workers,
-                            const Retired& retired) {
-#define WARREN_COUNTER_PROM(member, group, key, help)                                      \
-  out += fmt::format("# HELP warren_{0}_total {1}\n# TYPE warren_{0}_total counter\n", #member, \
-                     help);                                                                \
-  for (const auto& [pid, w] : workers)                                                     \
-    out += fmt::format("warren_{}_total{{{}}} {}\n", #member, worker_labels(w), w.counters.member); \
-  out += fmt::format("warren_{}_total{{slot=\"retired\"}} {}\n", #member, retired.counters.member);
-  WORKER_COUNTERS(WARREN_COUNTER_PROM)
-#undef WARREN_COUNTER_PROM
+// One set per worker: the figures a member of its snapshot holds.
+template <class Figures>
+Labelled<Figures> per_worker(const std::map<int, Snapshot>& workers, Figures Snapshot::*figures) {
+  Labelled<Figures> sets;
+  for (const auto& [pid, w] : workers) sets.emplace_back(worker_labels(w), &(w.*figures));
+  return sets;
 }
 
 void render_histogram(std::string& out, const char* name, const std::string& label,
@@ -393,15 +338,10 @@ void render_forwarders(std::string& out, const std::map<int, Snapshot>& workers,
                        const Retired& retired) {
   const auto forwarders = stats_forwarders(workers, retired);
   if (forwarders.empty()) return;
-#define WARREN_FORWARDER_PROM(member, help)                                                   \
-  out += fmt::format(                                                                         \
-      "# HELP warren_forwarder_{0}_total {1}\n# TYPE warren_forwarder_{0}_total counter\n", \
-      #member, help);                                                                         \
-  for (const auto& [name, c] : forwarders)                                                    \
-    out += fmt::format("warren_forwarder_{}_total{{forwarder=\"{}\"}} {}\n", #member,              \
-                       prometheus_label(name), c.member);
-  FORWARDER_COUNTERS(WARREN_FORWARDER_PROM)
-#undef WARREN_FORWARDER_PROM
+  Labelled<ForwarderCounters> sets;
+  for (const auto& [name, c] : forwarders)
+    sets.emplace_back(fmt::format("forwarder=\"{}\"", prometheus_label(name)), &c);
+  render_families(out, "forwarder_", sets);
 }
 
 }  // namespace
@@ -409,10 +349,14 @@ void render_forwarders(std::string& out, const std::map<int, Snapshot>& workers,
 std::string stats_render_prometheus(const std::map<int, Snapshot>& workers, const Retired& retired,
                                     const MasterCounters& master) {
   std::string out;
-  render_master_counters(out, master);
-  render_worker_counters(out, workers, retired);
+  render_families<MasterCounters>(out, "", {{"", &master}});
+  // Per worker, and one series for the workers that exited.
+  auto counters = per_worker(workers, &Snapshot::counters);
+  counters.emplace_back("slot=\"retired\"", &retired.counters);
+  render_families(out, "", counters);
   render_worker_histograms(out, workers, retired);
   render_connections_open(out, workers);
+  render_families(out, "process_", per_worker(workers, &Snapshot::usage));
   render_forwarders(out, workers, retired);
   return out;
 }

@@ -1,5 +1,12 @@
-// Counters: one X-macro list generates the struct, the merge, the JSON and the Prometheus names.
-// Workers bump plain integers and send snapshots to the master, which sums them (stats.cc).
+// Counters: one X-macro list per module, and each list generates its struct; one template each
+// for merge, snapshot JSON, /stats and /metrics (stats.cc) serves every struct.
+// Workers bump plain numbers and send snapshots to the master, which sums them.
+//
+// A row is X(member, TYPE, key, help):
+//   member  the C++ member, the /metrics name (warren_<prefix><member>, plus `_total` for a
+//           counter) and the key of /stats "rates";
+//   TYPE    how the figure behaves: one of the types of namespace `metric` below;
+//   key     where the figure stands in the /stats JSON, below the struct's group ("a/b" nests).
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -15,61 +22,158 @@
 
 namespace warren {
 
+namespace metric {
+// Monotonic (events, bytes, time spent in microseconds): summed over processes; in /metrics
+// `# TYPE counter` and a name ending in `_total`.
+struct counter {
+  using value = uint64_t;
+  static constexpr bool monotonic = true;
+  static void merge(value& into, value from) { into += from; }
+};
+// A counter of fractional seconds (CPU time).
+struct counter_seconds {
+  using value = double;
+  static constexpr bool monotonic = true;
+  static void merge(value& into, value from) { into += from; }
+};
+// A level now (a queue's length, memory): summed over processes; in /metrics `# TYPE gauge`.
+struct gauge {
+  using value = uint64_t;
+  static constexpr bool monotonic = false;
+  static void merge(value& into, value from) { into += from; }
+};
+// A yes/no level (connected): true when any process says so; a gauge of 1 or 0 in /metrics.
+struct gauge_flag {
+  using value = bool;
+  static constexpr bool monotonic = false;
+  static void merge(value& into, value from) { into = into || from; }
+};
+
+// One row of a list, as the templates of stats.cc see it.
+template <class Type, class Owner>
+struct Row {
+  using type = Type;
+  typename Type::value Owner::*member;
+  const char* name;
+  const char* group;  // "" or the /stats object the struct's figures live in
+  const char* key;
+  const char* help;
+};
+}  // namespace metric
+
+#define WARREN_STATS_MEMBER(member, type, key, help) metric::type::value member{};
+#define WARREN_STATS_ROW(member, type, key, help) \
+  visit(metric::Row<metric::type, Self>{&Self::member, #member, kGroup, key, help});
+
+// The body of a struct generated from LIST: its members, and its rows for the templates.
+#define WARREN_STATS_BODY(Name, group, LIST)                                   \
+  using Self = Name;                                                           \
+  static constexpr const char* kGroup = group;                                 \
+  LIST(WARREN_STATS_MEMBER)                                                    \
+  template <class Visit>                                                       \
+  static void for_each_row(Visit&& visit) {                                    \
+    LIST(WARREN_STATS_ROW)                                                     \
+  }                                                                            \
+  bool operator==(const Name&) const = default;
+
+// merge, to_json (the /stats shape: each row at its key) and from_json for a struct with rows;
+// stats.cc instantiates them for each such struct.
+template <class Self>
+struct Figures {
+  void merge(const Self& other);
+  nlohmann::json to_json() const;
+  static Self from_json(const nlohmann::json& j);
+  bool operator==(const Figures&) const = default;
+};
+
+// Several modules' structs as one: their members side by side, their rows in turn.
+template <class... Modules>
+struct ModuleSet : Modules... {
+  template <class Visit>
+  static void for_each_row(Visit&& visit) {
+    (Modules::for_each_row(visit), ...);
+  }
+  bool operator==(const ModuleSet&) const = default;
+};
+
+// ---- A worker's counters, one list per module; the group is the /stats object of its keys.
+
 // One response.NNN counter per status warren answers (src/http/status_codes.h).
 #define WARREN_RESPONSE_COUNTER(X, code, reason, note) \
-  X(response_##code, requests, "response." #code, "responses " #code " " reason note)
+  X(response_##code, counter, "response." #code, "responses " #code " " reason note)
 
-// X(member, group, json key, help). `group` is the statelessd /stats object the key lives in.
-#define WORKER_COUNTERS(X)                                                                     \
-  X(method_get, requests, "method.GET", "HTTP GET requests")                                  \
-  X(method_post, requests, "method.POST", "HTTP POST requests")                               \
-  X(method_other, requests, "method.other", "HTTP requests with another method")              \
-  WARREN_HTTP_STATUSES(WARREN_RESPONSE_COUNTER, X)                                            \
-  X(response_other, requests, "response.other", "responses with another status")              \
-  X(processing_time_us, requests, "processing_time_us", "time spent answering, microseconds") \
-  X(publish_confirmed, publish, "confirmed", "messages confirmed by the broker")              \
-  X(publish_nacked, publish, "nacked", "messages nacked by the broker")                       \
-  X(publish_returned, publish, "returned", "mandatory messages returned unroutable")          \
-  X(publish_failed, publish, "failed", "messages refused, timed out or lost with the link")   \
-  X(publish_blocked, publish, "blocked", "of failed: refused while the broker blocked us")    \
-  X(publish_busy, publish, "busy", "of failed: refused over broker.max_output_buffer unsent") \
-  X(rpc_calls, rpc, "calls", "RPC calls received")                                           \
-  X(rpc_casts, rpc, "casts", "RPC casts and fanouts received")                                \
-  X(rpc_results, rpc, "results", "RPC calls answered with a result")                          \
-  X(rpc_failures, rpc, "failures", "RPC calls answered with a remote failure")               \
-  X(rpc_timeouts, rpc, "timeouts", "RPC calls with no reply in time")                         \
-  X(rpc_heartbeats, rpc, "heartbeats", "RPC heartbeats (interim replies) received")          \
-  X(rpc_replies_late, rpc, "replies_late", "RPC replies for no waiting call, dropped")        \
-  X(rpc_replies_invalid, rpc, "replies_invalid", "unreadable messages on the reply queue")    \
-  X(broker_connects, broker, "connects", "broker connections opened")                         \
-  X(broker_disconnects, broker, "disconnects", "broker connections closed or lost")           \
-  X(broker_login_refused, broker, "login_refused", "broker logins refused")                   \
-  X(sse_streams, events, "streams_opened", "event streams opened")                            \
-  X(sse_streams_closed, events, "streams_closed", "event streams closed")                     \
-  X(sse_events, events, "events", "events sent to stream clients")                            \
-  X(sse_slow_clients, events, "slow_clients_cut", "stream clients cut off over sse_max_buffer") \
-  X(accept_paused, limits, "accept_paused", "accepting paused: out of file descriptors")      \
-  X(header_too_large, limits, "header_too_large", "requests over http.max_header_size (431)")  \
-  X(request_timeouts, limits, "request_timeouts", "requests not sent whole in http.request_timeout (408)") \
-  X(bad_framing, limits, "bad_framing", "requests refused for ambiguous framing, RFC 9112 6.3 (400)") \
-  X(event_streams_refused, limits, "event_streams_refused", "/events streams over http.max_event_streams (503)") \
-  X(rpc_calls_refused, limits, "rpc_calls_refused", "RPC calls over rpc.max_pending_calls (503)") \
-  X(broker_connections_evicted, limits, "broker_connections_evicted",                        \
+#define HTTP_REQUEST_COUNTERS(X)                                                              \
+  X(method_get, counter, "method.GET", "HTTP GET requests")                                   \
+  X(method_post, counter, "method.POST", "HTTP POST requests")                                \
+  X(method_other, counter, "method.other", "HTTP requests with another method")               \
+  WARREN_HTTP_STATUSES(WARREN_RESPONSE_COUNTER, X)                                             \
+  X(response_other, counter, "response.other", "responses with another status")               \
+  X(processing_time_us, counter, "processing_time_us", "time spent answering, microseconds")
+
+#define PUBLISH_COUNTERS(X)                                                                    \
+  X(publish_confirmed, counter, "confirmed", "messages confirmed by the broker")               \
+  X(publish_nacked, counter, "nacked", "messages nacked by the broker")                       \
+  X(publish_returned, counter, "returned", "mandatory messages returned unroutable")           \
+  X(publish_failed, counter, "failed", "messages refused, timed out or lost with the link")    \
+  X(publish_blocked, counter, "blocked", "of failed: refused while the broker blocked us")     \
+  X(publish_busy, counter, "busy", "of failed: refused over broker.max_output_buffer unsent")
+
+#define RPC_COUNTERS(X)                                                                        \
+  X(rpc_calls, counter, "calls", "RPC calls received")                                        \
+  X(rpc_casts, counter, "casts", "RPC casts and fanouts received")                             \
+  X(rpc_results, counter, "results", "RPC calls answered with a result")                       \
+  X(rpc_failures, counter, "failures", "RPC calls answered with a remote failure")            \
+  X(rpc_timeouts, counter, "timeouts", "RPC calls with no reply in time")                      \
+  X(rpc_heartbeats, counter, "heartbeats", "RPC heartbeats (interim replies) received")       \
+  X(rpc_replies_late, counter, "replies_late", "RPC replies for no waiting call, dropped")     \
+  X(rpc_replies_invalid, counter, "replies_invalid", "unreadable messages on the reply queue")
+
+#define BROKER_COUNTERS(X)                                                                     \
+  X(broker_connects, counter, "connects", "broker connections opened")                         \
+  X(broker_disconnects, counter, "disconnects", "broker connections closed or lost")           \
+  X(broker_login_refused, counter, "login_refused", "broker logins refused")
+
+#define EVENT_COUNTERS(X)                                                                      \
+  X(sse_streams, counter, "streams_opened", "event streams opened")                            \
+  X(sse_streams_closed, counter, "streams_closed", "event streams closed")                     \
+  X(sse_events, counter, "events", "events sent to stream clients")                            \
+  X(sse_slow_clients, counter, "slow_clients_cut", "stream clients cut off over sse_max_buffer")
+
+#define LIMIT_COUNTERS(X)                                                                      \
+  X(accept_paused, counter, "accept_paused", "accepting paused: out of file descriptors")      \
+  X(header_too_large, counter, "header_too_large", "requests over http.max_header_size (431)") \
+  X(request_timeouts, counter, "request_timeouts",                                             \
+    "requests not sent whole in http.request_timeout (408)")                                  \
+  X(bad_framing, counter, "bad_framing",                                                       \
+    "requests refused for ambiguous framing, RFC 9112 6.3 (400)")                             \
+  X(event_streams_refused, counter, "event_streams_refused",                                   \
+    "/events streams over http.max_event_streams (503)")                                      \
+  X(rpc_calls_refused, counter, "rpc_calls_refused", "RPC calls over rpc.max_pending_calls (503)") \
+  X(broker_connections_evicted, counter, "broker_connections_evicted",                         \
     "idle broker connections closed to stay within broker.max_connections")                   \
-  X(broker_connections_refused, limits, "broker_connections_refused",                        \
-    "publishes refused (503): broker.max_connections reached, every connection busy")         \
-  X(signals_received, process, "signals_received", "signals received by the process")
+  X(broker_connections_refused, counter, "broker_connections_refused",                         \
+    "publishes refused (503): broker.max_connections reached, every connection busy")
 
-struct Counters {
-#define WARREN_COUNTER_MEMBER(member, group, key, help) uint64_t member = 0;
-  WORKER_COUNTERS(WARREN_COUNTER_MEMBER)
-#undef WARREN_COUNTER_MEMBER
+// statelessd keeps these at the top level of /stats.
+#define PROCESS_COUNTERS(X) \
+  X(signals_received, counter, "signals_received", "signals received by the process")
 
-  void merge(const Counters& other);
-  nlohmann::json to_json() const;  // flat: {"method_get": n, ...}
-  // Per-second rates of every counter between an earlier total and this one.
+struct HttpRequestCounters {
+  WARREN_STATS_BODY(HttpRequestCounters, "requests", HTTP_REQUEST_COUNTERS)
+};
+struct PublishCounters { WARREN_STATS_BODY(PublishCounters, "publish", PUBLISH_COUNTERS) };
+struct RpcCounters { WARREN_STATS_BODY(RpcCounters, "rpc", RPC_COUNTERS) };
+struct BrokerCounters { WARREN_STATS_BODY(BrokerCounters, "broker", BROKER_COUNTERS) };
+struct EventCounters { WARREN_STATS_BODY(EventCounters, "events", EVENT_COUNTERS) };
+struct LimitCounters { WARREN_STATS_BODY(LimitCounters, "limits", LIMIT_COUNTERS) };
+struct ProcessCounters { WARREN_STATS_BODY(ProcessCounters, "", PROCESS_COUNTERS) };
+
+// Everything a worker counts, bumped by member name (counters.publish_confirmed).
+struct Counters : ModuleSet<HttpRequestCounters, PublishCounters, RpcCounters, BrokerCounters,
+                            EventCounters, LimitCounters, ProcessCounters>,
+                  Figures<Counters> {
+  // Per-second rates of every counter between an earlier total and this one, by member name.
   nlohmann::json rates_since(const Counters& earlier, double seconds) const;
-  static Counters from_json(const nlohmann::json& j);
   bool operator==(const Counters&) const = default;
 };
 
@@ -101,60 +205,77 @@ struct Histograms {
   static Histograms from_json(const nlohmann::json& j);
 };
 
-// Per forwarder (AMQP -> HTTP), summed over the workers of its queue set. X(member, help).
+// Per forwarder (AMQP -> HTTP), summed over the workers of its queue set; warren_forwarder_*.
 #define FORWARDER_COUNTERS(X)                                                                  \
-  X(consumed, "messages delivered to the forwarder by the broker")                             \
-  X(acked, "messages acked after a final 2xx/3xx answer")                                      \
-  X(retried, "backend attempts that failed (5xx, error, timeout) and were retried")            \
-  X(dead_lettered, "messages dead-lettered, or rejected without requeue when no dead_letter_exchange") \
-  X(dead_letter_failed, "dead-letter publishes not confirmed and routed (message kept or rejected to its queue's DLX)") \
-  X(replied, "replies published to reply_to, confirmed and routed")                            \
-  X(reply_failed, "replies the broker did not confirm or could not route")                     \
-  X(requeued, "messages handed back to the queue (nack requeue) while stopping")               \
-  X(invalid, "messages that could not be translated into a request")                          \
-  X(status_2xx, "backend answers 2xx")                                                         \
-  X(status_3xx, "backend answers 3xx")                                                         \
-  X(status_4xx, "backend answers 4xx")                                                         \
-  X(status_5xx, "backend answers 5xx")                                                         \
-  X(status_error, "backend attempts without an answer (connect error, timeout, reset)")        \
-  X(latency_us, "time spent waiting for backends, microseconds")                               \
-  X(duplicates, "oslo requests dropped as duplicates of one seen lately (_unique_id)")          \
-  X(heartbeats, "oslo heartbeat replies published while a backend worked on a call")
+  X(consumed, counter, "consumed", "messages delivered to the forwarder by the broker")         \
+  X(acked, counter, "acked", "messages acked after a final 2xx/3xx answer")                    \
+  X(retried, counter, "retried",                                                               \
+    "backend attempts that failed (5xx, error, timeout) and were retried")                    \
+  X(dead_lettered, counter, "dead_lettered",                                                   \
+    "messages dead-lettered, or rejected without requeue when no dead_letter_exchange")       \
+  X(dead_letter_failed, counter, "dead_letter_failed",                                         \
+    "dead-letter publishes not confirmed and routed (message kept or rejected to its queue's DLX)") \
+  X(replied, counter, "replied", "replies published to reply_to, confirmed and routed")        \
+  X(reply_failed, counter, "reply_failed", "replies the broker did not confirm or could not route") \
+  X(requeued, counter, "requeued", "messages handed back to the queue (nack requeue) while stopping") \
+  X(invalid, counter, "invalid", "messages that could not be translated into a request")       \
+  X(status_2xx, counter, "status_2xx", "backend answers 2xx")                                  \
+  X(status_3xx, counter, "status_3xx", "backend answers 3xx")                                  \
+  X(status_4xx, counter, "status_4xx", "backend answers 4xx")                                  \
+  X(status_5xx, counter, "status_5xx", "backend answers 5xx")                                  \
+  X(status_error, counter, "status_error",                                                     \
+    "backend attempts without an answer (connect error, timeout, reset)")                     \
+  X(latency_us, counter, "latency_us", "time spent waiting for backends, microseconds")        \
+  X(duplicates, counter, "duplicates",                                                         \
+    "oslo requests dropped as duplicates of one seen lately (_unique_id)")                    \
+  X(heartbeats, counter, "heartbeats",                                                         \
+    "oslo heartbeat replies published while a backend worked on a call")
 
-struct ForwarderCounters {
-#define WARREN_FORWARDER_MEMBER(member, help) uint64_t member = 0;
-  FORWARDER_COUNTERS(WARREN_FORWARDER_MEMBER)
-#undef WARREN_FORWARDER_MEMBER
-
-  void merge(const ForwarderCounters& other);
-  nlohmann::json to_json() const;  // flat: {"consumed": n, ...}
-  static ForwarderCounters from_json(const nlohmann::json& j);
-  bool operator==(const ForwarderCounters&) const = default;
+struct ForwarderCounters : Figures<ForwarderCounters> {
+  WARREN_STATS_BODY(ForwarderCounters, "", FORWARDER_COUNTERS)
 };
 
-// Per broker connection pool entry, keyed "vhost:user" as statelessd does.
-struct ConnectionStats {
-  uint64_t connections_opened = 0, connections_closed = 0;
-  uint64_t channels_opened = 0, channels_closed = 0;
-  bool connected = false;
-  uint64_t publishes = 0;
-  uint64_t queue_size = 0;
+// Per broker connection pool entry, keyed "vhost:user" as statelessd does; only in /stats.
+#define CONNECTION_STATS(X)                                                                    \
+  X(connections_opened, counter, "connections/opened", "broker connections opened")           \
+  X(connections_closed, counter, "connections/closed", "broker connections closed or lost")   \
+  X(channels_opened, counter, "channels/opened", "channels opened")                           \
+  X(channels_closed, counter, "channels/closed", "channels closed")                           \
+  X(connected, gauge_flag, "connected", "a connection is open now")                            \
+  X(publishes, counter, "publishes", "messages confirmed")                                     \
+  X(queue_size, gauge, "queue_size", "messages sent and not yet settled by the broker")
 
-  void merge(const ConnectionStats& other);
-  nlohmann::json to_json() const;  // the statelessd shape
-  static ConnectionStats from_json(const nlohmann::json& j);
+struct ConnectionStats : Figures<ConnectionStats> {
+  WARREN_STATS_BODY(ConnectionStats, "", CONNECTION_STATS)
 };
 
-// getrusage(RUSAGE_SELF) of one process, in the statelessd shape when rendered.
-struct ProcessUsage {
-  double cpu_user = 0, cpu_system = 0;
-  uint64_t max_rss_bytes = 0, page_faults_major = 0, page_faults_minor = 0;
-  uint64_t context_switches = 0, swap_outs = 0, block_input = 0, block_output = 0;
+// getrusage(RUSAGE_SELF) of one process: in /stats in the statelessd shape (summed over the
+// processes), in /metrics as warren_process_* per worker.
+#define PROCESS_USAGE(X)                                                                       \
+  X(cpu_user_seconds, counter_seconds, "cpu_time/user", "CPU time in user mode")               \
+  X(cpu_system_seconds, counter_seconds, "cpu_time/system", "CPU time in the kernel")          \
+  X(max_rss_bytes, gauge, "memory_usage", "largest resident set size")                         \
+  X(page_faults_major, counter, "page_faults/major", "page faults that read from disk")        \
+  X(page_faults_minor, counter, "page_faults/minor", "page faults served without I/O")         \
+  X(context_switches, counter, "context_switches", "context switches, voluntary or not")       \
+  X(swap_outs, counter, "swap_outs", "times swapped out")                                      \
+  X(block_input, counter, "block/input", "block input operations")                             \
+  X(block_output, counter, "block/output", "block output operations")
 
+struct ProcessUsage : Figures<ProcessUsage> {
+  WARREN_STATS_BODY(ProcessUsage, "", PROCESS_USAGE)
   static ProcessUsage current();
-  void merge(const ProcessUsage& other);
-  nlohmann::json to_json() const;
-  static ProcessUsage from_json(const nlohmann::json& j);
+};
+
+// The master's own counters: top-level keys of /stats, warren_<member>_total in /metrics.
+#define MASTER_COUNTERS(X)                                                                     \
+  X(worker_respawns, counter, "respawns",                                                      \
+    "workers that died and were replaced (not reload replacements)")                          \
+  X(worker_frames_refused, counter, "worker_frames_refused",                                   \
+    "frames from workers that did not decode, dropped (a malformed stream also kills the worker)")
+
+struct MasterCounters : Figures<MasterCounters> {
+  WARREN_STATS_BODY(MasterCounters, "", MASTER_COUNTERS)
 };
 
 // What one worker reports about itself.
@@ -179,19 +300,6 @@ struct Snapshot {
 // connection row when there is one.
 void add_broker_counters(Counters& c, const amqp::Stats& a);
 void add_link_figures(ConnectionStats& s, Counters& c, const amqp::Stats& a);
-
-// The master's own counters: X(member, json key, help). Each is a top-level key of /stats and
-// warren_<member>_total in /metrics.
-#define MASTER_COUNTERS(X)                                                                   \
-  X(worker_respawns, "respawns", "workers that died and were replaced (not reload replacements)") \
-  X(worker_frames_refused, "worker_frames_refused",                                          \
-    "frames from workers that did not decode, dropped (a malformed stream also kills the worker)")
-
-struct MasterCounters {
-#define WARREN_MASTER_MEMBER(member, key, help) uint64_t member = 0;
-  MASTER_COUNTERS(WARREN_MASTER_MEMBER)
-#undef WARREN_MASTER_MEMBER
-};
 
 // What workers that have exited counted, so that totals never go backwards.
 struct Retired {

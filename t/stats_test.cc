@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <sstream>
 #include <string>
 
 namespace warren {
@@ -88,8 +89,91 @@ TEST(StatsRender, SumsWorkersInStatelessdShape) {
   EXPECT_EQ(j["workers"][1]["requests"]["method.POST"], 7);
   EXPECT_EQ(j["port"], nlohmann::json::array({8000, 8001}));
   for (const char* key : {"page_faults", "cpu_time", "memory_usage", "timestamp", "context_switches",
-                          "swap_outs", "page_size", "block", "signals_received"})
+                          "swap_outs", "page_size", "block", "signals_received", "requests",
+                          "publish", "rpc", "broker", "events", "limits"})
     EXPECT_TRUE(j.contains(key)) << key;
+  EXPECT_FALSE(j["requests"].contains("processing_time_us"));
+  EXPECT_FALSE(j.contains("")) << "the process counters stand at the top level";
+  EXPECT_EQ(j["limits"]["broker_connections_refused"], 0);
+}
+
+// The snapshot carries each list in the /stats shape; what does not decode is refused whole.
+TEST(Snapshot, FiguresThatAreNotAnObjectAreRefused) {
+  nlohmann::json j = worker(1, 8000, 1, 1).to_json();
+  EXPECT_EQ(j["counters"]["publish"]["confirmed"], 1);
+  for (const char* part : {"counters", "connections", "usage"}) {
+    nlohmann::json bad = j;
+    bad[part] = 7;
+    EXPECT_THROW(Snapshot::from_json(bad), std::exception) << part;
+  }
+  j["counters"]["publish"]["confirmed"] = "many";
+  EXPECT_THROW(Snapshot::from_json(j), std::exception);
+}
+
+// ConnectionStats is generated from its list: the statelessd shape, a flag merged by "any",
+// a gauge and the counters summed.
+TEST(ConnectionStats, GeneratedStructRoundTripsAndMerges) {
+  ConnectionStats a;
+  a.connections_opened = 2;
+  a.connections_closed = 1;
+  a.channels_opened = 5;
+  a.channels_closed = 4;
+  a.connected = true;
+  a.publishes = 9;
+  a.queue_size = 3;
+  const nlohmann::json j = a.to_json();
+  EXPECT_EQ(j, nlohmann::json::parse(R"({"connections": {"opened": 2, "closed": 1},
+      "channels": {"opened": 5, "closed": 4}, "connected": true, "publishes": 9,
+      "queue_size": 3})"));
+  EXPECT_EQ(ConnectionStats::from_json(j), a);
+
+  ConnectionStats down;
+  down.connections_opened = 1;
+  down.queue_size = 4;
+  down.merge(ConnectionStats{});
+  EXPECT_FALSE(down.connected);
+  down.merge(a);
+  EXPECT_TRUE(down.connected);
+  EXPECT_EQ(down.connections_opened, 3u);
+  EXPECT_EQ(down.queue_size, 7u);
+  EXPECT_EQ(down.publishes, 9u);
+  a.merge(ConnectionStats{});
+  EXPECT_TRUE(a.connected) << "a closed entry does not hide an open one";
+}
+
+TEST(ProcessUsage, StatelessdShapeAndRoundTrip) {
+  ProcessUsage u = ProcessUsage::current();
+  EXPECT_GT(u.max_rss_bytes, 0u);
+  u.cpu_user_seconds = 1.25;
+  const nlohmann::json j = u.to_json();
+  EXPECT_EQ(j["cpu_time"]["user"], 1.25);
+  EXPECT_EQ(j["memory_usage"], u.max_rss_bytes);
+  for (const char* key : {"/page_faults/major", "/page_faults/minor", "/cpu_time/system",
+                          "/context_switches", "/swap_outs", "/block/input", "/block/output"})
+    EXPECT_TRUE(j.contains(nlohmann::json::json_pointer(key))) << key;
+  EXPECT_EQ(ProcessUsage::from_json(j), u);
+}
+
+// A gauge is a level: `# TYPE gauge` and no `_total`; a counter of seconds stays fractional.
+TEST(StatsRender, PrometheusGaugeHasNoTotal) {
+  Snapshot w = worker(101, 8000, 1, 1);
+  w.usage.max_rss_bytes = 123456;
+  w.usage.cpu_user_seconds = 0.5;
+  const auto text = stats_render_prometheus({{101, w}}, Retired{});
+  const std::string labels = "{slot=\"1\",pid=\"101\",kind=\"http\",port=\"8000\"}";
+  EXPECT_NE(text.find("# TYPE warren_process_max_rss_bytes gauge\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("\nwarren_process_max_rss_bytes" + labels + " 123456\n"), std::string::npos);
+  EXPECT_EQ(text.find("warren_process_max_rss_bytes_total"), std::string::npos);
+  EXPECT_NE(text.find("# TYPE warren_process_cpu_user_seconds_total counter\n"), std::string::npos);
+  EXPECT_NE(text.find("\nwarren_process_cpu_user_seconds_total" + labels + " 0.5\n"),
+            std::string::npos);
+  // Every family is typed once, and only counters end in _total.
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.starts_with("# TYPE ")) continue;
+    const bool total = line.find("_total ") != std::string::npos;
+    EXPECT_EQ(total, line.ends_with(" counter")) << line;
+  }
 }
 
 TEST(StatsRender, MasterCountersAreTopLevelKeysAndSeries) {

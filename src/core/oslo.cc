@@ -11,15 +11,73 @@ namespace {
 
 using nlohmann::json;
 
+// The string fields of a message dict: a missing or null one is absent, as oslo writes them;
+// one of another type makes the message wrong, and the first such field names the error.
+class StringFields {
+ public:
+  explicit StringFields(const json& message) : message_(message) {}
 
-std::optional<std::string> optional_string(const json& message, const char* key, std::string* error) {
-  auto it = message.find(key);
-  if (it == message.end() || it->is_null()) return std::nullopt;
-  if (!it->is_string()) {
-    *error = fmt::format("{}: not a string", key);
+  std::optional<std::string> optional(const char* key) {
+    auto it = message_.find(key);
+    if (it == message_.end() || it->is_null()) return std::nullopt;
+    if (it->is_string()) return it->get<std::string>();
+    if (error_.empty()) error_ = fmt::format("{}: not a string", key);
     return std::nullopt;
   }
-  return it->get<std::string>();
+  std::string text(const char* key) { return optional(key).value_or(""); }
+  const std::string& error() const { return error_; }
+
+ private:
+  const json& message_;
+  std::string error_;
+};
+
+// A message read from a body, or why it could not be.
+template <class Message>
+using Parsed = std::variant<Message, std::string>;
+
+// The message dict of a body (unwrap), then `read` on it.
+template <class Message>
+Parsed<Message> parse_body(std::string_view body, Parsed<Message> (*read)(const json&)) {
+  auto unwrapped = unwrap(body);
+  if (auto* error = std::get_if<std::string>(&unwrapped)) return *error;
+  return read(std::get<json>(unwrapped));
+}
+
+Parsed<Request> read_request(const json& m) {
+  StringFields fields(m);
+  Request r;
+  r.call.method = fields.text("method");
+  r.call.version = fields.optional("version");
+  r.call.name_space = fields.optional("namespace");
+  r.msg_id = fields.text("_msg_id");
+  r.reply_q = fields.text("_reply_q");
+  r.unique_id = fields.text("_unique_id");
+  if (!fields.error().empty()) return fields.error();
+  if (r.call.method.empty()) return std::string("method: missing");
+  if (auto it = m.find("args"); it != m.end() && !it->is_null()) {
+    if (!it->is_object()) return std::string("args: not an object");
+    r.call.args = *it;
+  }
+  if (!r.msg_id.empty() && r.reply_q.empty()) return std::string("_reply_q: missing with _msg_id");
+  if (auto it = m.find("_timeout"); it != m.end() && it->is_number()) r.timeout = it->get<double>();
+  for (const auto& [key, value] : m.items())
+    if (key.starts_with(kContextPrefix)) r.call.context[key.substr(kContextPrefix.size())] = value;
+  return r;
+}
+
+Parsed<Reply> read_reply(const json& m) {
+  StringFields fields(m);
+  Reply r;
+  r.msg_id = fields.text("_msg_id");
+  r.unique_id = fields.text("_unique_id");
+  if (!fields.error().empty()) return fields.error();
+  if (r.msg_id.empty()) return std::string("_msg_id: missing");
+  if (auto it = m.find("result"); it != m.end()) r.result = *it;
+  if (auto it = m.find("failure"); it != m.end() && !it->is_null()) r.failure = parse_failure(*it);
+  // oslo reads a missing `ending` as false (it keeps waiting), and so do we.
+  if (auto it = m.find("ending"); it != m.end()) r.ending = it->is_boolean() ? it->get<bool>() : false;
+  return r;
 }
 
 }  // namespace
@@ -76,30 +134,7 @@ json request_message(const Call& call, const std::string& msg_id, const std::str
 }
 
 std::variant<Request, std::string> parse_request(std::string_view body) {
-  auto unwrapped = unwrap(body);
-  if (auto* e = std::get_if<std::string>(&unwrapped)) return *e;
-  const json& m = std::get<json>(unwrapped);
-  Request r;
-  std::string error;
-  auto method = optional_string(m, "method", &error);
-  if (!error.empty()) return error;
-  if (!method || method->empty()) return std::string("method: missing");
-  r.call.method = *method;
-  if (auto it = m.find("args"); it != m.end() && !it->is_null()) {
-    if (!it->is_object()) return std::string("args: not an object");
-    r.call.args = *it;
-  }
-  r.call.version = optional_string(m, "version", &error);
-  r.call.name_space = optional_string(m, "namespace", &error);
-  r.msg_id = optional_string(m, "_msg_id", &error).value_or("");
-  r.reply_q = optional_string(m, "_reply_q", &error).value_or("");
-  r.unique_id = optional_string(m, "_unique_id", &error).value_or("");
-  if (!error.empty()) return error;
-  if (!r.msg_id.empty() && r.reply_q.empty()) return std::string("_reply_q: missing with _msg_id");
-  if (auto it = m.find("_timeout"); it != m.end() && it->is_number()) r.timeout = it->get<double>();
-  for (const auto& [key, value] : m.items())
-    if (key.starts_with(kContextPrefix)) r.call.context[key.substr(kContextPrefix.size())] = value;
-  return r;
+  return parse_body(body, read_request);
 }
 
 json reply_message(const std::string& msg_id, const json& result, const std::optional<Failure>& failure,
@@ -114,20 +149,7 @@ json reply_message(const std::string& msg_id, const json& result, const std::opt
 }
 
 std::variant<Reply, std::string> parse_reply(std::string_view body) {
-  auto unwrapped = unwrap(body);
-  if (auto* e = std::get_if<std::string>(&unwrapped)) return *e;
-  const json& m = std::get<json>(unwrapped);
-  Reply r;
-  std::string error;
-  r.msg_id = optional_string(m, "_msg_id", &error).value_or("");
-  r.unique_id = optional_string(m, "_unique_id", &error).value_or("");
-  if (!error.empty()) return error;
-  if (r.msg_id.empty()) return std::string("_msg_id: missing");
-  if (auto it = m.find("result"); it != m.end()) r.result = *it;
-  if (auto it = m.find("failure"); it != m.end() && !it->is_null()) r.failure = parse_failure(*it);
-  // oslo reads a missing `ending` as false (it keeps waiting), and so do we.
-  if (auto it = m.find("ending"); it != m.end()) r.ending = it->is_boolean() ? it->get<bool>() : false;
-  return r;
+  return parse_body(body, read_reply);
 }
 
 std::string failure_text(const Failure& f) {

@@ -4,7 +4,8 @@
 #pragma once
 
 // X(arg, code, reason phrase, note): `note` ends the counter's help text; `arg` is passed
-// through untouched, so that a list of lists (WORKER_COUNTERS) can hand on its own X.
+// through untouched, so that a list that includes this one (HTTP_REQUEST_COUNTERS in stats.h)
+// can hand on its own X.
 #define WARREN_HTTP_STATUSES(X, arg)                                          \
   X(arg, 200, "OK", "")                                                       \
   X(arg, 202, "Accepted", "")                                                 \

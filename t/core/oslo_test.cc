@@ -149,6 +149,32 @@ TEST(OsloRequest, RejectsBadRequests) {
   EXPECT_FALSE(bad({{"method", "m"}, {"args", nullptr}}));
 }
 
+// A message with several wrong fields is refused for the first, named as it stands on the wire.
+TEST(OsloRequest, TheErrorNamesTheFirstWrongField) {
+  auto error = [](const json& m) {
+    auto parsed = oslo::parse_request(oslo::envelope(m));
+    return std::holds_alternative<std::string>(parsed) ? std::get<std::string>(parsed) : "parsed";
+  };
+  EXPECT_EQ(error({{"method", 3}}), "method: not a string");
+  EXPECT_EQ(error({{"method", "m"}, {"version", 1}, {"_unique_id", 2}}), "version: not a string");
+  EXPECT_EQ(error({{"method", "m"}, {"namespace", json::array()}, {"_msg_id", "x"}}),
+            "namespace: not a string");
+  EXPECT_EQ(error({{"method", "m"}, {"_msg_id", "x"}, {"_reply_q", 7}}), "_reply_q: not a string");
+  EXPECT_EQ(error({{"method", ""}}), "method: missing");
+  EXPECT_EQ(error({{"method", "m"}, {"version", nullptr}, {"_unique_id", nullptr}}), "parsed");
+}
+
+TEST(OsloReply, TheErrorNamesTheFirstWrongField) {
+  auto error = [](const json& m) {
+    auto parsed = oslo::parse_reply(oslo::envelope(m));
+    return std::holds_alternative<std::string>(parsed) ? std::get<std::string>(parsed) : "parsed";
+  };
+  EXPECT_EQ(error({{"_msg_id", 1}, {"_unique_id", 2}}), "_msg_id: not a string");
+  EXPECT_EQ(error({{"_msg_id", "m"}, {"_unique_id", 2}}), "_unique_id: not a string");
+  EXPECT_EQ(error({{"_unique_id", "u"}}), "_msg_id: missing");
+  EXPECT_EQ(error(json::array()), "oslo.message: not a JSON object");
+}
+
 TEST(OsloReply, CapturedResultHeartbeatAndFailure) {
   auto r = oslo::parse_reply(kCapturedResult);
   ASSERT_TRUE(std::holds_alternative<oslo::Reply>(r));

@@ -23,7 +23,7 @@ TEST(HttpStatuses, EveryListedStatusHasItsReasonAndItsCounter) {
 #define WARREN_CHECK_STATUS(arg, code, reason, note)          \
   EXPECT_EQ(http_reason(code), reason);                       \
   EXPECT_NE(http_reason(code), "Unknown");                    \
-  EXPECT_TRUE(counters.contains("response_" #code)) << #code;
+  EXPECT_TRUE(counters["requests"].contains("response." #code)) << #code;
   WARREN_HTTP_STATUSES(WARREN_CHECK_STATUS, )
 #undef WARREN_CHECK_STATUS
   EXPECT_EQ(http_reason(418), "Unknown");

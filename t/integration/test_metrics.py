@@ -39,6 +39,12 @@ class Metrics(unittest.TestCase):
             workers = {s.labels["pid"] for s in f["warren_method_post"].samples if "pid" in s.labels}
             self.assertEqual(len(workers), 2)
             self.assertEqual(total(f["warren_broker_connections_open"]), 2)
+            # a level is a gauge, without _total; CPU time a counter
+            memory = f["warren_process_max_rss_bytes"]
+            self.assertEqual(memory.type, "gauge")
+            self.assertEqual(len(memory.samples), 2)
+            self.assertTrue(all(s.value > 1 << 20 for s in memory.samples), memory.samples)
+            self.assertEqual(f["warren_process_cpu_user_seconds"].type, "counter")
             rc, text = w.ctl("metrics")
             self.assertEqual(rc, 0)
             self.assertEqual(total(families(text)["warren_response_204"], "_total"), 12)
