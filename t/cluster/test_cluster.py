@@ -13,7 +13,8 @@ import uuid
 import pika
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from harness import Warrend, broker_command, http_request  # noqa: E402
+from backend import Backend  # noqa: E402
+from harness import Warrend, broker_command, http_request, wait_for  # noqa: E402
 
 PORTS = [int(p) for p in os.environ.get("WARREN_BROKER_PORTS", "").split()]
 
@@ -91,9 +92,10 @@ class Cluster(unittest.TestCase):
         ch.queue_declare(self.queue, durable=True, arguments={"x-queue-type": "quorum"})
         conn.close()
 
-    def start(self, ports=1):
+    def start(self, ports=1, **extra):
         self.warrend = Warrend(ports=ports, extra={
-            "broker": {"hosts": [f"127.0.0.1:{p}" for p in PORTS]}, "logging": {"level": "info"}})
+            "broker": {"hosts": [f"127.0.0.1:{p}" for p in PORTS]}, "logging": {"level": "info"},
+            **extra})
         self.warrend.start()
         self.addCleanup(self.warrend.cleanup)
 
@@ -151,6 +153,32 @@ class Cluster(unittest.TestCase):
         self.assertLess(after[0] - killed, 5, "publishing resumes within 5 s")
         self.assertGreater(len(after), 100, "and keeps going")
         self.check_nothing_lost(load, reader_node=2)
+
+    def test_a_forwarder_whose_node_dies_delivers_every_message_and_empties_its_queue(self):
+        n = 500
+        with Backend() as backend:
+            backend.route("/", status=200, delay=0.005)
+            self.start(forwarders=[{
+                "name": "qq", "vhost": "/", "queue": self.queue, "format": "raw", "prefetch": 16,
+                "declare": {"queue": {"durable": True, "arguments": {"x-queue-type": "quorum"}}},
+                "backend": {"url": backend.url, "timeout": 5},
+                "retry": {"max_attempts": 5, "initial_delay": 0.1, "max_delay": 0.5}}])
+            conn, ch = node_channel(1)
+            for i in range(n):
+                ch.basic_publish("", self.queue, f"m{i}",
+                                 pika.BasicProperties(delivery_mode=2, message_id=f"m{i}"))
+            conn.close()
+            self.assertTrue(wait_for(lambda: len(backend.received()) >= n // 4, 30), self.warrend.log())
+            # The forward worker is slot 1: it started at the second host, node 2.
+            broker_command("kill", "--node", "2")
+            seen = lambda: {r.body.decode() for r in backend.received()}  # noqa: E731
+            self.assertTrue(wait_for(lambda: len(seen()) == n, 60),
+                            f"{n - len(seen())} never reached the backend\n{self.warrend.log()[-4000:]}")
+        # Acked only after a 2xx: nothing is left, and what was in flight at the kill came again.
+        conn, ch = node_channel(1)
+        self.assertTrue(wait_for(lambda: ch.queue_declare(self.queue, passive=True).method.message_count == 0, 20))
+        conn.close()
+        self.assertIn(f"127.0.0.1:{PORTS[1]}", self.warrend.log())
 
     def test_a_rolling_restart_of_every_node_loses_nothing(self):
         self.start()
