@@ -156,7 +156,8 @@ json Snapshot::to_json() const {
   return {{"pid", pid},         {"slot", slot},       {"kind", process_kind_name(kind)},
           {"port", port},       {"started", started}, {"counters", counters.to_json()},
           {"histograms", histograms.to_json()},
-          {"connections", named_to_json(connections)}, {"usage", usage.to_json()},
+          {"connections", named_to_json(connections)}, {"broker_nodes", broker_nodes},
+          {"usage", usage.to_json()},
           {"queue_set", queue_set}, {"forwarders", named_to_json(forwarders)}};
 }
 
@@ -174,6 +175,7 @@ Snapshot Snapshot::from_json(const json& j) {
   s.counters = Counters::from_json(j.at("counters"));
   s.histograms = Histograms::from_json(j.value("histograms", json::object()));
   s.connections = named_from_json<ConnectionStats>(j.at("connections"));
+  s.broker_nodes = j.value("broker_nodes", std::map<std::string, std::string>{});
   s.usage = ProcessUsage::from_json(j.at("usage"));
   s.queue_set = j.value("queue_set", "");
   s.forwarders = named_from_json<ForwarderCounters>(j.value("forwarders", json::object()));
@@ -224,6 +226,7 @@ json stats_render(const std::map<int, Snapshot>& workers, const Retired& retired
   Histograms latency = retired.histograms;
   ProcessUsage usage = master_usage;
   std::map<std::string, ConnectionStats> connections;
+  std::map<std::string, int> links_by_node;
   json rows = json::array();
   json ports = json::array();
   for (const auto& [slot, w] : workers) {
@@ -231,7 +234,9 @@ json stats_render(const std::map<int, Snapshot>& workers, const Retired& retired
     latency.merge(w.histograms);
     usage.merge(w.usage);
     for (const auto& [name, c] : w.connections) connections[name].merge(c);
+    for (const auto& [link, node] : w.broker_nodes) ++links_by_node[node];
     json row = render_figures(w.counters, w.connections, w.usage);
+    row["broker_nodes"] = w.broker_nodes;
     row["pid"] = w.pid;
     row["slot"] = w.slot;
     row["kind"] = process_kind_name(w.kind);
@@ -245,6 +250,7 @@ json stats_render(const std::map<int, Snapshot>& workers, const Retired& retired
   j["timestamp"] = static_cast<int64_t>(time(nullptr));
   j["uptime"] = uptime;
   j["port"] = ports;
+  j["broker_nodes"] = links_by_node;  // node -> how many open links are on it
   j["workers"] = rows;
   j["latency"] = latency.to_json();
   j["forwarders"] = named_to_json(stats_forwarders(workers, retired));
@@ -331,6 +337,12 @@ void render_connections_open(std::string& out, const std::map<int, Snapshot>& wo
     for (const auto& [name, c] : w.connections) open += c.connected;
     out += fmt::format("warren_broker_connections_open{{{}}} {}\n", worker_labels(w), open);
   }
+  out += "# HELP warren_broker_link_node an open broker link and the node it is connected to\n"
+         "# TYPE warren_broker_link_node gauge\n";
+  for (const auto& [pid, w] : workers)
+    for (const auto& [link, node] : w.broker_nodes)
+      out += fmt::format("warren_broker_link_node{{{},link=\"{}\",node=\"{}\"}} 1\n",
+                         worker_labels(w), prometheus_label(link), prometheus_label(node));
 }
 
 // One series per forwarder, summed over its workers (and the retired ones).

@@ -288,6 +288,9 @@ struct Snapshot {
   Counters counters;
   Histograms histograms;
   std::map<std::string, ConnectionStats> connections;
+  // Each open broker link ("vhost:user", "rpc replies vhost", "forwarder NAME") -> the node
+  // ("host:port" of broker.hosts) it is connected to: on a cluster, where the links are.
+  std::map<std::string, std::string> broker_nodes;
   std::string queue_set;                                 // forward workers
   std::map<std::string, ForwarderCounters> forwarders;  // by forwarder name
   ProcessUsage usage;

@@ -176,6 +176,22 @@ TEST(StatsRender, PrometheusGaugeHasNoTotal) {
   }
 }
 
+TEST(StatsRender, BrokerNodesPerLinkPerWorkerAndCountedByNode) {
+  Snapshot a = worker(101, 8000, 1, 1), b = worker(102, 8000, 1, 2);
+  a.broker_nodes = {{"/:guest", "127.0.0.1:5672"}, {"rpc replies /", "127.0.0.1:5673"}};
+  b.broker_nodes = {{"/:guest", "127.0.0.1:5673"}};
+  const std::map<int, Snapshot> workers{{101, Snapshot::from_json(a.to_json())}, {102, b}};
+  auto j = stats_render(workers, Retired{}, ProcessUsage{}, 1.0);
+  EXPECT_EQ(j["broker_nodes"], (nlohmann::json{{"127.0.0.1:5672", 1}, {"127.0.0.1:5673", 2}}));
+  EXPECT_EQ(j["workers"][0]["broker_nodes"]["rpc replies /"], "127.0.0.1:5673");
+  const auto text = stats_render_prometheus(workers, Retired{});
+  EXPECT_NE(text.find("# TYPE warren_broker_link_node gauge\n"), std::string::npos);
+  EXPECT_NE(text.find("warren_broker_link_node{slot=\"2\",pid=\"102\",kind=\"http\",port=\"8000\","
+                      "link=\"/:guest\",node=\"127.0.0.1:5673\"} 1\n"),
+            std::string::npos)
+      << text;
+}
+
 TEST(StatsRender, MasterCountersAreTopLevelKeysAndSeries) {
   MasterCounters master;
   master.worker_respawns = 3;

@@ -58,6 +58,8 @@ class Link {
   // A channel on the current connection (which must exist): see Connection::open_channel.
   std::shared_ptr<Channel> open_channel(bool confirms);
   const std::string& name() const { return name_; }
+  // "host:port" of the node the link is connected to; "" while it is not open.
+  std::string node() const { return is_open() ? conn_->peer() : ""; }
   const ConnectionOptions& options() const { return options_; }
   // The figures of every connection this link has had.
   const Stats& stats() const { return *stats_; }

@@ -85,6 +85,7 @@ class Forwarder {
   size_t in_flight() const { return flights_.size(); }
   bool consuming() const;
   const amqp::Stats& broker_stats() const { return link_.stats(); }
+  std::string broker_node() const { return link_.node(); }
 
  private:
   struct Flight;

@@ -333,6 +333,7 @@ void Publisher::fill(Snapshot& snapshot) const {
     auto& s = link->broker.stats().connections_opened > 0 ? snapshot.connections[link->name] : unnamed;
     add_link_figures(s, snapshot.counters, link->broker.stats());
     s.connected = s.connected || link->open();
+    if (link->open()) snapshot.broker_nodes[link->name] = link->broker.node();
     s.publishes += link->publishes;
     s.queue_size += link->in_flight;
   }

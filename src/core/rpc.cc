@@ -372,6 +372,7 @@ void Rpc::fill(Snapshot& snapshot) const {
     auto& s = snapshot.connections[vhost + ":" + options_.broker.username];
     add_link_figures(s, snapshot.counters, link->broker.stats());
     s.connected = s.connected || link->consuming;
+    if (link->broker.is_open()) snapshot.broker_nodes["rpc replies " + vhost] = link->broker.node();
   }
 }
 

@@ -59,7 +59,10 @@ void QueueSet::fill(Snapshot& snapshot) const {
   snapshot.queue_set = name_;
   for (const auto& [name, c] : counters_) snapshot.forwarders[name].merge(c);
   snapshot.histograms.forward_seconds.merge(latency_);
-  for (const auto& f : forwarders_) add_broker_counters(snapshot.counters, f->broker_stats());
+  for (const auto& f : forwarders_) {
+    add_broker_counters(snapshot.counters, f->broker_stats());
+    if (auto node = f->broker_node(); !node.empty()) snapshot.broker_nodes["forwarder " + f->name()] = node;
+  }
 }
 
 }  // namespace warren::forward

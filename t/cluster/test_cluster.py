@@ -2,6 +2,7 @@
 a node killed or restarted under them. Run by `t/run-tests --cluster` (`make check-cluster`),
 which starts the cluster (scripts/broker start DIR --nodes 3)."""
 import collections
+import json
 import os
 import re
 import sys
@@ -132,9 +133,15 @@ class Cluster(unittest.TestCase):
                                            f"/%2f/amq.default/{self.queue}", {"body": f"w{i}"},
                                            None, ("guest", "guest"), 10)
             self.assertEqual(status, 204, body)
-        # Worker slot i starts at broker.hosts[i]: one connection per node, not three on node 1.
-        nodes = set(re.findall(r"amqp: connected to 127\.0\.0\.1:(\d+)", self.warrend.log()))
-        self.assertEqual(nodes, {str(p) for p in PORTS}, self.warrend.log())
+        # Worker slot i starts at broker.hosts[i]: one connection per node, not three on node 1,
+        # and /stats and /metrics say which.
+        nodes = {f"127.0.0.1:{p}" for p in PORTS}
+        stats = json.loads(self.warrend.request("GET", 0, "/stats")[2])
+        self.assertEqual(stats["broker_nodes"], {node: 1 for node in nodes})
+        self.assertEqual({w["broker_nodes"]["/:guest"] for w in stats["workers"]}, nodes)
+        metrics = self.warrend.request("GET", 0, "/metrics")[2].decode()
+        self.assertEqual(set(re.findall(r'warren_broker_link_node\{[^}]*link="/:guest",node="([^"]+)"\} 1',
+                                        metrics)), nodes)
         self.assertEqual(sorted(queue_bodies(self.queue, 1)), ["w0", "w1", "w2"])
 
     def test_killing_the_node_under_warren_loses_nothing_and_publishing_resumes(self):
