@@ -187,6 +187,53 @@ class Cluster(unittest.TestCase):
         conn.close()
         self.assertIn(f"127.0.0.1:{PORTS[1]}", self.warrend.log())
 
+    def test_an_rpc_call_whose_reply_queue_node_dies_is_answered(self):
+        self.start()
+        topic = f"rpc-{uuid.uuid4().hex[:8]}"
+        conn, ch = node_channel(3)  # the service's side, on a node that stays up
+        ch.exchange_declare("warren_cluster_rpc", "topic")
+        ch.queue_declare(topic, auto_delete=True)
+        ch.queue_bind(topic, "warren_cluster_rpc", topic)
+        answer = {}
+
+        def call():
+            answer["r"] = http_request("127.0.0.1", self.warrend.ports[0], "POST",
+                                       f"/rpc/%2f/warren_cluster_rpc/{topic}?timeout=10",
+                                       json.dumps({"method": "m", "args": {}}), None,
+                                       ("guest", "guest"), 20)
+            answer["at"] = time.monotonic()
+        t = threading.Thread(target=call)
+        started = time.monotonic()
+        t.start()
+        request = None
+        while request is None and time.monotonic() - started < 5:
+            request = ch.basic_get(topic, auto_ack=True)[2]
+            time.sleep(0.05)
+        self.assertIsNotNone(request, self.warrend.log())
+        msg = json.loads(json.loads(request)["oslo.message"])
+        # warren's reply queue and connections are on node 1 (worker slot 0): it dies mid-call.
+        broker_command("kill", "--node", "1")
+        # The reply queue, declared again on a live node, takes the answer sent after the loss.
+        self.assertTrue(wait_for(lambda: self.queue_exists(ch, msg["_reply_q"]), 8), self.warrend.log())
+        reply = {"result": {"after": "failover"}, "failure": None, "ending": True,
+                 "_msg_id": msg["_msg_id"], "_unique_id": uuid.uuid4().hex}
+        ch.basic_publish("", msg["_reply_q"], json.dumps(
+            {"oslo.version": "2.0", "oslo.message": json.dumps(reply)}))
+        t.join(20)
+        conn.close()
+        status, _, body = answer["r"]
+        self.assertEqual((status, json.loads(body)), (200, {"result": {"after": "failover"}}),
+                         self.warrend.log()[-4000:])
+        self.assertLess(answer["at"] - started, 10, "within rpc.timeout")
+
+    @staticmethod
+    def queue_exists(ch, queue):
+        try:
+            ch.connection.channel().queue_declare(queue, passive=True)
+            return True
+        except pika.exceptions.ChannelClosedByBroker:
+            return False
+
     def test_a_rolling_restart_of_every_node_loses_nothing(self):
         self.start()
         load = Publishers(self.warrend, self.queue)
