@@ -1,5 +1,7 @@
 #include "core/subscriber.h"
 
+#include <utility>
+
 #include "log.h"
 
 namespace warren::core {
@@ -19,20 +21,26 @@ amqp::ConnectionOptions subscriber_options(amqp::ConnectionOptions options, cons
 Subscription::Subscription(event_base* base, const amqp::ConnectionOptions& broker, const Credentials& who,
                            std::string exchange, std::string binding_key,
                            std::function<void(const PublishResult&)> on_ready,
-                           std::function<void(Event&&)> on_event,
+                           std::function<void(Event&&)> on_event, std::function<void()> on_resumed,
                            std::function<void(const std::string&)> on_end)
     : link_(base, subscriber_options(broker, who), fmt::format("events {}:{}", who.vhost, who.username)),
       exchange_(std::move(exchange)),
       binding_key_(std::move(binding_key)),
       on_ready_(std::move(on_ready)),
       on_event_(std::move(on_event)),
+      on_resumed_(std::move(on_resumed)),
       on_end_(std::move(on_end)) {
-  // The channel's callbacks go through `self`: they may still run after we are gone.
-  auto self = self_;
   link_.set_state_callback([this](amqp::ConnectionState state, const amqp::Result& why) {
-    if (state == amqp::ConnectionState::closed) fail(why);
+    if (state == amqp::ConnectionState::closed) lost(why);
   });
   link_.connect();
+  subscribe();
+}
+
+// The channel queues its methods until the connection is open. Its callbacks go through `self`:
+// they may still run after we are gone. A loss of the connection is lost()'s, not theirs.
+void Subscription::subscribe() {
+  auto self = self_;
   channel_ = link_.open_channel(false);
   // Server-named, exclusive, auto-delete: nobody else sees it and it dies with the connection.
   channel_->declare_queue("", false, true, true, nullptr,
@@ -41,7 +49,19 @@ Subscription::Subscription(event_base* base, const amqp::ConnectionOptions& brok
   });
 }
 
+// Once subscribed, a lost connection is made again (the queue died with it): a stream outlives
+// a node of a cluster. Before that, or when the login is refused now, the subscription ends.
+void Subscription::lost(const amqp::Result& why) {
+  channel_.reset();
+  if (!ready_ || ended_ || why.outcome == amqp::Outcome::refused) return fail(why);
+  if (!resuming_) log_info("event stream {}: {}; subscribing again", link_.name(), why.text);
+  resuming_ = true;
+  link_.connect();
+  subscribe();
+}
+
 void Subscription::bind(const amqp::Result& declared, const std::string& queue) {
+  if (declared.outcome == amqp::Outcome::connection_lost) return;
   if (!declared.ok()) return fail(declared);
   auto self = self_;
   channel_->bind_queue(queue, exchange_, binding_key_, nullptr, [self, queue](const amqp::Result& b) {
@@ -50,6 +70,7 @@ void Subscription::bind(const amqp::Result& declared, const std::string& queue) 
 }
 
 void Subscription::consume(const amqp::Result& bound, const std::string& queue) {
+  if (bound.outcome == amqp::Outcome::connection_lost) return;
   if (!bound.ok()) return fail(bound);
   auto self = self_;
   channel_->consume(
@@ -60,13 +81,15 @@ void Subscription::consume(const amqp::Result& bound, const std::string& queue) 
                               std::move(d.body)});
       },
       [self](const amqp::Result& end) {
-        if (*self) (*self)->fail(end);
+        if (*self && end.outcome != amqp::Outcome::connection_lost) (*self)->fail(end);
       },
       [self](const amqp::Result& c, const std::string&) {
-        if (!*self) return;
+        if (!*self || c.outcome == amqp::Outcome::connection_lost) return;
         if (!c.ok()) return (*self)->fail(c);
-        (*self)->ready_ = true;
-        (*self)->on_ready_({PublishStatus::confirmed, {}});
+        Subscription& s = **self;
+        if (std::exchange(s.resuming_, false)) return s.on_resumed_();
+        s.ready_ = true;
+        s.on_ready_({PublishStatus::confirmed, {}});
       });
 }
 

@@ -22,16 +22,21 @@ struct Event {
 class Subscription {
  public:
   // on_ready: the queue is bound and consuming (ok), or why it could not be (refused, 404 ...).
-  // on_event: each message. on_end: the subscription ended from the broker's side (once).
+  // on_event: each message. on_resumed: the broker connection was lost and the subscription
+  // is made again (on another node of a cluster, say); what flowed in between is missing.
+  // on_end: the subscription ended from the broker's side (once).
   // `broker`: hosts, TLS, heartbeat; the vhost and login are `who`'s.
   Subscription(event_base* base, const amqp::ConnectionOptions& broker, const Credentials& who,
                std::string exchange, std::string binding_key, std::function<void(const PublishResult&)> on_ready,
-               std::function<void(Event&&)> on_event, std::function<void(const std::string& why)> on_end);
+               std::function<void(Event&&)> on_event, std::function<void()> on_resumed,
+               std::function<void(const std::string& why)> on_end);
   ~Subscription();
   Subscription(const Subscription&) = delete;
   Subscription& operator=(const Subscription&) = delete;
 
  private:
+  void subscribe();
+  void lost(const amqp::Result& why);
   void bind(const amqp::Result& declared, const std::string& queue);
   void consume(const amqp::Result& bound, const std::string& queue);
   void fail(const amqp::Result& r);
@@ -43,8 +48,10 @@ class Subscription {
   std::string exchange_, binding_key_;
   std::function<void(const PublishResult&)> on_ready_;
   std::function<void(Event&&)> on_event_;
+  std::function<void()> on_resumed_;
   std::function<void(const std::string&)> on_end_;
   bool ready_ = false;
+  bool resuming_ = false;  // subscribing again after a lost connection
   bool ended_ = false;
 };
 

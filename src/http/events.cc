@@ -86,6 +86,11 @@ class EventsHandler {
         path.exchange, path.routing_key,
         [this, s](const core::PublishResult& r) { server_.guard(s->req, [&] { ready(*s, r); }); },
         [this, s](core::Event&& e) { deliver(*s, e); },
+        [this, s] {
+          deliver(*s, {"", "reconnected",
+                       "the broker connection was lost and the subscription made again: events "
+                       "published in between are missing"});
+        },
         [this, s](const std::string& why) {
           log_info("event stream ended by the broker: {}", why);
           end(*s);

@@ -88,6 +88,36 @@ class Events(unittest.TestCase):
             self.assertEqual([e["id"] for e in events], [f"m{i}" for i in range(20)])
             self.assertEqual(events[3], {"id": "m3", "event": "tick", "data": "price 3\nsecond line"})
 
+    def test_a_lost_broker_connection_is_made_again_and_the_client_told(self):
+        """The stream survives its broker connection (a node that died, a connection an
+        operator closed): warren subscribes again and says so with a `reconnected` event."""
+        broker_dir = os.environ["WARREN_BROKER_DIR"]
+        with Warrend(ports=1) as w:
+            client = SseClient(w.ports[0], "/events/%2f/amq.topic/resume.%23")
+            self.assertTrue(client.read_until(b": subscribed"), client.buf)
+            self.assertEqual(w.request("POST", 0, "/%2f/amq.topic/resume.1", body={"body": "before"},
+                                       auth=("guest", "guest"))[0], 204)
+            self.assertTrue(client.read_until(b"data: before"))
+            ctl = [os.path.join(os.environ["WARREN_ROOT"], "scripts/broker"), "ctl", broker_dir]
+            rows = subprocess.run(ctl + ["-q", "list_connections", "pid", "client_properties"],
+                                  capture_output=True, text=True).stdout.splitlines()
+            pids = [r.split("\t")[0] for r in rows if "warren events" in r]
+            self.assertEqual(len(pids), 1, rows)
+            subprocess.run(ctl + ["close_connection", pids[0], "test: events link lost"],
+                           capture_output=True, timeout=60)
+            self.assertTrue(client.read_until(b"event: reconnected", 10), client.buf + w.log().encode())
+
+            def published_after():
+                w.request("POST", 0, "/%2f/amq.topic/resume.2", body={"body": "after"},
+                          auth=("guest", "guest"))
+                return client.read_until(b"data: after", 0.5)
+            self.assertTrue(wait_for(published_after, 10), client.buf)
+            events = client.events()
+            client.close()
+            self.assertEqual([e.get("event") for e in events][:2], [None, "reconnected"])
+            self.assertIn("missing", events[1]["data"])
+            self.assertEqual(events[-1]["data"], "after")
+
     def test_queue_goes_away_with_the_client(self):
         with Warrend(ports=1) as w:
             client = SseClient(w.ports[0], "/events/%2f/amq.topic/x")
