@@ -24,7 +24,7 @@ class Subscription {
   // on_ready: the queue is bound and consuming (ok), or why it could not be (refused, 404 ...).
   // on_event: each message. on_end: the subscription ended from the broker's side (once).
   // `broker`: hosts, TLS, heartbeat; the vhost and login are `who`'s.
-  Subscription(event_base* base, const amqp::ConnectionOptions& broker, const Credentials& who,
+  Subscription(Context& context, const amqp::ConnectionOptions& broker, const Credentials& who,
                std::string exchange, std::string binding_key, std::function<void(const PublishResult&)> on_ready,
                std::function<void(Event&&)> on_event, std::function<void(const std::string& why)> on_end);
   ~Subscription();
@@ -36,8 +36,6 @@ class Subscription {
   void consume(const amqp::Result& bound, const std::string& queue);
   void fail(const amqp::Result& r);
 
-  std::shared_ptr<Subscription*> self_ = std::make_shared<Subscription*>(this);
-
   amqp::Link link_;
   std::shared_ptr<amqp::Channel> channel_;
   std::string exchange_, binding_key_;
@@ -46,6 +44,7 @@ class Subscription {
   std::function<void(const std::string&)> on_end_;
   bool ready_ = false;
   bool ended_ = false;
+  LifeToken life_;  // last: the first to go, for the channel's callbacks that may run after us
 };
 
 }  // namespace warren::core

@@ -11,10 +11,6 @@ namespace {
 
 using nlohmann::json;
 
-double monotonic_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
 void count_status(ForwarderCounters& c, int status) {
   const std::string_view cls = core::status_class(status);
   if (cls == "2xx") ++c.status_2xx;
@@ -53,19 +49,19 @@ amqp::ConnectionOptions forwarder_options(amqp::ConnectionOptions options, const
 
 }  // namespace
 
-Forwarder::Forwarder(event_base* base, const amqp::ConnectionOptions& broker, double confirm_timeout,
+Forwarder::Forwarder(Loop& loop, const amqp::ConnectionOptions& broker, double confirm_timeout,
                      const ForwarderConfig& forwarder, HttpClient& http, ForwarderCounters& counters,
                      Histogram& latency)
-    : base_(base),
+    : loop_(loop),
       confirm_timeout_(confirm_timeout),
       config_(forwarder),
       http_(http),
       counters_(counters),
       latency_(latency),
       format_(make_format(forwarder)),
-      link_(base, forwarder_options(broker, forwarder), "forwarder " + forwarder.name) {
+      link_(loop, forwarder_options(broker, forwarder), "forwarder " + forwarder.name) {
   link_.set_state_callback([this](amqp::ConnectionState s, const amqp::Result& why) { on_state(s, why); });
-  ack_flush_.reset(event_new(base_, -1, 0, on_ack_flush, this));
+  ack_flush_.reset(event_new(loop_.base(), -1, 0, on_ack_flush, this));
   plan_ = format_->consume_plan();
   consumer_tags_.assign(plan_.size(), "");
   for (const auto& q : plan_) queues_ += (queues_.empty() ? "" : ", ") + q.queue;
@@ -117,8 +113,8 @@ void Forwarder::declare_and_consume() {
   acks_.reset();  // a new channel numbers its deliveries from 1 again
   auto& ch = *consume_channel_;
   auto report = [this](const char* what) {
-    return [this, what, alive = std::weak_ptr<int>(alive_)](const amqp::Result& r) {
-      if (alive.lock() && !r.ok() && r.outcome != amqp::Outcome::connection_lost)
+    return [this, what, alive = life_.watch()](const amqp::Result& r) {
+      if (!alive.expired() && !r.ok() && r.outcome != amqp::Outcome::connection_lost)
         log_error("forwarder {}: {} failed: {}", config_.name, what, r.text);
     };
   };
@@ -140,17 +136,17 @@ void Forwarder::declare_and_consume() {
 void Forwarder::consume(size_t index) {
   if (index >= plan_.size() || !consume_channel_) return;
   std::weak_ptr<amqp::Channel> weak = consume_channel_;
-  auto alive = std::weak_ptr<int>(alive_);
+  auto alive = life_.watch();
   consume_channel_->consume(
       plan_[index].queue, static_cast<uint16_t>(config_.prefetch), false, false,
       [this, alive](amqp::Delivery&& m) {
-        if (alive.lock()) on_delivery(std::move(m));
+        if (!alive.expired()) on_delivery(std::move(m));
       },
       [this, alive, index](const amqp::Result& why) {
-        if (alive.lock()) on_consumer_end(index, why);
+        if (!alive.expired()) on_consumer_end(index, why);
       },
       [this, alive, weak, index](const amqp::Result& r, const std::string& tag) {
-        if (!alive.lock() || weak.lock() != consume_channel_) return;
+        if (alive.expired() || weak.lock() != consume_channel_) return;
         if (!r.ok()) {
           if (r.outcome != amqp::Outcome::connection_lost)
             restart(fmt::format("basic.consume on {} failed: {}", plan_[index].queue, r.text));
@@ -226,7 +222,7 @@ void Forwarder::on_delivery(amqp::Delivery&& message) {
   }
   flight.translation = format_->translate(flight.message);
   if (const auto& oslo = flight.translation.oslo;
-      oslo && !oslo->unique_id.empty() && recent_ids_.seen(oslo->unique_id, monotonic_seconds())) {
+      oslo && !oslo->unique_id.empty() && recent_ids_.seen(oslo->unique_id, Loop::now())) {
     // Delivered twice (a publisher retry): the first copy is, or was, being answered.
     ++counters_.duplicates;
     log_debug("forwarder {}: dropping a duplicate request {}", config_.name, oslo->unique_id);
@@ -250,8 +246,8 @@ void Forwarder::attempt(Flight& f) {
   f.stage = Flight::Stage::http;
   const uint64_t key = f.key;
   f.http_id = http_.start(config_.backend, f.translation.request,
-                          [this, key, alive = std::weak_ptr<int>(alive_)](BackendResponse&& r, double seconds) {
-                            if (alive.lock()) on_response(key, std::move(r), seconds);
+                          [this, key, alive = life_.watch()](BackendResponse&& r, double seconds) {
+                            if (!alive.expired()) on_response(key, std::move(r), seconds);
                           });
   start_heartbeats(f);
 }
@@ -267,8 +263,8 @@ core::Disposition Forwarder::disposition(const Flight& f, int status) const {
 // a caller with a call monitor keeps waiting. Best effort: a lost heartbeat is not retried.
 void Forwarder::start_heartbeats(Flight& f) {
   if (!f.translation.oslo || f.translation.oslo->heartbeat <= 0) return;
-  f.heartbeat_timer.reset(event_new(base_, -1, EV_PERSIST, on_heartbeat_timer, &f));
-  timeval tv = amqp::to_timeval(f.translation.oslo->heartbeat);
+  f.heartbeat_timer.reset(event_new(loop_.base(), -1, EV_PERSIST, on_heartbeat_timer, &f));
+  timeval tv = to_timeval(f.translation.oslo->heartbeat);
   evtimer_add(f.heartbeat_timer.get(), &tv);
 }
 
@@ -279,8 +275,8 @@ void Forwarder::on_heartbeat_timer(evutil_socket_t, short, void* arg) {
   if (!beat || !self->link_.connection()) return;
   self->publish_channel()->publish(
       beat->exchange, beat->routing_key, beat->mandatory, beat->properties, std::move(beat->body),
-      f->translation.oslo->heartbeat, [self, alive = std::weak_ptr<int>(self->alive_)](const amqp::Result& r) {
-        if (!alive.lock()) return;
+      f->translation.oslo->heartbeat, [self, alive = self->life_.watch()](const amqp::Result& r) {
+        if (alive.expired()) return;
         if (r.ok()) ++self->counters_.heartbeats;
         else log_debug("forwarder {}: heartbeat not published: {}", self->config_.name, r.text);
       });
@@ -313,8 +309,8 @@ void Forwarder::on_response(uint64_t key, BackendResponse&& response, double sec
 // or publishes the dead-letter copy again when that is what failed.
 void Forwarder::wait_then_retry(Flight& f, double delay) {
   f.stage = Flight::Stage::waiting;
-  f.retry_timer.reset(evtimer_new(base_, on_retry_timer, &f));
-  timeval tv = amqp::to_timeval(delay);
+  f.retry_timer.reset(evtimer_new(loop_.base(), on_retry_timer, &f));
+  timeval tv = to_timeval(delay);
   evtimer_add(f.retry_timer.get(), &tv);
 }
 
@@ -341,8 +337,8 @@ void Forwarder::finish(Flight& f, const BackendResponse& response, core::Disposi
   publish_channel()->publish(
       reply->exchange, reply->routing_key, true, reply->properties, std::move(reply->body),
       confirm_timeout_,
-      [this, key, done, to = reply->routing_key, alive = std::weak_ptr<int>(alive_)](const amqp::Result& r) {
-        if (!alive.lock()) return;
+      [this, key, done, to = reply->routing_key, alive = life_.watch()](const amqp::Result& r) {
+        if (alive.expired()) return;
         if (r.ok()) {
           ++counters_.replied;
           return settle(key, core::Disposition::ack);
@@ -446,8 +442,8 @@ void Forwarder::dead_letter(Flight& f) {
   const uint64_t key = f.key;
   publish_channel()->publish(
       config_.dead_letter_exchange, f.message.routing_key, true, p, f.message.body,
-      confirm_timeout_, [this, key, alive = std::weak_ptr<int>(alive_)](const amqp::Result& r) {
-        if (!alive.lock()) return;
+      confirm_timeout_, [this, key, alive = life_.watch()](const amqp::Result& r) {
+        if (alive.expired()) return;
         auto it = flights_.find(key);
         if (it == flights_.end()) return;
         Flight& fl = *it->second;
@@ -498,8 +494,8 @@ void Forwarder::drain(std::function<void()> done) {
   log_info("forwarder {}: stopping; {} message(s) waiting for a retry requeued, {} in flight",
            config_.name, waiting.size(), flights_.size());
   on_drained_ = std::move(done);  // set only now: `done` never runs inside this call
-  amqp::defer(base_, [this, alive = std::weak_ptr<int>(alive_)] {
-    if (alive.lock()) check_drained();
+  loop_.defer([this, alive = life_.watch()] {
+    if (!alive.expired()) check_drained();
   });
 }
 

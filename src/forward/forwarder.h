@@ -35,7 +35,7 @@ class Forwarder {
   // `broker`: hosts, TLS and the service identity (the vhost is the forwarder's);
   // `confirm_timeout` bounds the publishing of replies and dead letters. `forwarder` (an entry
   // of config.forwarders) must outlive the forwarder, as must `http`, `counters` and `latency`.
-  Forwarder(event_base* base, const amqp::ConnectionOptions& broker, double confirm_timeout,
+  Forwarder(Loop& loop, const amqp::ConnectionOptions& broker, double confirm_timeout,
             const ForwarderConfig& forwarder, HttpClient& http, ForwarderCounters& counters,
             Histogram& latency);
   ~Forwarder();
@@ -93,7 +93,7 @@ class Forwarder {
 
   static void on_retry_timer(evutil_socket_t, short, void* arg);
 
-  event_base* base_;
+  Loop& loop_;
   const double confirm_timeout_;
   const ForwarderConfig& config_;
   HttpClient& http_;
@@ -113,7 +113,7 @@ class Forwarder {
   uint64_t next_key_ = 1;
   bool draining_ = false;
   std::function<void()> on_drained_;
-  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+  LifeToken life_;
 };
 
 }  // namespace warren::forward
