@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 
+#include "context.h"
 #include "core/publisher.h"
 #include "core/rpc.h"
 #include "forward/queue_set.h"
@@ -22,7 +23,6 @@
 #include "options.h"
 #include "proc/channel.h"
 #include "proc/clock.h"
-#include "context.h"
 #include "stats.h"
 
 namespace warren {
