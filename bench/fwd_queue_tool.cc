@@ -11,6 +11,7 @@
 
 #include "amqp/channel.h"
 #include "amqp/connection.h"
+#include "loop.h"
 
 using namespace warren;
 
@@ -33,15 +34,16 @@ int main(int argc, char** argv) {
   const long n = std::atol(argv[4]), arg = std::atol(argv[5]);
   const long ack_every = argc == 7 ? std::atol(argv[6]) : 100;
   if (n < 1 || arg < 0 || ack_every < 1) return usage();
-  EventBasePtr base(event_base_new());
+  Loop loop;
+  event_base* base = loop.base();
   amqp::ConnectionOptions o;
   o.hosts = {{"127.0.0.1", port}};
-  amqp::Connection conn(base.get(), o);
+  amqp::Connection conn(loop, o);
   int rc = 1;
   conn.set_state_callback([&](amqp::ConnectionState s, const amqp::Result& r) {
     if (s == amqp::ConnectionState::closed) {
       if (!r.ok()) std::fprintf(stderr, "broker connection closed: %s\n", r.text.c_str());
-      event_base_loopbreak(base.get());
+      event_base_loopbreak(base);
     }
   });
   conn.start();
@@ -77,7 +79,7 @@ int main(int argc, char** argv) {
       }
     };
     pump();
-    event_base_dispatch(base.get());  // here: the callbacks refer to this block's locals
+    event_base_dispatch(base);  // here: the callbacks refer to this block's locals
   } else if (mode == "consume") {
     auto ch = conn.open_channel(false);
     long got = 0;
@@ -96,7 +98,7 @@ int main(int argc, char** argv) {
         [](const amqp::Result&) {}, [&](const amqp::Result& r, const std::string&) {
           if (!r.ok()) done(1);
         });
-    event_base_dispatch(base.get());
+    event_base_dispatch(base);
   } else {
     return usage();
   }

@@ -42,8 +42,8 @@ void with_decoded(Channel& channel, const void* decoded) {
 }  // namespace
 
 Channel::Channel(Connection* conn, uint16_t id, bool confirms)
-    : conn_(conn), base_(conn->base()), id_(id), confirms_(confirms) {
-  deadline_timer_.reset(evtimer_new(base_, on_deadline, this));
+    : conn_(conn), loop_(conn->loop()), id_(id), confirms_(confirms) {
+  deadline_timer_.reset(evtimer_new(loop_.base(), on_deadline, this));
   if (!deadline_timer_) abort();  // no memory
 }
 
@@ -52,7 +52,7 @@ Channel::~Channel() = default;
 // ---- plumbing --------------------------------------------------------------------------------
 
 void Channel::fail_later(ResultCallback cb, Result r) {
-  if (cb) defer(base_, [cb = std::move(cb), r = std::move(r)] { cb(r); });
+  if (cb) loop_.defer([cb = std::move(cb), r = std::move(r)] { cb(r); });
 }
 
 void Channel::send_method(amqp_method_number_t id, void* decoded) {
@@ -68,7 +68,7 @@ void Channel::send_method(amqp_method_number_t id, void* decoded) {
 
 void Channel::enqueue_call(amqp_method_number_t id, void* decoded, MethodCallback cb) {
   auto fail = [&](Result r) {
-    if (cb) defer(base_, [cb = std::move(cb), r = std::move(r)] { cb(r, nullptr); });
+    if (cb) loop_.defer([cb = std::move(cb), r = std::move(r)] { cb(r, nullptr); });
   };
   if (!is_open() || !conn_) {
     fail(close_reason_.ok() ? kConnectionGone : close_reason_);
@@ -151,7 +151,7 @@ void Channel::fail_all(const Result& why) {
   held_.clear();
   evtimer_del(deadline_timer_.get());
   if (!todo.empty())
-    defer(base_, [todo = std::move(todo)] {
+    loop_.defer([todo = std::move(todo)] {
       for (auto& f : todo) f();
     });
 }
@@ -386,7 +386,7 @@ void Channel::fail_publishes_on_close(const Result& why) {
     unconfirmed_.clear();
   }
   if (!todo.empty())
-    defer(base_, [todo = std::move(todo)] {
+    loop_.defer([todo = std::move(todo)] {
       for (auto& f : todo) f();
     });
 }
@@ -431,7 +431,7 @@ void Channel::declare_queue(const std::string& name, bool durable, bool exclusiv
   d.auto_delete = auto_delete;
   if (auto problem = arguments_problem(arguments, pool.get(), &d.arguments)) {
     if (cb)
-      defer(base_, [cb = std::move(cb), problem = std::move(*problem)] {
+      loop_.defer([cb = std::move(cb), problem = std::move(*problem)] {
         cb({Outcome::invalid, 0, problem}, "", 0, 0);
       });
     return;

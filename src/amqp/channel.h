@@ -162,7 +162,7 @@ class Channel : public std::enable_shared_from_this<Channel> {
   [[nodiscard]] bool encode_publish(const Publish& p, std::string& out, std::string* error) const;
 
   Connection* conn_;
-  event_base* base_;
+  Loop& loop_;
   uint16_t id_;
   bool confirms_;
   State state_ = State::pending;

@@ -154,7 +154,7 @@ void Channel::consume(const std::string& queue, uint16_t prefetch, bool no_ack, 
                       ConsumeCallback on_started) {
   if (!is_open() || !conn_) {
     Result r = close_reason_.ok() ? kConnectionGone : close_reason_;
-    if (on_started) defer(base_, [cb = std::move(on_started), r] { cb(r, ""); });
+    if (on_started) loop_.defer([cb = std::move(on_started), r] { cb(r, ""); });
     return;
   }
   if (prefetch > 0) {

@@ -11,29 +11,10 @@
 namespace warren::amqp {
 namespace {
 
-void run_deferred(evutil_socket_t, short, void* arg) {
-  std::unique_ptr<std::function<void()>> fn(static_cast<std::function<void()>*>(arg));
-  (*fn)();
-}
-
-double since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
 constexpr int kReplySuccess = 200;
 constexpr int kAccessRefused = 403;
 
 }  // namespace
-
-timeval to_timeval(double seconds) {
-  // Negative and NaN wait nothing; the cap keeps the cast to time_t defined (about 31 years).
-  if (!(seconds > 0)) seconds = 0;
-  if (seconds > 1e9) seconds = 1e9;
-  timeval tv;
-  tv.tv_sec = static_cast<time_t>(seconds);
-  tv.tv_usec = static_cast<suseconds_t>((seconds - static_cast<double>(tv.tv_sec)) * 1e6);
-  return tv;
-}
 
 const char* state_name(ConnectionState s) {
   switch (s) {
@@ -47,32 +28,25 @@ const char* state_name(ConnectionState s) {
   return "?";
 }
 
-void defer(event_base* base, std::function<void()> fn) {
-  auto* p = new std::function<void()>(std::move(fn));
-  timeval zero{0, 0};
-  if (event_base_once(base, -1, EV_TIMEOUT, run_deferred, p, &zero) != 0) abort();  // no memory
-}
-
-Connection::Connection(event_base* base, ConnectionOptions options, Stats* stats)
-    : base_(base), options_(std::move(options)), stats_(stats ? stats : &own_stats_) {
-  connect_timer_.reset(evtimer_new(base_, on_connect_timeout, this));
-  heartbeat_timer_.reset(event_new(base_, -1, EV_PERSIST, on_heartbeat_timer, this));
-  close_timer_.reset(evtimer_new(base_, on_close_timeout, this));
+Connection::Connection(Loop& loop, ConnectionOptions options, Stats* stats)
+    : loop_(loop), options_(std::move(options)), stats_(stats ? stats : &own_stats_) {
+  connect_timer_.reset(evtimer_new(loop_.base(), on_connect_timeout, this));
+  heartbeat_timer_.reset(event_new(loop_.base(), -1, EV_PERSIST, on_heartbeat_timer, this));
+  close_timer_.reset(evtimer_new(loop_.base(), on_close_timeout, this));
   if (!connect_timer_ || !heartbeat_timer_ || !close_timer_) abort();  // no memory
 }
 
-Connection::Connection(event_base* base, ConnectionOptions options, std::shared_ptr<Stats> stats)
-    : Connection(base, std::move(options), stats.get()) {
+Connection::Connection(Loop& loop, ConnectionOptions options, std::shared_ptr<Stats> stats)
+    : Connection(loop, std::move(options), stats.get()) {
   shared_stats_ = std::move(stats);
 }
 
 Connection::~Connection() {
-  alive_.reset();
+  life_.end();
   // Pending work still hears back (deferred): nothing registered is silently dropped.
   auto channels = std::move(channels_);
   for (auto& [id, ch] : channels) ch->detach();
-  // before dns_: freeing the resolver answers its pending lookups into this bufferevent
-  bev_.reset();
+  bev_.reset();  // a pending lookup of the loop's resolver is cancelled with it
 }
 
 std::string Connection::peer() const {
@@ -90,14 +64,14 @@ void Connection::on_read(bufferevent*, void* arg) { static_cast<Connection*>(arg
 void Connection::on_heartbeat_timer(evutil_socket_t, short, void* arg) {
   auto* c = static_cast<Connection*>(arg);
   if (c->heartbeat_ <= 0 || !c->is_open()) return;
-  if (since(c->last_recv_) > 2.0 * c->heartbeat_) {
+  if (Loop::seconds_since(c->last_recv_) > 2.0 * c->heartbeat_) {
     ++c->stats_->heartbeat_timeouts;
     c->teardown({Outcome::connection_lost, 0,
                  fmt::format("no heartbeat from {} for {}s", c->peer(), 2 * c->heartbeat_)});
     return;
   }
   // the timer ticks every heartbeat/2: send when nothing else went out since the last tick
-  if (since(c->last_send_) >= c->heartbeat_ / 2.0 * 0.9) {
+  if (Loop::seconds_since(c->last_send_) >= c->heartbeat_ / 2.0 * 0.9) {
     std::string frame;
     encode_heartbeat(frame);
     c->send(frame);
@@ -143,7 +117,7 @@ void Connection::send_method(uint16_t channel, amqp_method_number_t id, void* de
 }
 
 void Connection::handle_input() {
-  std::weak_ptr<int> guard = alive_;
+  const auto guard = life_.watch();
   last_recv_ = Clock::now();
   // bounded: every pass consumes bytes from a buffer that only the loop refills
   while (bev_) {
@@ -257,7 +231,7 @@ void Connection::handle_blocked(const amqp_connection_blocked_t& blocked) {
 }
 
 void Connection::handle_unblocked() {
-  std::weak_ptr<int> guard = alive_;
+  const auto guard = life_.watch();
   set_state(ConnectionState::open, {});
   if (guard.expired()) return;
   std::vector<std::shared_ptr<Channel>> chans;
@@ -337,8 +311,7 @@ void Connection::became_open() {
 }
 
 void Connection::close() {
-  std::weak_ptr<int> guard = alive_;
-  defer(base_, [this, guard] {
+  loop_.defer([this, guard = life_.watch()] {
     if (guard.expired()) return;
     switch (phase_) {
       case Phase::open: {
@@ -392,7 +365,7 @@ void Connection::teardown(Result why) {
   }
   Result pending = why.ok() ? Result{Outcome::connection_lost, 0, "connection closed"} : why;
   if (pending.outcome == Outcome::refused) pending.text = "login refused: " + pending.text;
-  std::weak_ptr<int> guard = alive_;
+  const auto guard = life_.watch();
   auto channels = channels_;
   for (auto& [id, ch] : channels)
     if (ch->state() != Channel::State::closed) ++stats_->channels_closed;

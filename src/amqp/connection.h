@@ -1,4 +1,4 @@
-// One AMQP 0-9-1 connection driven on a worker's event_base: non-blocking connect (plain or
+// One AMQP 0-9-1 connection driven on a worker's loop: non-blocking connect (plain or
 // TLS) through a bufferevent, the handshake as a state machine, heartbeats on timers,
 // connection.blocked, and the demultiplexing of frames to channels. librabbitmq is only the
 // codec (codec.h): nothing here ever waits on the broker.
@@ -15,6 +15,7 @@
 #include "amqp/codec.h"
 #include "amqp/types.h"
 #include "handles.h"
+#include "loop.h"
 
 namespace warren::amqp {
 
@@ -30,12 +31,7 @@ enum class ConnectionState {
 };
 const char* state_name(ConnectionState s);
 
-using Clock = std::chrono::steady_clock;
-
-timeval to_timeval(double seconds);
-
-// Runs fn on the next loop pass, never inside the caller's frame.
-void defer(event_base* base, std::function<void()> fn);
+using Clock = Loop::Clock;
 
 class Connection {
  public:
@@ -43,11 +39,11 @@ class Connection {
   using StateCallback = std::function<void(ConnectionState, const Result&)>;
 
   // stats may be null; else it must outlive the connection (a worker's totals).
-  Connection(event_base* base, ConnectionOptions options, Stats* stats = nullptr);
+  Connection(Loop& loop, ConnectionOptions options, Stats* stats = nullptr);
   // Figures shared with an owner (amqp::Link): they live as long as the owner or the connection,
   // so a connection let go, which closes and is freed a loop pass later, never counts into
   // freed memory.
-  Connection(event_base* base, ConnectionOptions options, std::shared_ptr<Stats> stats);
+  Connection(Loop& loop, ConnectionOptions options, std::shared_ptr<Stats> stats);
   // Pending callbacks are still called, with connection_lost, from the loop (deferred).
   ~Connection();
   Connection(const Connection&) = delete;
@@ -79,7 +75,7 @@ class Connection {
   // The negotiated channel_max (before the handshake: the one warren asks for).
   int channel_max() const { return channel_max_ > 0 ? channel_max_ : options_.channel_max; }
 
-  event_base* base() const { return base_; }
+  Loop& loop() const { return loop_; }
   const ConnectionOptions& options() const { return options_; }
   size_t frame_max() const { return frame_max_; }
   int heartbeat() const { return heartbeat_; }
@@ -130,7 +126,7 @@ class Connection {
   void channel_gone(uint16_t id);
   bool can_send() const { return phase_ == Phase::open; }
 
-  event_base* base_;
+  Loop& loop_;
   ConnectionOptions options_;
   Stats own_stats_;
   std::shared_ptr<Stats> shared_stats_;
@@ -143,8 +139,7 @@ class Connection {
   std::string last_host_error_;
 
   BuffereventPtr bev_;
-  std::shared_ptr<evdns_base> dns_;  // the loop's resolver, shared (connection_transport.cc)
-  SslCtxPtr ssl_ctx_;                 // a reference to the process's context for these options
+  SslCtxPtr ssl_ctx_;  // a reference to the loop's context for these options
   EventPtr connect_timer_, heartbeat_timer_, close_timer_;
   Decoder decoder_;
   size_t frame_max_ = kInitialFrameMax;
@@ -154,7 +149,7 @@ class Connection {
 
   std::map<uint16_t, std::shared_ptr<Channel>> channels_;
   // Lets deferred work and callbacks notice the connection was destroyed meanwhile.
-  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+  LifeToken life_;
 };
 
 }  // namespace warren::amqp

@@ -7,14 +7,9 @@
 #include <openssl/x509v3.h>
 #include <sys/socket.h>
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
 
 #include <cerrno>
-#include <map>
 #include <memory>
-#include <tuple>
 
 #include "amqp/connection.h"
 #include "log.h"
@@ -28,68 +23,17 @@ bool is_ip_literal(const std::string& host) {
          evutil_inet_pton(AF_INET6, host.c_str(), buf) == 1;
 }
 
-std::string ssl_error_text(unsigned long err) {
-  char buf[256];
-  ERR_error_string_n(err, buf, sizeof(buf));
-  return buf;
-}
-
-// The TLS context for these options, made once per process (a worker: a reload replaces it, so
-// a new CA file is read then) and shared by every connection: loading the CA file per
-// connection cost a file read and a parse on the loop each time. A failure is not kept: the
-// next attempt tries again. Returns a new reference (SSL_CTX_up_ref) or null with *why.
-SslCtxPtr process_ssl_context(const TlsConfig& t, std::string* why) {
-  static std::map<std::tuple<std::string, std::string, std::string, bool>, SslCtxPtr> contexts;
-  const auto key = std::make_tuple(t.ca, t.cert, t.key, t.verify);
-  auto it = contexts.find(key);
-  if (it == contexts.end()) {
-    SslCtxPtr ctx(SSL_CTX_new(TLS_client_method()));
-    if (!ctx) *why = "SSL_CTX_new() failed";
-    else if (t.ca.empty() ? SSL_CTX_set_default_verify_paths(ctx.get()) != 1
-                          : SSL_CTX_load_verify_locations(ctx.get(), t.ca.c_str(), nullptr) != 1)
-      *why = fmt::format("cannot load CA {}: {}", t.ca, ssl_error_text(ERR_get_error()));
-    else if (!t.cert.empty() && SSL_CTX_use_certificate_chain_file(ctx.get(), t.cert.c_str()) != 1)
-      *why = fmt::format("cannot load certificate {}: {}", t.cert, ssl_error_text(ERR_get_error()));
-    else if (!t.key.empty() &&
-             SSL_CTX_use_PrivateKey_file(ctx.get(), t.key.c_str(), SSL_FILETYPE_PEM) != 1)
-      *why = fmt::format("cannot load key {}: {}", t.key, ssl_error_text(ERR_get_error()));
-    if (!why->empty()) {
-      ERR_clear_error();
-      return {};
-    }
-    SSL_CTX_set_verify(ctx.get(), t.verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
-    it = contexts.emplace(key, std::move(ctx)).first;
-  }
-  SSL_CTX_up_ref(it->second.get());
-  return SslCtxPtr(it->second.get());
-}
-
-// One resolver per event loop (a worker's), shared by its connections: evdns_base_new reads
-// resolv.conf and hosts and opens sockets. It goes with the last connection that uses it, so it
-// never outlives its loop.
-std::shared_ptr<evdns_base> loop_resolver(event_base* base) {
-  static std::map<event_base*, std::weak_ptr<evdns_base>> resolvers;
-  std::erase_if(resolvers, [](const auto& entry) { return entry.second.expired(); });
-  if (auto it = resolvers.find(base); it != resolvers.end()) return it->second.lock();
-  evdns_base* dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-  if (!dns) return nullptr;
-  std::shared_ptr<evdns_base> shared(dns, Deleter<evdns_base_free_failing>{});
-  resolvers.emplace(base, shared);
-  return shared;
-}
-
 }  // namespace
 
 void Connection::start() {
   if (state_ != ConnectionState::idle) return;
   state_ = ConnectionState::connecting;
-  std::weak_ptr<int> guard = alive_;
   // never report anything from inside start(): the first attempt begins on the next pass
-  defer(base_, [this, guard] {
+  loop_.defer([this, guard = life_.watch()] {
     if (guard.expired() || phase_ != Phase::idle) return;
     if (options_.tls.enabled) {
       std::string why;
-      ssl_ctx_ = process_ssl_context(options_.tls, &why);
+      ssl_ctx_ = loop_.tls_client_context(options_.tls, &why);
       if (!ssl_ctx_) {
         ++stats_->connect_failures;
         teardown({Outcome::connection_lost, 0, why});
@@ -118,14 +62,14 @@ bool Connection::make_bufferevent(const BrokerHost& host, std::string* why) {
         return false;
       }
     }
-    bev_.reset(bufferevent_openssl_socket_new(base_, -1, ssl.get(), BUFFEREVENT_SSL_CONNECTING,
+    bev_.reset(bufferevent_openssl_socket_new(loop_.base(), -1, ssl.get(), BUFFEREVENT_SSL_CONNECTING,
                                               options));
     if (bev_) {
       ssl.release();  // the bufferevent owns it now (CLOSE_ON_FREE)
       bufferevent_openssl_set_allow_dirty_shutdown(bev_.get(), 1);
     }
   } else {
-    bev_.reset(bufferevent_socket_new(base_, -1, options));
+    bev_.reset(bufferevent_socket_new(loop_.base(), -1, options));
   }
   if (!bev_) {
     *why = "bufferevent_socket_new() failed";
@@ -146,12 +90,12 @@ bool Connection::make_bufferevent(const BrokerHost& host, std::string* why) {
     }
     rc = bufferevent_socket_connect(bev_.get(), reinterpret_cast<sockaddr*>(&ss), len);
   } else {
-    if (!dns_) dns_ = loop_resolver(base_);
-    if (!dns_) {
+    evdns_base* dns = loop_.resolver();
+    if (!dns) {
       *why = "evdns_base_new() failed";
       return false;
     }
-    rc = bufferevent_socket_connect_hostname(bev_.get(), dns_.get(), AF_UNSPEC, host.host.c_str(),
+    rc = bufferevent_socket_connect_hostname(bev_.get(), dns, AF_UNSPEC, host.host.c_str(),
                                              host.port);
   }
   if (rc != 0) {

@@ -4,9 +4,9 @@
 
 namespace warren::amqp {
 
-Link::Link(event_base* base, ConnectionOptions options, std::string name)
-    : base_(base), options_(std::move(options)), name_(std::move(name)) {
-  reconnect_timer_.reset(evtimer_new(base_, on_reconnect_timer, this));
+Link::Link(Loop& loop, ConnectionOptions options, std::string name)
+    : loop_(loop), options_(std::move(options)), name_(std::move(name)) {
+  reconnect_timer_.reset(evtimer_new(loop_.base(), on_reconnect_timer, this));
 }
 
 Link::~Link() { let_go(); }
@@ -18,8 +18,7 @@ void Link::let_go() {
   conn_->set_state_callback(nullptr);
   const auto state = conn_->state();
   if (state != ConnectionState::closing && state != ConnectionState::closed) conn_->close();
-  auto* old = conn_.release();
-  defer(base_, [old] { delete old; });
+  loop_.defer_delete(std::move(conn_));
 }
 
 void Link::connect() {
@@ -70,7 +69,7 @@ void Link::start_now() {
 
 void Link::make_connection() {
   let_go();
-  conn_ = std::make_unique<Connection>(base_, options_, stats_);
+  conn_ = std::make_unique<Connection>(loop_, options_, stats_);
   conn_->set_state_callback([this](ConnectionState state, const Result& why) { on_connection_state(state, why); });
 }
 

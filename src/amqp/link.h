@@ -24,7 +24,7 @@ class Link {
   using StateCallback = Connection::StateCallback;
 
   // `name` says whose link it is in logs ("forwarder orders", "/:alice").
-  Link(event_base* base, ConnectionOptions options, std::string name);
+  Link(Loop& loop, ConnectionOptions options, std::string name);
   // The connection is closed (gracefully, if open) and freed on a later loop pass; its
   // pending callbacks run then with connection_lost.
   ~Link();
@@ -72,7 +72,7 @@ class Link {
   void start_now();
   void on_connection_state(ConnectionState state, const Result& why);
 
-  event_base* base_;
+  Loop& loop_;
   ConnectionOptions options_;
   std::string name_;
   std::shared_ptr<Stats> stats_ = std::make_shared<Stats>();  // shared with its connections

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "amqp/codec.h"
+#include "tls_config.h"
 
 namespace warren::amqp {
 
@@ -60,11 +61,7 @@ struct BrokerHost {
   bool operator==(const BrokerHost&) const = default;
 };
 
-struct TlsConfig {
-  bool enabled = false;
-  std::string ca, cert, key;
-  bool verify = true;
-};
+using warren::TlsConfig;
 
 struct ConnectionOptions {
   std::vector<BrokerHost> hosts{{"127.0.0.1", 5672}};  // tried in turn

@@ -9,10 +9,6 @@ namespace {
 
 using nlohmann::json;
 
-double monotonic_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
 void count_status(ForwarderCounters& c, int status) {
   const std::string_view cls = status_class(status);
   if (cls == "2xx") ++c.status_2xx;
@@ -40,17 +36,17 @@ struct Forwarder::Flight {
   Forwarder* owner = nullptr;
 };
 
-Forwarder::Forwarder(event_base* base, ForwarderOptions options, Backend& backend, ForwarderCounters& counters,
+Forwarder::Forwarder(Loop& loop, ForwarderOptions options, Backend& backend, ForwarderCounters& counters,
                      Histogram& latency)
-    : base_(base),
+    : loop_(loop),
       options_(std::move(options)),
       backend_(backend),
       counters_(counters),
       latency_(latency),
-      link_(base, options_.broker, "forwarder " + options_.name),
+      link_(loop, options_.broker, "forwarder " + options_.name),
       recent_ids_(options_.duplicate_capacity, options_.duplicate_seconds) {
   link_.set_state_callback([this](amqp::ConnectionState s, const amqp::Result& why) { on_state(s, why); });
-  ack_flush_.reset(event_new(base_, -1, 0, on_ack_flush, this));
+  ack_flush_.reset(event_new(loop_.base(), -1, 0, on_ack_flush, this));
   consumer_tags_.assign(options_.plan.size(), "");
   for (const auto& q : options_.plan) queues_ += (queues_.empty() ? "" : ", ") + q.queue;
 }
@@ -97,8 +93,8 @@ void Forwarder::declare_and_consume() {
   acks_.reset();  // a new channel numbers its deliveries from 1 again
   auto& ch = *consume_channel_;
   auto report = [this](const char* what) {
-    return [this, what, alive = std::weak_ptr<int>(alive_)](const amqp::Result& r) {
-      if (alive.lock() && !r.ok() && r.outcome != amqp::Outcome::connection_lost)
+    return [this, what, alive = life_.watch()](const amqp::Result& r) {
+      if (!alive.expired() && !r.ok() && r.outcome != amqp::Outcome::connection_lost)
         log_error("forwarder {}: {} failed: {}", options_.name, what, r.text);
     };
   };
@@ -120,17 +116,17 @@ void Forwarder::declare_and_consume() {
 void Forwarder::consume(size_t index) {
   if (index >= options_.plan.size() || !consume_channel_) return;
   std::weak_ptr<amqp::Channel> weak = consume_channel_;
-  auto alive = std::weak_ptr<int>(alive_);
+  auto alive = life_.watch();
   consume_channel_->consume(
       options_.plan[index].queue, static_cast<uint16_t>(options_.prefetch), false, false,
       [this, alive](amqp::Delivery&& m) {
-        if (alive.lock()) on_delivery(std::move(m));
+        if (!alive.expired()) on_delivery(std::move(m));
       },
       [this, alive, index](const amqp::Result& why) {
-        if (alive.lock()) on_consumer_end(index, why);
+        if (!alive.expired()) on_consumer_end(index, why);
       },
       [this, alive, weak, index](const amqp::Result& r, const std::string& tag) {
-        if (!alive.lock() || weak.lock() != consume_channel_) return;
+        if (alive.expired() || weak.lock() != consume_channel_) return;
         if (!r.ok()) {
           if (r.outcome != amqp::Outcome::connection_lost)
             restart(fmt::format("basic.consume on {} failed: {}", options_.plan[index].queue, r.text));
@@ -205,7 +201,7 @@ void Forwarder::on_delivery(amqp::Delivery&& message) {
   }
   flight.job = backend_.prepare(flight.message);
   const BackendJob& job = *flight.job;
-  if (!job.unique_id.empty() && recent_ids_.seen(job.unique_id, monotonic_seconds())) {
+  if (!job.unique_id.empty() && recent_ids_.seen(job.unique_id, Loop::now())) {
     // Delivered twice (a publisher retry): the first copy is, or was, being answered.
     ++counters_.duplicates;
     log_debug("forwarder {}: dropping a duplicate request {}", options_.name, job.unique_id);
@@ -228,8 +224,8 @@ void Forwarder::attempt(Flight& f) {
   ++f.attempt;
   f.stage = Flight::Stage::calling;
   const uint64_t key = f.key;
-  f.job->start([this, key, alive = std::weak_ptr<int>(alive_)](BackendAnswer&& answer) {
-    if (alive.lock()) on_answer(key, std::move(answer));
+  f.job->start([this, key, alive = life_.watch()](BackendAnswer&& answer) {
+    if (!alive.expired()) on_answer(key, std::move(answer));
   });
   start_heartbeats(f);
 }
@@ -246,8 +242,8 @@ Disposition Forwarder::disposition(const Flight& f, int status) const {
 // waiting. Best effort: a lost heartbeat is not retried.
 void Forwarder::start_heartbeats(Flight& f) {
   if (f.job->heartbeat_interval <= 0) return;
-  f.heartbeat_timer.reset(event_new(base_, -1, EV_PERSIST, on_heartbeat_timer, &f));
-  timeval tv = amqp::to_timeval(f.job->heartbeat_interval);
+  f.heartbeat_timer.reset(event_new(loop_.base(), -1, EV_PERSIST, on_heartbeat_timer, &f));
+  timeval tv = to_timeval(f.job->heartbeat_interval);
   evtimer_add(f.heartbeat_timer.get(), &tv);
 }
 
@@ -258,8 +254,8 @@ void Forwarder::on_heartbeat_timer(evutil_socket_t, short, void* arg) {
   if (!beat || !self->link_.connection()) return;
   self->publish_channel()->publish(
       beat->exchange, beat->routing_key, beat->mandatory, beat->properties, std::move(beat->body),
-      f->job->heartbeat_interval, [self, alive = std::weak_ptr<int>(self->alive_)](const amqp::Result& r) {
-        if (!alive.lock()) return;
+      f->job->heartbeat_interval, [self, alive = self->life_.watch()](const amqp::Result& r) {
+        if (alive.expired()) return;
         if (r.ok()) ++self->counters_.heartbeats;
         else log_debug("forwarder {}: heartbeat not published: {}", self->options_.name, r.text);
       });
@@ -292,8 +288,8 @@ void Forwarder::on_answer(uint64_t key, BackendAnswer&& answer) {
 // or publishes the dead-letter copy again when that is what failed.
 void Forwarder::wait_then_retry(Flight& f, double delay) {
   f.stage = Flight::Stage::waiting;
-  f.retry_timer.reset(evtimer_new(base_, on_retry_timer, &f));
-  timeval tv = amqp::to_timeval(delay);
+  f.retry_timer.reset(evtimer_new(loop_.base(), on_retry_timer, &f));
+  timeval tv = to_timeval(delay);
   evtimer_add(f.retry_timer.get(), &tv);
 }
 
@@ -320,8 +316,8 @@ void Forwarder::finish(Flight& f, Disposition disposition) {
   publish_channel()->publish(
       reply->exchange, reply->routing_key, true, reply->properties, std::move(reply->body),
       options_.confirm_timeout,
-      [this, key, done, to = reply->routing_key, alive = std::weak_ptr<int>(alive_)](const amqp::Result& r) {
-        if (!alive.lock()) return;
+      [this, key, done, to = reply->routing_key, alive = life_.watch()](const amqp::Result& r) {
+        if (alive.expired()) return;
         if (r.ok()) {
           ++counters_.replied;
           return settle(key, Disposition::ack);
@@ -425,8 +421,8 @@ void Forwarder::dead_letter(Flight& f) {
   const uint64_t key = f.key;
   publish_channel()->publish(
       options_.dead_letter_exchange, f.message.routing_key, true, p, f.message.body,
-      options_.confirm_timeout, [this, key, alive = std::weak_ptr<int>(alive_)](const amqp::Result& r) {
-        if (!alive.lock()) return;
+      options_.confirm_timeout, [this, key, alive = life_.watch()](const amqp::Result& r) {
+        if (alive.expired()) return;
         auto it = flights_.find(key);
         if (it == flights_.end()) return;
         Flight& fl = *it->second;
@@ -476,8 +472,8 @@ void Forwarder::drain(std::function<void()> done) {
   log_info("forwarder {}: stopping; {} message(s) waiting for a retry requeued, {} in flight",
            options_.name, waiting.size(), flights_.size());
   on_drained_ = std::move(done);  // set only now: `done` never runs inside this call
-  amqp::defer(base_, [this, alive = std::weak_ptr<int>(alive_)] {
-    if (alive.lock()) check_drained();
+  loop_.defer([this, alive = life_.watch()] {
+    if (!alive.expired()) check_drained();
   });
 }
 

@@ -27,6 +27,7 @@
 #include "core/backend.h"
 #include "core/forwarding.h"
 #include "core/recent_ids.h"
+#include "loop.h"
 #include "stats.h"
 
 namespace warren::core {
@@ -65,7 +66,7 @@ struct ForwarderOptions {
 class Forwarder {
  public:
   // `backend`, `counters` and `latency` (the backend's answer times) must outlive the forwarder.
-  Forwarder(event_base* base, ForwarderOptions options, Backend& backend, ForwarderCounters& counters,
+  Forwarder(Loop& loop, ForwarderOptions options, Backend& backend, ForwarderCounters& counters,
             Histogram& latency);
   ~Forwarder();
   Forwarder(const Forwarder&) = delete;
@@ -123,7 +124,7 @@ class Forwarder {
 
   static void on_retry_timer(evutil_socket_t, short, void* arg);
 
-  event_base* base_;
+  Loop& loop_;
   const ForwarderOptions options_;
   Backend& backend_;
   ForwarderCounters& counters_;
@@ -140,7 +141,7 @@ class Forwarder {
   uint64_t next_key_ = 1;
   bool draining_ = false;
   std::function<void()> on_drained_;
-  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+  LifeToken life_;
 };
 
 }  // namespace warren::core

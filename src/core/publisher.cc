@@ -71,8 +71,8 @@ PublishResult publish_result(const amqp::Result& r, bool link_open) {
 
 // A client login's broker link, and what the publisher keeps about it.
 struct Publisher::LoginLink {
-  LoginLink(event_base* base, amqp::ConnectionOptions options, std::string key, std::string name)
-      : key(std::move(key)), name(name), broker(base, std::move(options), std::move(name)) {}
+  LoginLink(Loop& loop, amqp::ConnectionOptions options, std::string key, std::string name)
+      : key(std::move(key)), name(name), broker(loop, std::move(options), std::move(name)) {}
 
   std::string key;   // vhost, user and password digest
   std::string name;  // "vhost:user", as statelessd names its connections
@@ -97,10 +97,12 @@ struct Publisher::LoginLink {
   }
 };
 
-Publisher::Publisher(event_base* base, PublishOptions options, Counters& counters,
-                     Histograms& histograms)
-    : base_(base), options_(std::move(options)), counters_(counters), histograms_(histograms) {
-  sweep_timer_.reset(event_new(base, -1, EV_PERSIST, on_sweep, this));
+Publisher::Publisher(Context& context, PublishOptions options)
+    : loop_(context.loop),
+      options_(std::move(options)),
+      counters_(context.counters),
+      histograms_(context.histograms) {
+  sweep_timer_.reset(event_new(loop_.base(), -1, EV_PERSIST, on_sweep, this));
   event_add(sweep_timer_.get(), &kSweepInterval);
 }
 
@@ -116,7 +118,7 @@ Publisher::LoginLink& Publisher::link_for(const Credentials& who) {
     options.username = who.username;
     options.password = who.password;
     options.connection_name = fmt::format("warren {} pid {}", name, getpid());
-    slot = std::make_unique<LoginLink>(base_, std::move(options), key, std::move(name));
+    slot = std::make_unique<LoginLink>(loop_, std::move(options), key, std::move(name));
     slot->broker.set_state_callback([this, key](amqp::ConnectionState state, const amqp::Result& why) {
       if (auto it = links_.find(key); it != links_.end()) on_link_state(*it->second, state, why);
     });
@@ -163,18 +165,18 @@ void Publisher::on_link_state(LoginLink& link, amqp::ConnectionState state, cons
     result = why.ok() ? PublishResult{PublishStatus::unavailable, "broker connection closed"}
                       : publish_result(why, false);
   for (auto& done : std::exchange(link.login_waiters, {}))
-    amqp::defer(base_, [done = std::move(done), result] { done(result); });
+    loop_.defer([done = std::move(done), result] { done(result); });
 }
 
 void Publisher::login(const Credentials& who, PublishCallback done) {
   LoginLink& link = link_for(who);
   link.last_used = Clock::now();
   if (!ensure_connection(link))
-    return amqp::defer(base_, [done = std::move(done), r = PublishResult{PublishStatus::over_limit, no_room()}] {
+    return loop_.defer([done = std::move(done), r = PublishResult{PublishStatus::over_limit, no_room()}] {
       done(r);
     });
   if (link.open())
-    return amqp::defer(base_, [done = std::move(done)] { done({PublishStatus::confirmed, {}}); });
+    return loop_.defer([done = std::move(done)] { done({PublishStatus::confirmed, {}}); });
   link.login_waiters.push_back(std::move(done));
 }
 
@@ -213,7 +215,7 @@ void Publisher::publish(const Credentials& who, Message message, PublishCallback
 
 void Publisher::refuse(PublishCallback done, PublishStatus status, std::string detail) {
   ++counters_.publish_failed;
-  amqp::defer(base_, [done = std::move(done), status, detail = std::move(detail)] {
+  loop_.defer([done = std::move(done), status, detail = std::move(detail)] {
     done({status, detail});
   });
 }

@@ -13,7 +13,7 @@
 
 #include "amqp/channel.h"
 #include "amqp/link.h"
-#include "stats.h"
+#include "context.h"
 
 namespace warren::core {
 
@@ -64,7 +64,7 @@ struct PublishOptions {
 
 class Publisher {
  public:
-  Publisher(event_base* base, PublishOptions options, Counters& counters, Histograms& histograms);
+  Publisher(Context& context, PublishOptions options);
   ~Publisher();
   Publisher(const Publisher&) = delete;
   Publisher& operator=(const Publisher&) = delete;
@@ -82,7 +82,7 @@ class Publisher {
 
  private:
   struct LoginLink;
-  using Clock = std::chrono::steady_clock;
+  using Clock = Loop::Clock;
 
   LoginLink& link_for(const Credentials& who);
   // Under broker.max_connections, a link about to connect may: true once there is room (the
@@ -114,7 +114,7 @@ class Publisher {
   void retire(const LoginLink& link);
   static void on_sweep(evutil_socket_t, short, void* arg);
 
-  event_base* base_;
+  Loop& loop_;
   const PublishOptions options_;
   Counters& counters_;
   Histograms& histograms_;

@@ -15,8 +15,8 @@ constexpr uint16_t kReplyPrefetch = 256;
 }  // namespace
 
 struct Rpc::ReplyLink {
-  ReplyLink(event_base* base, amqp::ConnectionOptions options, std::string vhost)
-      : vhost(vhost), queue("reply_" + oslo::new_id()), broker(base, std::move(options), "rpc replies on vhost " + vhost) {}
+  ReplyLink(Loop& loop, amqp::ConnectionOptions options, std::string vhost)
+      : vhost(vhost), queue("reply_" + oslo::new_id()), broker(loop, std::move(options), "rpc replies on vhost " + vhost) {}
 
   std::string vhost;
   std::string queue;  // reply_<uuid>: the same name for the worker's life, redeclared on reconnect
@@ -47,8 +47,8 @@ struct Rpc::PendingCall {
   std::optional<oslo::Failure> failure;
 };
 
-Rpc::Rpc(event_base* base, RpcOptions options, Publisher& publisher, Counters& counters)
-    : base_(base), options_(std::move(options)), publisher_(publisher), counters_(counters) {}
+Rpc::Rpc(Context& context, RpcOptions options, Publisher& publisher)
+    : loop_(context.loop), options_(std::move(options)), publisher_(publisher), counters_(context.counters) {}
 
 Rpc::~Rpc() = default;
 
@@ -88,7 +88,7 @@ void Rpc::call(const Credentials& who, const RpcTarget& target, oslo::Call call,
                RpcCallback done) {
   ++counters_.rpc_calls;
   if (target.fanout) {
-    return amqp::defer(base_, [done = std::move(done)] {
+    return loop_.defer([done = std::move(done)] {
       RpcResult r;
       r.status = RpcStatus::publish_failed;
       r.publish = {PublishStatus::invalid, "a fanout cannot be called, only cast"};
@@ -98,7 +98,7 @@ void Rpc::call(const Credentials& who, const RpcTarget& target, oslo::Call call,
   // Each waiting call holds its client's request for up to rpc.max_timeout.
   if (calls_.size() >= static_cast<size_t>(options_.max_pending_calls)) {
     ++counters_.rpc_calls_refused;
-    return amqp::defer(base_, [done = std::move(done), max = options_.max_pending_calls] {
+    return loop_.defer([done = std::move(done), max = options_.max_pending_calls] {
       RpcResult r;
       r.status = RpcStatus::too_many;
       r.publish = {PublishStatus::over_limit,
@@ -133,7 +133,7 @@ void Rpc::call(const Credentials& who, const RpcTarget& target, oslo::Call call,
 // The caller's login is the broker's to accept, on the link the request will go out on, before
 // the service identity touches the vhost (a refused caller learns nothing of it).
 void Rpc::check_login(PendingCall& c) {
-  std::weak_ptr<int> alive = alive_;
+  const auto alive = life_.watch();
   publisher_.login(c.who, [this, alive, msg_id = c.msg_id](const PublishResult& r) {
     if (alive.expired()) return;
     if (r.status == PublishStatus::confirmed) return proceed(msg_id);
@@ -161,7 +161,7 @@ void Rpc::send_request(const std::string& msg_id) {
   if (it == calls_.end()) return;  // timed out while waiting for the reply queue
   PendingCall& c = *it->second;
   c.sent = true;
-  std::weak_ptr<int> alive = alive_;
+  const auto alive = life_.watch();
   publisher_.publish(c.who, std::move(c.message), [this, alive, msg_id](const PublishResult& r) {
     if (alive.expired()) return;
     auto it = calls_.find(msg_id);
@@ -181,13 +181,13 @@ void Rpc::arm(PendingCall& c, double seconds) {
   const double left = std::chrono::duration<double>(c.hard_deadline - Clock::now()).count();
   if (!c.timer)
     c.timer.reset(evtimer_new(
-        base_,
+        loop_.base(),
         [](evutil_socket_t, short, void* arg) {
           auto* call = static_cast<PendingCall*>(arg);
           call->owner->expire(call->msg_id);
         },
         &c));
-  const timeval tv = amqp::to_timeval(std::min(seconds, left));
+  const timeval tv = to_timeval(std::min(seconds, left));
   evtimer_add(c.timer.get(), &tv);
 }
 
@@ -217,7 +217,7 @@ void Rpc::expire(const std::string& msg_id) {
 void Rpc::finish(const std::string& msg_id, RpcResult result) {
   auto it = calls_.find(msg_id);
   if (it == calls_.end()) return;
-  std::shared_ptr<PendingCall> c(it->second.release());
+  std::unique_ptr<PendingCall> c = std::move(it->second);
   calls_.erase(it);
   if (c->timer) evtimer_del(c->timer.get());
   result.msg_id = c->msg_id;
@@ -225,8 +225,8 @@ void Rpc::finish(const std::string& msg_id, RpcResult result) {
   if (result.status == RpcStatus::result || result.status == RpcStatus::failure)
     latency_.observe(std::chrono::duration<double>(Clock::now() - c->started).count());
   auto done = std::move(c->done);
-  // Never freed inside its own timer callback: the next loop pass drops it.
-  amqp::defer(base_, [c] {});
+  // Never freed inside its own timer callback: the next loop pass does it.
+  loop_.defer_delete(std::move(c));
   done(result);
 }
 
@@ -272,7 +272,7 @@ Rpc::ReplyLink& Rpc::reply_link(const std::string& vhost) {
     auto options = options_.broker;
     options.vhost = vhost;
     options.connection_name = fmt::format("warren rpc replies {} pid {}", vhost, getpid());
-    slot = std::make_unique<ReplyLink>(base_, std::move(options), vhost);
+    slot = std::make_unique<ReplyLink>(loop_, std::move(options), vhost);
     slot->broker.set_state_callback([this, vhost](amqp::ConnectionState state, const amqp::Result& why) {
       if (auto it = links_.find(vhost); it != links_.end()) on_link_state(*it->second, state, why);
     });
@@ -355,9 +355,8 @@ void Rpc::link_failed(ReplyLink& link, const PublishResult& why) {
   const auto waiting = std::exchange(link.waiting, {});
   // We are inside the connection's own callback: the link (and the connection, which counts
   // into the link's stats) goes on the next loop pass. The next call tries again, new queue.
-  std::shared_ptr<ReplyLink> dead(links_[vhost].release());
+  loop_.defer_delete(std::move(links_[vhost]));
   links_.erase(vhost);
-  amqp::defer(base_, [dead] {});
   for (const auto& msg_id : waiting) {
     RpcResult result;
     result.status = RpcStatus::publish_failed;

@@ -19,7 +19,7 @@
 #include "amqp/link.h"
 #include "core/oslo.h"
 #include "core/publisher.h"
-#include "stats.h"
+#include "context.h"
 
 namespace warren::core {
 
@@ -59,7 +59,7 @@ struct RpcOptions {
 
 class Rpc {
  public:
-  Rpc(event_base* base, RpcOptions options, Publisher& publisher, Counters& counters);
+  Rpc(Context& context, RpcOptions options, Publisher& publisher);
   ~Rpc();
   Rpc(const Rpc&) = delete;
   Rpc& operator=(const Rpc&) = delete;
@@ -81,7 +81,7 @@ class Rpc {
  private:
   struct ReplyLink;
   struct PendingCall;
-  using Clock = std::chrono::steady_clock;
+  using Clock = Loop::Clock;
 
   // Calls `proceed(msg_id)` once the broker accepted the call's credentials, or fails the call
   // with the broker's refusal.
@@ -101,14 +101,14 @@ class Rpc {
   static Message request(const RpcTarget& target, const nlohmann::json& message,
                          std::optional<double> expiration);
 
-  event_base* base_;
+  Loop& loop_;
   const RpcOptions options_;
   Publisher& publisher_;
   Counters& counters_;
   Histogram latency_;  // calls answered (result or failure), from request to reply
   std::map<std::string, std::unique_ptr<ReplyLink>> links_;   // by vhost
   std::map<std::string, std::unique_ptr<PendingCall>> calls_;  // by _msg_id
-  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+  LifeToken life_;
 };
 
 }  // namespace warren::core

@@ -18,12 +18,12 @@ amqp::ConnectionOptions subscriber_options(amqp::ConnectionOptions options, cons
 
 }  // namespace
 
-Subscription::Subscription(event_base* base, const amqp::ConnectionOptions& broker, const Credentials& who,
+Subscription::Subscription(Context& context, const amqp::ConnectionOptions& broker, const Credentials& who,
                            std::string exchange, std::string binding_key,
                            std::function<void(const PublishResult&)> on_ready,
                            std::function<void(Event&&)> on_event, std::function<void()> on_resumed,
                            std::function<void(const std::string&)> on_end)
-    : link_(base, subscriber_options(broker, who), fmt::format("events {}:{}", who.vhost, who.username)),
+    : link_(context.loop, subscriber_options(broker, who), fmt::format("events {}:{}", who.vhost, who.username)),
       exchange_(std::move(exchange)),
       binding_key_(std::move(binding_key)),
       on_ready_(std::move(on_ready)),
@@ -37,15 +37,14 @@ Subscription::Subscription(event_base* base, const amqp::ConnectionOptions& brok
   subscribe();
 }
 
-// The channel queues its methods until the connection is open. Its callbacks go through `self`:
-// they may still run after we are gone. A loss of the connection is lost()'s, not theirs.
+// The channel queues its methods until the connection is open. Its callbacks may still run
+// after we are gone (they watch life_). A loss of the connection is lost()'s, not theirs.
 void Subscription::subscribe() {
-  auto self = self_;
   channel_ = link_.open_channel(false);
   // Server-named, exclusive, auto-delete: nobody else sees it and it dies with the connection.
   channel_->declare_queue("", false, true, true, nullptr,
-                          [self](const amqp::Result& r, const std::string& queue, uint32_t, uint32_t) {
-    if (*self) (*self)->bind(r, queue);
+                          [this, alive = life_.watch()](const amqp::Result& r, const std::string& queue, uint32_t, uint32_t) {
+    if (!alive.expired()) bind(r, queue);
   });
 }
 
@@ -63,39 +62,35 @@ void Subscription::lost(const amqp::Result& why) {
 void Subscription::bind(const amqp::Result& declared, const std::string& queue) {
   if (declared.outcome == amqp::Outcome::connection_lost) return;
   if (!declared.ok()) return fail(declared);
-  auto self = self_;
-  channel_->bind_queue(queue, exchange_, binding_key_, nullptr, [self, queue](const amqp::Result& b) {
-    if (*self) (*self)->consume(b, queue);
+  channel_->bind_queue(queue, exchange_, binding_key_, nullptr, [this, alive = life_.watch(), queue](const amqp::Result& b) {
+    if (!alive.expired()) consume(b, queue);
   });
 }
 
 void Subscription::consume(const amqp::Result& bound, const std::string& queue) {
   if (bound.outcome == amqp::Outcome::connection_lost) return;
   if (!bound.ok()) return fail(bound);
-  auto self = self_;
   channel_->consume(
       queue, 0, true, true,
-      [self](amqp::Delivery&& d) {
-        if (*self)
-          (*self)->on_event_({d.properties.message_id.value_or(""), d.properties.type.value_or(""),
-                              std::move(d.body)});
+      [this, alive = life_.watch()](amqp::Delivery&& d) {
+        if (!alive.expired())
+          on_event_({d.properties.message_id.value_or(""), d.properties.type.value_or(""), std::move(d.body)});
       },
-      [self](const amqp::Result& end) {
-        if (*self && end.outcome != amqp::Outcome::connection_lost) (*self)->fail(end);
+      [this, alive = life_.watch()](const amqp::Result& end) {
+        if (!alive.expired() && end.outcome != amqp::Outcome::connection_lost) fail(end);
       },
-      [self](const amqp::Result& c, const std::string&) {
-        if (!*self || c.outcome == amqp::Outcome::connection_lost) return;
-        if (!c.ok()) return (*self)->fail(c);
-        Subscription& s = **self;
-        if (std::exchange(s.resuming_, false)) return s.on_resumed_();
-        s.ready_ = true;
-        s.on_ready_({PublishStatus::confirmed, {}});
+      [this, alive = life_.watch()](const amqp::Result& c, const std::string&) {
+        if (alive.expired() || c.outcome == amqp::Outcome::connection_lost) return;
+        if (!c.ok()) return fail(c);
+        if (std::exchange(resuming_, false)) return on_resumed_();
+        ready_ = true;
+        on_ready_({PublishStatus::confirmed, {}});
       });
 }
 
 // The link closes its connection and frees it on a later loop pass: we may be inside one of its
 // callbacks.
-Subscription::~Subscription() { *self_ = nullptr; }
+Subscription::~Subscription() = default;
 
 void Subscription::fail(const amqp::Result& r) {
   if (ended_) return;  // the first reason is the one that counts

@@ -26,7 +26,7 @@ class Subscription {
   // is made again (on another node of a cluster, say); what flowed in between is missing.
   // on_end: the subscription ended from the broker's side (once).
   // `broker`: hosts, TLS, heartbeat; the vhost and login are `who`'s.
-  Subscription(event_base* base, const amqp::ConnectionOptions& broker, const Credentials& who,
+  Subscription(Context& context, const amqp::ConnectionOptions& broker, const Credentials& who,
                std::string exchange, std::string binding_key, std::function<void(const PublishResult&)> on_ready,
                std::function<void(Event&&)> on_event, std::function<void()> on_resumed,
                std::function<void(const std::string& why)> on_end);
@@ -41,8 +41,6 @@ class Subscription {
   void consume(const amqp::Result& bound, const std::string& queue);
   void fail(const amqp::Result& r);
 
-  std::shared_ptr<Subscription*> self_ = std::make_shared<Subscription*>(this);
-
   amqp::Link link_;
   std::shared_ptr<amqp::Channel> channel_;
   std::string exchange_, binding_key_;
@@ -53,6 +51,7 @@ class Subscription {
   bool ready_ = false;
   bool resuming_ = false;  // subscribing again after a lost connection
   bool ended_ = false;
+  LifeToken life_;  // last: the first to go, for the channel's callbacks that may run after us
 };
 
 }  // namespace warren::core

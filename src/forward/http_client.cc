@@ -16,7 +16,7 @@ namespace {
 constexpr size_t kMaxResponseBody = 64 << 20;
 constexpr size_t kMaxIdleHandles = 256;
 
-using Clock = std::chrono::steady_clock;
+using Clock = Loop::Clock;
 
 }  // namespace
 
@@ -43,9 +43,9 @@ struct HttpClient::Socket {
   EventPtr event;
 };
 
-HttpClient::HttpClient(event_base* base) : base_(base), multi_(curl_multi_init()) {
+HttpClient::HttpClient(Loop& loop) : loop_(loop), multi_(curl_multi_init()) {
   if (!multi_) abort();  // out of memory
-  timer_.reset(evtimer_new(base_, on_timeout, this));
+  timer_.reset(evtimer_new(loop_.base(), on_timeout, this));
   curl_multi_setopt(multi_.get(), CURLMOPT_SOCKETFUNCTION, on_socket);
   curl_multi_setopt(multi_.get(), CURLMOPT_SOCKETDATA, this);
   curl_multi_setopt(multi_.get(), CURLMOPT_TIMERFUNCTION, on_timer);
@@ -161,8 +161,8 @@ void HttpClient::fail_later(uint64_t id, BackendResponse r) {
   if (it == requests_.end()) return;
   curl_multi_remove_handle(multi_.get(), it->second->easy.get());
   it->second->easy.reset();
-  amqp::defer(base_, [this, alive = std::weak_ptr<int>(alive_), id, r = std::move(r)]() mutable {
-    if (alive.lock()) answer(id, std::move(r), 0);
+  loop_.defer([this, alive = life_.watch(), id, r = std::move(r)]() mutable {
+    if (!alive.expired()) answer(id, std::move(r), 0);
   });
 }
 
@@ -201,7 +201,7 @@ int HttpClient::on_socket(CURL*, curl_socket_t s, int what, void* arg, void*) {
     slot = std::make_unique<Socket>();
     slot->client = self;
     slot->fd = s;
-    slot->event.reset(event_new(self->base_, s, 0, on_socket_event, slot.get()));
+    slot->event.reset(event_new(self->loop_.base(), s, 0, on_socket_event, slot.get()));
   }
   short events = 0;
   if (what & CURL_POLL_IN) events |= EV_READ | EV_PERSIST;
@@ -210,7 +210,7 @@ int HttpClient::on_socket(CURL*, curl_socket_t s, int what, void* arg, void*) {
   event_del(slot->event.get());
   slot->events = events;
   if (events == 0) return 0;  // CURL_POLL_REMOVE
-  event_assign(slot->event.get(), self->base_, s, events, on_socket_event, slot.get());
+  event_assign(slot->event.get(), self->loop_.base(), s, events, on_socket_event, slot.get());
   event_add(slot->event.get(), nullptr);
   return 0;
 }
@@ -295,9 +295,9 @@ void HttpClient::collect_done() {
     r->easy.reset();
     finished.emplace_back(r->id, std::move(resp), seconds);
   }
-  std::weak_ptr<int> alive = alive_;
+  const auto alive = life_.watch();
   for (auto& [id, response, seconds] : finished) {
-    if (!alive.lock()) return;  // a callback destroyed the client
+    if (alive.expired()) return;  // a callback destroyed the client
     answer(id, std::move(response), seconds);
   }
 }

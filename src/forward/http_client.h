@@ -14,6 +14,7 @@
 #include "config.h"
 #include "forward/format.h"
 #include "handles.h"
+#include "loop.h"
 
 namespace warren::forward {
 
@@ -22,7 +23,7 @@ class HttpClient {
   // Called exactly once per request that was not cancelled, from the loop, never inside start().
   using Callback = std::function<void(BackendResponse&&, double seconds)>;
 
-  explicit HttpClient(event_base* base);
+  explicit HttpClient(Loop& loop);
   ~HttpClient();
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;
@@ -51,7 +52,7 @@ class HttpClient {
   // Runs the callback of a request that ended, unless it was cancelled meanwhile.
   void answer(uint64_t id, BackendResponse&& response, double seconds);
 
-  event_base* base_;
+  Loop& loop_;
   CurlMultiPtr multi_;
   EventPtr timer_;
   std::map<curl_socket_t, std::unique_ptr<Socket>> sockets_;
@@ -61,7 +62,7 @@ class HttpClient {
   std::vector<CurlEasyPtr> idle_;
   uint64_t next_id_ = 1;
   // Lets deferred callbacks notice the client is gone.
-  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+  LifeToken life_;
 };
 
 }  // namespace warren::forward

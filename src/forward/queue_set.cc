@@ -6,15 +6,16 @@
 
 namespace warren::forward {
 
-QueueSet::QueueSet(event_base* base, const Config& config, std::string name)
-    : base_(base), config_(config), name_(std::move(name)), http_(base) {
+QueueSet::QueueSet(Context& context, const Config& config, std::string name)
+    : loop_(context.loop), config_(config), name_(std::move(name)), http_(context.loop) {
   for (const auto& f : config_.forwarders) {
     if (f.queue_set != name_) continue;
     auto& backend = *backends_.emplace_back(std::make_unique<HttpBackend>(f, http_));
     forwarders_.push_back(std::make_unique<core::Forwarder>(
-        base_, forwarder_options(config_, f, backend.consume_plan()), backend, counters_[f.name], latency_));
+        loop_, forwarder_options(config_, f, backend.consume_plan()), backend, counters_[f.name],
+        context.histograms.forward_seconds));
   }
-  drain_timer_.reset(evtimer_new(base_, on_drain_timeout, this));
+  drain_timer_.reset(evtimer_new(loop_.base(), on_drain_timeout, this));
 }
 
 QueueSet::~QueueSet() = default;
@@ -26,8 +27,8 @@ void QueueSet::start() {
 void QueueSet::drain(double timeout, std::function<void()> done) {
   on_drained_ = std::move(done);
   draining_ = forwarders_.size();
-  if (draining_ == 0) return amqp::defer(base_, [this] { drained_one(); });
-  timeval tv = amqp::to_timeval(timeout);
+  if (draining_ == 0) return loop_.defer([this] { drained_one(); });
+  timeval tv = to_timeval(timeout);
   evtimer_add(drain_timer_.get(), &tv);
   for (auto& f : forwarders_) f->drain([this] { drained_one(); });
 }
@@ -58,7 +59,6 @@ void QueueSet::close() {
 void QueueSet::fill(Snapshot& snapshot) const {
   snapshot.queue_set = name_;
   for (const auto& [name, c] : counters_) snapshot.forwarders[name].merge(c);
-  snapshot.histograms.forward_seconds.merge(latency_);
   for (const auto& f : forwarders_) {
     add_broker_counters(snapshot.counters, f->broker_stats());
     if (auto node = f->broker_node(); !node.empty()) snapshot.broker_nodes["forwarder " + f->name()] = node;

@@ -14,14 +14,14 @@
 #include "core/forwarder.h"
 #include "forward/http_backend.h"
 #include "forward/http_client.h"
-#include "stats.h"
+#include "context.h"
 
 namespace warren::forward {
 
 class QueueSet {
  public:
   // `config` must outlive the set.
-  QueueSet(event_base* base, const Config& config, std::string name);
+  QueueSet(Context& context, const Config& config, std::string name);
   ~QueueSet();
   QueueSet(const QueueSet&) = delete;
   QueueSet& operator=(const QueueSet&) = delete;
@@ -40,12 +40,11 @@ class QueueSet {
   static void on_drain_timeout(evutil_socket_t, short, void* arg);
   void drained_one();
 
-  event_base* base_;
+  Loop& loop_;
   const Config& config_;
   std::string name_;
   HttpClient http_;
   std::map<std::string, ForwarderCounters> counters_;  // by forwarder name; stable addresses
-  Histogram latency_;                                   // every forwarder's backend answers
   std::vector<std::unique_ptr<HttpBackend>> backends_;  // forwarders_[i]'s is backends_[i]
   std::vector<std::unique_ptr<core::Forwarder>> forwarders_;
   EventPtr drain_timer_;

@@ -21,10 +21,10 @@ struct ClientDeadlines::Client {
   std::function<void()> on_close;
 };
 
-ClientDeadlines::ClientDeadlines(event_base* base, double request_timeout, Counters& counters)
-    : base_(base), timeout_(amqp::to_timeval(request_timeout)), counters_(counters) {
-  adopt_event_.reset(event_new(base, -1, 0, on_adopt, this));
-  reap_event_.reset(event_new(base, -1, 0, on_reap, this));
+ClientDeadlines::ClientDeadlines(Context& context, double request_timeout)
+    : loop_(context.loop), timeout_(to_timeval(request_timeout)), counters_(context.counters) {
+  adopt_event_.reset(event_new(loop_.base(), -1, 0, on_adopt, this));
+  reap_event_.reset(event_new(loop_.base(), -1, 0, on_reap, this));
   if (!adopt_event_ || !reap_event_) abort();  // no memory
 }
 

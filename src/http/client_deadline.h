@@ -15,13 +15,13 @@
 #include <vector>
 
 #include "handles.h"
-#include "stats.h"
+#include "context.h"
 
 namespace warren {
 
 class ClientDeadlines {
  public:
-  ClientDeadlines(event_base* base, double request_timeout, Counters& counters);
+  ClientDeadlines(Context& context, double request_timeout);
   ~ClientDeadlines();
   ClientDeadlines(const ClientDeadlines&) = delete;
   ClientDeadlines& operator=(const ClientDeadlines&) = delete;
@@ -53,7 +53,7 @@ class ClientDeadlines {
   static void on_reply_written(evhttp_request* req, void* arg);
   static void on_closed(evhttp_connection* conn, void* arg);
 
-  event_base* base_;
+  Loop& loop_;
   timeval timeout_;
   Counters& counters_;
   std::unordered_map<bufferevent*, std::unique_ptr<Client>> clients_;

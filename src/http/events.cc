@@ -2,6 +2,7 @@
 
 #include <map>
 #include <memory>
+#include <vector>
 
 #include "http/outcome.h"
 #include "http/publish_request.h"
@@ -47,11 +48,17 @@ std::variant<PublishPath, HttpError> parse_events_path(std::string_view raw_path
 
 class EventsHandler {
  public:
-  EventsHandler(HttpServer& server, const Config& config, Counters& counters)
-      : server_(server), config_(config), broker_(broker_options(config.broker)), counters_(counters) {
+  EventsHandler(HttpServer& server, Context& context, const Config& config)
+      : server_(server),
+        context_(context),
+        config_(config),
+        broker_(broker_options(config.broker)),
+        counters_(context.counters) {
     // A stopping worker ends its streams; clients reconnect to the next worker.
     server_.on_drain([this] {
-      for (auto& [req, stream] : streams_) end(*stream);
+      std::vector<Stream*> all;  // end() takes a stream out of streams_
+      for (auto& [req, stream] : streams_) all.push_back(stream.get());
+      for (Stream* s : all) end(*s);
     });
   }
   // The server owns this handler through its routes and frees its connections after them: a
@@ -80,9 +87,8 @@ class EventsHandler {
     Stream* s = stream.get();
     s->owner = this;
     s->req = req;
-    s->base = evhttp_connection_get_base(evhttp_request_get_connection(req));
     s->subscription = std::make_unique<core::Subscription>(
-        s->base, broker_, who,
+        context_, broker_, who,
         path.exchange, path.routing_key,
         [this, s](const core::PublishResult& r) { server_.guard(s->req, [&] { ready(*s, r); }); },
         [this, s](core::Event&& e) { deliver(*s, e); },
@@ -101,12 +107,11 @@ class EventsHandler {
  private:
   struct Stream {
     EventsHandler* owner = nullptr;
-    event_base* base = nullptr;
     evhttp_request* req = nullptr;
     std::unique_ptr<core::Subscription> subscription;
     EventPtr keepalive;
     bool open = false;   // the 200 and the headers went out
-    bool ended = false;  // answered; the object goes on the next loop pass
+    bool ended = false;  // answered, out of streams_; the object goes on the next loop pass
   };
 
   void ready(Stream& s, const core::PublishResult& r) {
@@ -121,9 +126,8 @@ class EventsHandler {
     // The client may go at any time: libevent tells us through the connection's close callback.
     server_.on_connection_close(s.req, [this, &s] { end(s); });
     server_.stream_chunk(s.req, ": subscribed\n\n");
-    s.keepalive.reset(event_new(s.base, -1, EV_PERSIST, on_keepalive, &s));
-    const double every = config_.http.sse_keepalive;
-    timeval tv{static_cast<time_t>(every), static_cast<suseconds_t>((every - int(every)) * 1e6)};
+    s.keepalive.reset(event_new(context_.loop.base(), -1, EV_PERSIST, on_keepalive, &s));
+    const timeval tv = to_timeval(config_.http.sse_keepalive);
     event_add(s.keepalive.get(), &tv);
   }
 
@@ -162,10 +166,12 @@ class EventsHandler {
     s.ended = true;
     s.keepalive.reset();
     if (s.open) ++counters_.sse_streams_closed;
-    // Not inside the subscription's own callback: on the next loop pass, if we are still here.
-    amqp::defer(s.base, [this, alive = std::weak_ptr<int>(alive_), req = s.req] {
-      if (alive.lock()) streams_.erase(req);
-    });
+    // Out of the table now (evhttp may give a new request the same address), but not freed
+    // inside the subscription's own callback: on the next loop pass.
+    auto it = streams_.find(s.req);
+    if (it == streams_.end()) return;
+    context_.loop.defer_delete(std::move(it->second));
+    streams_.erase(it);
   }
 
   static void on_keepalive(evutil_socket_t, short, void* arg) {
@@ -174,17 +180,17 @@ class EventsHandler {
   }
 
   HttpServer& server_;
+  Context& context_;
   const Config& config_;
   const amqp::ConnectionOptions broker_;
   Counters& counters_;
   std::map<evhttp_request*, std::unique_ptr<Stream>> streams_;
-  std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // for callbacks deferred to the loop
 };
 
 }  // namespace
 
-void event_routes(HttpServer& server, const Config& config, Counters& counters) {
-  server.route_prefix("/events/", shared_handler(std::make_shared<EventsHandler>(server, config, counters)));
+void event_routes(HttpServer& server, Context& context, const Config& config) {
+  server.route_prefix("/events/", shared_handler(std::make_shared<EventsHandler>(server, context, config)));
 }
 
 }  // namespace warren

@@ -6,13 +6,13 @@
 
 #include "config.h"
 #include "core/subscriber.h"
-#include "stats.h"
+#include "context.h"
 
 namespace warren {
 
 class HttpServer;
 
-void event_routes(HttpServer& server, const Config& config, Counters& counters);
+void event_routes(HttpServer& server, Context& context, const Config& config);
 
 // One event in the text/event-stream format: `id:`, `event:`, one `data:` line per body line
 // (CRLF, CR and LF all end a line, as the SSE rules say), then a blank line.

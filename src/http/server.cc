@@ -27,12 +27,12 @@ std::string_view http_reason(int code) {
   }
 }
 
-HttpServer::HttpServer(event_base* base, const HttpConfig& config, Counters& counters)
-    : base_(base),
+HttpServer::HttpServer(Context& context, const HttpConfig& config)
+    : loop_(context.loop),
       config_(config),
-      counters_(counters),
-      deadlines_(base, config.request_timeout, counters),
-      http_(evhttp_new(base)) {
+      counters_(context.counters),
+      deadlines_(context, config.request_timeout),
+      http_(evhttp_new(loop_.base())) {
   // evhttp's own limits are the hard stops (it answers with an HTML page and closes); up to
   // them the routes check max_body and max_header_size and answer with a JSON error naming the
   // limit.
@@ -44,7 +44,7 @@ HttpServer::HttpServer(event_base* base, const HttpConfig& config, Counters& cou
                                               EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
                                               EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
   evhttp_set_gencb(http_.get(), on_request, this);
-  idle_event_.reset(event_new(base, -1, 0, on_idle, this));
+  idle_event_.reset(event_new(loop_.base(), -1, 0, on_idle, this));
 }
 
 namespace {
@@ -63,7 +63,7 @@ bool HttpServer::accept_on(int listen_fd) {
   evconnlistener* listener = evhttp_bound_socket_get_listener(bound_);
   accept_owners()[listener] = this;
   evconnlistener_set_error_cb(listener, on_accept_error);
-  accept_resume_.reset(evtimer_new(base_, on_accept_resume, this));
+  accept_resume_.reset(evtimer_new(loop_.base(), on_accept_resume, this));
   return true;
 }
 

@@ -13,7 +13,7 @@
 #include "config.h"
 #include "handles.h"
 #include "http/client_deadline.h"
-#include "stats.h"
+#include "context.h"
 
 struct evconnlistener;
 
@@ -25,7 +25,7 @@ class HttpServer {
  public:
   using Handler = std::function<void(evhttp_request* req, const std::string& path)>;
 
-  HttpServer(event_base* base, const HttpConfig& config, Counters& counters);
+  HttpServer(Context& context, const HttpConfig& config);
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
@@ -85,7 +85,7 @@ class HttpServer {
   void check_idle();
   static void on_idle(evutil_socket_t, short, void* arg);
 
-  event_base* base_;
+  Loop& loop_;
   const HttpConfig& config_;
   Counters& counters_;
   ClientDeadlines deadlines_;  // before http_: freeing the evhttp closes connections through it

@@ -19,6 +19,7 @@
 #include "forward/backend_url.h"
 #include "json.h"
 #include "log.h"
+#include "loop.h"
 #include "proc/clock.h"
 #include "proc/commands.h"
 #include "proc/spawn.h"
@@ -29,13 +30,6 @@ namespace {
 constexpr int kHandledSignals[] = {SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGCHLD, SIGUSR1};
 constexpr timeval kRetireTimeout{5, 0};  // old workers go even if new ones never say ready
 constexpr double kRespawnThrottle = 1.0;  // a worker that dies younger waits this long
-
-timeval to_timeval(double seconds) {
-  timeval tv{};
-  tv.tv_sec = static_cast<time_t>(seconds);
-  tv.tv_usec = static_cast<suseconds_t>((seconds - tv.tv_sec) * 1e6);
-  return tv;
-}
 
 // Verification off is allowed (a lab broker with a self-signed certificate) but never silent.
 void warn_insecure_tls(const Config& config) {

@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 
+#include "context.h"
 #include "core/publisher.h"
 #include "core/rpc.h"
 #include "forward/queue_set.h"
@@ -70,7 +71,7 @@ EventBasePtr new_worker_base() {
 class Worker {
  public:
   Worker(std::shared_ptr<const Config> config, const WorkerSpec& spec)
-      : config_(std::move(config)), spec_(spec), base_(new_worker_base()) {}
+      : config_(std::move(config)), spec_(spec), loop_(new_worker_base()) {}
   virtual ~Worker() = default;
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -78,21 +79,21 @@ class Worker {
   int run(Fd channel_fd, const sigset_t& signal_mask) {
     started_ = unix_now();
     channel_ = std::make_unique<Channel>(
-        base_.get(), std::move(channel_fd), [this](const Frame& f) { on_frame(f); },
+        loop_.base(), std::move(channel_fd), [this](const Frame& f) { on_frame(f); },
         [this](ChannelTrouble trouble) {
           if (trouble != ChannelTrouble::frame_refused) on_master_gone();
         });
     for (int sig : {SIGTERM, SIGQUIT, SIGINT, SIGUSR1, SIGHUP}) {
-      signals_.emplace_back(evsignal_new(base_.get(), sig, on_signal, this));
+      signals_.emplace_back(evsignal_new(loop_.base(), sig, on_signal, this));
       event_add(signals_.back().get(), nullptr);
     }
     sigprocmask(SIG_SETMASK, &signal_mask, nullptr);  // what came meanwhile is handled now
-    snapshot_timer_.reset(event_new(base_.get(), -1, EV_PERSIST, on_snapshot_timer, this));
+    snapshot_timer_.reset(event_new(loop_.base(), -1, EV_PERSIST, on_snapshot_timer, this));
     event_add(snapshot_timer_.get(), &kSnapshotInterval);
 
     if (!start()) return kWorkerExitFatal;
     channel_->send(FrameType::ready, "");
-    event_base_dispatch(base_.get());
+    event_base_dispatch(loop_.base());
     return 0;
   }
 
@@ -110,9 +111,10 @@ class Worker {
 
   std::shared_ptr<const Config> config_;
   WorkerSpec spec_;
-  EventBasePtr base_;
   Counters counters_;
   Histograms histograms_;
+  Loop loop_;  // before the objects that run on it: it frees what they let go, after them
+  Context context_{loop_, counters_, histograms_};  // what the kind's objects are built with
   std::unique_ptr<Channel> channel_;
   bool draining_ = false;
 
@@ -159,7 +161,7 @@ class Worker {
     close();
     log_info("drained; exiting");
     constexpr timeval kCloseWait{0, 500000};  // the polite closes' bound
-    event_base_loopexit(base_.get(), &kCloseWait);
+    event_base_loopexit(loop_.base(), &kCloseWait);
   }
 
   static void on_signal(evutil_socket_t sig, short, void* arg) {
@@ -194,13 +196,13 @@ class HttpWorker final : public Worker, public StatsSource {
 
   HttpWorker(std::shared_ptr<const Config> config, const WorkerSpec& spec)
       : Worker(std::move(config), spec) {
-    http_ = std::make_unique<HttpServer>(base_.get(), config_->http, counters_);
-    publisher_ = std::make_unique<core::Publisher>(base_.get(), publish_options(*config_), counters_, histograms_);
-    rpc_ = std::make_unique<core::Rpc>(base_.get(), rpc_options(*config_), *publisher_, counters_);
+    http_ = std::make_unique<HttpServer>(context_, config_->http);
+    publisher_ = std::make_unique<core::Publisher>(context_, publish_options(*config_));
+    rpc_ = std::make_unique<core::Rpc>(context_, rpc_options(*config_), *publisher_);
     admin_routes(*http_, *this);
     dashboard_routes(*http_);
     publish_routes(*http_, *publisher_);
-    event_routes(*http_, *config_, counters_);
+    event_routes(*http_, context_, *config_);
     rpc_routes(*http_, *rpc_, *config_);
   }
 
@@ -274,7 +276,7 @@ class ForwardWorker final : public Worker {
 
   ForwardWorker(std::shared_ptr<const Config> config, const WorkerSpec& spec)
       : Worker(std::move(config), spec) {
-    queue_set_ = std::make_unique<forward::QueueSet>(base_.get(), *config_, spec_.queue_set);
+    queue_set_ = std::make_unique<forward::QueueSet>(context_, *config_, spec_.queue_set);
   }
 
  private:

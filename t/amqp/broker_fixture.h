@@ -1,5 +1,5 @@
 // Shared by the broker-link tests: a real RabbitMQ (WARREN_BROKER_PORT, else the test is
-// skipped), an event_base, and a loop runner bounded in time.
+// skipped), a Loop, and a loop runner bounded in time.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -17,6 +17,7 @@
 #include "amqp/channel.h"
 #include "amqp/connection.h"
 #include "handles.h"
+#include "loop.h"
 
 namespace warren::amqp::testing {
 
@@ -48,12 +49,11 @@ class BrokerTest : public ::testing::Test {
     const char* port = std::getenv("WARREN_BROKER_PORT");
     if (!port || !*port) GTEST_SKIP() << "WARREN_BROKER_PORT not set: no broker to test against";
     port_ = std::atoi(port);
-    base_.reset(event_base_new());
-    ASSERT_TRUE(base_);
+    loop_ = std::make_unique<Loop>();
   }
   void TearDown() override {
     // let deferred callbacks of destroyed objects run, so nothing is left allocated
-    if (base_) run_for(0.05);
+    if (loop_) run_for(0.05);
   }
 
   ConnectionOptions options() const {
@@ -71,8 +71,8 @@ class BrokerTest : public ::testing::Test {
     while (!done()) {
       if (std::chrono::steady_clock::now() >= deadline) return false;
       timeval slice{0, 5000};
-      event_base_loopexit(base_.get(), &slice);
-      event_base_dispatch(base_.get());
+      event_base_loopexit(loop_->base(), &slice);
+      event_base_dispatch(loop_->base());
     }
     return true;
   }
@@ -81,7 +81,7 @@ class BrokerTest : public ::testing::Test {
   }
 
   std::unique_ptr<Connection> connect(ConnectionOptions o) {
-    auto c = std::make_unique<Connection>(base_.get(), std::move(o), &stats_);
+    auto c = std::make_unique<Connection>(*loop_, std::move(o), &stats_);
     c->start();
     run_until([&] { return c->state() == ConnectionState::open || c->state() == ConnectionState::closed; }, 15);
     return c;
@@ -106,7 +106,7 @@ class BrokerTest : public ::testing::Test {
   }
 
   int port_ = 0;
-  EventBasePtr base_;
+  std::unique_ptr<Loop> loop_;  // made in SetUp: a skipped test needs none
   Stats stats_;
   int counter_ = 0;
 };

@@ -249,7 +249,7 @@ TEST_F(ChannelTest, ServerNamedQueueAndInvalidHeaders) {
 }
 
 TEST_F(ChannelTest, PublishesBeforeOpenWaitThenGo) {
-  auto c = std::make_unique<Connection>(base_.get(), options(), &stats_);
+  auto c = std::make_unique<Connection>(*loop_, options(), &stats_);
   c->start();
   auto ch = c->open_channel();
   Result r{Outcome::ok, -1, ""};

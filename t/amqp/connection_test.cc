@@ -28,7 +28,7 @@ TEST_F(BrokerTest, HandshakeOpensAndClosesCleanly) {
   std::vector<ConnectionState> seen;
   auto o = options();
   o.heartbeat = 4;
-  auto c = std::make_unique<Connection>(base_.get(), o, &stats_);
+  auto c = std::make_unique<Connection>(*loop_, o, &stats_);
   c->set_state_callback([&](ConnectionState s, const Result&) { seen.push_back(s); });
   c->start();
   EXPECT_TRUE(seen.empty());  // never reported from inside start()
@@ -109,7 +109,7 @@ TEST_F(BrokerTest, FailsOverToTheNextHost) {
 }
 
 TEST_F(BrokerTest, DestroyingInsideTheStateCallbackIsSafe) {
-  auto c = std::make_unique<Connection>(base_.get(), options(), &stats_);
+  auto c = std::make_unique<Connection>(*loop_, options(), &stats_);
   bool done = false;
   c->set_state_callback([&](ConnectionState s, const Result&) {
     if (s == ConnectionState::open) {
@@ -217,7 +217,7 @@ TEST_F(BrokerTest, StoppedBrokerNeverBlocksTheLoop) {
     double worst = 0;
     int ticks = 0;
   } ticker;
-  EventPtr tick(event_new(base_.get(), -1, EV_PERSIST,
+  EventPtr tick(event_new(loop_->base(), -1, EV_PERSIST,
                           [](evutil_socket_t, short, void* arg) {
                             auto* t = static_cast<Ticker*>(arg);
                             t->worst = std::max(t->worst, elapsed(t->last));

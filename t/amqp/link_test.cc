@@ -14,7 +14,7 @@ class LinkTest : public BrokerTest {
  protected:
   // A link whose owner connects again whenever the connection closes, as a forwarder does.
   std::unique_ptr<Link> make_link(ConnectionOptions o, bool reconnect_on_close = true) {
-    auto link = std::make_unique<Link>(base_.get(), std::move(o), "link test");
+    auto link = std::make_unique<Link>(*loop_, std::move(o), "link test");
     link->set_state_callback([this, l = link.get(), reconnect_on_close](ConnectionState s, const Result&) {
       seen_.push_back(s);
       if (s == ConnectionState::closed && reconnect_on_close) l->connect();
@@ -94,7 +94,7 @@ TEST_F(LinkTest, ReconnectClosesFirstAndPausesBeforeTheNextConnection) {
 // than the broker has: 406 each time) calls reconnect() at every open. The pauses grow as for a
 // host that keeps failing: a connection that opens is not a success until the owner says so.
 TEST_F(LinkTest, AnOwnerThatReconnectsAtEveryOpenIsPausedLongerEachTime) {
-  auto link = std::make_unique<Link>(base_.get(), options(), "link test");
+  auto link = std::make_unique<Link>(*loop_, options(), "link test");
   link->set_state_callback([&, l = link.get()](ConnectionState s, const Result&) {
     seen_.push_back(s);
     if (s == ConnectionState::open) l->reconnect();
@@ -108,7 +108,7 @@ TEST_F(LinkTest, AnOwnerThatReconnectsAtEveryOpenIsPausedLongerEachTime) {
 }
 
 TEST_F(LinkTest, AnOwnerThatIsReadyGetsAShortPauseAgain) {
-  auto link = std::make_unique<Link>(base_.get(), options(), "link test");
+  auto link = std::make_unique<Link>(*loop_, options(), "link test");
   link->set_state_callback([&, l = link.get()](ConnectionState s, const Result&) {
     seen_.push_back(s);
     if (s == ConnectionState::open && count(ConnectionState::open) < 4) l->reconnect();
@@ -136,7 +136,7 @@ TEST_F(LinkTest, ADestroyedLinkNeverCallsBack) {
 TEST_F(LinkTest, TheOwnerMayDestroyTheLinkInsideItsCallback) {
   auto o = options();
   o.password = "wrong";
-  auto link = std::make_unique<Link>(base_.get(), o, "link test");
+  auto link = std::make_unique<Link>(*loop_, o, "link test");
   Result why;
   link->set_state_callback([&](ConnectionState s, const Result& r) {
     if (s != ConnectionState::closed) return;

@@ -22,7 +22,7 @@ using nlohmann::json;
 // the request's unique id.
 class ScriptedBackend final : public Backend {
  public:
-  ScriptedBackend(event_base* base, std::deque<int> script) : base_(base), script_(std::move(script)) {}
+  ScriptedBackend(Loop& loop, std::deque<int> script) : loop_(loop), script_(std::move(script)) {}
 
   std::unique_ptr<BackendJob> prepare(const amqp::Delivery& message) override {
     auto job = std::make_unique<Job>(*this, message.body);
@@ -48,18 +48,18 @@ class ScriptedBackend final : public Backend {
         status = backend.script_.front();
         backend.script_.pop_front();
       }
-      amqp::defer(backend.base_, [alive = std::weak_ptr<int>(alive_), done = std::move(done), status] {
-        if (alive.lock()) done(BackendAnswer{.status = status, .error = "", .excerpt = "", .seconds = 0.001});
+      backend.loop_.defer([alive = life_.watch(), done = std::move(done), status] {
+        if (!alive.expired()) done(BackendAnswer{.status = status, .error = "", .excerpt = "", .seconds = 0.001});
       });
     }
     std::optional<Message> reply(const amqp::Delivery&) const override { return std::nullopt; }
 
     ScriptedBackend& backend;
     std::string body;
-    std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+    LifeToken life_;
   };
 
-  event_base* base_;
+  Loop& loop_;
   std::deque<int> script_;
 };
 
@@ -97,7 +97,7 @@ class ForwarderTest : public BrokerTest {
     o.plan = {q};
     o.retry.max_attempts = 3;
     o.retry.initial_delay = o.retry.max_delay = 0.05;
-    forwarder_ = std::make_unique<Forwarder>(base_.get(), std::move(o), backend, counters_, latency_);
+    forwarder_ = std::make_unique<Forwarder>(*loop_, std::move(o), backend, counters_, latency_);
     forwarder_->start();
     ASSERT_TRUE(run_until([&] { return forwarder_->consuming(); }, 10));
   }
@@ -140,7 +140,7 @@ class ForwarderTest : public BrokerTest {
 };
 
 TEST_F(ForwarderTest, A500IsRetriedAndTheMessageAckedOnceAfterThe200) {
-  ScriptedBackend backend(base_.get(), {500});
+  ScriptedBackend backend(*loop_, {500});
   start(backend);
   publish("work");
   ASSERT_TRUE(run_until([&] { return counters_.acked == 1; }, 5));
@@ -158,7 +158,7 @@ TEST_F(ForwarderTest, A500IsRetriedAndTheMessageAckedOnceAfterThe200) {
 }
 
 TEST_F(ForwarderTest, RetriesExhaustedOrA400RejectTheMessageWithoutRequeue) {
-  ScriptedBackend backend(base_.get(), {400, 503, 503, 503});
+  ScriptedBackend backend(*loop_, {400, 503, 503, 503});
   start(backend);
   publish("refused");
   ASSERT_TRUE(run_until([&] { return counters_.dead_lettered == 1; }, 5));
@@ -173,7 +173,7 @@ TEST_F(ForwarderTest, RetriesExhaustedOrA400RejectTheMessageWithoutRequeue) {
 }
 
 TEST_F(ForwarderTest, ARepeatedRequestIdIsAckedWithoutCallingTheBackend) {
-  ScriptedBackend backend(base_.get(), {});
+  ScriptedBackend backend(*loop_, {});
   start(backend);
   publish("first", "id-1");
   publish("again", "id-1");
@@ -185,7 +185,7 @@ TEST_F(ForwarderTest, ARepeatedRequestIdIsAckedWithoutCallingTheBackend) {
 }
 
 TEST_F(ForwarderTest, AMessageTheBackendAnswersItselfIsNeverStarted) {
-  ScriptedBackend backend(base_.get(), {});
+  ScriptedBackend backend(*loop_, {});
   start(backend);
   publish("unreadable");
   ASSERT_TRUE(run_until([&] { return counters_.dead_lettered == 1; }, 5));

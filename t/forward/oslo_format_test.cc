@@ -4,7 +4,7 @@
 
 #include <cmath>
 
-#include "amqp/connection.h"
+#include "loop.h"
 #include "core/oslo.h"
 #include "forward/format.h"
 #include "forward/format_oslo.h"
@@ -89,13 +89,13 @@ TEST_F(OsloServe, AHugeTimeoutGivesAHeartbeatATimerCanHold) {
   m["_timeout"] = 1e300;
   const double beat = t->translate(request(m)).oslo->heartbeat;
   EXPECT_DOUBLE_EQ(beat, kOsloMaxHeartbeatTimeout / 2);
-  const timeval tv = amqp::to_timeval(beat);
+  const timeval tv = to_timeval(beat);
   EXPECT_EQ(tv.tv_sec, static_cast<time_t>(kOsloMaxHeartbeatTimeout / 2));
   EXPECT_EQ(tv.tv_usec, 0);
-  EXPECT_EQ(amqp::to_timeval(1e300).tv_sec, static_cast<time_t>(1e9));
-  EXPECT_EQ(amqp::to_timeval(std::nan("")).tv_sec, 0);
-  EXPECT_EQ(amqp::to_timeval(-3).tv_sec, 0);
-  EXPECT_EQ(amqp::to_timeval(1.25).tv_usec, 250000);
+  EXPECT_EQ(to_timeval(1e300).tv_sec, static_cast<time_t>(1e9));
+  EXPECT_EQ(to_timeval(std::nan("")).tv_sec, 0);
+  EXPECT_EQ(to_timeval(-3).tv_sec, 0);
+  EXPECT_EQ(to_timeval(1.25).tv_usec, 250000);
 }
 
 TEST_F(OsloServe, CastHasNoReplyAndFollowsTheRetryRules) {

@@ -6,7 +6,8 @@
 // come out of our own encoder and parse again the same.
 #include <cmath>
 
-#include "amqp/connection.h"
+#include "amqp/types.h"
+#include "loop.h"
 #include "core/oslo.h"
 #include "forward/format.h"
 #include "forward/format_oslo.h"
@@ -72,7 +73,7 @@ void as_forwarded(std::string_view body) {
   const auto t = format->translate(message);
   if (t.oslo) {
     check(std::isfinite(t.oslo->heartbeat) && t.oslo->heartbeat >= 0);
-    const timeval tv = amqp::to_timeval(t.oslo->heartbeat);
+    const timeval tv = to_timeval(t.oslo->heartbeat);
     check(tv.tv_sec >= 0 && tv.tv_usec >= 0 && tv.tv_usec < 1000000);
   }
   forward::BackendResponse ok;
