@@ -23,14 +23,22 @@ constexpr const char* kOutcomeUnknown =
     "the broker connection was lost after the message was sent, before its confirm: the broker "
     "may or may not have it";
 
-// A message the broker may already have: unless a later attempt is confirmed (or returned, as
-// the first one was then too), the client must hear that the outcome is unknown (504), never
-// that it was not sent (503, safe to send again) nor a refusal of the copy alone.
+// A message the broker may already have. A later attempt's answer stands when it is about the
+// message itself (confirmed, returned, refused as invalid, forbidden or not found: the first
+// copy fared the same); when it is about the moment (the broker away, a nack, a login refused
+// on the next connection), the client must hear that the outcome is unknown (504), never that
+// the message was not sent (503, safe to send again).
 PublishCallback outcome_unknown(PublishCallback done) {
   return [done = std::move(done)](const PublishResult& r) {
-    if (r.status == PublishStatus::confirmed || r.status == PublishStatus::unroutable)
-      return done(r);
-    done({PublishStatus::timeout, kOutcomeUnknown});
+    switch (r.status) {
+      case PublishStatus::unavailable:
+      case PublishStatus::over_limit:
+      case PublishStatus::rejected:
+      case PublishStatus::refused:
+        return done({PublishStatus::timeout, kOutcomeUnknown});
+      default:
+        return done(r);
+    }
   };
 }
 
