@@ -21,6 +21,14 @@
 
 namespace warren {
 
+// A class that owns something (a C handle, a connection, its place in the loop) is neither
+// copied nor moved: `class Link : NonCopyable`.
+struct NonCopyable {
+  NonCopyable() = default;
+  NonCopyable(const NonCopyable&) = delete;
+  NonCopyable& operator=(const NonCopyable&) = delete;
+};
+
 template <auto Free>
 struct Deleter {
   template <typename T>

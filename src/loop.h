@@ -22,7 +22,7 @@ timeval to_timeval(double seconds);
 
 // Lets callbacks deferred to the loop (or held by a C library) notice that their owner was
 // destroyed meanwhile: the owner holds a LifeToken, a callback captures its watch().
-class LifeToken {
+class LifeToken : NonCopyable {
  public:
   class Watch {
    public:
@@ -35,8 +35,6 @@ class LifeToken {
   };
 
   LifeToken() = default;
-  LifeToken(const LifeToken&) = delete;
-  LifeToken& operator=(const LifeToken&) = delete;
 
   Watch watch() const { return Watch(life_); }
   // Every watch expires now, before the owner's destructor goes on (its members are still there
@@ -50,7 +48,7 @@ class LifeToken {
 // OpenSSL's text for an error code (ERR_get_error()).
 std::string ssl_error_text(unsigned long err);
 
-class Loop {
+class Loop : NonCopyable {
  public:
   using Clock = std::chrono::steady_clock;
 
@@ -59,8 +57,6 @@ class Loop {
   // Pending deferred work is dropped, the deferred-delete list is freed, then the resolver, then
   // the base: every object using the loop must be gone (or on that list) by now.
   ~Loop();
-  Loop(const Loop&) = delete;
-  Loop& operator=(const Loop&) = delete;
 
   event_base* base() const { return base_.get(); }
 

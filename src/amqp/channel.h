@@ -16,17 +16,16 @@
 #include "amqp/codec.h"
 #include "amqp/connection.h"
 #include "amqp/types.h"
+#include "handles.h"
 
 namespace warren::amqp {
 
-class Channel : public std::enable_shared_from_this<Channel> {
+class Channel : public std::enable_shared_from_this<Channel>, NonCopyable {
  public:
   enum class State { pending, open, closing, closed };
 
   Channel(Connection* conn, uint16_t id, bool confirms);
   ~Channel();
-  Channel(const Channel&) = delete;
-  Channel& operator=(const Channel&) = delete;
 
   uint16_t id() const { return id_; }
   State state() const { return state_; }

@@ -33,7 +33,7 @@ const char* state_name(ConnectionState s);
 
 using Clock = Loop::Clock;
 
-class Connection {
+class Connection : NonCopyable {
  public:
   // Called on every change: open, blocked, open again (unblocked), closed (with why).
   using StateCallback = std::function<void(ConnectionState, const Result&)>;
@@ -46,8 +46,6 @@ class Connection {
   Connection(Loop& loop, ConnectionOptions options, std::shared_ptr<Stats> stats);
   // Pending callbacks are still called, with connection_lost, from the loop (deferred).
   ~Connection();
-  Connection(const Connection&) = delete;
-  Connection& operator=(const Connection&) = delete;
 
   void set_state_callback(StateCallback cb) { on_state_ = std::move(cb); }
   // Starts connecting to hosts in turn. The outcome comes through the state callback.

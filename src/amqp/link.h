@@ -19,7 +19,7 @@
 
 namespace warren::amqp {
 
-class Link {
+class Link : NonCopyable {
  public:
   using StateCallback = Connection::StateCallback;
 
@@ -28,8 +28,6 @@ class Link {
   // The connection is closed (gracefully, if open) and freed on a later loop pass; its
   // pending callbacks run then with connection_lost.
   ~Link();
-  Link(const Link&) = delete;
-  Link& operator=(const Link&) = delete;
 
   // Every state of the current connection; called last, so the owner may destroy the link.
   void set_state_callback(StateCallback cb) { on_state_ = std::move(cb); }

@@ -13,6 +13,7 @@
 
 #include "amqp/types.h"
 #include "core/publisher.h"
+#include "handles.h"
 
 namespace warren::core {
 
@@ -28,14 +29,12 @@ struct BackendAnswer {
 // One consumed message in a backend's hands, made by Backend::prepare. The forwarder owns it
 // until the message is settled or goes back to the queue; destroying it abandons any attempt
 // under way (its callback never runs).
-class BackendJob {
+class BackendJob : NonCopyable {
  public:
   using Done = std::function<void(BackendAnswer&&)>;
 
   BackendJob() = default;
   virtual ~BackendJob() = default;
-  BackendJob(const BackendJob&) = delete;
-  BackendJob& operator=(const BackendJob&) = delete;
 
   // Starts one attempt; `done` runs exactly once, from the loop, never inside this call, unless
   // the job is destroyed first. Not called when `answered` is set.
@@ -58,12 +57,10 @@ class BackendJob {
                               // acked (no retry, no dead letter)
 };
 
-class Backend {
+class Backend : NonCopyable {
  public:
   Backend() = default;
   virtual ~Backend() = default;
-  Backend(const Backend&) = delete;
-  Backend& operator=(const Backend&) = delete;
 
   // What the backend makes of `message`; called once per delivery.
   virtual std::unique_ptr<BackendJob> prepare(const amqp::Delivery& message) = 0;

@@ -27,6 +27,7 @@
 #include "core/backend.h"
 #include "core/forwarding.h"
 #include "core/recent_ids.h"
+#include "handles.h"
 #include "loop.h"
 #include "stats.h"
 
@@ -63,14 +64,12 @@ struct ForwarderOptions {
   size_t duplicate_capacity = 10000;
 };
 
-class Forwarder {
+class Forwarder : NonCopyable {
  public:
   // `backend`, `counters` and `latency` (the backend's answer times) must outlive the forwarder.
   Forwarder(Loop& loop, ForwarderOptions options, Backend& backend, ForwarderCounters& counters,
             Histogram& latency);
   ~Forwarder();
-  Forwarder(const Forwarder&) = delete;
-  Forwarder& operator=(const Forwarder&) = delete;
 
   const std::string& name() const { return options_.name; }
   // Connects, declares and consumes; reconnects with backoff for as long as it lives.

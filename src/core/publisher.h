@@ -14,6 +14,7 @@
 #include "amqp/channel.h"
 #include "amqp/link.h"
 #include "context.h"
+#include "handles.h"
 
 namespace warren::core {
 
@@ -62,12 +63,10 @@ struct PublishOptions {
   double idle_connection_timeout = 300;
 };
 
-class Publisher {
+class Publisher : NonCopyable {
  public:
   Publisher(Context& context, PublishOptions options);
   ~Publisher();
-  Publisher(const Publisher&) = delete;
-  Publisher& operator=(const Publisher&) = delete;
 
   // `done` is called exactly once, from the loop, never inside this call.
   void publish(const Credentials& who, Message message, PublishCallback done);

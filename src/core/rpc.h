@@ -17,9 +17,10 @@
 
 #include "amqp/channel.h"
 #include "amqp/link.h"
+#include "context.h"
 #include "core/oslo.h"
 #include "core/publisher.h"
-#include "context.h"
+#include "handles.h"
 
 namespace warren::core {
 
@@ -57,12 +58,10 @@ struct RpcOptions {
   double max_timeout = 600;       // rpc.max_timeout: a call's whole wait, heartbeats included
 };
 
-class Rpc {
+class Rpc : NonCopyable {
  public:
   Rpc(Context& context, RpcOptions options, Publisher& publisher);
   ~Rpc();
-  Rpc(const Rpc&) = delete;
-  Rpc& operator=(const Rpc&) = delete;
 
   // A call: waits for the reply up to `timeout` seconds from the last sign of life (the request
   // being sent, a heartbeat), never more than rpc.max_timeout in all. `done` runs exactly once,

@@ -10,6 +10,7 @@
 #include "amqp/channel.h"
 #include "amqp/link.h"
 #include "core/publisher.h"
+#include "handles.h"
 
 namespace warren::core {
 
@@ -19,7 +20,7 @@ struct Event {
   std::string data;  // body
 };
 
-class Subscription {
+class Subscription : NonCopyable {
  public:
   // on_ready: the queue is bound and consuming (ok), or why it could not be (refused, 404 ...).
   // on_event: each message. on_resumed: the broker connection was lost and the subscription
@@ -31,8 +32,6 @@ class Subscription {
                std::function<void(Event&&)> on_event, std::function<void()> on_resumed,
                std::function<void(const std::string& why)> on_end);
   ~Subscription();
-  Subscription(const Subscription&) = delete;
-  Subscription& operator=(const Subscription&) = delete;
 
  private:
   void subscribe();

@@ -28,6 +28,7 @@
 #include "core/forwarder.h"
 #include "forward/backend_url.h"
 #include "forward/rewrite.h"
+#include "handles.h"
 #include "rfc9110.h"
 
 namespace warren::forward {
@@ -85,11 +86,9 @@ struct Translation {
 using Reply = core::Message;
 
 // What one forwarder's format does with messages; made once per forwarder by make_format.
-class Format {
+class Format : NonCopyable {
  public:
   virtual ~Format() = default;
-  Format(const Format&) = delete;
-  Format& operator=(const Format&) = delete;
 
   virtual Translation translate(const amqp::Delivery& message) const = 0;
   // The reply for a message whose sender waits for one; nullopt when nobody does. `response` is

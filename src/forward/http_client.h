@@ -18,15 +18,13 @@
 
 namespace warren::forward {
 
-class HttpClient {
+class HttpClient : NonCopyable {
  public:
   // Called exactly once per request that was not cancelled, from the loop, never inside start().
   using Callback = std::function<void(BackendResponse&&, double seconds)>;
 
   explicit HttpClient(Loop& loop);
   ~HttpClient();
-  HttpClient(const HttpClient&) = delete;
-  HttpClient& operator=(const HttpClient&) = delete;
 
   // Sends `request` to the backend `backend` describes (TLS files, verification, Basic auth,
   // timeout). Returns an id for cancel().

@@ -11,20 +11,19 @@
 
 #include "amqp/types.h"
 #include "config.h"
+#include "context.h"
 #include "core/forwarder.h"
 #include "forward/http_backend.h"
 #include "forward/http_client.h"
-#include "context.h"
+#include "handles.h"
 
 namespace warren::forward {
 
-class QueueSet {
+class QueueSet : NonCopyable {
  public:
   // `config` must outlive the set.
   QueueSet(Context& context, const Config& config, std::string name);
   ~QueueSet();
-  QueueSet(const QueueSet&) = delete;
-  QueueSet& operator=(const QueueSet&) = delete;
 
   const std::string& name() const { return name_; }
   size_t size() const { return forwarders_.size(); }

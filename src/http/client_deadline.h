@@ -14,17 +14,15 @@
 #include <unordered_map>
 #include <vector>
 
-#include "handles.h"
 #include "context.h"
+#include "handles.h"
 
 namespace warren {
 
-class ClientDeadlines {
+class ClientDeadlines : NonCopyable {
  public:
   ClientDeadlines(Context& context, double request_timeout);
   ~ClientDeadlines();
-  ClientDeadlines(const ClientDeadlines&) = delete;
-  ClientDeadlines& operator=(const ClientDeadlines&) = delete;
 
   // Makes every connection `http` accepts from now on go through here (evhttp_set_bevcb). The
   // evhttp must be freed before this object.

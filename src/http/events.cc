@@ -4,6 +4,7 @@
 #include <memory>
 #include <vector>
 
+#include "handles.h"
 #include "http/outcome.h"
 #include "http/publish_request.h"
 #include "http/request.h"
@@ -46,7 +47,7 @@ std::variant<PublishPath, HttpError> parse_events_path(std::string_view raw_path
   return path;
 }
 
-class EventsHandler {
+class EventsHandler : NonCopyable {
  public:
   EventsHandler(HttpServer& server, Context& context, const Config& config)
       : server_(server),
@@ -67,8 +68,6 @@ class EventsHandler {
     for (auto& [req, stream] : streams_)
       if (stream->open && !stream->ended) server_.on_connection_close(req, nullptr);
   }
-  EventsHandler(const EventsHandler&) = delete;
-  EventsHandler& operator=(const EventsHandler&) = delete;
 
   void operator()(evhttp_request* req, const std::string& raw_path) {
     auto admitted = admit(server_, req, kEventsRules, parse_events_path(raw_path));

@@ -11,9 +11,9 @@
 #include <vector>
 
 #include "config.h"
+#include "context.h"
 #include "handles.h"
 #include "http/client_deadline.h"
-#include "context.h"
 
 struct evconnlistener;
 
@@ -21,13 +21,11 @@ namespace warren {
 
 struct HttpError;
 
-class HttpServer {
+class HttpServer : NonCopyable {
  public:
   using Handler = std::function<void(evhttp_request* req, const std::string& path)>;
 
   HttpServer(Context& context, const HttpConfig& config);
-  HttpServer(const HttpServer&) = delete;
-  HttpServer& operator=(const HttpServer&) = delete;
 
   [[nodiscard]] bool accept_on(int listen_fd);
   // Exact paths first, then the longest matching prefix, then the fallback.

@@ -56,14 +56,12 @@ enum class ChannelTrouble {
 
 // One end of the socketpair on an event loop. No exception from the frame handler reaches
 // libevent: it is logged and reported as frame_refused.
-class Channel {
+class Channel : NonCopyable {
  public:
   using FrameHandler = std::function<void(const Frame&)>;
   using TroubleHandler = std::function<void(ChannelTrouble)>;
 
   Channel(event_base* base, Fd fd, FrameHandler on_frame, TroubleHandler on_trouble);
-  Channel(const Channel&) = delete;
-  Channel& operator=(const Channel&) = delete;
 
   void send(FrameType type, std::string_view payload);
   // Sends what is buffered with a blocking write: used once, by a worker on its way out.

@@ -14,7 +14,7 @@
 
 namespace warren {
 
-class Control {
+class Control : NonCopyable {
  public:
   using Reply = std::function<void(const std::string& body)>;
   // Called with the command line (e.g. "stats"); answer by calling reply once, now or later.
@@ -25,8 +25,6 @@ class Control {
   // for a socket whose mode someone loosened. The group's members are looked up here, once:
   // the master's loop never waits on the user database (NSS, perhaps LDAP).
   Control(event_base* base, Fd listener, Handler handler, gid_t group = static_cast<gid_t>(-1));
-  Control(const Control&) = delete;
-  Control& operator=(const Control&) = delete;
   int fd() const { return listener_.get(); }
 
  private:

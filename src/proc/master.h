@@ -21,13 +21,11 @@
 
 namespace warren {
 
-class Master {
+class Master : NonCopyable {
  public:
   // pidfile_override: warrend -p, which wins over daemon.pidfile in every config loaded.
   Master(std::shared_ptr<const Config> config, std::string pidfile_override);
   ~Master();
-  Master(const Master&) = delete;
-  Master& operator=(const Master&) = delete;
 
   // Binds, forks the workers and runs until stopped. Returns the process exit code.
   int run();

@@ -18,14 +18,12 @@
 
 namespace warren {
 
-class StatsCollector {
+class StatsCollector : NonCopyable {
  public:
   // `master`: the master's own counters, rendered with the workers'. `started`: the master's
   // start, for its uptime.
   StatsCollector(event_base* base, const MasterCounters& master, double started);
   ~StatsCollector();
-  StatsCollector(const StatsCollector&) = delete;
-  StatsCollector& operator=(const StatsCollector&) = delete;
 
   // A worker asked in a round: its pid and its end of the channel.
   using Member = std::pair<int, Channel*>;

@@ -13,6 +13,7 @@
 #include "core/publisher.h"
 #include "core/rpc.h"
 #include "forward/queue_set.h"
+#include "handles.h"
 #include "http/admin.h"
 #include "http/dashboard.h"
 #include "http/events.h"
@@ -68,13 +69,11 @@ EventBasePtr new_worker_base() {
 // What every kind shares: the channel to the master, the signals, a snapshot once a second and
 // on request, the drain sequence. A kind adds its own subsystems, built in its constructor and
 // never null, and says how they start, drain and close.
-class Worker {
+class Worker : NonCopyable {
  public:
   Worker(std::shared_ptr<const Config> config, const WorkerSpec& spec)
       : config_(std::move(config)), spec_(spec), loop_(new_worker_base()) {}
   virtual ~Worker() = default;
-  Worker(const Worker&) = delete;
-  Worker& operator=(const Worker&) = delete;
 
   int run(Fd channel_fd, const sigset_t& signal_mask) {
     started_ = unix_now();
