@@ -8,6 +8,7 @@ namespace warren::core {
 namespace {
 
 constexpr timeval kSweepInterval{1, 0};
+constexpr auto kRetirementInterval = std::chrono::seconds(1);
 constexpr size_t kMaxChannelsPerLink = 64;  // one per exchange; idle ones go first beyond this
 
 std::string sha256_hex(std::string_view data) {
@@ -88,6 +89,7 @@ struct Publisher::LoginLink {
   std::map<std::string, std::shared_ptr<amqp::Channel>> channels;  // by exchange
   // Channels a nack took out of `channels`, closed once their other messages are settled.
   std::vector<std::shared_ptr<amqp::Channel>> retiring;
+  Clock::time_point last_retirement;  // at most one a kRetirementInterval
   size_t in_flight = 0;
   uint64_t publishes = 0;
   Clock::time_point last_used = Clock::now();
@@ -252,8 +254,12 @@ std::optional<PublishResult> Publisher::admit(LoginLink& link) {
   return std::nullopt;
 }
 
-std::shared_ptr<amqp::Channel> Publisher::channel_for(LoginLink& link, const std::string& exchange) {
+void Publisher::close_settled_retirees(LoginLink& link) {
   std::erase_if(link.retiring, [](const auto& ch) { return ch->in_flight() == 0; });
+}
+
+std::shared_ptr<amqp::Channel> Publisher::channel_for(LoginLink& link, const std::string& exchange) {
+  close_settled_retirees(link);
   auto found = link.channels.find(exchange);
   if (found != link.channels.end() && found->second->is_open()) return found->second;
   // Idle channels go beyond the limit; this exchange's own entry may be among them, so no
@@ -293,7 +299,10 @@ void Publisher::send(LoginLink& link, Message message, Clock::time_point deadlin
 
 // A channel whose message was nacked is not used again: after a quorum queue's leader moved,
 // RabbitMQ nacked every later publish on such a channel for as long as it stayed open, while a
-// new channel on the same connection was acked.
+// new channel on the same connection was acked. But a full queue (x-overflow: reject-publish)
+// nacks every message on any channel: one retirement a second per link bounds that churn
+// (a new channel per nack was 721 channels for 2400 publishes) and still leaves a poisoned
+// channel within a second.
 void Publisher::retire_channel(const std::string& key, const std::string& exchange,
                                std::shared_ptr<amqp::Channel> channel) {
   auto it = links_.find(key);
@@ -301,6 +310,9 @@ void Publisher::retire_channel(const std::string& key, const std::string& exchan
   LoginLink& link = *it->second;
   auto found = link.channels.find(exchange);
   if (found == link.channels.end() || found->second != channel) return;
+  const auto now = Clock::now();
+  if (now - link.last_retirement < kRetirementInterval) return;
+  link.last_retirement = now;
   link.channels.erase(found);
   link.retiring.push_back(std::move(channel));
 }
@@ -358,6 +370,7 @@ void Publisher::sweep_idle() {
   const auto now = Clock::now();
   std::erase_if(links_, [&](auto& entry) {
     LoginLink& link = *entry.second;
+    close_settled_retirees(link);
     if (link.in_flight > 0) return false;
     if (link.open() && now - link.last_used > idle) {
       log_info("closing idle broker connection for {}", link.name);

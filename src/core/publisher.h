@@ -98,6 +98,8 @@ class Publisher : NonCopyable {
   std::optional<PublishResult> admit(LoginLink& link);
   // The exchange's channel on `link`, opened if need be; null when every channel number is busy.
   std::shared_ptr<amqp::Channel> channel_for(LoginLink& link, const std::string& exchange);
+  // Lets go of the retired channels whose messages are all settled (closed on the wire).
+  static void close_settled_retirees(LoginLink& link);
   // `alone`: the message was displaced by another's channel error (amqp::Channel::publish).
   void send(LoginLink& link, Message message, Clock::time_point deadline, PublishCallback done,
             bool alone = false);

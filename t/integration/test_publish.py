@@ -10,6 +10,7 @@ import shutil
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 import urllib.parse
@@ -17,7 +18,7 @@ import uuid
 
 import pika
 
-from harness import BrokerClient, Warrend, broker_eval, erl
+from harness import BrokerClient, Warrend, broker_eval, erl, wait_for
 
 MAX_BODY = 200000  # a batch of 1000 small messages is about 100 kB
 BROKER_DIR = os.environ.get("WARREN_BROKER_DIR")
@@ -307,6 +308,38 @@ class Publish(unittest.TestCase):
         self.assert_status(self.post(path("/", "", q), {"body": "still here"}), 204)
         self.assertEqual(self.broker.get(q)[2], b"still here")
         self.assertEqual({w["pid"] for w in self.w.worker_pids()}, pids, "a worker died")
+
+    def test_a_full_queue_that_rejects_publishes_costs_few_channels(self):
+        # A nack retires its channel (after a quorum queue's leader moved, RabbitMQ kept nacking
+        # on the old one), but a queue that is simply full (x-overflow: reject-publish) nacks
+        # every message: a new channel per nack was 721 channels for 2400 publishes.
+        q = unique("it-full")
+        self.broker.declare_queue(q, arguments={"x-max-length": 5, "x-overflow": "reject-publish"})
+        self.to_delete.append(q)
+        before = self.stats()["connections"].get("/:guest", {}).get("channels", {}).get("opened", 0)
+        answers = {}
+        lock = threading.Lock()
+
+        def client(index):
+            for n in range(60):
+                status = self.post(path("/", "", q), {"body": f"{index}-{n}"})[0]
+                with lock:
+                    answers[status] = answers.get(status, 0) + 1
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertEqual(answers, {204: 5, 503: 355})
+        channels = self.stats()["connections"]["/:guest"]["channels"]
+        self.assertLessEqual(channels["opened"] - before, 30, channels)
+        # Channels retired meanwhile are closed by the sweep, not left open until the next publish.
+        self.assertTrue(wait_for(lambda: (lambda c: c["opened"] - c["closed"])(
+            self.stats()["connections"]["/:guest"]["channels"]) <= 3, 5),
+            self.stats()["connections"]["/:guest"]["channels"])
+        self.broker.purge(q)
+        self.assert_status(self.post(path("/", "", q), {"body": "room again"}), 204)
 
     def test_missing_vhost_answers_404(self):
         vhost = unique("it-no-such-vhost")
