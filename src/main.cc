@@ -64,5 +64,5 @@ int main(int argc, char** argv) {
     fmt::print("warrend: configuration file {} is valid\n", config_path);
     return 0;
   }
-  return warren::master_main(loaded.config, pidfile, detach);
+  return warren::master_main(loaded.config, {warren::running_binary(), config_path, pidfile}, detach);
 }

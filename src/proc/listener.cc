@@ -1,6 +1,7 @@
 #include "proc/listener.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -9,6 +10,7 @@
 #include <cerrno>
 #include <algorithm>
 #include <cstring>
+#include <sstream>
 
 #include "log.h"
 
@@ -87,7 +89,34 @@ std::vector<int> Listeners::fds() const {
   return out;
 }
 
-Fd listen_unix(const std::string& path, int mode, std::string* error) {
+std::string Listeners::inherited_value() const {
+  std::string out;
+  for (const auto& [key, fd] : sockets_)
+    out += fmt::format("{}{},{},{},{}", out.empty() ? "" : ";", fd.get(), key.index, key.port, key.address);
+  return out;
+}
+
+std::string Listeners::adopt(const std::string& value) {
+  std::string refused;
+  std::istringstream entries(value);
+  for (std::string entry; std::getline(entries, entry, ';');) {
+    int fd = -1, accepting = 0, consumed = 0;
+    ListenerKey key;
+    socklen_t len = sizeof accepting;
+    if (sscanf(entry.c_str(), "%d,%d,%d,%n", &fd, &key.index, &key.port, &consumed) != 3 || consumed == 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) != 0 || !accepting) {
+      refused += (refused.empty() ? "" : ", ") + entry;
+      continue;
+    }
+    key.address = entry.substr(consumed);
+    fcntl(fd, F_SETFD, FD_CLOEXEC);  // the workers get theirs explicitly, like bound ones
+    log_info("listening on {}:{} (socket {}, inherited)", key.address, key.port, key.index);
+    sockets_.insert_or_assign(std::move(key), Fd(fd));
+  }
+  return refused;
+}
+
+Fd listen_unix(const std::string& path, int mode, bool replace_live, std::string* error) {
   sockaddr_un sun{};
   sun.sun_family = AF_UNIX;
   if (path.size() >= sizeof sun.sun_path) {
@@ -102,7 +131,7 @@ Fd listen_unix(const std::string& path, int mode, std::string* error) {
   }
   // A socket file nobody answers on is left over from a crash: replace it. A live one is not ours.
   Fd probe(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (connect(probe.get(), reinterpret_cast<sockaddr*>(&sun), sizeof sun) == 0) {
+  if (!replace_live && connect(probe.get(), reinterpret_cast<sockaddr*>(&sun), sizeof sun) == 0) {
     *error = fmt::format("{}: another warrend is listening on this control socket", path);
     return {};
   }

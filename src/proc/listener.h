@@ -30,11 +30,22 @@ class Listeners {
   int fd(const ListenerKey& key) const;
   std::vector<int> fds() const;
 
+  // The binary upgrade (proc/upgrade.cc): the sockets as the environment variable
+  // kInheritedListenersVar carries them to the new binary ("fd,index,port,address;..."), and
+  // taking them over in that binary. adopt() takes only descriptors that are listening TCP
+  // sockets, and says which entries it refused (an empty string when none).
+  std::string inherited_value() const;
+  [[nodiscard]] std::string adopt(const std::string& value);
+
  private:
   std::map<ListenerKey, Fd> sockets_;
 };
 
+inline constexpr const char* kInheritedListenersVar = "WARREN_LISTENERS";
+
 // A Unix stream socket at `path`, mode `mode`, replacing a stale socket file but never a live one.
-[[nodiscard]] Fd listen_unix(const std::string& path, int mode, std::string* error);
+// With replace_live, a socket another process still answers on is replaced too: the new binary
+// of an upgrade takes the control socket over from the old one, which goes on serving without it.
+[[nodiscard]] Fd listen_unix(const std::string& path, int mode, bool replace_live, std::string* error);
 
 }  // namespace warren

@@ -27,7 +27,7 @@
 namespace warren {
 namespace {
 
-constexpr int kHandledSignals[] = {SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGCHLD, SIGUSR1};
+constexpr int kHandledSignals[] = {SIGHUP, SIGTERM, SIGINT, SIGQUIT, SIGCHLD, SIGUSR1, SIGUSR2};
 constexpr timeval kRetireTimeout{5, 0};  // old workers go even if new ones never say ready
 constexpr double kRespawnThrottle = 1.0;  // a worker that dies younger waits this long
 
@@ -61,17 +61,18 @@ const char* exit_text(int status, std::string& buf) {
 
 }  // namespace
 
-Master::Master(std::shared_ptr<const Config> config, std::string pidfile_override)
-    : pidfile_override_(std::move(pidfile_override)),
+Master::Master(std::shared_ptr<const Config> config, Invocation invocation, Inheritance inheritance)
+    : invocation_(std::move(invocation)),
+      inherited_(std::move(inheritance)),
       config_(with_overrides(std::move(config))),
       started_(unix_now()),
       base_(event_base_new()),
       stats_(base_.get(), counters_, started_) {}
 
 std::shared_ptr<const Config> Master::with_overrides(std::shared_ptr<const Config> config) const {
-  if (pidfile_override_.empty()) return config;
+  if (invocation_.pidfile_override.empty()) return config;
   auto copy = std::make_shared<Config>(*config);
-  copy->daemon.pidfile = pidfile_override_;
+  copy->daemon.pidfile = invocation_.pidfile_override;
   return copy;
 }
 
@@ -98,6 +99,7 @@ bool Master::open_pidfile() {
     return false;
   }
   pidfile_ = std::move(fd);
+  pidfile_path_ = path;
   return true;
 }
 
@@ -119,18 +121,70 @@ int Master::run() {
 }
 
 void Master::remove_runtime_files() {
-  if (control_ && !config_->daemon.control_socket.empty()) unlink(config_->daemon.control_socket.c_str());
-  if (pidfile_) unlink(config_->daemon.pidfile.c_str());
+  const auto& control = config_->daemon.control_socket;
+  if (control_ && !control.empty() && file_id(control) == control_file_) unlink(control.c_str());
+  if (pidfile_ && file_id(pidfile_path_) == file_id(pidfile_.get())) unlink(pidfile_path_.c_str());
+}
+
+// The master that started this one by an upgrade, while it runs: this one is its child until then.
+bool Master::started_by_live_master() const {
+  return inherited_.old_master != 0 && getppid() == inherited_.old_master;
+}
+
+void Master::upgrade() {
+  if (new_binary_ > 0)
+    return log_warning("SIGUSR2: the new binary of the last upgrade (pid {}) still runs", new_binary_);
+  if (started_by_live_master())
+    return log_warning("SIGUSR2: the old master (pid {}) still runs; send it SIGQUIT first",
+                       inherited_.old_master);
+  if (pidfile_) {
+    const std::string oldbin = config_->daemon.pidfile + ".oldbin";
+    if (rename(pidfile_path_.c_str(), oldbin.c_str()) != 0)
+      return log_error("upgrade: rename() of {} failed: {}", pidfile_path_, errno_text(errno));
+    pidfile_path_ = oldbin;
+  }
+  const int pid = start_new_binary(invocation_, listeners_);
+  if (pid < 0) return take_back_runtime_files();
+  new_binary_ = pid;
+  log_info("upgrade: started {} as pid {}; send this master (pid {}) SIGQUIT once it serves",
+           invocation_.binary, pid, getpid());
+}
+
+void Master::on_upgrade_exit(int status) {
+  std::string text;
+  log_error("upgrade: the new binary (pid {}) {}; this master goes on serving", new_binary_,
+            exit_text(status, text));
+  new_binary_ = 0;
+  take_back_runtime_files();
+}
+
+void Master::take_back_runtime_files() {
+  const auto& pidfile = config_->daemon.pidfile;
+  if (pidfile_ && pidfile_path_ != pidfile) {
+    if (rename(pidfile_path_.c_str(), pidfile.c_str()) == 0) pidfile_path_ = pidfile;
+    else log_error("rename() of {} to {} failed: {}", pidfile_path_, pidfile, errno_text(errno));
+  }
+  const auto& control = config_->daemon.control_socket;
+  if (control_ && file_id(control) != control_file_) {
+    control_.reset();
+    if (!open_control_socket()) log_error("warrenctl cannot reach this master until it restarts");
+  }
 }
 
 // The listening ports, the control socket and the timers: everything that can fail before a
 // worker is forked.
 bool Master::start() {
+  if (!inherited_.listeners.empty())
+    if (auto refused = listeners_.adopt(inherited_.listeners); !refused.empty())
+      log_warning("upgrade: inherited sockets refused (not listening): {}", refused);
   const auto& http = config_->http;
   if (auto error = listeners_.bind_all(http.listen, http.ports, http.workers_per_port); !error.empty()) {
     log_error("{}", error);
     return false;
   }
+  std::vector<ListenerKey> wanted;  // an inherited socket the config no longer names is closed
+  for (const auto& [spec, key] : plan(*config_)) wanted.push_back(key);
+  listeners_.close_except(wanted);
   if (!open_control_socket()) return false;
   signal(SIGPIPE, SIG_IGN);
   for (int sig : kHandledSignals) {
@@ -148,7 +202,7 @@ bool Master::open_control_socket() {
   if (path.empty()) return true;
   make_parent_dir(path);
   std::string error;
-  Fd fd = listen_unix(path, 0660, &error);
+  Fd fd = listen_unix(path, 0660, started_by_live_master(), &error);
   if (!fd) {
     log_error("control socket: {}", error);
     return false;
@@ -164,6 +218,7 @@ bool Master::open_control_socket() {
       base_.get(), std::move(fd),
       [this](const std::string& command, Control::Reply reply) { control_run(*this, command, reply); },
       control_group);
+  control_file_ = file_id(path);
   return true;
 }
 
@@ -226,6 +281,10 @@ void Master::reap() {
   int status = 0;
   pid_t pid;
   while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+    if (pid == new_binary_) {
+      on_upgrade_exit(status);
+      continue;
+    }
     auto it = std::find_if(processes_.begin(), processes_.end(),
                            [pid](const auto& p) { return p->pid == pid; });
     if (it == processes_.end()) continue;
@@ -396,7 +455,8 @@ nlohmann::json Master::status() const {
           {"generation", generation_},
           {"workers", processes_.size()},
           {"respawns", counters_.worker_respawns},
-          {"stopping", stopping_}};
+          {"stopping", stopping_},
+          {"new_binary", new_binary_}};
 }
 
 nlohmann::json Master::workers() const {
@@ -427,6 +487,9 @@ void Master::on_signal(evutil_socket_t sig, short, void* arg) {
       log_reopen();
       for (auto& p : self->processes_) kill(p->pid, SIGUSR1);
       break;
+    case SIGUSR2:
+      if (!self->stopping_) self->upgrade();
+      break;
     default:
       self->shutdown(strsignal(sig));
   }
@@ -450,7 +513,8 @@ void Master::on_respawn_timer(evutil_socket_t, short, void* arg) {
   for (const auto& [spec, key] : std::exchange(self->respawn_queue_, {})) self->spawn(spec, key);
 }
 
-int master_main(std::shared_ptr<const Config> config, std::string pidfile_override, bool detach) {
+int master_main(std::shared_ptr<const Config> config, Invocation invocation, bool detach) {
+  Inheritance inheritance = take_inheritance();
   if (!log_configure(config->logging.level, config->logging.syslog_facility)) {
     fmt::print(stderr, "warrend: logging settings not usable\n");
     return 1;
@@ -465,7 +529,7 @@ int master_main(std::shared_ptr<const Config> config, std::string pidfile_overri
     log_error("curl_global_init() failed: {}", curl_easy_strerror(rc));
     return 1;
   }
-  Master master(std::move(config), std::move(pidfile_override));
+  Master master(std::move(config), std::move(invocation), std::move(inheritance));
   return master.run();
 }
 

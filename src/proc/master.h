@@ -16,6 +16,7 @@
 #include "proc/control.h"
 #include "proc/listener.h"
 #include "proc/stats_collector.h"
+#include "proc/upgrade.h"
 #include "proc/worker.h"
 #include "stats.h"
 
@@ -23,8 +24,9 @@ namespace warren {
 
 class Master : NonCopyable {
  public:
-  // pidfile_override: warrend -p, which wins over daemon.pidfile in every config loaded.
-  Master(std::shared_ptr<const Config> config, std::string pidfile_override);
+  // invocation.pidfile_override: warrend -p, which wins over daemon.pidfile in every config
+  // loaded. inheritance: what an upgrade's old master handed over (proc/upgrade.h).
+  Master(std::shared_ptr<const Config> config, Invocation invocation, Inheritance inheritance);
   ~Master();
 
   // Binds, forks the workers and runs until stopped. Returns the process exit code.
@@ -39,6 +41,8 @@ class Master : NonCopyable {
   void reload();
   // Asks every worker to drain, SIGKILLs what is left after daemon.shutdown_timeout, then exits.
   void shutdown(const char* why);
+  // SIGUSR2: starts the binary installed at this one's path on the same sockets (proc/upgrade.h).
+  void upgrade();
   int generation() const { return generation_; }
 
  private:
@@ -57,6 +61,11 @@ class Master : NonCopyable {
   [[nodiscard]] bool start();
   [[nodiscard]] bool open_control_socket();
   void remove_runtime_files();
+  // The new binary of an upgrade exited while this master runs: its pidfile and control socket
+  // are this master's again.
+  void on_upgrade_exit(int status);
+  void take_back_runtime_files();
+  bool started_by_live_master() const;
   std::vector<std::pair<WorkerSpec, ListenerKey>> plan(const Config& config) const;
   void spawn(const WorkerSpec& spec, const ListenerKey& key);
   void spawn_generation();
@@ -76,7 +85,8 @@ class Master : NonCopyable {
 
   std::shared_ptr<const Config> with_overrides(std::shared_ptr<const Config> config) const;
 
-  std::string pidfile_override_;
+  Invocation invocation_;
+  Inheritance inherited_;
   std::shared_ptr<const Config> config_;
   double started_;
   EventBasePtr base_;
@@ -84,7 +94,10 @@ class Master : NonCopyable {
   StatsCollector stats_;
   Listeners listeners_;
   Fd pidfile_;
+  std::string pidfile_path_;  // <pidfile>.oldbin while an upgrade's new binary runs
+  FileId control_file_;       // the control socket file this master bound; another one is not removed
   std::unique_ptr<Control> control_;
+  int new_binary_ = 0;        // the upgrade's new master while it runs
   std::vector<EventPtr> signals_;
   EventPtr kill_timer_, retire_timer_, respawn_timer_;
   std::vector<std::unique_ptr<Process>> processes_;
@@ -96,6 +109,6 @@ class Master : NonCopyable {
 
 // warrend after its command line: logging, detaching (-d), the process-wide set-up every worker
 // inherits, then the master's loop. Returns the process exit code.
-int master_main(std::shared_ptr<const Config> config, std::string pidfile_override, bool detach);
+int master_main(std::shared_ptr<const Config> config, Invocation invocation, bool detach);
 
 }  // namespace warren

@@ -35,8 +35,7 @@ Spawned spawn_process(const ChildMain& child_main) {
 }
 
 // close_range(2) needs no /proc (a chroot or a container may have none).
-void close_inherited_fds(std::initializer_list<int> keep_fds) {
-  std::vector<int> keep(keep_fds);
+void close_inherited_fds(std::vector<int> keep) {
   std::sort(keep.begin(), keep.end());
   unsigned first = 3;
   for (int fd : keep) {

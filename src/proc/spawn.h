@@ -6,7 +6,7 @@
 #include <signal.h>
 
 #include <functional>
-#include <initializer_list>
+#include <vector>
 
 #include "handles.h"
 
@@ -24,6 +24,6 @@ struct Spawned {
 [[nodiscard]] Spawned spawn_process(const ChildMain& child_main);
 
 // In a child: closes every descriptor but stdio and `keep_fds` (-1s are ignored).
-void close_inherited_fds(std::initializer_list<int> keep_fds);
+void close_inherited_fds(std::vector<int> keep);
 
 }  // namespace warren

@@ -233,6 +233,7 @@ class Warrend:
         }
         self.config = deep_merge(base, extra)
         self.proc = None
+        self.binary = os.path.join(BUILD, "warrend")  # a copy, for a test that installs over it
         self.seen_pids = set()  # every worker PID ever listed, killed on cleanup
         _live.add(self)
 
@@ -255,7 +256,7 @@ class Warrend:
         # Own session: Ctrl-C on the test run does not reach it, and cleanup can kill the whole
         # process group (master and workers) even if the master died first.
         self.proc = subprocess.Popen(
-            [os.path.join(BUILD, "warrend"), "-f", "-c", self.config_path],
+            [self.binary, "-f", "-c", self.config_path],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
         log.close()
         if wait:

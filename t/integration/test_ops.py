@@ -110,6 +110,48 @@ class InitScript(unittest.TestCase):
         rc, out = self.init("stop")  # not running: nothing to do, success
         self.assertEqual(rc, 0, out)
 
+    def test_upgrade_replaces_the_master_without_closing_a_port(self):
+        rc, out = self.init("upgrade")
+        self.assertEqual(rc, 7, out)  # not running
+        self.assertEqual(self.init("start")[0], 0, self.log())
+        old = int(open(self.pidfile).read())
+        before = wait_for(self.generation, 5)
+        self.assertTrue(before, self.w.worker_pids())
+        rc, out = self.init("upgrade")
+        self.assertEqual(rc, 0, out + self.log())
+        self.master = int(open(self.pidfile).read())
+        self.assertNotEqual(self.master, old)
+        self.assertFalse(alive(old), "the old master drained and left")
+        self.assertFalse(os.path.exists(self.pidfile + ".oldbin"))
+        self.assertTrue(wait_for(lambda: (g := self.generation()) and not g & before, 10), self.log())
+        for i in range(2):
+            self.assertEqual(self.w.request("GET", i, "/healthz")[0], 200)
+        rc, out = self.init("status")
+        self.assertEqual(rc, 0, out)
+        self.assertIn(str(self.master), out)
+        # A binary that cannot start: the upgrade fails and the running master stays.
+        broken = os.path.join(self.w.dir, "broken-warrend")
+        with open(broken, "w") as f:
+            f.write("#!/bin/sh\nexit 1\n")
+        os.chmod(broken, 0o755)
+        installed = os.path.join(self.w.dir, "sbin", "warrend")  # its name is what status checks
+        os.makedirs(os.path.dirname(installed))
+        shutil.copy2(os.path.join(BUILD, "warrend"), installed)
+        self.assertEqual(self.init("stop")[0], 0)
+        self.env["DAEMON"] = installed
+        self.assertEqual(self.init("start")[0], 0, self.log())
+        self.master = int(open(self.pidfile).read())
+        shutil.copy2(broken, self.env["DAEMON"] + ".new")
+        os.rename(self.env["DAEMON"] + ".new", self.env["DAEMON"])
+        self.env["DAEMON"] = os.path.join(BUILD, "warrend")  # for the script's own -t check:
+        # the master runs what is installed at the path it started from, as nginx does
+        rc, out = self.init("upgrade")
+        self.assertEqual(rc, 1, out)
+        self.assertIn("still runs", out)
+        self.assertEqual(int(open(self.pidfile).read()), self.master)
+        self.assertTrue(alive(self.master))
+        self.assertEqual(self.w.request("GET", 0, "/healthz")[0], 200)
+
     def test_bad_config_is_refused_before_anything_starts(self):
         with open(self.w.config_path, "a") as f:
             f.write("no_such_section: 1\n")
