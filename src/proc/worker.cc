@@ -82,7 +82,7 @@ class Worker : NonCopyable {
         [this](ChannelTrouble trouble) {
           if (trouble != ChannelTrouble::frame_refused) on_master_gone();
         });
-    for (int sig : {SIGTERM, SIGQUIT, SIGINT, SIGUSR1, SIGHUP}) {
+    for (int sig : {SIGTERM, SIGQUIT, SIGINT, SIGUSR1, SIGHUP, SIGUSR2}) {
       signals_.emplace_back(evsignal_new(loop_.base(), sig, on_signal, this));
       event_add(signals_.back().get(), nullptr);
     }
@@ -172,6 +172,8 @@ class Worker : NonCopyable {
         break;
       case SIGHUP:
         break;  // the master reloads; a worker is replaced, not reconfigured
+      case SIGUSR2:
+        break;  // the master's binary upgrade; `pkill -USR2 warrend` must not cost the workers
       default:
         log_info("signal {}: draining", strsignal(sig));
         self->drain();

@@ -138,6 +138,15 @@ class Upgrade(unittest.TestCase):
             self.assertEqual(self.w.request("GET", 0, "/healthz")[0], 200)
         self.assertEqual(self.w.stop(), 0)
 
+    def test_sigusr2_to_a_worker_is_ignored(self):
+        # `pkill -USR2 warrend` reaches the workers too: the upgrade is the master's alone.
+        workers = {r["pid"] for r in self.w.worker_pids()}
+        for pid in workers:
+            os.kill(pid, signal.SIGUSR2)
+        time.sleep(0.5)
+        self.assertTrue(all(alive(p) for p in workers), self.w.log())
+        self.assertEqual({r["pid"] for r in self.w.worker_pids()}, workers)
+
 
 if __name__ == "__main__":
     unittest.main()
