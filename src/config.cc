@@ -4,11 +4,22 @@
 // reload may not change and the docs (man/warren.yml.5 and etc/warren.yml are checked against it).
 #include "config.h"
 
+#include <sched.h>
+#include <unistd.h>
+
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "config_table.h"
 
 namespace warren {
+
+int usable_cores() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return static_cast<int>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
+}
 
 namespace {
 
@@ -54,7 +65,7 @@ const KeyRow kKeyTable[] = {
      .required = true},
     {.key = "http.ports", .field = CONFIG_KEY(http.ports), .min = 1, .max = 65535},
     {.key = "http.workers_per_port", .field = CONFIG_KEY(http.workers_per_port), .min = 1,
-     .max = 1024},
+     .max = 1024, .default_text = "auto", .per_core = true},
     {.key = "http.max_body", .field = CONFIG_KEY(http.max_body), .min = 1},
     {.key = "http.confirm_timeout", .field = CONFIG_KEY(http.confirm_timeout), .min = 0,
      .max = kMaxSeconds},

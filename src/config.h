@@ -39,10 +39,14 @@ struct BrokerConfig {
   size_t max_output_buffer = 16 << 20;  // bytes unsent on a publishing connection; more: 503
 };
 
+// The cores this process may run on (its CPU affinity, so a cpuset or taskset counts): what
+// `auto` means for http.workers_per_port.
+int usable_cores();
+
 struct HttpConfig {
   std::string listen = "127.0.0.1";
   std::vector<int> ports{8000};
-  int workers_per_port = 1;
+  int workers_per_port = usable_cores();  // `auto`
   size_t max_body = 1048576;
   double confirm_timeout = 5;
   double idle_connection_timeout = 300;

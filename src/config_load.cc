@@ -301,7 +301,20 @@ class Loader {
           using T = std::decay_t<decltype(member)>;
           if constexpr (std::is_same_v<T, bool>) {
             convert_into(n, path, member, to_bool);
-          } else if constexpr (std::is_same_v<T, int> || std::is_same_v<T, size_t>) {
+          } else if constexpr (std::is_same_v<T, int>) {
+            if (!row.per_core) {
+              convert_into(n, path, member, to_integer<T>);
+            } else if (n.kind == YamlNode::Kind::scalar && !n.quoted && n.value == "auto") {
+              member = usable_cores();
+            } else {
+              convert_into(n, path, member, [](const YamlNode& v, std::string& problem) {
+                auto count = to_integer<int>(v, problem);
+                if (!count && problem.starts_with("expected an integer"))
+                  problem = "expected an integer or auto, got " + describe(v);
+                return count;
+              });
+            }
+          } else if constexpr (std::is_same_v<T, size_t>) {
             convert_into(n, path, member, to_integer<T>);
           } else if constexpr (std::is_same_v<T, double>) {
             convert_into(n, path, member, to_seconds);

@@ -42,6 +42,8 @@ struct KeyRow {
                                        // an enum member takes the position of its choice
   bool required = false;               // a string that may not be empty
   std::string_view default_text = {};  // for the docs, when the member's initial value is not it
+  bool per_core = false;               // an integer that may be `auto`: one per core (nginx's
+                                       // worker_processes auto)
 };
 
 // Every row, in the order of etc/warren.yml.

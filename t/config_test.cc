@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -71,8 +72,20 @@ TEST(Config, SomeSectionsOnly) {
   auto c = parse_ok("broker:\n  port: 5673\nhttp:\n  ports: [9000]\n");
   EXPECT_EQ(c->broker.hosts[0], (BrokerHost{"127.0.0.1", 5673}));
   EXPECT_EQ(c->http.ports, std::vector<int>{9000});
-  EXPECT_EQ(c->http.workers_per_port, 1);
+  EXPECT_EQ(c->http.workers_per_port, usable_cores());  // auto, the default
   EXPECT_EQ(c->daemon.group, "warren");
+}
+
+TEST(Config, WorkersPerPortAutoIsOnePerUsableCore) {
+  cpu_set_t set;
+  ASSERT_EQ(sched_getaffinity(0, sizeof set, &set), 0);
+  EXPECT_EQ(usable_cores(), CPU_COUNT(&set));
+  EXPECT_EQ(parse_ok("http:\n  workers_per_port: auto\n")->http.workers_per_port, CPU_COUNT(&set));
+  EXPECT_EQ(parse_ok("http:\n  workers_per_port: 3\n")->http.workers_per_port, 3);
+  EXPECT_EQ(only_error("http:\n  workers_per_port: \"auto\"\n"),
+            "warren.yml:2: http.workers_per_port: expected an integer or auto, got a quoted string \"auto\"");
+  EXPECT_EQ(only_error("http:\n  workers_per_port: many\n"),
+            "warren.yml:2: http.workers_per_port: expected an integer or auto, got \"many\"");
 }
 
 const char* kFull = R"(daemon:

@@ -228,7 +228,8 @@ class Warrend:
             "daemon": {"pidfile": os.path.join(self.dir, "warrend.pid"), "user": "", "group": "",
                        "control_socket": self.socket_path},
             "broker": {"hosts": ["127.0.0.1"], "port": broker_port()},
-            "http": {"listen": "127.0.0.1", "ports": self.ports},
+            # One worker per port unless a test says otherwise (the default, auto, is one per core).
+            "http": {"listen": "127.0.0.1", "ports": self.ports, "workers_per_port": 1},
             "logging": {"level": "debug"},
         }
         self.config = deep_merge(base, extra)

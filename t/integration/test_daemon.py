@@ -35,6 +35,14 @@ class ProcessModel(unittest.TestCase):
                                          for _ in range(40)}) == 2, 5)
             self.assertTrue(seen, "both workers on the port should answer")
 
+    def test_workers_per_port_defaults_to_one_per_usable_core(self):
+        w = Warrend(ports=2)
+        del w.config["http"]["workers_per_port"]  # the default: auto
+        with w:
+            cores = len(os.sched_getaffinity(0))
+            workers = w.worker_pids()
+            self.assertEqual(sorted(p["port"] for p in workers), sorted(w.ports * cores))
+
     def test_reload_from_one_to_two_workers_per_port_refuses_nothing(self):
         with Warrend(ports=1) as w:
             failures, answered, stop = [], [], threading.Event()
