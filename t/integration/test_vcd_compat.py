@@ -32,14 +32,14 @@ BACKEND_AUTH = ("rest_username", "rest-s3cret")
 TOKEN = "3f1c4a2e9b7d4e0c8a6f2b1d5e9c7a3b"
 
 
-def vcd10_request(method, uri, query=None, body=b"", token=TOKEN, rights=(RIGHT_VIEW,),
-                  org=f"urn:vcloud:org:{ORG}", user=f"urn:vcloud:user:{USER}"):
+def vcd10_request(method, uri, query=None, body=b"", rights=(RIGHT_VIEW,), org=f"urn:vcloud:org:{ORG}",
+                  user=f"urn:vcloud:user:{USER}", extra_headers=None):
     """A request message body as vCD 10 sends it: [request, context], the body base64, the
-    request's headers with the user's token (x-vcloud-authorization and Bearer)."""
+    request's headers with the user's token (x-vcloud-authorization and Bearer): (id, body)."""
     headers = {"Host": "vcd.example.com", "Accept": "application/json;version=34.0",
                "Accept-Encoding": "gzip, deflate, br", "User-Agent": "vcd-ui/10.1",
-               "x-vcloud-authorization": token, "Authorization": f"Bearer {token}",
-               "X-VMWARE-VCLOUD-TENANT-CONTEXT": ORG}
+               "x-vcloud-authorization": TOKEN, "Authorization": f"Bearer {TOKEN}",
+               "X-VMWARE-VCLOUD-TENANT-CONTEXT": ORG, **(extra_headers or {})}
     if body:
         headers.update({"Content-Type": "application/json", "Content-Length": str(len(body))})
     request = {"id": str(uuid.uuid4()), "scheme": "https", "protocol": "HTTP/1.1", "method": method,
@@ -203,27 +203,27 @@ class VcdCompat(ForwardTest):
             w = self.start([self.vcd_forwarder(
                 "example1", q, b.url, vcd={"forward_rights": True},
                 backend={"url": b.url, "timeout": 5, "username": BACKEND_AUTH[0], "password": BACKEND_AUTH[1]})])
-            calls = [("list", "GET", "/api/example1/vms", "page=1", b"", 200, {"vms": ["vm-1"], "by": USER,
-                                                                              "query": "page=1"}),
+            # (name, method, URI, query, body, status, answer); the list call also carries a
+            # tenant's forged org_id and User-Id: a WSGI server would join them to warren's
+            calls = [("list", "GET", "/api/example1/vms", "page=1", b"", 200,
+                      {"vms": ["vm-1"], "by": USER, "query": "page=1"}),
                      ("create", "POST", "/api/example1/vms", None, b'{"id": "vm-2", "name": "db"}', 201,
                       {"created": "vm-2", "by": USER}),
                      ("update", "PUT", "/api/example1/vms/vm-1", None, b'{"name": "www"}', 200, {"name": "www"}),
                      ("delete", "DELETE", "/api/example1/vms/vm-2", None, b"", 204, None)]
-            ids = {}
-            for name, method, uri, query, body, *_ in calls:  # in order: each call sees the last
-                rid, message = vcd10_request(method, uri, query, body)
-                ids[name] = rid
+            forged = {"org_id": "another-tenant", "User-Id": "root"}
+            for name, method, uri, query, body, status, answer in calls:  # in order: each sees the last
+                rid, message = vcd10_request(method, uri, query, body, extra_headers=forged if name == "list" else {})
                 self.ask(q, message, rx, key, f"c-{name}")
-                got = self.answers(replies, 1, w)
-                doc, payload = got[f"c-{name}"]
-                want_status, want_body = next((s, d) for n, *_, s, d in calls if n == name)
-                self.assertEqual((doc["id"], doc["statusCode"]), (rid, want_status), payload)
-                if want_body is None:
+                doc, payload = self.answers(replies, 1, w)[f"c-{name}"]
+                self.assertEqual((doc["id"], doc["statusCode"]), (rid, status), payload)
+                if answer is None:
                     self.assertEqual(payload, b"")
                 else:
                     self.assertEqual(doc["headers"]["Content-Type"], "application/json")
-                    self.assertEqual(json.loads(payload), want_body)
+                    self.assertEqual(json.loads(payload), answer)
             self.assertEqual(b.tenants[ORG]["vms"], {"vm-1": {"name": "www"}})
+            self.assertEqual(len(b.calls), len(calls))
             for method, path, env in b.calls:
                 self.assertEqual((env["HTTP_ORG_ID"], env["HTTP_USER_ID"]), (ORG, USER))
                 self.assertEqual(json.loads(env["HTTP_USER_RIGHTS"]), [RIGHT_VIEW])
