@@ -261,14 +261,15 @@ class VcdCompat(ForwardTest):
             got = self.answers(replies, len(cases), w, timeout=20)
             took = time.monotonic() - started
             for cid, (q, (rid, _), status, names) in cases.items():
-                doc, payload = got[cid]
-                self.assertEqual((cid, doc["id"], doc["statusCode"]), (cid, rid, status), payload)
-                if names:
-                    error = json.loads(payload)
-                    self.assertEqual(error["majorErrorCode"], status)
-                    self.assertIn(names, error["message"])
-                # vCD shows the answer to its tenant: nothing about where the backend is
-                self.assertNotIn(b"127.0.0.1", payload)
+                with self.subTest(cid):
+                    doc, payload = got[cid]
+                    self.assertEqual((doc["id"], doc["statusCode"]), (rid, status), payload)
+                    if names:
+                        error = json.loads(payload)
+                        self.assertEqual(error["majorErrorCode"], status)
+                        self.assertIn(names, error["message"])
+                    # vCD shows the answer to its tenant: nothing about where the backend is
+                    self.assertNotIn(b"127.0.0.1", payload)
             self.assertEqual(json.loads(got["backend-500"][1]), {"trace": "KeyError"})
             self.assertEqual(len(b.received("/broken")), 1)  # not retried
             self.assertEqual(len(b.received("/slow")), 1)
