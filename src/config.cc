@@ -121,6 +121,7 @@ const KeyRow kKeyTable[] = {
     {.key = "forwarders[].vcd.extension", .field = FORWARDER_KEY(vcd.extension)},
     {.key = "forwarders[].vcd.required_rights", .field = FORWARDER_KEY(vcd.required_rights)},
     {.key = "forwarders[].vcd.allowed_orgs", .field = FORWARDER_KEY(vcd.allowed_orgs)},
+    {.key = "forwarders[].vcd.forward_rights", .field = FORWARDER_KEY(vcd.forward_rights)},
     {.key = "forwarders[].oslo.exchange", .field = FORWARDER_KEY(oslo.exchange)},
     {.key = "forwarders[].oslo.topic", .field = FORWARDER_KEY(oslo.topic)},
     {.key = "forwarders[].oslo.server", .field = FORWARDER_KEY(oslo.server)},

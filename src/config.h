@@ -90,6 +90,7 @@ struct VcdConfig {
   std::string extension;
   std::vector<std::string> required_rights;
   std::vector<std::string> allowed_orgs;
+  bool forward_rights = false;  // the context's rights to the backend as header user_rights
 };
 
 struct OsloConfig {

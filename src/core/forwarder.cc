@@ -271,6 +271,9 @@ void Forwarder::on_answer(uint64_t key, BackendAnswer&& answer) {
   f.last = std::move(answer);
   f.heartbeat_timer.reset();
   const auto d = disposition(f, f.last.status);
+  // A caller gets the failure as a status without the details (vcd: a tenant): they go here.
+  if (f.job->final_answer && !f.last.status)
+    log_warning("forwarder {}: backend failed: {}; answering the caller", options_.name, f.last.error);
   if (d != Disposition::retry) return finish(f, d);
   ++counters_.retried;
   if (draining_ || !valid(f)) {

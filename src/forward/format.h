@@ -75,8 +75,8 @@ struct Translation {
   std::string error;       // why an answer was given, for logs and dead-letter headers
   std::string request_id;  // vcd: the request's id, echoed in the reply
   std::optional<OsloCaller> oslo;
-  // A caller waits for the answer (an oslo call): whatever the backend answered (or failed
-  // with) is final, replied and acked; no retry, no dead letter.
+  // A caller waits for the answer (an oslo call, a vCD request): whatever the backend answered
+  // (or failed with) is final, replied and acked; no retry, no dead letter.
   bool final_answer = false;
 };
 

@@ -1,10 +1,14 @@
-// The vCloud Director API extension format (vCD 9.1 to 10): the body is the JSON array
-// [request, context] where request = {id, method, requestUri, queryString, headers, body
-// (base64)} and context = {user, org, rights: [URN...]}. Checks, in order: the URI belongs to
-// /api/<vcd.extension>; every vcd.required_rights URN is in context.rights; context.org is one
-// of vcd.allowed_orgs (when that list is not empty). Refusals are answered 403 (404 for a URI
-// that is not this extension's) in vCD's error document; the reply is vCD's response document
-// {id, headers, statusCode, body (base64), request: false}.
+// The vCloud Director API extension format (vCD 9.1 to 10), a drop-in for vcdextproxy: the
+// body is the JSON array [request, context] where request = {id, method, requestUri,
+// queryString, headers, body (base64)} and context = {user, org, rights: [URN...]}. Checks, in
+// order: the URI belongs to /api/<vcd.extension> (404); every vcd.required_rights URN is in
+// context.rights and context.org is one of vcd.allowed_orgs when that list is not empty (403);
+// the method is one vcdextproxy can send (405). The backend gets the request's own headers and,
+// as vcdextproxy sends them, org_id and user_id (the bare ids) and, with vcd.forward_rights,
+// user_rights (the rights as a JSON list). vCD waits for every request it sends with reply_to:
+// it is answered once, after one call, whatever the backend answered or failed with (504
+// timeout, 503 unreachable, 502 otherwise); refusals in vCD's error document. The reply is
+// vCD's response document {id, headers, statusCode, body (base64), request: false}.
 #include <algorithm>
 #include <cctype>
 
@@ -22,15 +26,41 @@ using nlohmann::json;
 constexpr std::string_view kBadRequest = "BAD_REQUEST";
 constexpr std::string_view kForbidden = "ACCESS_TO_RESOURCE_IS_FORBIDDEN";
 
+// The methods vcdextproxy's HTTP library sends; it answers any other 405.
+constexpr std::string_view kMethods[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
+
+// What vcdextproxy cuts from context.org and context.user for org_id and user_id.
+constexpr std::string_view kOrgUrn = "urn:vcloud:org:";
+constexpr std::string_view kUserUrn = "urn:vcloud:user:";
+
+std::string ascii_lower(std::string_view s) {
+  std::string lower(s);
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+  return lower;
+}
+
 // Hop-by-hop and framing headers that describe the hop to warren, not the request: curl sets
-// its own for the hop to the backend.
-bool is_hop_header(std::string_view name) {
+// its own for the hop to the backend. Accept-Encoding too: the reply to vCD carries the body
+// without a Content-Encoding, so the backend must send it as it is.
+bool is_hop_header(const std::string& lower) {
   static constexpr std::string_view kHop[] = {"host", "content-length", "connection", "keep-alive",
                                               "transfer-encoding", "te", "trailer", "upgrade",
-                                              "expect", "proxy-connection", "proxy-authorization"};
-  std::string lower(name);
-  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+                                              "expect", "proxy-connection", "proxy-authorization",
+                                              "accept-encoding"};
   return std::find(std::begin(kHop), std::end(kHop), lower) != std::end(kHop);
+}
+
+// A name the backend would take for one of the headers warren sets from the context: a WSGI
+// or CGI backend reads org-id, ORG_ID and org_id alike (and joins them), so a vCD client's own
+// must not reach it.
+bool is_context_header(std::string lower) {
+  std::replace(lower.begin(), lower.end(), '-', '_');
+  return lower == "org_id" || lower == "user_id" || lower == "user_rights";
+}
+
+// The id in a URN with this prefix, as vcdextproxy sends it; anything else as it came.
+std::string bare_id(const std::string& urn, std::string_view prefix) {
+  return urn.starts_with(prefix) && urn.size() > prefix.size() ? urn.substr(prefix.size()) : urn;
 }
 
 // vCloud Director's error document (its Error type, in JSON), for answers warren makes itself.
@@ -83,14 +113,19 @@ std::string uri_path(std::string path) {
   return path;
 }
 
-// request.headers, minus the hop's own and names HTTP cannot carry; a list of values (as some
-// vCD versions send every header) joined with ", ".
-std::vector<std::pair<std::string, std::string>> request_headers(const json& request) {
+// request.headers, minus the hop's own, the context's and names HTTP cannot carry, and minus
+// Authorization when the backend has credentials of its own (they replace it, as vcdextproxy's
+// backend.auth does); a list of values (as some vCD versions send every header) joined with
+// ", ".
+std::vector<std::pair<std::string, std::string>> request_headers(const json& request, bool backend_credentials) {
   std::vector<std::pair<std::string, std::string>> headers;
   auto it = request.find("headers");
   if (it == request.end() || !it->is_object()) return headers;
   for (const auto& [name, value] : it->items()) {
-    if (!is_token(name) || is_hop_header(name)) continue;
+    if (!is_token(name)) continue;
+    const std::string lower = ascii_lower(name);
+    if (is_hop_header(lower) || is_context_header(lower) || (backend_credentials && lower == "authorization"))
+      continue;
     std::string text;
     if (value.is_array()) {
       for (const auto& v : value) text += (text.empty() ? "" : ", ") + header_text(v);
@@ -109,9 +144,47 @@ struct VcdCall {
 
 class VcdFormat final : public Format {
  public:
-  explicit VcdFormat(const ForwarderConfig& config) : Format(config) {}
+  explicit VcdFormat(const ForwarderConfig& config)
+      : Format(config),
+        backend_credentials_(!config.backend.username.empty() || !config.backend.password.empty() ||
+                             display_url(config.backend.url) != config.backend.url) {}
 
   Translation translate(const amqp::Delivery& message) const override {
+    Translation t = translate_call(message);
+    // Someone waits for the answer (vCD does for every request): one call, and whatever it
+    // gives is the reply.
+    t.final_answer = message.properties.reply_to && !message.properties.reply_to->empty();
+    return t;
+  }
+
+  std::optional<Reply> reply(const amqp::Delivery& message, const Translation& t,
+                             const BackendResponse& r) const override {
+    auto reply = reply_to_sender(message);
+    if (!reply) return std::nullopt;
+    reply->properties.content_type = "application/json";
+    int status = r.status;
+    std::string content_type = r.content_type, body = r.body;
+    if (!status) {
+      // vCD shows this to its tenant: what failed, not where the backend is (the log has it).
+      status = failure_status(r);
+      content_type = "application/json";
+      body = status == 504   ? vcd_error_body(status, "GATEWAY_TIMEOUT", "the extension's backend timed out")
+             : status == 503 ? vcd_error_body(status, "SERVICE_UNAVAILABLE",
+                                              "the extension's backend could not be reached")
+                             : vcd_error_body(status, "BAD_GATEWAY", "the extension's backend gave no usable answer");
+    }
+    json headers = json::object();
+    if (!content_type.empty()) headers["Content-Type"] = content_type;
+    reply->body = json_text({{"id", t.request_id},
+                             {"headers", headers},
+                             {"statusCode", status},
+                             {"body", base64_encode(body)},
+                             {"request", false}});
+    return reply;
+  }
+
+ private:
+  Translation translate_call(const amqp::Delivery& message) const {
     if (auto problem = json_body_problem(message.body, "")) return vcd_answer(400, kBadRequest, *problem, true, "");
     const json doc = json_parse(message.body);
     if (doc.is_discarded() || !doc.is_array() || doc.size() < 2 || !doc[0].is_object() || !doc[1].is_object())
@@ -125,36 +198,10 @@ class VcdFormat final : public Format {
     call.org = context_id(context, "org");
     call.user = context_id(context, "user");
     if (auto refused = check_access(context, call)) return std::move(*refused);
-    return forward(request, std::move(call));
+    if (auto refused = check_method(call)) return std::move(*refused);
+    return forward(request, context, std::move(call));
   }
 
-  std::optional<Reply> reply(const amqp::Delivery& message, const Translation& t,
-                             const BackendResponse& r) const override {
-    auto reply = reply_to_sender(message);
-    if (!reply) return std::nullopt;
-    reply->properties.content_type = "application/json";
-    int status = r.status;
-    std::string content_type = r.content_type, body = r.body;
-    if (!status) {
-      status = failure_status(r);
-      content_type = "application/json";
-      body = vcd_error_body(status,
-                            status == 504   ? "GATEWAY_TIMEOUT"
-                            : status == 503 ? "SERVICE_UNAVAILABLE"
-                                            : "BAD_GATEWAY",
-                            fmt::format("backend failed: {}", r.error));
-    }
-    json headers = json::object();
-    if (!content_type.empty()) headers["Content-Type"] = content_type;
-    reply->body = json_text({{"id", t.request_id},
-                             {"headers", headers},
-                             {"statusCode", status},
-                             {"body", base64_encode(body)},
-                             {"request", false}});
-    return reply;
-  }
-
- private:
   // request.method, requestUri, queryString and body (decoded) into `call`, or the refusal.
   std::optional<Translation> read_request(const json& request, VcdCall& call) const {
     auto method = string_field(request, "method"), uri = string_field(request, "requestUri"),
@@ -203,22 +250,35 @@ class VcdFormat final : public Format {
     return std::nullopt;
   }
 
-  // The backend request for a call that passed every check; org and user as headers org_id and
-  // user_id.
-  Translation forward(const json& request, VcdCall call) const {
+  // A method vcdextproxy can send (in any case, as it takes them): 405 otherwise.
+  std::optional<Translation> check_method(VcdCall& call) const {
+    call.method = ascii_upper(std::move(call.method));
+    if (std::find(std::begin(kMethods), std::end(kMethods), call.method) != std::end(kMethods)) return std::nullopt;
+    return vcd_answer(405, "METHOD_NOT_ALLOWED", fmt::format("the method {} is not supported", call.method), false,
+                      call.id);
+  }
+
+  // The backend request for a call that passed every check, with the context's headers.
+  Translation forward(const json& request, const json& context, VcdCall call) const {
     std::string error;
     auto url = target_url(call.path, std::string_view(call.query).substr(call.query.starts_with('?') ? 1 : 0), &error);
     if (!url) return vcd_answer(400, kBadRequest, fmt::format("request.requestUri: {}", error), true, call.id);
     Translation t;
     t.request_id = std::move(call.id);
-    t.request.method = ascii_upper(std::move(call.method));
+    t.request.method = std::move(call.method);
     t.request.url = std::move(*url);
     t.request.body = std::move(call.body);
-    t.request.headers = request_headers(request);
-    if (is_header_value(call.org)) t.request.headers.emplace_back("org_id", call.org);
-    if (is_header_value(call.user)) t.request.headers.emplace_back("user_id", call.user);
+    t.request.headers = request_headers(request, backend_credentials_);
+    auto& headers = t.request.headers;
+    if (const auto org = bare_id(call.org, kOrgUrn); is_header_value(org)) headers.emplace_back("org_id", org);
+    if (const auto user = bare_id(call.user, kUserUrn); is_header_value(user)) headers.emplace_back("user_id", user);
+    if (config_.vcd.forward_rights) headers.emplace_back("user_rights", json_text(context.value("rights", json())));
     return t;
   }
+
+  // backend.username/password, or credentials in backend.url: curl sends them as Basic auth,
+  // which a request's own Authorization header would replace.
+  const bool backend_credentials_;
 };
 
 }  // namespace

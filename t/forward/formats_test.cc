@@ -1,6 +1,8 @@
 // Message <-> HTTP translation (raw and vcd): pure, no broker.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "base64.h"
 #include "forward/format.h"
 #include "t/forward/format_fixture.h"
@@ -230,6 +232,13 @@ json vcd_request(std::string uri = "/api/example1/vms/1") {
           {"body", base64_encode("{\"a\":1}")}};
 }
 
+// vcd_request() with these headers added to the request's own.
+json vcd_request_with_headers(const json& extra) {
+  json request = vcd_request();
+  request["headers"].update(extra);
+  return request;
+}
+
 json vcd_context(std::string org = "urn:vcloud:org:acme") {
   return {{"user", "urn:vcloud:user:bob"}, {"org", org},
           {"rights", {"urn:vcloud:right:other", "urn:vcloud:right:ext-use"}}};
@@ -245,8 +254,121 @@ TEST_F(ForwardVcd, RequestBecomesBackendCallWithOrgAndUser) {
   EXPECT_EQ(tr.request.url, "http://127.0.0.1:9000/api/vms/1?page=2");
   EXPECT_EQ(tr.request.body, "{\"a\":1}");
   expect_headers(tr.request, {{"Accept", "application/json"}, {"Host", "<none>"},
-                              {"org_id", "urn:vcloud:org:acme"}, {"user_id", "urn:vcloud:user:bob"}});
+                              {"org_id", "acme"}, {"user_id", "bob"}});
   EXPECT_EQ(tr.request_id, "req-1");
+}
+
+// vcdextproxy sends org_id and user_id as the bare ids (the URN without urn:vcloud:org: /
+// urn:vcloud:user:); its users' backends read them so. A context carrying the URN as "id" of
+// an object reads the same.
+TEST_F(ForwardVcd, OrgAndUserAreTheBareIdsAsVcdextproxySendsThem) {
+  json ctx = vcd_context();
+  ctx["org"] = "urn:vcloud:org:1d0e5d2f-0b1a-4c7e-9a58-3f5c2d0a7e11";
+  ctx["user"] = {{"id", "urn:vcloud:user:8f9c0b2e-7c2d-4a36-b0a4-5e1f3d6c9a20"}, {"name", "bob"}};
+  cfg.vcd.allowed_orgs = {"urn:vcloud:org:1d0e5d2f-0b1a-4c7e-9a58-3f5c2d0a7e11"};
+  auto tr = format()->translate(vcd_message(vcd_request(), ctx));
+  ASSERT_EQ(tr.kind, Translation::Kind::forward) << tr.error;
+  expect_headers(tr.request, {{"org_id", "1d0e5d2f-0b1a-4c7e-9a58-3f5c2d0a7e11"},
+                              {"user_id", "8f9c0b2e-7c2d-4a36-b0a4-5e1f3d6c9a20"}});
+  // An id that is not the expected URN is passed as it came, never cut elsewhere.
+  ctx["org"] = "urn:vcloud:user:not-an-org";
+  cfg.vcd.allowed_orgs = {};
+  tr = format()->translate(vcd_message(vcd_request(), ctx));
+  expect_headers(tr.request, {{"org_id", "urn:vcloud:user:not-an-org"}});
+}
+
+// The context headers are warren's word about the caller: a vCD client sending org_id, User-Id
+// or USER_RIGHTS in its own request (a WSGI backend reads org-id and org_id alike) must not
+// reach the backend beside, or instead of, them.
+TEST_F(ForwardVcd, ClientHeadersCannotForgeTheContextHeaders) {
+  const json req = vcd_request_with_headers({{"org_id", "victim"}, {"User-Id", "root"},
+                                             {"USER_RIGHTS", "[\"urn:vcloud:right:everything\"]"},
+                                             {"org-Id", "victim"}});
+  for (bool forward_rights : {false, true}) {
+    cfg.vcd.forward_rights = forward_rights;
+    auto tr = format()->translate(vcd_message(req, vcd_context()));
+    ASSERT_EQ(tr.kind, Translation::Kind::forward) << tr.error;
+    std::vector<std::string> names;
+    for (const auto& [name, value] : tr.request.headers) {
+      std::string n = ascii_upper(name);
+      std::replace(n.begin(), n.end(), '-', '_');
+      if (n == "ORG_ID" || n == "USER_ID" || n == "USER_RIGHTS") names.push_back(name + "=" + value);
+    }
+    std::vector<std::string> want = {"org_id=acme", "user_id=bob"};
+    if (forward_rights) want.push_back(R"(user_rights=["urn:vcloud:right:other","urn:vcloud:right:ext-use"])");
+    EXPECT_EQ(names, want);
+  }
+}
+
+// vcd.forward_rights: the context's rights as the header user_rights, a JSON list, as
+// vcdextproxy's backend.forward_rights sends them; off by default.
+TEST_F(ForwardVcd, RightsGoAsUserRightsWhenForwardRightsIsOn) {
+  auto tr = format()->translate(vcd_message(vcd_request(), vcd_context()));
+  expect_headers(tr.request, {{"user_rights", "<none>"}});
+  cfg.vcd.forward_rights = true;
+  tr = format()->translate(vcd_message(vcd_request(), vcd_context()));
+  EXPECT_EQ(json::parse(header(tr.request, "user_rights")),
+            json::array({"urn:vcloud:right:other", "urn:vcloud:right:ext-use"}));
+}
+
+// The request's headers go on as vcdextproxy passes them (the user's token included), except
+// what describes warren's own hop: Authorization gives way to backend.username/password (as
+// vcdextproxy's backend.auth replaces it), and Accept-Encoding is not asked for, since the
+// reply to vCD carries the body without a Content-Encoding.
+TEST_F(ForwardVcd, RequestHeadersGoOnAsVcdextproxyPassesThem) {
+  const json req = vcd_request_with_headers({{"Authorization", "Bearer user-token"},
+                                             {"x-vcloud-authorization", "user-token"},
+                                             {"Accept-Encoding", "gzip, deflate, br"},
+                                             {"X-VMWARE-VCLOUD-TENANT-CONTEXT", "acme-id"}});
+  auto tr = format()->translate(vcd_message(req, vcd_context()));
+  expect_headers(tr.request, {{"Authorization", "Bearer user-token"}, {"x-vcloud-authorization", "user-token"},
+                              {"X-VMWARE-VCLOUD-TENANT-CONTEXT", "acme-id"}, {"Accept-Encoding", "<none>"},
+                              {"Content-Type", "application/json"}, {"Host", "<none>"}});
+  cfg.backend.username = "rest_username";
+  tr = format()->translate(vcd_message(req, vcd_context()));
+  expect_headers(tr.request, {{"Authorization", "<none>"}, {"x-vcloud-authorization", "user-token"}});
+  cfg.backend.username = "";
+  cfg.backend.url = "http://rest_username:s3cret@127.0.0.1:9000/api";
+  tr = format()->translate(vcd_message(req, vcd_context()));
+  expect_headers(tr.request, {{"Authorization", "<none>"}, {"x-vcloud-authorization", "user-token"}});
+}
+
+// vcdextproxy forwards the methods its HTTP library has (GET, HEAD, POST, PUT, PATCH, DELETE,
+// OPTIONS, in any case) and answers any other 405; warren too, in vCD's error document.
+TEST_F(ForwardVcd, AnUnsupportedMethodIsA405) {
+  auto t = format();
+  for (const char* m : {"get", "Head", "POST", "put", "patch", "DELETE", "options"}) {
+    json req = vcd_request();
+    req["method"] = m;
+    auto tr = t->translate(vcd_message(req, vcd_context()));
+    ASSERT_EQ(tr.kind, Translation::Kind::forward) << m;
+    EXPECT_EQ(tr.request.method, ascii_upper(m));
+  }
+  for (const char* m : {"TRACE", "CONNECT", "PROPFIND", "FOO"}) {
+    json req = vcd_request();
+    req["method"] = m;
+    auto d = vcd_message(req, vcd_context());
+    auto tr = t->translate(d);
+    ASSERT_EQ(tr.kind, Translation::Kind::answer) << m;
+    EXPECT_FALSE(tr.invalid);
+    EXPECT_EQ(tr.answer.status, 405);
+    auto j = json::parse(t->reply(d, tr, tr.answer)->body);
+    EXPECT_EQ(j["statusCode"], 405);
+    auto err = json::parse(*base64_decode(j["body"].get<std::string>()));
+    EXPECT_EQ(err["minorErrorCode"], "METHOD_NOT_ALLOWED");
+    EXPECT_NE(err["message"].get<std::string>().find(m), std::string::npos) << err;
+  }
+}
+
+// vCD waits for the reply: like vcdextproxy, one call to the backend and its answer (or
+// failure) is the reply; a retried POST would run twice. Without reply_to nobody waits, and
+// the retry rules apply.
+TEST_F(ForwardVcd, ARequestVcdWaitsForIsAnsweredAfterOneAttempt) {
+  auto t = format();
+  auto d = vcd_message(vcd_request(), vcd_context());
+  EXPECT_TRUE(t->translate(d).final_answer);
+  d.properties.reply_to.reset();
+  EXPECT_FALSE(t->translate(d).final_answer);
 }
 
 TEST_F(ForwardVcd, ReplyIsTheVcdResponseDocument) {
@@ -308,10 +430,14 @@ TEST_F(ForwardVcd, BackendFailuresMapToGatewayStatuses) {
                                  std::pair{BackendResponse::Failure::timeout, 504},
                                  std::pair{BackendResponse::Failure::other, 502}}) {
     r.failure = failure;
+    r.error = "GET http://10.1.2.3:8881/vms/1: Failed to connect to 10.1.2.3 port 8881";
     auto j = json::parse(t->reply(d, tr, r)->body);
     EXPECT_EQ(j["statusCode"], status);
     EXPECT_EQ(j["headers"]["Content-Type"], "application/json");
-    EXPECT_TRUE(json::parse(*base64_decode(j["body"].get<std::string>())).contains("message"));
+    const auto error = *base64_decode(j["body"].get<std::string>());
+    EXPECT_TRUE(json::parse(error).contains("message"));
+    // vCD shows it to its tenant: where the backend is stays in warren's log.
+    EXPECT_EQ(error.find("10.1.2.3"), std::string::npos) << error;
   }
 }
 

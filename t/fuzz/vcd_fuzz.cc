@@ -13,8 +13,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     c.backend.url = "http://127.0.0.1:9/api";
     c.rewrite_from = "^/api/";
     c.rewrite_to = "/";
+    c.vcd.extension = "org";  // the seeds call /api/org/...: they reach the backend request
     c.vcd.required_rights = {"right"};
     c.vcd.allowed_orgs = {"org"};
+    c.vcd.forward_rights = true;
     return c;
   }();
   static const auto format = forward::make_format(config);

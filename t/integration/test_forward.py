@@ -365,8 +365,8 @@ class VcdFormat(ForwardTest):
             (req,) = b.received()
             self.assertEqual(req.path, "/ext/vms?a=1")
             self.assertEqual(req.method, "POST")
-            self.assertEqual(req.headers["org_id"], "urn:vcloud:org:acme")
-            self.assertEqual(req.headers["user_id"], "urn:vcloud:user:bob")
+            self.assertEqual(req.headers["org_id"], "acme")  # the bare ids, as vcdextproxy sends them
+            self.assertEqual(req.headers["user_id"], "bob")
             self.assertEqual(json.loads(req.body), {"hello": "vcd"})
 
     def test_backend_down_answers_503_in_vcd_format(self):
