@@ -89,6 +89,15 @@ def erl(text):
     return '<<"' + text.replace("\\", "\\\\").replace('"', '\\"') + '">>'
 
 
+def alive(pid):
+    """The process exists and is not a zombie (PID 1 may reap orphans late)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def wait_for(predicate, timeout, interval=0.05):
     """Polls predicate until it returns something true or timeout seconds pass; its last value."""
     deadline = time.monotonic() + timeout

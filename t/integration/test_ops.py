@@ -12,17 +12,9 @@ import subprocess
 import tempfile
 import unittest
 
-from harness import BUILD, ROOT, Warrend, free_ports, http_request, wait_for
+from harness import BUILD, ROOT, Warrend, alive, free_ports, http_request, wait_for
 
 INIT_SCRIPT = os.path.join(ROOT, "etc", "init.d", "warrend")
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 class InitScript(unittest.TestCase):

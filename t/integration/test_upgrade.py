@@ -11,15 +11,7 @@ import time
 import unittest
 import uuid
 
-from harness import BUILD, ROOT, BrokerClient, Warrend, wait_for
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+from harness import BUILD, ROOT, BrokerClient, Warrend, alive, wait_for
 
 
 def read_pid(path):
