@@ -145,7 +145,7 @@ async function publish(res, auth, vhost, exchange, routingKey, content, delivery
   }
   try {
     channel.publish(exchange, routingKey, content, { deliveryMode }, (err) => {
-      if (err) reply(res, 503, 'nacked', 'the broker did not confirm the message');
+      if (err) reply(res, 503, 'nacked', err.message);
       else reply(res, 204);
     });
   } catch (err) {  // the channel closed between the lookup and the publish
