@@ -50,9 +50,11 @@ function confirmChannel(vhost, user, password) {
   const key = JSON.stringify([vhost, user, password]);
   let channel = channels.get(key);
   if (!channel) {
-    channel = openChannel(vhost, user, password, () => channels.delete(key));
+    // forget only this channel: a newer one may have taken its place by the time it closes
+    const forget = () => { if (channels.get(key) === channel) channels.delete(key); };
+    channel = openChannel(vhost, user, password, forget);
     channels.set(key, channel);
-    channel.catch(() => channels.delete(key));
+    channel.catch(forget);
   }
   return channel;
 }
