@@ -1,0 +1,166 @@
+"""vCloud Director's own checks and the extension's lifecycle, against a fake vCD API over TLS
+(fake_vcd.py): vcd.deploy auto, rights by name, org membership with the user's own token,
+session expiry, and an API that is down."""
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+
+from backend import Backend, make_cert
+from fake_vcd import FakeVcd
+from harness import BUILD, Warrend, wait_for
+from test_forward import ForwardTest, forwarder, uid, vcd_message
+
+RIGHT = "UI Plugins: View"
+
+
+class VcdApiTest(ForwardTest):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="warren-vcd-")
+        cls.cert = make_cert(cls.tmp, "vcd")
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def setUp(self):
+        super().setUp()
+        self.vcd = FakeVcd(tls=self.cert).start()
+        self.addCleanup(self.vcd.stop)
+        self.exchange = f"vcdx-{uid()}"
+
+    def vcd_forwarder(self, name, queue, backend_url, **vcd):
+        api = {"url": self.vcd.url, "username": "administrator", "password": "s3cret", "ca": self.cert["ca"],
+               "timeout": 2}
+        api.update(vcd.pop("api", {}))
+        return forwarder(name, queue, backend_url, format="vcd",
+                         declare={"exchange": {"name": self.exchange, "type": "direct"},
+                                  "queue": {"durable": True}, "bindings": [f"rk-{name}"]},
+                         rewrite={"from": "^/api/example1", "to": ""},
+                         retry={"max_attempts": 3, "initial_delay": 0.05, "max_delay": 0.1},
+                         vcd={"extension": "example1", "api": api, **vcd})
+
+    def test_deploy_auto_at_start(self):
+        q = self.queue("vauto")
+        w = self.start([self.vcd_forwarder("vauto", q, "http://127.0.0.1:9", deploy="auto")])
+        self.assertTrue(wait_for(lambda: self.vcd.services and self.vcd.filters, 10), w.log())
+        _, s, patterns = self.service()
+        self.assertEqual((s["exchange"], s["routingKey"], s["enabled"]), (self.exchange, f"rk-vauto", True))
+        self.assertEqual(patterns, ["/api/example1/.*"])
+
+    # --- the checks ---
+    def reply_queue(self):
+        replies = self.queue("vreplies")
+        self.broker.declare_queue(replies)
+        return replies
+
+    def ask(self, q, replies, rights, org, headers=None, name="c"):
+        rid, body = vcd_message("/api/example1/vms", rights, org)
+        doc = json.loads(body)
+        doc[0]["headers"].update(headers or {})
+        self.publish(q, json.dumps(doc), reply_to=replies, correlation_id=name)
+        got = self.drain(replies, 1, timeout=10)
+        self.assertEqual(len(got), 1, f"no reply for {name}")
+        answer = json.loads(got[0][2])
+        self.assertEqual(answer["id"], rid)
+        payload = base64.b64decode(answer["body"])
+        return answer["statusCode"], json.loads(payload) if answer["statusCode"] >= 400 else payload
+
+    def forwarder_stats(self, w, name):
+        return self.stats(w)["forwarders"][name]
+
+    def test_rights_by_name_and_org_membership(self):
+        urn = self.vcd.add_right(RIGHT)
+        for i in range(300):  # more than two pages of the rights list
+            self.vcd.add_right(f"Right {i:03}")
+        acme, other = self.vcd.add_org("acme"), self.vcd.add_org("other")
+        self.vcd.add_user_token("alice-token", [acme])
+        self.vcd.add_user_token("bob-token", [other])
+        with Backend() as b:
+            b.route("/vms", status=200, body='{"vms": []}', content_type="application/json")
+            q, replies = self.queue("vchk"), self.reply_queue()
+            w = self.start([self.vcd_forwarder("vchk", q, b.url, required_rights=[RIGHT],
+                                               check_org_membership=True)])
+            org = f"urn:vcloud:org:{acme}"
+            alice = {"x-vcloud-authorization": "alice-token"}
+            self.assertEqual(self.ask(q, replies, [urn], org, alice, "ok")[0], 200)
+            # The same right as vCD 10 lists it, and the user's token as a Bearer.
+            status, _ = self.ask(q, replies, ["urn:vcloud:right:" + urn.split(":")[-1]], org,
+                                 {"Authorization": "Bearer alice-token"}, "bearer")
+            self.assertEqual(status, 200)
+            status, err = self.ask(q, replies, ["urn:vcloud:right:other"], org, alice, "noright")
+            self.assertEqual(status, 403)
+            self.assertIn(RIGHT, err["message"])
+            status, err = self.ask(q, replies, [urn], org, {"x-vcloud-authorization": "bob-token"}, "notmember")
+            self.assertEqual(status, 403)
+            self.assertIn(acme, err["message"])
+            status, err = self.ask(q, replies, [urn], org, {}, "notoken")
+            self.assertEqual(status, 403)
+            self.assertIn("token", err["message"])
+            status, err = self.ask(q, replies, [urn], org, {"x-vcloud-authorization": "made-up"}, "badtoken")
+            self.assertEqual(status, 403)
+            self.assertEqual(len(b.received("/vms")), 2)  # only the two allowed ones
+            # One session, one read of the rights list (3 pages), the orgs once per token.
+            self.assertEqual(len(self.vcd.made("POST", "/api/sessions")), 1)
+            self.assertEqual(len(self.vcd.made("GET", "/api/query?type=right")), 3)
+            org_calls = self.vcd.made("GET", "/api/org")
+            self.assertEqual(sorted(c.headers.get("x-vcloud-authorization") or c.headers.get("Authorization")
+                                    for c in org_calls),
+                             ["Bearer alice-token", "alice-token", "bob-token", "made-up"])
+            self.assertTrue(wait_for(lambda: self.forwarder_stats(w, "vchk").get("vcd_refused") == 4, 5),
+                            self.forwarder_stats(w, "vchk"))
+            self.assertEqual(self.consumers(q), 1)
+            self.assertIsNone(self.broker.get(q, timeout=0.2))  # every message acked
+
+    def test_an_expired_session_is_renewed(self):
+        urn = self.vcd.add_right(RIGHT)
+        with Backend() as b:
+            q, replies = self.queue("vexp"), self.reply_queue()
+            # cache_ttl 0: each message asks vCD again, on the session it has.
+            self.start([self.vcd_forwarder("vexp", q, b.url, required_rights=[RIGHT], api={"cache_ttl": 0})])
+            self.assertEqual(self.ask(q, replies, [urn], "urn:vcloud:org:x", name="first")[0], 200)
+            self.vcd.expire_sessions()
+            self.assertEqual(self.ask(q, replies, [urn], "urn:vcloud:org:x", name="second")[0], 200)
+            self.assertEqual(len(self.vcd.made("POST", "/api/sessions")), 2)
+            refused = [c for c in self.vcd.made("GET", "/api/query") if c.status == 401]
+            self.assertEqual(len(refused), 1)
+            self.assertEqual(len(b.received()), 2)
+
+    def test_an_api_that_is_down_is_answered_503_and_counted(self):
+        urn = self.vcd.add_right(RIGHT)
+        with Backend() as b:
+            q, replies = self.queue("vdown"), self.reply_queue()
+            w = self.start([self.vcd_forwarder("vdown", q, b.url, required_rights=[RIGHT])])
+            self.vcd.stop()
+            started = time.monotonic()
+            status, err = self.ask(q, replies, [urn], "urn:vcloud:org:x", name="down")
+            self.assertEqual(status, 503)
+            self.assertIn("vCD API", err["message"])
+            self.assertLess(time.monotonic() - started, 5)
+            self.assertEqual(b.received(), [])
+            self.assertTrue(wait_for(lambda: self.forwarder_stats(w, "vdown").get("vcd_api_unavailable") == 1, 5))
+            self.assertIsNone(self.broker.get(q, timeout=0.2))
+            # Back on its port: the next request passes.
+            self.vcd.start()
+            self.assertEqual(self.ask(q, replies, [urn], "urn:vcloud:org:x", name="back")[0], 200)
+
+    def test_config_errors_name_the_key(self):
+        cases = [({"check_org_membership": True}, "vcd.check_org_membership", "needs vcd.api.url"),
+                 ({"required_rights": [RIGHT]}, "vcd.required_rights[0]", "is a right name"),
+                 ({"deploy": "auto"}, "vcd.deploy", "needs vcd.api.url"),
+                 ({"deploy": "sometimes"}, "vcd.deploy", "must be one of")]
+        for vcd, key, problem in cases:
+            w = Warrend(ports=1, extra={"forwarders": [forwarder("v", "q", "http://127.0.0.1:9", format="vcd",
+                                                                 vcd={"extension": "example1", **vcd})]})
+            self.addCleanup(w.cleanup)
+            w.write()
+            proc = subprocess.run([os.path.join(BUILD, "warrend"), "-t", "-c", w.config_path],
+                                  capture_output=True, text=True, timeout=10)
+            self.assertNotEqual(proc.returncode, 0)
+            self.assertRegex(proc.stderr, re.escape(w.config_path) + r":\d+: " + re.escape(f"forwarders[0].{key}"))
+            self.assertIn(problem, proc.stderr)
