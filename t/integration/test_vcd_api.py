@@ -1,6 +1,6 @@
 """vCloud Director's own checks and the extension's lifecycle, against a fake vCD API over TLS
-(fake_vcd.py): vcd.deploy auto, rights by name, org membership with the user's own token,
-session expiry, and an API that is down."""
+(fake_vcd.py): warrenctl vcd deploy/redeploy/status, vcd.deploy auto, rights by name, org
+membership with the user's own token, session expiry, and an API that is down."""
 import base64
 import json
 import os
@@ -44,6 +44,91 @@ class VcdApiTest(ForwardTest):
                          rewrite={"from": "^/api/example1", "to": ""},
                          retry={"max_attempts": 3, "initial_delay": 0.05, "max_delay": 0.1},
                          vcd={"extension": "example1", "api": api, **vcd})
+
+    # --- warrenctl vcd ---
+    def vcdctl(self, w, *args):
+        proc = subprocess.run([os.path.join(BUILD, "warrenctl"), "vcd", "-c", w.config_path, "--json", *args],
+                              capture_output=True, text=True, timeout=30)
+        return proc.returncode, json.loads(proc.stdout) if proc.stdout.strip() else None, proc.stderr
+
+    def config_only(self, *forwarders):
+        w = Warrend(ports=1, extra={"forwarders": list(forwarders)})
+        self.addCleanup(w.cleanup)
+        w.write()
+        return w
+
+    def service(self):
+        (sid, s), = self.vcd.services.items()
+        patterns = sorted(p for (owner, p) in self.vcd.filters.values() if owner == sid)
+        return sid, s, patterns
+
+    def test_deploy_registers_the_service_its_filter_and_enables_it_once(self):
+        w = self.config_only(self.vcd_forwarder("v", "vq", "http://127.0.0.1:9"))
+        rc, report, err = self.vcdctl(w, "deploy", "v")
+        self.assertEqual(rc, 0, (report, err))
+        _, s, patterns = self.service()
+        self.assertEqual((s["name"], s["namespace"], s["exchange"], s["routingKey"], s["enabled"], s["priority"]),
+                         ("example1", "example1", self.exchange, "rk-v", True, 0))
+        self.assertEqual(patterns, ["/api/example1/.*"])
+        created = [c for c in self.vcd.made("POST", "/api/admin/extension/service") if c.status == 201]
+        self.assertEqual(len(created), 2)  # the service, then its filter
+        self.assertTrue(created[0].headers["Content-Type"].startswith("application/vnd.vmware.admin.service+json"))
+        self.assertTrue(all(c.status < 400 for c in self.vcd.calls), self.vcd.calls)
+        # Again: nothing to write.
+        self.vcd.clear_calls()
+        rc, report, err = self.vcdctl(w, "deploy", "v")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(self.vcd.writes(), [])
+        self.assertEqual(report["actions"], [])
+        self.assertEqual(len(self.vcd.services), 1)
+
+    def test_redeploy_updates_the_service_and_replaces_its_filters(self):
+        w = self.config_only(self.vcd_forwarder("v", "vq", "http://127.0.0.1:9"))
+        self.assertEqual(self.vcdctl(w, "deploy", "v")[0], 0)
+        sid, s, _ = self.service()
+        # Someone changed it in vCD: another exchange, disabled, a stale filter.
+        s.update(exchange="old-exchange", enabled=False)
+        self.vcd.filters["stale"] = (sid, "/api/old/.*")
+        rc, report, _ = self.vcdctl(w, "status")
+        self.assertEqual(rc, 0)
+        self.assertFalse(report["in_sync"])
+        self.assertEqual(report["vcd"]["exchange"], "old-exchange")
+        self.assertEqual(report["config"]["exchange"], self.exchange)
+        self.assertTrue(any("API filter /api/old/.*" in d for d in report["differences"]), report)
+        # deploy enables it but leaves the rest, and says so.
+        self.vcd.clear_calls()
+        rc, report, _ = self.vcdctl(w, "deploy", "v")
+        _, s, patterns = self.service()
+        self.assertEqual((s["enabled"], s["exchange"]), (True, "old-exchange"))
+        self.assertEqual(patterns, ["/api/example1/.*", "/api/old/.*"])
+        self.assertTrue(any("redeploy" in d for d in report["differences"]), report)
+        # redeploy makes it what the config says.
+        rc, report, err = self.vcdctl(w, "redeploy", "v")
+        self.assertEqual(rc, 0, err)
+        _, s, patterns = self.service()
+        self.assertEqual((s["exchange"], s["enabled"], s["routingKey"]), (self.exchange, True, "rk-v"))
+        self.assertEqual(patterns, ["/api/example1/.*"])
+        self.assertEqual(len(self.vcd.made("DELETE", "/api/admin/extension/service/apifilter/stale")), 1)
+        self.vcd.clear_calls()
+        rc, report, _ = self.vcdctl(w, "redeploy", "v")
+        self.assertEqual((rc, self.vcd.writes()), (0, []))
+        rc, report, _ = self.vcdctl(w, "status")
+        self.assertEqual((rc, report["in_sync"], report["differences"]), (0, True, []))
+
+    def test_status_of_an_unregistered_extension_and_errors(self):
+        w = self.config_only(self.vcd_forwarder("v", "vq", "http://127.0.0.1:9"))
+        rc, report, _ = self.vcdctl(w, "status")
+        self.assertEqual((rc, report["vcd"], report["in_sync"]), (0, None, False))
+        self.assertEqual(self.vcd.writes(), [])
+        rc, _, err = self.vcdctl(w, "deploy", "nosuch")
+        self.assertEqual(rc, 1)
+        self.assertIn("no vcd forwarder named nosuch", err)
+        # A wrong password: the login fails, and the report says so.
+        w = self.config_only(self.vcd_forwarder("v", "vq", "http://127.0.0.1:9", api={"password": "wrong"}))
+        rc, report, _ = self.vcdctl(w, "deploy", "v")
+        self.assertEqual(rc, 2)
+        self.assertIn("401", report["error"])
+        self.assertEqual(self.vcd.services, {})
 
     def test_deploy_auto_at_start(self):
         q = self.queue("vauto")
