@@ -3,6 +3,7 @@
 #include <strings.h>
 
 #include <algorithm>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -141,7 +142,7 @@ void VcdApi::send(std::string method, std::string url, std::string content_type,
   requests_.insert(*id);
 }
 
-void VcdApi::login(std::function<void(const std::string& error)> done) {
+void VcdApi::login(Waiter done) {
   login_waiters_.push_back(std::move(done));
   if (logging_in_) return;
   logging_in_ = true;
@@ -155,13 +156,7 @@ void VcdApi::login(std::function<void(const std::string& error)> done) {
       error = r.problem;
       log_warning("vCD API {}: login as {} failed: {}", display_url(base_), login_.username, error);
     }
-    auto waiters = std::move(login_waiters_);
-    login_waiters_.clear();
-    const auto alive = life_.watch();
-    for (auto& w : waiters) {
-      if (alive.expired()) return;
-      w(error);
-    }
+    notify(std::exchange(login_waiters_, {}), error);
   });
 }
 
@@ -234,7 +229,7 @@ void VcdApi::check_rights(const VcdChecks& checks, Verdict done) {
   load_rights(std::move(verdict));
 }
 
-void VcdApi::load_rights(RightIds done) {
+void VcdApi::load_rights(Waiter done) {
   rights_waiters_.push_back(std::move(done));
   if (rights_loading_) return;
   rights_loading_ = true;
@@ -269,8 +264,12 @@ void VcdApi::load_rights_page(int page) {
 void VcdApi::finish_rights(const std::string& error) {
   rights_loading_ = false;
   rights_pending_.clear();
-  auto waiters = std::move(rights_waiters_);
-  rights_waiters_.clear();
+  notify(std::exchange(rights_waiters_, {}), error);
+}
+
+// Runs each waiter of a shared step (a login, the rights list) with its outcome, unless one of
+// them destroyed the client.
+void VcdApi::notify(std::vector<Waiter> waiters, const std::string& error) {
   const auto alive = life_.watch();
   for (auto& w : waiters) {
     if (alive.expired()) return;

@@ -61,16 +61,19 @@ class VcdApi : NonCopyable {
     std::set<std::string> orgs;  // org ids (the last part of each href)
     double expires = 0;
   };
-  using RightIds = std::function<void(const std::string& error)>;  // "" : right_ids_ is fresh
+  // Waits for a step other requests may share (a login, the rights list): "" it went well,
+  // else why not.
+  using Waiter = std::function<void(const std::string& error)>;
 
   void send(std::string method, std::string url, std::string content_type, std::string body,
             std::vector<std::pair<std::string, std::string>> auth, Done done);
   void send_admin(std::string method, std::string url, std::string content_type, std::string body, bool again,
                   Done done);
-  void login(std::function<void(const std::string& error)> done);
-  void load_rights(RightIds done);
+  void login(Waiter done);
+  void load_rights(Waiter done);
   void load_rights_page(int page);
   void finish_rights(const std::string& error);
+  void notify(std::vector<Waiter> waiters, const std::string& error);
   void check_rights(const VcdChecks& checks, Verdict done);
   void check_org(const VcdChecks& checks, Verdict done);
   void user_orgs(const std::string& header, const std::string& token, std::function<void(VcdReply&&)> done);
@@ -86,14 +89,14 @@ class VcdApi : NonCopyable {
 
   std::vector<std::pair<std::string, std::string>> session_;  // the header(s) that carry it
   bool logging_in_ = false;
-  std::vector<std::function<void(const std::string&)>> login_waiters_;
+  std::vector<Waiter> login_waiters_;
   size_t logins_ = 0;
 
   std::map<std::string, std::string> right_ids_;  // name -> URN
   double rights_expire_ = 0;
   bool rights_loading_ = false;
   std::map<std::string, std::string> rights_pending_;  // the list being read
-  std::vector<RightIds> rights_waiters_;
+  std::vector<Waiter> rights_waiters_;
 
   std::map<std::string, OrgEntry> orgs_;  // by the user's token
   std::set<uint64_t> requests_;           // under way, cancelled with the client

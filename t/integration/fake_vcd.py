@@ -1,7 +1,7 @@
 """A fake vCloud Director API for tests: the few endpoints warren uses, in the JSON form of vCD's
 API (Accept: application/*+json;version=...), over TLS with a test CA, on 127.0.0.1.
 
-    with FakeVcd(tls=make_cert(dir, "vcd")) as vcd:
+    with FakeVcd(tls=make_cert(dir, "vcd")) as vcd:  # a backend.Backend answering as vCD
         vcd.add_org("acme")                       # -> its uuid
         vcd.add_user_token("tok", ["<org uuid>"]) # a user's own session, member of those orgs
         vcd.add_right("UI Plugins: View")         # -> "urn:vcloud:right:<uuid>"
@@ -23,13 +23,11 @@ document, and the test sees it in `calls` with the answer given.
 """
 import base64
 import collections
-import http.server
 import json
-import socket
-import ssl
-import threading
 import urllib.parse
 import uuid
+
+from backend import Backend
 
 Call = collections.namedtuple("Call", "method path headers body status")
 
@@ -43,13 +41,11 @@ class Refusal(Exception):
         self.status, self.minor, self.message = status, minor, message
 
 
-class FakeVcd:
+class FakeVcd(Backend):
     def __init__(self, tls, admin=("administrator", "s3cret"), api_version="33.0"):
-        self.tls = tls
+        super().__init__(tls=tls)
         self.admin = admin
         self.api_version = api_version
-        self.port = 0
-        self.lock = threading.Lock()
         self.calls = []
         self.sessions = {}       # x-vcloud-authorization or access token -> user ("" : admin)
         self.user_tokens = {}    # a user's own token -> [org uuid]
@@ -57,12 +53,6 @@ class FakeVcd:
         self.rights = {}         # uuid -> name
         self.services = {}       # id -> AdminServiceType
         self.filters = {}        # id -> (service id, urlPattern)
-        self.server = None
-        self.connections = set()
-
-    @property
-    def url(self):
-        return f"https://127.0.0.1:{self.port}"
 
     # --- what a test sets up and asserts ---
     def add_org(self, name):
@@ -241,84 +231,26 @@ class FakeVcd:
                              "type": FILTER_TYPE}, {}
         raise Refusal(404, "RESOURCE_NOT_FOUND", f"{method} {path}")
 
-    def _handler(self):
-        vcd = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def setup(self):
-                super().setup()
-                with vcd.lock:
-                    vcd.connections.add(self.connection)
-
-            def finish(self):
-                super().finish()
-                with vcd.lock:
-                    vcd.connections.discard(self.connection)
-
-            def _serve(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                try:
-                    body = json.loads(raw) if raw else None
-                except ValueError:
-                    body = raw
-                try:
-                    status, doc, extra = vcd.handle(self.command, self.path, self.headers, body)
-                except Refusal as r:
-                    status, extra = r.status, {}
-                    doc = {"majorErrorCode": r.status, "minorErrorCode": r.minor, "message": r.message}
-                with vcd.lock:
-                    vcd.calls.append(Call(self.command, self.path, dict(self.headers), body, status))
-                out = json.dumps(doc).encode() if doc is not None else b""
-                self.send_response(status)
-                for k, v in extra.items():
-                    self.send_header(k, v)
-                if doc is not None:
-                    self.send_header("Content-Type", f"application/*+json;version={vcd.api_version}")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
-
-            def handle(self):
-                try:
-                    super().handle()
-                except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
-                    pass
-
-            do_GET = do_POST = do_PUT = do_DELETE = _serve
-
-        return Handler
-
-    def start(self):
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
-        server.daemon_threads = True
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(self.tls["cert"], self.tls["key"])
-        server.socket = ctx.wrap_socket(server.socket, server_side=True)
-        self.server = server
-        self.port = server.server_address[1]
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        return self
-
-    def stop(self):
-        if self.server:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
-        with self.lock:  # "down" means down: keep-alive connections too
-            for c in list(self.connections):
-                try:
-                    c.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+    def serve(self, handler):
+        length = int(handler.headers.get("Content-Length") or 0)
+        raw = handler.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw
+        try:
+            status, doc, extra = self.handle(handler.command, handler.path, handler.headers, body)
+        except Refusal as r:
+            status, extra = r.status, {}
+            doc = {"majorErrorCode": r.status, "minorErrorCode": r.minor, "message": r.message}
+        with self.lock:
+            self.calls.append(Call(handler.command, handler.path, dict(handler.headers), body, status))
+        out = json.dumps(doc).encode() if doc is not None else b""
+        handler.send_response(status)
+        for k, v in extra.items():
+            handler.send_header(k, v)
+        if doc is not None:
+            handler.send_header("Content-Type", f"application/*+json;version={self.api_version}")
+        handler.send_header("Content-Length", str(len(out)))
+        handler.end_headers()
+        handler.wfile.write(out)
