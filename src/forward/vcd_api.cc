@@ -64,10 +64,14 @@ std::optional<VcdChecks> vcd_checks_needed(const VcdConfig& vcd, const json& req
     const json& org = it->is_object() ? it->value("id", json()) : *it;
     if (org.is_string()) checks.org = org.get<std::string>();
   }
+  // Sent to vCD as a header of its own: a value with CR or LF would add others, so it is none.
   if (auto token = request_header(request, "x-vcloud-authorization"); !token.empty()) {
-    checks.token_header = "x-vcloud-authorization";
-    checks.token = token;
-  } else if (auto bearer = request_header(request, "authorization"); bearer.starts_with("Bearer ")) {
+    if (is_header_value(token)) {
+      checks.token_header = "x-vcloud-authorization";
+      checks.token = token;
+    }
+  } else if (auto bearer = request_header(request, "authorization");
+             bearer.starts_with("Bearer ") && is_header_value(bearer)) {
     checks.token_header = "Authorization";
     checks.token = bearer;
   }

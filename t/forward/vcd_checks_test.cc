@@ -65,6 +65,9 @@ TEST_F(VcdChecksTest, TheUsersOwnTokenComesFromTheRequestHeaders) {
       {{{"X-VCLOUD-AUTHORIZATION", {"tok2", "ignored"}}}, "x-vcloud-authorization", "tok2"},
       {{{"Authorization", "Bearer eyJ.x"}}, "Authorization", "Bearer eyJ.x"},
       {{{"Authorization", "Basic dTpw"}}, "", ""},  // a password is never passed on
+      // A token that would add a header to the request to vCD is no token.
+      {{{"x-vcloud-authorization", "tok\r\nX-Evil: 1"}}, "", ""},
+      {{{"Authorization", "Bearer a\nb"}}, "", ""},
       {json::object(), "", ""},
   };
   for (const auto& c : cases) {
