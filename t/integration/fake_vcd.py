@@ -24,6 +24,7 @@ document, and the test sees it in `calls` with the answer given.
 import base64
 import collections
 import json
+import time
 import urllib.parse
 import uuid
 
@@ -53,6 +54,7 @@ class FakeVcd(Backend):
         self.rights = {}         # uuid -> name
         self.services = {}       # id -> AdminServiceType
         self.filters = {}        # id -> (service id, urlPattern)
+        self.delay = 0.0         # seconds before each answer (a slow vCD)
 
     # --- what a test sets up and asserts ---
     def add_org(self, name):
@@ -232,6 +234,7 @@ class FakeVcd(Backend):
         raise Refusal(404, "RESOURCE_NOT_FOUND", f"{method} {path}")
 
     def serve(self, handler):
+        time.sleep(self.delay)
         length = int(handler.headers.get("Content-Length") or 0)
         raw = handler.rfile.read(length) if length else b""
         try:

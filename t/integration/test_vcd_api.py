@@ -234,6 +234,25 @@ class VcdApiTest(ForwardTest):
             self.vcd.start()
             self.assertEqual(self.ask(q, replies, [urn], "urn:vcloud:org:x", name="back")[0], 200)
 
+    def test_a_slow_api_holds_up_nothing_else_and_times_out_as_503(self):
+        urn = self.vcd.add_right(RIGHT)
+        self.vcd.delay = 3
+        with Backend() as b:
+            q, q_raw, replies = self.queue("vslow"), self.queue("raw"), self.reply_queue()
+            w = self.start([self.vcd_forwarder("vslow", q, b.url, required_rights=[RIGHT], api={"timeout": 1.5}),
+                            forwarder("raw", q_raw, b.url)])
+            rid, body = vcd_message("/api/example1/vms", [urn], "urn:vcloud:org:x")
+            started = time.monotonic()
+            self.publish(q, body, reply_to=replies, correlation_id="slow")
+            time.sleep(0.2)  # the check is under way, waiting for vCD
+            self.publish(q_raw, "raw body", {"x-http-path": "/raw"})
+            self.assertEqual(len(b.wait_for(1, "/raw", timeout=1)), 1, w.log())
+            self.assertLess(time.monotonic() - started, 1.4)  # before vCD could have answered
+            (_, _, reply), = self.drain(replies, 1)
+            answer = json.loads(reply)
+            self.assertEqual((answer["id"], answer["statusCode"]), (rid, 503))
+            self.assertEqual(b.received("/vms"), [])
+
     def test_config_errors_name_the_key(self):
         cases = [({"check_org_membership": True}, "vcd.check_org_membership", "needs vcd.api.url"),
                  ({"required_rights": [RIGHT]}, "vcd.required_rights[0]", "is a right name"),
