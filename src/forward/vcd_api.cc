@@ -16,6 +16,9 @@ namespace {
 
 using nlohmann::json;
 
+constexpr const char* kSessionHeader = "x-vcloud-authorization";
+constexpr const char* kAccessTokenHeader = "X-VMWARE-VCLOUD-ACCESS-TOKEN";
+
 // A user's orgs are asked again after this long: a user removed from an org is refused soon.
 constexpr double kOrgCacheSeconds = 30;
 // Tokens remembered at most; past it the cache starts again (a flood of made-up tokens costs
@@ -105,7 +108,7 @@ std::optional<std::string> VcdApi::url_of(const std::string& target) const {
 }
 
 void VcdApi::send(std::string method, std::string url, std::string content_type, std::string body,
-                  std::vector<std::pair<std::string, std::string>> auth, Done done) {
+                  std::vector<std::pair<std::string, std::string>> auth, Done done, bool login) {
   BackendRequest request;
   request.method = method;
   request.url = url;
@@ -113,33 +116,22 @@ void VcdApi::send(std::string method, std::string url, std::string content_type,
   request.headers = std::move(auth);
   request.headers.emplace_back("Accept", accept_);
   if (!content_type.empty()) request.headers.emplace_back("Content-Type", content_type);
-  const bool logging_in = url == base_ + "/api/sessions";
-  if (logging_in) request.response_headers = {"x-vcloud-authorization", "X-VMWARE-VCLOUD-ACCESS-TOKEN"};
+  // Only a login carries the administrator's password, and only its answer has tokens to read.
+  if (login) request.response_headers = {kAccessTokenHeader, kSessionHeader};
   auto id = std::make_shared<uint64_t>(0);
-  *id = http_.start(logging_in ? login_ : transport_, std::move(request),
-                    [this, id, method, url, logging_in, done = std::move(done)](BackendResponse&& r, double) {
+  *id = http_.start(login ? login_ : transport_, std::move(request),
+                    [this, id, what = fmt::format("{} {}", method, display_url(url)), done = std::move(done)](
+                        BackendResponse&& r, double) {
                       requests_.erase(*id);
                       VcdReply reply;
                       reply.status = r.status;
-                      const std::string what = fmt::format("{} {}", method, display_url(url));
+                      reply.headers = std::move(r.headers);
                       if (!r.status) {
-                        reply.error = r.error;
-                        reply.problem = r.error;
+                        reply.problem = reply.error = r.error;
                       } else {
                         if (!r.body.empty()) reply.doc = json_parse(r.body);
                         if (reply.doc.is_discarded()) reply.doc = json();
                         if (!reply.ok()) reply.problem = fmt::format("{}: vCD answered {}", what, r.status);
-                      }
-                      if (logging_in && reply.ok()) {
-                        session_.clear();
-                        if (auto t = r.headers.find("X-VMWARE-VCLOUD-ACCESS-TOKEN"); t != r.headers.end())
-                          session_.emplace_back("Authorization", "Bearer " + t->second);
-                        else if (auto x = r.headers.find("x-vcloud-authorization"); x != r.headers.end())
-                          session_.emplace_back("x-vcloud-authorization", x->second);
-                        if (session_.empty()) {
-                          reply.status = 502;
-                          reply.problem = what + ": vCD answered without a session token";
-                        }
                       }
                       done(std::move(reply));
                     });
@@ -154,14 +146,18 @@ void VcdApi::login(Waiter done) {
   ++logins_;
   send("POST", base_ + "/api/sessions", "", "", {}, [this](VcdReply&& r) {
     logging_in_ = false;
-    std::string error;
-    if (!r.ok()) {
-      session_.clear();
-      error = r.problem;
+    std::string error = r.problem;
+    // vCD 10 issues an access token to send as a Bearer; older ones only x-vcloud-authorization.
+    if (auto t = r.headers.find(kAccessTokenHeader); r.ok() && t != r.headers.end())
+      session_ = {{"Authorization", "Bearer " + t->second}};
+    else if (auto x = r.headers.find(kSessionHeader); r.ok() && x != r.headers.end())
+      session_ = {{kSessionHeader, x->second}};
+    else if (r.ok())
+      error = "POST /api/sessions: vCD answered without a session token";
+    if (!error.empty())
       log_warning("vCD API {}: login as {} failed: {}", display_url(base_), login_.username, error);
-    }
     notify(std::exchange(login_waiters_, {}), error);
-  });
+  }, true);
 }
 
 void VcdApi::admin(std::string method, const std::string& target, std::string content_type, std::string body,

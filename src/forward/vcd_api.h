@@ -28,6 +28,7 @@ struct VcdReply {
   int status = 0;
   std::string error;
   nlohmann::json doc;
+  std::map<std::string, std::string> headers;  // a login's token headers
   bool ok() const { return status >= 200 && status < 300; }
   // "GET /api/org: 500" or the transport error, for logs and answers.
   std::string problem;
@@ -65,8 +66,10 @@ class VcdApi : NonCopyable {
   // else why not.
   using Waiter = std::function<void(const std::string& error)>;
 
+  // One request with `auth` headers (the session's, a user's); `login`: the administrator's
+  // Basic credentials instead, and the answer's token headers kept.
   void send(std::string method, std::string url, std::string content_type, std::string body,
-            std::vector<std::pair<std::string, std::string>> auth, Done done);
+            std::vector<std::pair<std::string, std::string>> auth, Done done, bool login = false);
   void send_admin(std::string method, std::string url, std::string content_type, std::string body, bool again,
                   Done done);
   void login(Waiter done);

@@ -55,6 +55,7 @@ class FakeVcd(Backend):
         self.services = {}       # id -> AdminServiceType
         self.filters = {}        # id -> (service id, urlPattern)
         self.delay = 0.0         # seconds before each answer (a slow vCD)
+        self.access_tokens = True  # False: an older vCD, only x-vcloud-authorization
 
     # --- what a test sets up and asserts ---
     def add_org(self, name):
@@ -131,11 +132,12 @@ class FakeVcd(Backend):
         with self.lock:
             self.sessions[token] = ""
             self.sessions[access] = ""
+        tokens = {"x-vcloud-authorization": token}
+        if self.access_tokens:
+            tokens.update({"X-VMWARE-VCLOUD-ACCESS-TOKEN": access, "X-VMWARE-VCLOUD-TOKEN-TYPE": "Bearer"})
         return 200, {"user": name, "org": "System", "roles": ["System Administrator"],
                      "href": self._href("/api/session"),
-                     "type": "application/vnd.vmware.vcloud.session+json"}, {
-                         "x-vcloud-authorization": token, "X-VMWARE-VCLOUD-ACCESS-TOKEN": access,
-                         "X-VMWARE-VCLOUD-TOKEN-TYPE": "Bearer"}
+                     "type": "application/vnd.vmware.vcloud.session+json"}, tokens
 
     @staticmethod
     def _need(body, content_type, headers, fields):

@@ -74,6 +74,10 @@ class VcdApiTest(ForwardTest):
         self.assertEqual(len(created), 2)  # the service, then its filter
         self.assertTrue(created[0].headers["Content-Type"].startswith("application/vnd.vmware.admin.service+json"))
         self.assertTrue(all(c.status < 400 for c in self.vcd.calls), self.vcd.calls)
+        (login,) = self.vcd.made("POST", "/api/sessions")
+        self.assertEqual(base64.b64decode(login.headers["Authorization"][6:]), b"administrator@System:s3cret")
+        self.assertTrue(all(c.headers["Authorization"].startswith("Bearer eyJ") for c in self.vcd.writes()))
+        self.assertTrue(all(c.headers["Accept"] == "application/*+json;version=33.0" for c in self.vcd.calls))
         # Again: nothing to write.
         self.vcd.clear_calls()
         rc, report, err = self.vcdctl(w, "deploy", "v")
@@ -114,6 +118,18 @@ class VcdApiTest(ForwardTest):
         self.assertEqual((rc, self.vcd.writes()), (0, []))
         rc, report, _ = self.vcdctl(w, "status")
         self.assertEqual((rc, report["in_sync"], report["differences"]), (0, True, []))
+
+    def test_an_older_vcd_without_access_tokens(self):
+        self.vcd.access_tokens = False
+        w = self.config_only(self.vcd_forwarder("v", "vq", "http://127.0.0.1:9", api={"api_version": "31.0"}))
+        rc, _, err = self.vcdctl(w, "deploy", "v")
+        self.assertEqual(rc, 0, err)
+        writes = self.vcd.writes()
+        self.assertEqual(len(writes), 2)
+        for c in writes:
+            self.assertNotIn("Authorization", c.headers)
+            self.assertIn("x-vcloud-authorization", c.headers)
+            self.assertEqual(c.headers["Accept"], "application/*+json;version=31.0")
 
     def test_status_of_an_unregistered_extension_and_errors(self):
         w = self.config_only(self.vcd_forwarder("v", "vq", "http://127.0.0.1:9"))
