@@ -49,6 +49,24 @@ std::string href_id(const std::string& href) {
 
 }  // namespace
 
+std::string vcd_text(const json& doc, const char* key) {
+  if (!doc.is_object()) return "";
+  auto it = doc.find(key);
+  return it != doc.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+long vcd_number(const json& doc, const char* key, long fallback) {
+  if (!doc.is_object()) return fallback;
+  auto it = doc.find(key);
+  return it != doc.end() && it->is_number_integer() ? it->get<long>() : fallback;
+}
+
+json vcd_list(const json& doc, const char* key) {
+  if (!doc.is_object()) return json::array();
+  auto it = doc.find(key);
+  return it != doc.end() && it->is_array() ? *it : json::array();
+}
+
 std::string_view urn_id(std::string_view urn) {
   if (!urn.starts_with("urn:")) return urn;
   return urn.substr(urn.find_last_of(':') + 1);
@@ -242,18 +260,15 @@ void VcdApi::load_rights_page(int page) {
   admin("GET", fmt::format("/api/query?type=right&format=records&page={}&pageSize={}", page, kRightsPageSize), "", "",
         [this, page](VcdReply&& r) {
           if (!r.ok()) return finish_rights(r.problem);
-          const json records = r.doc.is_object() ? r.doc.value("record", json::array()) : json::array();
-          if (!records.is_array()) return finish_rights("the rights query answered no record list");
+          const json records = vcd_list(r.doc, "record");
           for (const auto& rec : records) {
-            if (!rec.is_object() || !rec.contains("name") || !rec["name"].is_string()) continue;
-            std::string id = rec.value("id", "");
-            if (id.empty() && rec.contains("href") && rec["href"].is_string())
-              id = "urn:vcloud:right:" + href_id(rec["href"].get<std::string>());
-            if (!id.empty()) rights_pending_[rec["name"].get<std::string>()] = id;
+            std::string name = vcd_text(rec, "name"), id = vcd_text(rec, "id"), href = vcd_text(rec, "href");
+            if (id.empty() && !href.empty()) id = "urn:vcloud:right:" + href_id(href);
+            if (!name.empty() && !id.empty()) rights_pending_[name] = id;
           }
-          const long total = r.doc.value("total", 0L);
-          if (records.size() == static_cast<size_t>(kRightsPageSize) && page < kMaxRightsPages &&
-              static_cast<long>(page) * kRightsPageSize < total)
+          // vCD may page by less than asked (its maxPageSize): the answer says the size it used.
+          const long total = vcd_number(r.doc, "total", 0), size = vcd_number(r.doc, "pageSize", kRightsPageSize);
+          if (!records.empty() && size > 0 && page < kMaxRightsPages && page * size < total)
             return load_rights_page(page + 1);
           right_ids_ = std::move(rights_pending_);
           rights_expire_ = Loop::now() + config_.cache_ttl;
@@ -301,11 +316,8 @@ void VcdApi::check_org(const VcdChecks& checks, Verdict done) {
     if (!r.ok()) return done(VcdVerdict::unavailable, "the vCD API could not list the user's organizations: " + r.problem);
     OrgEntry entry;
     entry.expires = Loop::now() + kOrgCacheSeconds;
-    const json list = r.doc.is_object() ? r.doc.value("org", json::array()) : json::array();
-    if (list.is_array())
-      for (const auto& o : list)
-        if (o.is_object() && o.contains("href") && o["href"].is_string())
-          entry.orgs.insert(href_id(o["href"].get<std::string>()));
+    for (const auto& o : vcd_list(r.doc, "org"))
+      if (auto href = vcd_text(o, "href"); !href.empty()) entry.orgs.insert(href_id(href));
     if (orgs_.size() >= kOrgCacheEntries) orgs_.clear();
     const auto orgs = entry.orgs;
     orgs_[token] = std::move(entry);

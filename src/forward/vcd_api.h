@@ -34,6 +34,12 @@ struct VcdReply {
   std::string problem;
 };
 
+// Members of a vCD answer, which is outside input: the wrong type is as good as absent (nlohmann's
+// value() would throw, inside a curl callback).
+std::string vcd_text(const nlohmann::json& doc, const char* key);          // "" unless a string
+long vcd_number(const nlohmann::json& doc, const char* key, long fallback);  // unless an integer
+nlohmann::json vcd_list(const nlohmann::json& doc, const char* key);       // [] unless an array
+
 enum class VcdVerdict { pass, refused, unavailable };
 
 class VcdApi : NonCopyable {

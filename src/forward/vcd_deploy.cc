@@ -33,7 +33,7 @@ json service_body(const VcdService& s, bool enabled) {
           {"authorizationEnabled", false}};
 }
 
-json string_or_null(const json& record, const char* key) {
+json member_or_null(const json& record, const char* key) {
   auto it = record.find(key);
   return it == record.end() ? json() : *it;
 }
@@ -69,9 +69,8 @@ class Deployment : public std::enable_shared_from_this<Deployment> {
   void found(VcdReply&& r) {
     if (!r.ok()) return fail("the adminService query failed: " + r.problem);
     std::vector<json> same_name;
-    const json records = r.doc.is_object() ? r.doc.value("record", json::array()) : json::array();
-    for (const auto& rec : records)
-      if (rec.is_object() && rec.value("name", "") == wanted_.name) same_name.push_back(rec);
+    for (const auto& rec : vcd_list(r.doc, "record"))
+      if (vcd_text(rec, "name") == wanted_.name) same_name.push_back(rec);
     if (same_name.size() > 1) return fail(fmt::format("vCD has {} services named {}", same_name.size(), wanted_.name));
     if (same_name.empty()) {
       report_["differences"].push_back("not registered");
@@ -87,7 +86,7 @@ class Deployment : public std::enable_shared_from_this<Deployment> {
     report_["actions"].push_back("POST /api/admin/extension/service (register " + wanted_.name + ")");
     api_.admin("POST", "/api/admin/extension/service", std::string(kServiceType), body,
                [self = shared_from_this()](VcdReply&& r) {
-                 if (!r.ok() || !r.doc.is_object() || !r.doc.contains("href"))
+                 if (!r.ok() || vcd_text(r.doc, "href").empty())
                    return self->fail("registering the service failed: " + r.problem);
                  self->service_ = r.doc;
                  self->read_filters();
@@ -95,22 +94,21 @@ class Deployment : public std::enable_shared_from_this<Deployment> {
   }
 
   void read_filters() {
-    href_ = service_.value("href", "");
+    href_ = vcd_text(service_, "href");
     report_["vcd"] = {{"href", href_},
-                      {"name", string_or_null(service_, "name")},
-                      {"namespace", string_or_null(service_, "namespace")},
-                      {"routingKey", string_or_null(service_, "routingKey")},
-                      {"exchange", string_or_null(service_, "exchange")},
-                      {"priority", string_or_null(service_, "priority")},
-                      {"enabled", string_or_null(service_, "enabled")}};
+                      {"name", member_or_null(service_, "name")},
+                      {"namespace", member_or_null(service_, "namespace")},
+                      {"routingKey", member_or_null(service_, "routingKey")},
+                      {"exchange", member_or_null(service_, "exchange")},
+                      {"priority", member_or_null(service_, "priority")},
+                      {"enabled", member_or_null(service_, "enabled")}};
     api_.admin("GET", href_ + "/apifilters", "", "", [self = shared_from_this()](VcdReply&& r) {
       if (!r.ok()) return self->fail("reading the service's API filters failed: " + r.problem);
-      const json records = r.doc.is_object() ? r.doc.value("record", json::array()) : json::array();
       self->report_["vcd"]["apiFilters"] = json::array();
-      for (const auto& rec : records)
-        if (rec.is_object() && rec.contains("urlPattern") && rec["urlPattern"].is_string()) {
-          self->filters_.emplace_back(rec["urlPattern"].get<std::string>(), rec.value("href", ""));
-          self->report_["vcd"]["apiFilters"].push_back(rec["urlPattern"]);
+      for (const auto& rec : vcd_list(r.doc, "record"))
+        if (auto pattern = vcd_text(rec, "urlPattern"); !pattern.empty()) {
+          self->filters_.emplace_back(pattern, vcd_text(rec, "href"));
+          self->report_["vcd"]["apiFilters"].push_back(pattern);
         }
       self->plan();
     });
@@ -135,11 +133,10 @@ class Deployment : public std::enable_shared_from_this<Deployment> {
       // deploy only enables: the service keeps the fields vCD has.
       VcdService as_is = wanted_;
       if (!update) {
-        as_is.namespace_ = service_.value("namespace", wanted_.namespace_);
-        as_is.routing_key = service_.value("routingKey", wanted_.routing_key);
-        as_is.exchange = service_.value("exchange", wanted_.exchange);
-        if (service_.contains("priority") && service_["priority"].is_number_integer())
-          as_is.priority = service_["priority"].get<int>();
+        as_is.namespace_ = vcd_text(service_, "namespace");
+        as_is.routing_key = vcd_text(service_, "routingKey");
+        as_is.exchange = vcd_text(service_, "exchange");
+        as_is.priority = static_cast<int>(vcd_number(service_, "priority", 0));
       }
       writes_.push_back({"PUT", href_, std::string(kServiceType), json_text(service_body(as_is, true)),
                          update ? "PUT the service (update and enable)" : "PUT the service (enable)"});

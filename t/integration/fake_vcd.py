@@ -56,6 +56,8 @@ class FakeVcd(Backend):
         self.filters = {}        # id -> (service id, urlPattern)
         self.delay = 0.0         # seconds before each answer (a slow vCD)
         self.access_tokens = True  # False: an older vCD, only x-vcloud-authorization
+        self.max_page_size = 128   # a query's largest page (vCD's restapi.queryservice.maxPageSize)
+        self.garbled = False       # queries answer members of the wrong types (a broken vCD)
 
     # --- what a test sets up and asserts ---
     def add_org(self, name):
@@ -102,8 +104,9 @@ class FakeVcd(Backend):
     def _records(self, records, query, page_size_default=25):
         page = int(query.get("page", ["1"])[0])
         size = int(query.get("pageSize", [str(page_size_default)])[0])
-        if page < 1 or not 1 <= size <= 128:
-            raise Refusal(400, "BAD_REQUEST", "page must be >= 1 and pageSize 1 to 128")
+        if page < 1 or size < 1:
+            raise Refusal(400, "BAD_REQUEST", "page and pageSize must be >= 1")
+        size = min(size, self.max_page_size)  # as vCD does: the answer says the size it used
         return {"type": "application/vnd.vmware.vcloud.query.records+json", "total": len(records),
                 "page": page, "pageSize": size, "record": records[(page - 1) * size:page * size]}
 
@@ -183,6 +186,9 @@ class FakeVcd(Backend):
 
     def _admin(self, method, path, parts, query, headers, body):
         if (method, path) == ("GET", "/api/query"):
+            if self.garbled:
+                return 200, {"total": "many", "pageSize": None, "page": [], "record": [
+                    {"name": 5, "id": 7, "href": ["x"], "urlPattern": {}}, "record", None]}, {}
             if query.get("format") != ["records"]:
                 raise Refusal(400, "BAD_REQUEST", "format=records expected")
             kind = query.get("type", [""])[0]

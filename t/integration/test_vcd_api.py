@@ -177,8 +177,9 @@ class VcdApiTest(ForwardTest):
 
     def test_rights_by_name_and_org_membership(self):
         urn = self.vcd.add_right(RIGHT)
-        for i in range(300):  # more than two pages of the rights list
+        for i in range(300):  # four pages of the rights list: vCD pages them by 100 here
             self.vcd.add_right(f"Right {i:03}")
+        self.vcd.max_page_size = 100
         acme, other = self.vcd.add_org("acme"), self.vcd.add_org("other")
         self.vcd.add_user_token("alice-token", [acme])
         self.vcd.add_user_token("bob-token", [other])
@@ -206,9 +207,9 @@ class VcdApiTest(ForwardTest):
             status, err = self.ask(q, replies, [urn], org, {"x-vcloud-authorization": "made-up"}, "badtoken")
             self.assertEqual(status, 403)
             self.assertEqual(len(b.received("/vms")), 2)  # only the two allowed ones
-            # One session, one read of the rights list (3 pages), the orgs once per token.
+            # One session, one read of the rights list (4 pages), the orgs once per token.
             self.assertEqual(len(self.vcd.made("POST", "/api/sessions")), 1)
-            self.assertEqual(len(self.vcd.made("GET", "/api/query?type=right")), 3)
+            self.assertEqual(len(self.vcd.made("GET", "/api/query?type=right")), 4)
             org_calls = self.vcd.made("GET", "/api/org")
             self.assertEqual(sorted(c.headers.get("x-vcloud-authorization") or c.headers.get("Authorization")
                                     for c in org_calls),
@@ -268,6 +269,18 @@ class VcdApiTest(ForwardTest):
             answer = json.loads(reply)
             self.assertEqual((answer["id"], answer["statusCode"]), (rid, 503))
             self.assertEqual(b.received("/vms"), [])
+
+    def test_answers_of_the_wrong_types_are_refusals_not_crashes(self):
+        self.vcd.garbled = True
+        with Backend() as b:
+            q, replies = self.queue("vgarbled"), self.reply_queue()
+            w = self.start([self.vcd_forwarder("vgarbled", q, b.url, required_rights=[RIGHT])])
+            status, err = self.ask(q, replies, ["urn:vcloud:right:x"], "urn:vcloud:org:x", name="garbled")
+            self.assertEqual(status, 403)
+            self.assertIn("does not exist", err["message"])
+            self.assertEqual(self.stats(w)["respawns"], 0, w.log())
+            rc, report, _ = self.vcdctl(w, "status")
+            self.assertEqual((rc, report["vcd"]), (0, None))
 
     def test_config_errors_name_the_key(self):
         cases = [({"check_org_membership": True}, "vcd.check_org_membership", "needs vcd.api.url"),
