@@ -130,18 +130,20 @@ int vcd_command(int argc, char** argv) {
     for (const auto& e : loaded.errors) fmt::print(stderr, "warrenctl: {}\n", e.text());
     return kExitConfig;
   }
+  // A NAME must have an API; `status` alone shows every forwarder that has one.
   std::vector<const ForwarderConfig*> chosen;
   for (const auto& f : loaded.config->forwarders)
-    if (f.format == warren::ForwarderFormat::vcd && (args.size() == 1 || f.name == args[1])) chosen.push_back(&f);
-  if (args.size() == 2 && chosen.empty()) {
-    fmt::print(stderr, "warrenctl: {} has no vcd forwarder named {}\n", config_path, args[1]);
+    if (f.format == warren::ForwarderFormat::vcd && (args.size() == 1 ? !f.vcd.api.url.empty() : f.name == args[1]))
+      chosen.push_back(&f);
+  if (chosen.empty()) {
+    fmt::print(stderr, "warrenctl: {} has no vcd forwarder {}\n", config_path,
+               args.size() == 2 ? "named " + args[1] : std::string("with vcd.api.url"));
     return kExitError;
   }
-  for (const auto* f : chosen)
-    if (f->vcd.api.url.empty()) {
-      fmt::print(stderr, "warrenctl: forwarder {}: vcd.api.url is not set in {}\n", f->name, config_path);
-      return kExitError;
-    }
+  if (chosen[0]->vcd.api.url.empty()) {
+    fmt::print(stderr, "warrenctl: forwarder {}: vcd.api.url is not set in {}\n", chosen[0]->name, config_path);
+    return kExitError;
+  }
   return run(chosen, mode, as_json);
 }
 

@@ -139,6 +139,13 @@ class VcdApiTest(ForwardTest):
         rc, _, err = self.vcdctl(w, "deploy", "nosuch")
         self.assertEqual(rc, 1)
         self.assertIn("no vcd forwarder named nosuch", err)
+        # Without an API: nothing to ask, and the answer says so.
+        bare = forwarder("bare", "bq", "http://127.0.0.1:9", format="vcd", vcd={"extension": "bare"})
+        w = self.config_only(bare)
+        self.assertEqual(self.vcdctl(w, "status")[0], 1)
+        rc, _, err = self.vcdctl(w, "deploy", "bare")
+        self.assertEqual(rc, 1)
+        self.assertIn("vcd.api.url is not set", err)
         # A wrong password: the login fails, and the report says so.
         w = self.config_only(self.vcd_forwarder("v", "vq", "http://127.0.0.1:9", api={"password": "wrong"}))
         rc, report, _ = self.vcdctl(w, "deploy", "v")
