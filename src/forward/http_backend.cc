@@ -1,8 +1,6 @@
 #include "forward/http_backend.h"
 
 #include "forward/backend_url.h"
-#include "forward/vcd_deploy.h"
-#include "json.h"
 #include "log.h"
 
 namespace warren::forward {
@@ -111,23 +109,15 @@ core::BackendAnswer backend_answer(const BackendResponse& response, double secon
 
 HttpBackend::HttpBackend(const ForwarderConfig& config, HttpClient& http, ForwarderCounters& counters)
     : config_(config), http_(http), format_(make_format(config)), counters_(counters) {
-  if (config.format == ForwarderFormat::vcd && !config.vcd.api.url.empty())
-    vcd_api_ = std::make_unique<VcdApi>(http.loop(), http, config.vcd.api);
+  if (config.format != ForwarderFormat::vcd || config.vcd.api.url.empty()) return;
+  vcd_api_ = std::make_unique<VcdApi>(http.loop(), http, config.vcd.api);
+  if (config.vcd.deploy == "auto") auto_deploy_ = std::make_unique<VcdAutoDeploy>(http.loop(), *vcd_api_, config);
 }
 
 HttpBackend::~HttpBackend() = default;
 
 void HttpBackend::start() {
-  if (!vcd_api_ || config_.vcd.deploy != "auto") return;
-  vcd_deploy(*vcd_api_, config_.name, vcd_service_wanted(config_), VcdDeployMode::deploy,
-             [name = config_.name](bool ok, nlohmann::json report) {
-               if (!ok)
-                 return log_error("forwarder {}: vcd.deploy auto failed: {}", name, report.value("error", ""));
-               log_info("forwarder {}: vcd.deploy auto: {}", name,
-                        report["actions"].empty() ? "the extension was registered already" : json_text(report["actions"]));
-               for (const auto& d : report["differences"])
-                 if (d.is_string()) log_warning("forwarder {}: vCD: {}", name, d.get<std::string>());
-             });
+  if (auto_deploy_) auto_deploy_->start();
 }
 
 std::unique_ptr<core::BackendJob> HttpBackend::prepare(const amqp::Delivery& message) {

@@ -15,6 +15,7 @@
 #include "forward/format.h"
 #include "forward/http_client.h"
 #include "forward/vcd_api.h"
+#include "forward/vcd_deploy.h"
 #include "stats.h"
 
 namespace warren::forward {
@@ -39,6 +40,7 @@ class HttpBackend final : public core::Backend {
   std::unique_ptr<const Format> format_;  // forwarders[].format's, chosen once
   ForwarderCounters& counters_;
   std::unique_ptr<VcdApi> vcd_api_;  // vcd with vcd.api.url: its checks and deploy
+  std::unique_ptr<VcdAutoDeploy> auto_deploy_;  // vcd.deploy auto (after vcd_api_: goes first)
 };
 
 // What core/forwarder needs of a backend's response (or of the answer a format gave itself).

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "json.h"
+#include "log.h"
 
 namespace warren::forward {
 namespace {
@@ -15,6 +16,7 @@ using nlohmann::json;
 
 constexpr std::string_view kServiceType = "application/vnd.vmware.admin.service+json";
 constexpr std::string_view kFilterType = "application/vnd.vmware.admin.apiFilter+json";
+constexpr double kMaxAutoDeployDelay = 60;
 
 // Percent-encodes all but RFC 3986's unreserved bytes (a query value).
 std::string query_escape(std::string_view s) {
@@ -198,6 +200,34 @@ VcdService vcd_service_wanted(const ForwarderConfig& f) {
   s.filters = {"/api/" + f.vcd.extension + "/.*"};
   return s;
 }
+
+VcdAutoDeploy::VcdAutoDeploy(Loop& loop, VcdApi& api, const ForwarderConfig& forwarder)
+    : api_(api), forwarder_(forwarder), timer_(evtimer_new(loop.base(), on_timer, this)) {}
+
+VcdAutoDeploy::~VcdAutoDeploy() { life_.end(); }
+
+void VcdAutoDeploy::start() {
+  const std::string& name = forwarder_.name;
+  vcd_deploy(api_, name, vcd_service_wanted(forwarder_), VcdDeployMode::deploy,
+             [this, alive = life_.watch(), name](bool ok, json report) {
+               if (alive.expired()) return;
+               if (!ok) {
+                 log_error("forwarder {}: vcd.deploy auto failed: {}; trying again in {:.0f} s", name,
+                           vcd_text(report, "error"), delay_);
+                 timeval tv = to_timeval(delay_);
+                 evtimer_add(timer_.get(), &tv);
+                 delay_ = std::min(delay_ * 2, kMaxAutoDeployDelay);
+                 return;
+               }
+               log_info("forwarder {}: vcd.deploy auto: {}", name,
+                        report["actions"].empty() ? "the extension was registered already"
+                                                  : json_text(report["actions"]));
+               for (const auto& d : report["differences"])
+                 if (d.is_string()) log_warning("forwarder {}: vCD: {}", name, d.get<std::string>());
+             });
+}
+
+void VcdAutoDeploy::on_timer(evutil_socket_t, short, void* arg) { static_cast<VcdAutoDeploy*>(arg)->start(); }
 
 void vcd_deploy(VcdApi& api, const std::string& forwarder, VcdService wanted, VcdDeployMode mode,
                 std::function<void(bool, json)> done) {

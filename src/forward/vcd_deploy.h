@@ -14,6 +14,8 @@
 
 #include "config.h"
 #include "forward/vcd_api.h"
+#include "handles.h"
+#include "loop.h"
 
 namespace warren::forward {
 
@@ -39,5 +41,24 @@ enum class VcdDeployMode {
 // the run ends silently).
 void vcd_deploy(VcdApi& api, const std::string& forwarder, VcdService wanted, VcdDeployMode mode,
                 std::function<void(bool ok, nlohmann::json report)> done);
+
+// vcd.deploy auto: deploys when the forward worker starts, and again after a failure (vCD
+// down, say) 1 s later, doubling up to a minute, until it went through; logs what it did.
+class VcdAutoDeploy : NonCopyable {
+ public:
+  // `api` and `forwarder` must outlive it.
+  VcdAutoDeploy(Loop& loop, VcdApi& api, const ForwarderConfig& forwarder);
+  ~VcdAutoDeploy();
+  void start();
+
+ private:
+  static void on_timer(evutil_socket_t, short, void* arg);
+
+  VcdApi& api_;
+  const ForwarderConfig& forwarder_;
+  EventPtr timer_;
+  double delay_ = 1;  // before the next try after a failure
+  LifeToken life_;
+};
 
 }  // namespace warren::forward

@@ -153,9 +153,12 @@ class VcdApiTest(ForwardTest):
         self.assertIn("401", report["error"])
         self.assertEqual(self.vcd.services, {})
 
-    def test_deploy_auto_at_start(self):
+    def test_deploy_auto_at_start_and_again_until_vcd_answers(self):
         q = self.queue("vauto")
+        self.vcd.stop()  # down when the worker starts
         w = self.start([self.vcd_forwarder("vauto", q, "http://127.0.0.1:9", deploy="auto")])
+        self.assertTrue(wait_for(lambda: "vcd.deploy auto failed" in w.log(), 5), w.log())
+        self.vcd.start()
         self.assertTrue(wait_for(lambda: self.vcd.services and self.vcd.filters, 10), w.log())
         _, s, patterns = self.service()
         self.assertEqual((s["exchange"], s["routingKey"], s["enabled"]), (self.exchange, f"rk-vauto", True))
