@@ -13,6 +13,7 @@
 #include "config_table.h"
 #include "forward/backend_url.h"
 #include "forward/rewrite.h"
+#include "forward/vcd_checks.h"
 
 namespace warren {
 
@@ -170,9 +171,9 @@ class Checker {
       check_file(p + ".vcd.api.ca", api.ca);
     }
     for (size_t k = 0; k < f.vcd.required_rights.size() && !has_api; ++k)
-      if (!f.vcd.required_rights[k].starts_with("urn:"))
+      if (!forward::is_right_id(f.vcd.required_rights[k]))
         report_.error_at(fmt::format("{}.vcd.required_rights[{}]", p, k),
-                         fmt::format("\"{}\" is a right name: resolving it needs vcd.api.url (or give its URN)",
+                         fmt::format("\"{}\" is a right name (not a URN or UUID): resolving it needs vcd.api.url",
                                      f.vcd.required_rights[k]));
     if (f.vcd.check_org_membership && !has_api)
       report_.error_at(p + ".vcd.check_org_membership", "needs vcd.api.url (vCD says which orgs a user is in)");

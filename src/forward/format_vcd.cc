@@ -194,7 +194,7 @@ class VcdFormat final : public Format {
       for (const auto& r : *it)
         if (r.is_string()) rights.push_back(r.get<std::string>());
     for (const auto& need : config_.vcd.required_rights)
-      if (need.starts_with("urn:") && std::find(rights.begin(), rights.end(), need) == rights.end())
+      if (is_right_id(need) && !holds_right(rights, need))
         return vcd_answer(403, kForbidden, fmt::format("the user lacks the right {}", need), false, call.id);
     const auto& orgs = config_.vcd.allowed_orgs;
     if (!orgs.empty() && std::find(orgs.begin(), orgs.end(), call.org) == orgs.end())

@@ -3,6 +3,7 @@
 #include <strings.h>
 
 #include <algorithm>
+#include <cctype>
 #include <utility>
 
 #include <fmt/format.h>
@@ -72,10 +73,29 @@ std::string_view urn_id(std::string_view urn) {
   return urn.substr(urn.find_last_of(':') + 1);
 }
 
+bool is_right_id(std::string_view right) {
+  if (right.starts_with("urn:")) return true;
+  // 8-4-4-4-12 hex digits
+  if (right.size() != 36) return false;
+  for (size_t i = 0; i < right.size(); ++i) {
+    const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash ? right[i] != '-' : !std::isxdigit(static_cast<unsigned char>(right[i]))) return false;
+  }
+  return true;
+}
+
+bool holds_right(const std::vector<std::string>& held, std::string_view id) {
+  // Two URNs must be equal; a bare id matches a URN's last part.
+  return std::any_of(held.begin(), held.end(), [&](const std::string& r) {
+    if (r.starts_with("urn:") && id.starts_with("urn:")) return r == id;
+    return urn_id(r) == urn_id(id);
+  });
+}
+
 std::optional<VcdChecks> vcd_checks_needed(const VcdConfig& vcd, const json& request, const json& context) {
   VcdChecks checks;
   for (const auto& right : vcd.required_rights)
-    if (!right.starts_with("urn:")) checks.right_names.push_back(right);
+    if (!is_right_id(right)) checks.right_names.push_back(right);
   checks.check_org = vcd.check_org_membership;
   if (checks.right_names.empty() && !checks.check_org) return std::nullopt;
   if (auto it = context.find("rights"); it != context.end() && it->is_array())
@@ -231,10 +251,7 @@ void VcdApi::check_rights(const VcdChecks& checks, Verdict done) {
         log_warning("vCD API {}: no right is named \"{}\" (vcd.required_rights)", display_url(base_), name);
         return done(VcdVerdict::refused, fmt::format("the right \"{}\" does not exist in vCD", name));
       }
-      const auto& held = checks.rights;
-      const bool has = std::any_of(held.begin(), held.end(),
-                                   [&](const std::string& r) { return r == it->second || urn_id(r) == urn_id(it->second); });
-      if (!has) return done(VcdVerdict::refused, fmt::format("the user lacks the right \"{}\" ({})", name, it->second));
+      if (!holds_right(checks.rights, it->second)) return done(VcdVerdict::refused, fmt::format("the user lacks the right \"{}\" ({})", name, it->second));
     }
     done(VcdVerdict::pass, "");
   };

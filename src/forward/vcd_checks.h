@@ -34,6 +34,13 @@ std::optional<VcdChecks> vcd_checks_needed(const VcdConfig& vcd, const nlohmann:
 // A URN's last part ("urn:vcloud:org:1234" -> "1234"); an id that is no URN as it is.
 std::string_view urn_id(std::string_view urn);
 
+// A vcd.required_rights entry that is a right's id (a URN, or a bare UUID as vcdextproxy took
+// from an href), checked against context.rights as it is; anything else is a right's name, for
+// the vCD API to resolve.
+bool is_right_id(std::string_view right);
+// `held` (context.rights) has the right `id`, as a URN or a bare id.
+bool holds_right(const std::vector<std::string>& held, std::string_view id);
+
 // warren's own answer to a vCD request, in vCD's error document (format_vcd.cc).
 BackendResponse vcd_error_response(int status, std::string_view minor, std::string_view message);
 

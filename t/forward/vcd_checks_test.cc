@@ -84,6 +84,29 @@ TEST_F(VcdChecksTest, TheUsersOwnTokenComesFromTheRequestHeaders) {
   EXPECT_EQ(tr.vcd_checks->org, "urn:vcloud:org:o2");
 }
 
+TEST(VcdChecks, ARightIsAnIdWhenItIsAUrnOrAUuidAndANameOtherwise) {
+  EXPECT_TRUE(is_right_id("urn:vcloud:right:0b8a5fdc-2cd9-4d36-b3a7-6c6c1c4f4ef0"));
+  EXPECT_TRUE(is_right_id("0b8a5fdc-2cd9-4d36-b3a7-6c6c1c4f4ef0"));
+  EXPECT_FALSE(is_right_id("UI Plugins: View"));
+  EXPECT_FALSE(is_right_id("0b8a5fdc-2cd9-4d36-b3a7-6c6c1c4f4efX"));
+  EXPECT_FALSE(is_right_id("0b8a5fdc02cd9-4d36-b3a7-6c6c1c4f4ef0"));
+  const std::vector<std::string> held{"urn:vcloud:right:aaa", "bbb"};
+  EXPECT_TRUE(holds_right(held, "urn:vcloud:right:aaa"));
+  EXPECT_TRUE(holds_right(held, "aaa"));
+  EXPECT_TRUE(holds_right(held, "urn:vcloud:right:bbb"));
+  EXPECT_FALSE(holds_right(held, "urn:vcloud:org:aaa"));  // two URNs: equal or nothing
+  EXPECT_FALSE(holds_right(held, "ccc"));
+}
+
+TEST_F(VcdChecksTest, ABareUuidIsCheckedAtOnceLikeAUrn) {
+  cfg.vcd.required_rights = {"0b8a5fdc-2cd9-4d36-b3a7-6c6c1c4f4ef0"};
+  auto tr = format()->translate(message(json::object(), {"urn:vcloud:right:0b8a5fdc-2cd9-4d36-b3a7-6c6c1c4f4ef0"}));
+  EXPECT_EQ(tr.kind, Translation::Kind::forward) << tr.error;
+  EXPECT_FALSE(tr.vcd_checks);
+  tr = format()->translate(message(json::object(), {"urn:vcloud:right:other"}));
+  EXPECT_EQ(tr.answer.status, 403);
+}
+
 TEST(VcdChecks, UrnIdIsTheLastPart) {
   EXPECT_EQ(urn_id("urn:vcloud:org:1234-ab"), "1234-ab");
   EXPECT_EQ(urn_id("1234-ab"), "1234-ab");

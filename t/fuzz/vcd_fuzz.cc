@@ -13,7 +13,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     c.backend.url = "http://127.0.0.1:9/api";
     c.rewrite_from = "^/api/";
     c.rewrite_to = "/";
-    c.vcd.required_rights = {"right"};
+    // A URN checked at once, a name and the org membership left to the vCD API.
+    c.vcd.required_rights = {"urn:vcloud:right:r", "Some Right"};
+    c.vcd.check_org_membership = true;
     c.vcd.allowed_orgs = {"org"};
     return c;
   }();
