@@ -61,7 +61,7 @@ class HttpJob final : public core::BackendJob {
         last_ = vcd_error_response(403, "ACCESS_TO_RESOURCE_IS_FORBIDDEN", why);
       } else {
         ++counters_.vcd_api_unavailable;
-        log_warning("vcd request {}: answered 503: {}", translation_.request_id, why);
+        log_debug("vcd request {}: answered 503: {}", translation_.request_id, why);
         last_ = vcd_error_response(503, "SERVICE_UNAVAILABLE", why);
         final_answer = true;
       }

@@ -234,11 +234,20 @@ void VcdApi::send_admin(std::string method, std::string url, std::string content
 }
 
 void VcdApi::check(const VcdChecks& checks, Verdict done) {
+  // An outage is logged once when it starts and once when it ends, not once per request.
+  Verdict noted = [this, done = std::move(done)](VcdVerdict v, std::string why) {
+    const bool down = v == VcdVerdict::unavailable;
+    if (down && !down_)
+      log_warning("vCD API {}: {}; vcd requests are answered 503 until it answers", display_url(base_), why);
+    if (!down && down_) log_info("vCD API {} answers again", display_url(base_));
+    down_ = down;
+    done(v, std::move(why));
+  };
   // The org first: it is the user's own fact; then the rights, which every user shares.
-  if (!checks.check_org) return check_rights(checks, std::move(done));
-  check_org(checks, [this, checks, done = std::move(done)](VcdVerdict v, std::string why) mutable {
-    if (v != VcdVerdict::pass) return done(v, std::move(why));
-    check_rights(checks, std::move(done));
+  if (!checks.check_org) return check_rights(checks, std::move(noted));
+  check_org(checks, [this, checks, noted = std::move(noted)](VcdVerdict v, std::string why) mutable {
+    if (v != VcdVerdict::pass) return noted(v, std::move(why));
+    check_rights(checks, std::move(noted));
   });
 }
 
@@ -251,7 +260,8 @@ void VcdApi::check_rights(const VcdChecks& checks, Verdict done) {
         log_warning("vCD API {}: no right is named \"{}\" (vcd.required_rights)", display_url(base_), name);
         return done(VcdVerdict::refused, fmt::format("the right \"{}\" does not exist in vCD", name));
       }
-      if (!holds_right(checks.rights, it->second)) return done(VcdVerdict::refused, fmt::format("the user lacks the right \"{}\" ({})", name, it->second));
+      if (!holds_right(checks.rights, it->second))
+        return done(VcdVerdict::refused, fmt::format("the user lacks the right \"{}\" ({})", name, it->second));
     }
     done(VcdVerdict::pass, "");
   };
@@ -330,7 +340,8 @@ void VcdApi::check_org(const VcdChecks& checks, Verdict done) {
     if (r.status == 401 || r.status == 403)
       return done(VcdVerdict::refused, "vCD refused the user's token (GET /api/org answered " +
                                            std::to_string(r.status) + ")");
-    if (!r.ok()) return done(VcdVerdict::unavailable, "the vCD API could not list the user's organizations: " + r.problem);
+    if (!r.ok())
+      return done(VcdVerdict::unavailable, "the vCD API could not list the user's organizations: " + r.problem);
     OrgEntry entry;
     entry.expires = Loop::now() + kOrgCacheSeconds;
     for (const auto& o : vcd_list(r.doc, "org"))

@@ -109,6 +109,7 @@ class VcdApi : NonCopyable {
 
   std::map<std::string, OrgEntry> orgs_;  // by the user's token
   std::set<uint64_t> requests_;           // under way, cancelled with the client
+  bool down_ = false;                     // the last check could not be answered
   LifeToken life_;
 };
 

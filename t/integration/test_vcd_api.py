@@ -255,11 +255,15 @@ class VcdApiTest(ForwardTest):
             self.assertIn("vCD API", err["message"])
             self.assertLess(time.monotonic() - started, 5)
             self.assertEqual(b.received(), [])
-            self.assertTrue(wait_for(lambda: self.forwarder_stats(w, "vdown").get("vcd_api_unavailable") == 1, 5))
             self.assertIsNone(self.broker.get(q, timeout=0.2))
+            self.assertEqual(self.ask(q, replies, [urn], "urn:vcloud:org:x", name="down again")[0], 503)
+            self.assertTrue(wait_for(lambda: self.forwarder_stats(w, "vdown").get("vcd_api_unavailable") == 2, 5))
             # Back on its port: the next request passes.
             self.vcd.start()
             self.assertEqual(self.ask(q, replies, [urn], "urn:vcloud:org:x", name="back")[0], 200)
+            # The outage was logged once, and its end.
+            self.assertEqual(w.log().count("vcd requests are answered 503 until it answers"), 1, w.log())
+            self.assertIn("answers again", w.log())
 
     def test_a_slow_api_holds_up_nothing_else_and_times_out_as_503(self):
         urn = self.vcd.add_right(RIGHT)
