@@ -86,11 +86,26 @@ struct BackendConfig {
   double timeout = 30;
 };
 
+// vCloud Director's own API, for the checks it alone can answer (rights by name, a user's
+// organizations) and for registering the extension (forward/vcd_api.h).
+struct VcdApiConfig {
+  std::string url;  // "https://vcd.example.com"; "" : no API
+  std::string username, password;  // a System administrator ("name", or "name@System")
+  std::string api_version = "33.0";
+  bool verify = true;
+  std::string ca;
+  double cache_ttl = 300;  // seconds a right's id is remembered
+  double timeout = 10;     // seconds per API request
+};
+
 struct VcdConfig {
   std::string extension;
-  std::vector<std::string> required_rights;
+  std::vector<std::string> required_rights;  // URNs, or names resolved through `api`
   std::vector<std::string> allowed_orgs;
   bool forward_rights = false;  // the context's rights to the backend as header user_rights
+  VcdApiConfig api;
+  bool check_org_membership = false;  // the user's own token must list the context's org
+  std::string deploy = "manual";      // manual | auto: register the extension at start
 };
 
 struct OsloConfig {

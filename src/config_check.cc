@@ -13,6 +13,7 @@
 #include "config_table.h"
 #include "forward/backend_url.h"
 #include "forward/rewrite.h"
+#include "forward/vcd_checks.h"
 
 namespace warren {
 
@@ -145,6 +146,7 @@ class Checker {
     }
     if (f.format == ForwarderFormat::vcd && f.vcd.extension.empty())
       report_.error_at(p + ".vcd.extension", "is required with format vcd");
+    if (f.format == ForwarderFormat::vcd) check_vcd_api(p, f);
     check_backend(p, f.backend);
     if (!f.rewrite_from.empty())
       if (auto problem = forward::Rewrite::check(f.rewrite_from))
@@ -157,6 +159,29 @@ class Checker {
     if (!f.declare.bindings.empty() && f.declare.exchange_name.empty())
       report_.error_at(p + ".declare.bindings",
                        "needs declare.exchange.name (the exchange to bind the queue to)");
+  }
+
+  // What needs vcd.api (a right given by name, org membership, deploy: auto) and what deploy
+  // registers (the exchange vCD publishes to).
+  void check_vcd_api(const std::string& p, const ForwarderConfig& f) {
+    const VcdApiConfig& api = f.vcd.api;
+    const bool has_api = !api.url.empty();
+    if (has_api) {
+      if (auto problem = forward::backend_url_problem(api.url)) report_.error_at(p + ".vcd.api.url", *problem);
+      check_file(p + ".vcd.api.ca", api.ca);
+    }
+    for (size_t k = 0; k < f.vcd.required_rights.size() && !has_api; ++k)
+      if (!forward::is_right_id(f.vcd.required_rights[k]))
+        report_.error_at(fmt::format("{}.vcd.required_rights[{}]", p, k),
+                         fmt::format("\"{}\" is a right name (not a URN or UUID): resolving it needs vcd.api.url",
+                                     f.vcd.required_rights[k]));
+    if (f.vcd.check_org_membership && !has_api)
+      report_.error_at(p + ".vcd.check_org_membership", "needs vcd.api.url (vCD says which orgs a user is in)");
+    if (f.vcd.deploy == "auto" && !has_api)
+      report_.error_at(p + ".vcd.deploy", "auto needs vcd.api.url (the extension is registered through it)");
+    if (f.vcd.deploy == "auto" && f.declare.exchange_name.empty())
+      report_.error_at(p + ".vcd.deploy",
+                       "auto needs declare.exchange.name (the exchange vCD publishes the extension's requests to)");
   }
 
   void check_backend(const std::string& forwarder, const BackendConfig& backend) {

@@ -229,7 +229,11 @@ struct Histograms {
   X(duplicates, counter, "duplicates",                                                         \
     "oslo requests dropped as duplicates of one seen lately (_unique_id)")                    \
   X(heartbeats, counter, "heartbeats",                                                         \
-    "oslo heartbeat replies published while a backend worked on a call")
+    "oslo heartbeat replies published while a backend worked on a call")                      \
+  X(vcd_refused, counter, "vcd_refused",                                                       \
+    "vcd requests answered 403 by a check through the vCD API (right by name, org membership)") \
+  X(vcd_api_unavailable, counter, "vcd_api_unavailable",                                       \
+    "vcd requests answered 503 because the vCD API could not answer a check")
 
 struct ForwarderCounters : Figures<ForwarderCounters> {
   WARREN_STATS_BODY(ForwarderCounters, "", FORWARDER_COUNTERS)

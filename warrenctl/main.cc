@@ -20,6 +20,7 @@
 #include "call.h"
 #include "handles.h"
 #include "json.h"
+#include "vcd.h"
 
 namespace {
 
@@ -41,6 +42,7 @@ void usage(FILE* out) {
              "  call      an RPC call over a worker's HTTP /rpc route: warrenctl call -h\n"
              "  publish   publish one message through a worker: warrenctl publish -h\n"
              "  tail      print the events on an exchange: warrenctl tail -h\n"
+             "  vcd       register vcd forwarders' extensions in vCloud Director: warrenctl vcd -h\n"
              "options: -s SOCKET (default {}), -t SECONDS to wait (default 10),\n"
              "         --json or -j indented JSON, -h or --help this help\n",
              kDefaultSocket);
@@ -158,7 +160,8 @@ int main(int argc, char** argv) {
   static const std::pair<std::string_view, int (*)(int, char**)> kHttpCommands[] = {
       {"call", warrenctl::call_command},
       {"publish", warrenctl::publish_command},
-      {"tail", warrenctl::tail_command}};
+      {"tail", warrenctl::tail_command},
+      {"vcd", warrenctl::vcd_command}};
   for (const auto& [name, run] : kHttpCommands)
     if (optind < argc && argv[optind] == name) return run(argc - optind, argv + optind);
   std::vector<std::string> args(argv + optind, argv + argc);

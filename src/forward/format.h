@@ -13,6 +13,7 @@
 //        sent back as an oslo reply to _reply_q (see forward/format_oslo.h).
 #pragma once
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -28,6 +29,7 @@
 #include "core/forwarder.h"
 #include "forward/backend_url.h"
 #include "forward/rewrite.h"
+#include "forward/vcd_checks.h"
 #include "handles.h"
 #include "rfc9110.h"
 
@@ -39,6 +41,8 @@ struct BackendRequest {
   std::string url;
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
+  // Response headers the caller wants back in BackendResponse::headers (vCD's session tokens).
+  std::vector<std::string> response_headers;
 };
 
 // How a backend answered. status 0: no answer; `failure` and `error` say why.
@@ -49,6 +53,7 @@ struct BackendResponse {
   std::string body;
   Failure failure = Failure::none;
   std::string error;
+  std::map<std::string, std::string> headers;  // BackendRequest::response_headers that came
 };
 
 // The status a failure is reported with: 503 when the backend could not be reached, 504 on a
@@ -78,6 +83,8 @@ struct Translation {
   // A caller waits for the answer (an oslo call, a vCD request): whatever the backend answered
   // (or failed with) is final, replied and acked; no retry, no dead letter.
   bool final_answer = false;
+  // vcd: what only vCD's API can check, run before the request goes (forward/vcd_api.h).
+  std::optional<VcdChecks> vcd_checks;
 };
 
 // A reply message to publish. Heartbeats are mandatory (oslo's are, so a reply queue that is

@@ -73,9 +73,7 @@ Translation vcd_answer(int status, std::string_view minor, std::string error, bo
   Translation t;
   t.kind = Translation::Kind::answer;
   t.invalid = invalid;
-  t.answer.status = status;
-  t.answer.content_type = "application/json";
-  t.answer.body = vcd_error_body(status, minor, error);
+  t.answer = vcd_error_response(status, minor, error);
   t.error = std::move(error);
   t.request_id = std::move(request_id);
   return t;
@@ -199,7 +197,9 @@ class VcdFormat final : public Format {
     call.user = context_id(context, "user");
     if (auto refused = check_access(context, call)) return std::move(*refused);
     if (auto refused = check_method(call)) return std::move(*refused);
-    return forward(request, context, std::move(call));
+    Translation t = forward(request, context, std::move(call));
+    if (t.kind == Translation::Kind::forward) t.vcd_checks = vcd_checks_needed(config_.vcd, request, context);
+    return t;
   }
 
   // request.method, requestUri, queryString and body (decoded) into `call`, or the refusal.
@@ -234,14 +234,14 @@ class VcdFormat final : public Format {
   }
 
   // Every vcd.required_rights URN in context.rights, and the org among vcd.allowed_orgs: 403
-  // otherwise.
+  // otherwise. Rights given by name are the vCD API's to resolve (forward/vcd_checks.h).
   std::optional<Translation> check_access(const json& context, const VcdCall& call) const {
     std::vector<std::string> rights;
     if (auto it = context.find("rights"); it != context.end() && it->is_array())
       for (const auto& r : *it)
         if (r.is_string()) rights.push_back(r.get<std::string>());
     for (const auto& need : config_.vcd.required_rights)
-      if (std::find(rights.begin(), rights.end(), need) == rights.end())
+      if (is_right_id(need) && !holds_right(rights, need))
         return vcd_answer(403, kForbidden, fmt::format("the user lacks the right {}", need), false, call.id);
     const auto& orgs = config_.vcd.allowed_orgs;
     if (!orgs.empty() && std::find(orgs.begin(), orgs.end(), call.org) == orgs.end())
@@ -282,6 +282,14 @@ class VcdFormat final : public Format {
 };
 
 }  // namespace
+
+BackendResponse vcd_error_response(int status, std::string_view minor, std::string_view message) {
+  BackendResponse r;
+  r.status = status;
+  r.content_type = "application/json";
+  r.body = vcd_error_body(status, minor, message);
+  return r;
+}
 
 std::unique_ptr<Format> make_vcd_format(const ForwarderConfig& config) {
   return std::make_unique<VcdFormat>(config);

@@ -14,14 +14,21 @@
 #include "core/forwarder.h"
 #include "forward/format.h"
 #include "forward/http_client.h"
+#include "forward/vcd_api.h"
+#include "forward/vcd_deploy.h"
+#include "stats.h"
 
 namespace warren::forward {
 
 class HttpBackend final : public core::Backend {
  public:
-  // `config` (an entry of config.forwarders) and `http` must outlive the backend and its jobs.
-  HttpBackend(const ForwarderConfig& config, HttpClient& http);
+  // `config` (an entry of config.forwarders), `http` and `counters` must outlive the backend
+  // and its jobs.
+  HttpBackend(const ForwarderConfig& config, HttpClient& http, ForwarderCounters& counters);
+  ~HttpBackend() override;
 
+  // What runs once the worker is up: vcd.deploy auto registers the extension in vCD.
+  void start();
   std::unique_ptr<core::BackendJob> prepare(const amqp::Delivery& message) override;
   std::string describe() const override;
   // What the forwarder declares and consumes: its format's plan.
@@ -31,6 +38,9 @@ class HttpBackend final : public core::Backend {
   const ForwarderConfig& config_;
   HttpClient& http_;
   std::unique_ptr<const Format> format_;  // forwarders[].format's, chosen once
+  ForwarderCounters& counters_;
+  std::unique_ptr<VcdApi> vcd_api_;  // vcd with vcd.api.url: its checks and deploy
+  std::unique_ptr<VcdAutoDeploy> auto_deploy_;  // vcd.deploy auto (after vcd_api_: goes first)
 };
 
 // What core/forwarder needs of a backend's response (or of the answer a format gave itself).

@@ -266,6 +266,11 @@ void HttpClient::collect_done() {
       const char* ct = nullptr;
       curl_easy_getinfo(r->easy.get(), CURLINFO_CONTENT_TYPE, &ct);
       if (ct) resp.content_type = ct;
+      for (const auto& name : r->request.response_headers) {
+        curl_header* h = nullptr;
+        if (curl_easy_header(r->easy.get(), name.c_str(), 0, CURLH_HEADER, -1, &h) == CURLHE_OK)
+          resp.headers[name] = h->value;
+      }
       resp.body = std::move(r->body);
     } else {
       switch (code) {

@@ -33,6 +33,7 @@ class HttpClient : NonCopyable {
   // callback waits for its turn in this loop pass.
   void cancel(uint64_t id);
   size_t active() const { return requests_.size(); }
+  Loop& loop() const { return loop_; }
 
  private:
   struct Request;

@@ -10,7 +10,7 @@ QueueSet::QueueSet(Context& context, const Config& config, std::string name)
     : loop_(context.loop), config_(config), name_(std::move(name)), http_(context.loop) {
   for (const auto& f : config_.forwarders) {
     if (f.queue_set != name_) continue;
-    auto& backend = *backends_.emplace_back(std::make_unique<HttpBackend>(f, http_));
+    auto& backend = *backends_.emplace_back(std::make_unique<HttpBackend>(f, http_, counters_[f.name]));
     forwarders_.push_back(std::make_unique<core::Forwarder>(
         loop_, forwarder_options(config_, f, backend.consume_plan()), backend, counters_[f.name],
         context.histograms.forward_seconds));
@@ -21,6 +21,7 @@ QueueSet::QueueSet(Context& context, const Config& config, std::string name)
 QueueSet::~QueueSet() = default;
 
 void QueueSet::start() {
+  for (auto& b : backends_) b->start();
   for (auto& f : forwarders_) f->start();
 }
 

@@ -14,7 +14,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     c.rewrite_from = "^/api/";
     c.rewrite_to = "/";
     c.vcd.extension = "org";  // the seeds call /api/org/...: they reach the backend request
-    c.vcd.required_rights = {"right"};
+    // A URN checked at once, a name and the org membership left to the vCD API.
+    c.vcd.required_rights = {"urn:vcloud:right:r", "Some Right"};
+    c.vcd.check_org_membership = true;
     c.vcd.allowed_orgs = {"org"};
     c.vcd.forward_rights = true;
     return c;

@@ -77,6 +77,23 @@ class Backend:
             time.sleep(0.02)
         return self.received(path_prefix)
 
+    def serve(self, handler):
+        """Answers one request (a subclass may answer otherwise: fake_vcd.FakeVcd)."""
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        with self.lock:
+            self.requests.append(Request(handler.command, handler.path, dict(handler.headers), body))
+            route = max(((k, v) for k, v in self.routes.items()
+                         if handler.path.startswith(k)), key=lambda kv: len(kv[0]))[1]
+        if route.delay:
+            time.sleep(route.delay)
+        handler.send_response(route.status)
+        handler.send_header("Content-Type", route.content_type)
+        handler.send_header("Content-Length", str(len(route.body)))
+        handler.end_headers()
+        if handler.command != "HEAD":
+            handler.wfile.write(route.body)
+
     def _handler(self):
         backend = self
 
@@ -97,20 +114,7 @@ class Backend:
                     backend.connections.discard(self.connection)
 
             def _serve(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                with backend.lock:
-                    backend.requests.append(Request(self.command, self.path, dict(self.headers), body))
-                    route = max(((k, v) for k, v in backend.routes.items()
-                                 if self.path.startswith(k)), key=lambda kv: len(kv[0]))[1]
-                if route.delay:
-                    time.sleep(route.delay)
-                self.send_response(route.status)
-                self.send_header("Content-Type", route.content_type)
-                self.send_header("Content-Length", str(len(route.body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(route.body)
+                backend.serve(self)
 
             def handle(self):
                 # A client that gave up (a killed worker, a timeout) is not the backend's error.
