@@ -268,6 +268,7 @@ class VcdFormat final : public Format {
     t.request.method = std::move(call.method);
     t.request.url = std::move(*url);
     t.request.body = std::move(call.body);
+    t.request.follow_redirects = true;
     t.request.headers = request_headers(request, backend_credentials_);
     auto& headers = t.request.headers;
     if (const auto org = bare_id(call.org, kOrgUrn); is_header_value(org)) headers.emplace_back("org_id", org);

@@ -15,6 +15,7 @@ namespace {
 // worker's memory.
 constexpr size_t kMaxResponseBody = 64 << 20;
 constexpr size_t kMaxIdleHandles = 256;
+constexpr long kMaxRedirects = 30;  // the requests library's limit
 
 using Clock = Loop::Clock;
 
@@ -139,6 +140,13 @@ uint64_t HttpClient::start(const BackendConfig& backend, BackendRequest request,
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, r.get());
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  if (q.follow_redirects) {
+    // 301-303 turn a POST into a GET, 307 and 308 keep method and body; credentials are not
+    // sent to another host (curl's defaults, as the requests library does).
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(e, CURLOPT_MAXREDIRS, kMaxRedirects);
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  }
   set_method(e, q);
   set_backend(e, backend);
   r->headers = header_list(q);

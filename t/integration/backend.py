@@ -39,8 +39,9 @@ def make_cert(directory, name="backend"):
 
 
 class Route:
-    def __init__(self, status=200, delay=0.0, body=b"ok", content_type="text/plain"):
+    def __init__(self, status=200, delay=0.0, body=b"ok", content_type="text/plain", location=None):
         self.status, self.delay, self.content_type = status, delay, content_type
+        self.location = location  # a redirect's Location
         self.body = body.encode() if isinstance(body, str) else body
 
 
@@ -90,6 +91,8 @@ class Backend:
         handler.send_response(route.status)
         handler.send_header("Content-Type", route.content_type)
         handler.send_header("Content-Length", str(len(route.body)))
+        if route.location:
+            handler.send_header("Location", route.location)
         handler.end_headers()
         if handler.command != "HEAD":
             handler.wfile.write(route.body)

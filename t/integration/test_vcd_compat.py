@@ -229,6 +229,29 @@ class VcdCompat(ForwardTest):
                 self.assertEqual(json.loads(env["HTTP_USER_RIGHTS"]), [RIGHT_VIEW])
                 self.assertEqual(env["HTTP_X_VMWARE_VCLOUD_TENANT_CONTEXT"], ORG)
 
+    def test_a_redirect_is_followed_as_vcdextproxy_follows_it(self):
+        """vcdextproxy's HTTP library follows redirects: a Flask route declared with a trailing
+        slash answers 308 to the URI without it, and its users never saw that answer (nor the
+        backend's own address in its Location)."""
+        with Backend() as b:
+            b.route("/vms", status=308, body="", location="/vms/")
+            b.route("/vms/", status=200, body='{"vms": []}', content_type="application/json")
+            b.route("/loop", status=302, body="", location="/loop")
+            q = self.queue("example1")
+            rx, key, replies = self.vcd_reply_queue()
+            w = self.start([self.vcd_forwarder("example1", q, b.url, backend={"url": b.url, "timeout": 5})])
+            for method, uri, body, status in (("GET", "/api/example1/vms", b"", 200),
+                                              ("POST", "/api/example1/vms", b'{"id": "x"}', 200),
+                                              ("GET", "/api/example1/loop", b"", 502)):
+                rid, message = vcd10_request(method, uri, body=body)
+                self.ask(q, message, rx, key, f"c-{method}-{uri}")
+                doc, payload = self.answers(replies, 1, w)[f"c-{method}-{uri}"]
+                self.assertEqual((doc["id"], doc["statusCode"]), (rid, status), payload)
+                if status == 200:
+                    self.assertEqual(json.loads(payload), {"vms": []})
+            posted = [r for r in b.received("/vms/") if r.method == "POST"]
+            self.assertEqual([r.body for r in posted], [b'{"id": "x"}'], "308 keeps the method and body")
+
     def test_failures_are_answered_as_vcdextproxy_answers_them(self):
         """Every failure is a reply to vCD, after one attempt (the retry policy allows three):
         vCD waits, and a POST retried behind its back would run twice."""

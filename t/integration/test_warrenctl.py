@@ -1,6 +1,5 @@
 """warrenctl's bus commands: publish a message and tail an exchange from a shell."""
 import os
-import signal
 import subprocess
 import time
 import unittest
@@ -84,7 +83,9 @@ class BusCommands(unittest.TestCase):
                                  ["data: line 0\n", "data: line 1\n", "data: line 2\n"])
                 self.assertIn("event: log\n", lines)
             finally:
-                tail.send_signal(signal.SIGINT)
+                # SIGTERM, not SIGINT: a test run started in the background (`&` in a script)
+                # ignores SIGINT, and so would tail, which inherits that.
+                tail.terminate()
                 tail.communicate(timeout=5)
 
     def test_tail_reports_a_refused_subscription(self):
