@@ -253,6 +253,43 @@ void HttpClient::action(curl_socket_t s, int what) {
   collect_done();
 }
 
+// What a finished transfer amounts to: the answer, or the failure and why.
+BackendResponse HttpClient::response_of(Request& r, CURLcode code) {
+  BackendResponse resp;
+  if (code == CURLE_OK) {
+    long status = 0;
+    curl_easy_getinfo(r.easy.get(), CURLINFO_RESPONSE_CODE, &status);
+    resp.status = static_cast<int>(status);
+    const char* ct = nullptr;
+    curl_easy_getinfo(r.easy.get(), CURLINFO_CONTENT_TYPE, &ct);
+    if (ct) resp.content_type = ct;
+    for (const auto& name : r.request.response_headers) {
+      curl_header* h = nullptr;
+      if (curl_easy_header(r.easy.get(), name.c_str(), 0, CURLH_HEADER, -1, &h) == CURLHE_OK)
+        resp.headers[name] = h->value;
+    }
+    resp.body = std::move(r.body);
+  } else {
+    switch (code) {
+      case CURLE_COULDNT_CONNECT:
+      case CURLE_COULDNT_RESOLVE_HOST:
+        resp.failure = BackendResponse::Failure::connect;
+        break;
+      case CURLE_OPERATION_TIMEDOUT:
+        resp.failure = BackendResponse::Failure::timeout;
+        break;
+      default:
+        resp.failure = BackendResponse::Failure::other;
+    }
+    resp.error = r.too_large ? fmt::format("response body over {} bytes", kMaxResponseBody)
+                 : r.error[0] ? std::string(r.error)
+                               : std::string(curl_easy_strerror(code));
+    // The URL carries backend.url's credentials: the error goes into logs, headers and replies.
+    resp.error = fmt::format("{} {}: {}", r.request.method, display_url(r.request.url), resp.error);
+  }
+  return resp;
+}
+
 void HttpClient::collect_done() {
   // Finished transfers are taken out first and their callbacks run afterwards: a callback may
   // start or cancel requests, which must not happen while curl's message list is walked.
@@ -265,39 +302,7 @@ void HttpClient::collect_done() {
     auto it = raw ? requests_.find(raw->id) : requests_.end();
     if (it == requests_.end()) continue;
     Request* r = it->second.get();
-    const CURLcode code = msg->data.result;
-    BackendResponse resp;
-    if (code == CURLE_OK) {
-      long status = 0;
-      curl_easy_getinfo(r->easy.get(), CURLINFO_RESPONSE_CODE, &status);
-      resp.status = static_cast<int>(status);
-      const char* ct = nullptr;
-      curl_easy_getinfo(r->easy.get(), CURLINFO_CONTENT_TYPE, &ct);
-      if (ct) resp.content_type = ct;
-      for (const auto& name : r->request.response_headers) {
-        curl_header* h = nullptr;
-        if (curl_easy_header(r->easy.get(), name.c_str(), 0, CURLH_HEADER, -1, &h) == CURLHE_OK)
-          resp.headers[name] = h->value;
-      }
-      resp.body = std::move(r->body);
-    } else {
-      switch (code) {
-        case CURLE_COULDNT_CONNECT:
-        case CURLE_COULDNT_RESOLVE_HOST:
-          resp.failure = BackendResponse::Failure::connect;
-          break;
-        case CURLE_OPERATION_TIMEDOUT:
-          resp.failure = BackendResponse::Failure::timeout;
-          break;
-        default:
-          resp.failure = BackendResponse::Failure::other;
-      }
-      resp.error = r->too_large ? fmt::format("response body over {} bytes", kMaxResponseBody)
-                   : r->error[0] ? std::string(r->error)
-                                 : std::string(curl_easy_strerror(code));
-      // The URL carries backend.url's credentials: the error goes into logs, headers and replies.
-      resp.error = fmt::format("{} {}: {}", r->request.method, display_url(r->request.url), resp.error);
-    }
+    BackendResponse resp = response_of(*r, msg->data.result);
     const double seconds = std::chrono::duration<double>(Clock::now() - r->started).count();
     curl_multi_remove_handle(multi_.get(), r->easy.get());
     if (idle_.size() < kMaxIdleHandles) {

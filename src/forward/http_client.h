@@ -47,6 +47,7 @@ class HttpClient : NonCopyable {
 
   void action(curl_socket_t s, int what);
   void collect_done();
+  static BackendResponse response_of(Request& r, CURLcode code);
   void fail_later(uint64_t id, BackendResponse r);
   // Runs the callback of a request that ended, unless it was cancelled meanwhile.
   void answer(uint64_t id, BackendResponse&& response, double seconds);
