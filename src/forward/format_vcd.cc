@@ -13,6 +13,7 @@
 #include <cctype>
 
 #include <fmt/format.h>
+#include <strings.h>
 
 #include "base64.h"
 #include "forward/format.h"
@@ -56,11 +57,6 @@ bool is_hop_header(const std::string& lower) {
 bool is_context_header(std::string lower) {
   std::replace(lower.begin(), lower.end(), '-', '_');
   return lower == "org_id" || lower == "user_id" || lower == "user_rights";
-}
-
-// The id in a URN with this prefix, as vcdextproxy sends it; anything else as it came.
-std::string bare_id(const std::string& urn, std::string_view prefix) {
-  return urn.starts_with(prefix) && urn.size() > prefix.size() ? urn.substr(prefix.size()) : urn;
 }
 
 // vCloud Director's error document (its Error type, in JSON), for answers warren makes itself.
@@ -111,10 +107,18 @@ std::string uri_path(std::string path) {
   return path;
 }
 
+// A header's value in request.headers: a string, or a list of them (as some vCD versions send
+// every header) joined with ", ".
+std::string header_field(const json& value) {
+  if (!value.is_array()) return header_text(value);
+  std::string text;
+  for (const auto& v : value) text += (text.empty() ? "" : ", ") + header_text(v);
+  return text;
+}
+
 // request.headers, minus the hop's own, the context's and names HTTP cannot carry, and minus
 // Authorization when the backend has credentials of its own (they replace it, as vcdextproxy's
-// backend.auth does); a list of values (as some vCD versions send every header) joined with
-// ", ".
+// backend.auth does).
 std::vector<std::pair<std::string, std::string>> request_headers(const json& request, bool backend_credentials) {
   std::vector<std::pair<std::string, std::string>> headers;
   auto it = request.find("headers");
@@ -124,13 +128,7 @@ std::vector<std::pair<std::string, std::string>> request_headers(const json& req
     const std::string lower = ascii_lower(name);
     if (is_hop_header(lower) || is_context_header(lower) || (backend_credentials && lower == "authorization"))
       continue;
-    std::string text;
-    if (value.is_array()) {
-      for (const auto& v : value) text += (text.empty() ? "" : ", ") + header_text(v);
-    } else {
-      text = header_text(value);
-    }
-    if (is_header_value(text)) headers.emplace_back(name, text);
+    if (std::string text = header_field(value); is_header_value(text)) headers.emplace_back(name, text);
   }
   return headers;
 }
@@ -271,8 +269,8 @@ class VcdFormat final : public Format {
     t.request.follow_redirects = true;
     t.request.headers = request_headers(request, backend_credentials_);
     auto& headers = t.request.headers;
-    if (const auto org = bare_id(call.org, kOrgUrn); is_header_value(org)) headers.emplace_back("org_id", org);
-    if (const auto user = bare_id(call.user, kUserUrn); is_header_value(user)) headers.emplace_back("user_id", user);
+    if (const auto org = urn_id(call.org, kOrgUrn); is_header_value(org)) headers.emplace_back("org_id", org);
+    if (const auto user = urn_id(call.user, kUserUrn); is_header_value(user)) headers.emplace_back("user_id", user);
     if (config_.vcd.forward_rights) headers.emplace_back("user_rights", json_text(context.value("rights", json())));
     return t;
   }
@@ -290,6 +288,15 @@ BackendResponse vcd_error_response(int status, std::string_view minor, std::stri
   r.content_type = "application/json";
   r.body = vcd_error_body(status, minor, message);
   return r;
+}
+
+std::string vcd_request_header(const json& request, std::string_view name) {
+  auto headers = request.find("headers");
+  if (headers == request.end() || !headers->is_object()) return "";
+  for (const auto& [key, value] : headers->items())
+    if (key.size() == name.size() && strncasecmp(key.data(), name.data(), name.size()) == 0)
+      return header_text(value.is_array() && !value.empty() ? value[0] : value);
+  return "";
 }
 
 std::unique_ptr<Format> make_vcd_format(const ForwarderConfig& config) {

@@ -29,19 +29,6 @@ constexpr size_t kOrgCacheEntries = 10000;
 constexpr int kRightsPageSize = 128;
 constexpr int kMaxRightsPages = 200;
 
-// The value of header `name` in a vCD request's headers object (a string, or a list of them as
-// some vCD versions send every header), case-insensitively; "" when absent.
-std::string request_header(const json& request, std::string_view name) {
-  auto headers = request.find("headers");
-  if (headers == request.end() || !headers->is_object()) return "";
-  for (const auto& [key, value] : headers->items()) {
-    if (key.size() != name.size() || strncasecmp(key.data(), name.data(), name.size()) != 0) continue;
-    const json& v = value.is_array() && !value.empty() ? value[0] : value;
-    return v.is_string() ? v.get<std::string>() : "";
-  }
-  return "";
-}
-
 // The last segment of an href ("https://vcd/api/org/1234" -> "1234").
 std::string href_id(const std::string& href) {
   auto slash = href.find_last_of('/');
@@ -68,8 +55,8 @@ json vcd_list(const json& doc, const char* key) {
   return it != doc.end() && it->is_array() ? *it : json::array();
 }
 
-std::string_view urn_id(std::string_view urn) {
-  if (!urn.starts_with("urn:")) return urn;
+std::string_view urn_id(std::string_view urn, std::string_view prefix) {
+  if (!urn.starts_with(prefix)) return urn;
   return urn.substr(urn.find_last_of(':') + 1);
 }
 
@@ -106,12 +93,12 @@ std::optional<VcdChecks> vcd_checks_needed(const VcdConfig& vcd, const json& req
     if (org.is_string()) checks.org = org.get<std::string>();
   }
   // Sent to vCD as a header of its own: a value with CR or LF would add others, so it is none.
-  if (auto token = request_header(request, "x-vcloud-authorization"); !token.empty()) {
+  if (auto token = vcd_request_header(request, "x-vcloud-authorization"); !token.empty()) {
     if (is_header_value(token)) {
       checks.token_header = "x-vcloud-authorization";
       checks.token = token;
     }
-  } else if (auto bearer = request_header(request, "authorization");
+  } else if (auto bearer = vcd_request_header(request, "authorization");
              bearer.starts_with("Bearer ") && is_header_value(bearer)) {
     checks.token_header = "Authorization";
     checks.token = bearer;

@@ -31,8 +31,14 @@ struct VcdChecks {
 std::optional<VcdChecks> vcd_checks_needed(const VcdConfig& vcd, const nlohmann::json& request,
                                            const nlohmann::json& context);
 
-// A URN's last part ("urn:vcloud:org:1234" -> "1234"); an id that is no URN as it is.
-std::string_view urn_id(std::string_view urn);
+// The last part of a URN that starts with `prefix` ("urn:vcloud:org:1234" -> "1234"); anything
+// else as it is: a bare id, or with a narrower prefix, a URN of another type.
+std::string_view urn_id(std::string_view urn, std::string_view prefix = "urn:");
+
+// The value of header `name` in a vCD request's headers object, case-insensitively: the first
+// of a list (as some vCD versions send every header), for a credential is one value; "" when
+// absent.
+std::string vcd_request_header(const nlohmann::json& request, std::string_view name);
 
 // A vcd.required_rights entry that is a right's id (a URN, or a bare UUID as vcdextproxy took
 // from an href), checked against context.rights as it is; anything else is a right's name, for

@@ -111,6 +111,9 @@ TEST(VcdChecks, UrnIdIsTheLastPart) {
   EXPECT_EQ(urn_id("urn:vcloud:org:1234-ab"), "1234-ab");
   EXPECT_EQ(urn_id("1234-ab"), "1234-ab");
   EXPECT_EQ(urn_id("urn:"), "");
+  // With the type's prefix (org_id, user_id): a URN of another type stays as it came.
+  EXPECT_EQ(urn_id("urn:vcloud:org:1234-ab", "urn:vcloud:org:"), "1234-ab");
+  EXPECT_EQ(urn_id("urn:vcloud:user:1234-ab", "urn:vcloud:org:"), "urn:vcloud:user:1234-ab");
 }
 
 TEST(VcdChecks, ARefusalIsVcdsErrorDocument) {
