@@ -25,11 +25,16 @@ function report.basic_auth(user, password)
   return "Basic " .. report.base64(user .. ":" .. password)
 end
 
--- Optional pacing for a target rate: each connection waits `pace_ms` before its next request,
--- so the rate is about connections * 1000 / (pace_ms + latency). 0 = as fast as possible.
+-- Optional pacing for a target rate: each connection waits `pace_ms` on average before its next
+-- request, so the rate is about connections * 1000 / (pace_ms + latency). 0 = as fast as
+-- possible. The wait is drawn from 0..2*pace_ms: with one fixed wait the connections, answered
+-- together by one multiple confirm, stay in step and arrive in bursts of 64, a load that the
+-- paced reference (one message every 1/rate s) never sees (bench/README.md, "Where the half-load
+-- milliseconds go").
 function report.pace(ms)
   if ms and ms > 0 then
-    delay = function() return ms end
+    math.randomseed(os.time() + math.floor(os.clock() * 1e6))
+    delay = function() return math.random(0, 2 * ms) end
   end
 end
 
