@@ -25,7 +25,7 @@ inline constexpr size_t kMaxJsonDepth = 128;
 bool json_nests_within(std::string_view text, size_t max_depth = kMaxJsonDepth,
                        std::string_view nested_key = {});
 
-// JSON from outside, in one pass: a discarded value (is_discarded()) when the text is not JSON
+// JSON from outside: a discarded value (is_discarded()) when the text is not JSON
 // or nests deeper than kMaxJsonDepth. Never throws.
 nlohmann::json json_parse(std::string_view text);
 

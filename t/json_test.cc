@@ -49,5 +49,14 @@ TEST(JsonParse, RefusesWhatNestsDeeperThanTheLimitBeforeBuildingIt) {
   EXPECT_TRUE(json_nests_within(json_text(envelope), kMaxJsonDepth));
 }
 
+TEST(JsonParse, BracketsInsideStringsAreNotNesting) {
+  const std::string brackets(1000, '[');
+  EXPECT_EQ(json_parse(R"({"body":")" + brackets + R"("})")["body"], brackets);
+  // an escaped quote does not end the string; an escaped backslash before the quote does
+  EXPECT_EQ(json_parse(R"(["\")" + brackets + R"("])")[0], "\"" + brackets);
+  const std::string deep = std::string(kMaxJsonDepth + 1, '[') + std::string(kMaxJsonDepth + 1, ']');
+  EXPECT_TRUE(json_parse(R"(["\\",)" + deep + "]").is_discarded());
+}
+
 }  // namespace
 }  // namespace warren
