@@ -5,6 +5,7 @@
 #include "http/publish_request.h"
 #include "http/request.h"
 #include "http/server.h"
+#include "json.h"
 
 namespace warren {
 namespace {
@@ -78,17 +79,24 @@ class PublishHandler {
         });
   }
 
+  // {"results": [{"status": 204}, {"status": 4xx/5xx, "error": ..., "detail": ...}, ...]}, the
+  // confirmed rows written as text: a JSON object per row was a tenth of a worker's CPU in
+  // batches.
   void answer_batch(evhttp_request* req, const core::BatchResult& batch) {
-    nlohmann::json results = nlohmann::json::array();
+    std::string text = R"({"results":[)";
     for (const core::PublishResult& r : batch.items) {
       auto [code, error] = http_outcome(r.status);
-      nlohmann::json row{{"status", code}};
-      if (code != 204) row.update({{"error", error}, {"detail", r.detail}});
-      results.push_back(std::move(row));
+      if (text.back() != '[') text += ',';
+      if (code == 204) {
+        text += R"({"status":204})";
+      } else {
+        text += json_text({{"status", code}, {"error", error}, {"detail", r.detail}});
+      }
     }
+    text += "]}";
     // 200 only when the broker has every message: a client that reads only the status must
     // not take a returned or refused item for delivered.
-    server_.reply_json(req, batch.all_confirmed ? 200 : 207, {{"results", results}});
+    server_.reply(req, batch.all_confirmed ? 200 : 207, "application/json", text);
   }
 
   HttpServer& server_;
