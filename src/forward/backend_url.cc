@@ -1,6 +1,7 @@
 #include "forward/backend_url.h"
 
 #include <algorithm>
+#include <cctype>
 
 #include <fmt/format.h>
 
@@ -12,9 +13,9 @@ bool is_url_text(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](unsigned char c) { return c > 0x20 && c < 0x7f && c != '#'; });
 }
 
-std::optional<std::string> url_part(CURLU* u, CURLUPart part) {
+std::optional<std::string> url_part(CURLU* u, CURLUPart part, unsigned flags = 0) {
   char* text = nullptr;
-  if (curl_url_get(u, part, &text, 0) != CURLUE_OK) return std::nullopt;
+  if (curl_url_get(u, part, &text, flags) != CURLUE_OK) return std::nullopt;
   std::string out = text;
   curl_free(text);
   return out;
@@ -27,7 +28,28 @@ CurlUrlPtr parse(std::string_view url) {
   return u;
 }
 
+// "scheme://host:port" with the scheme's default port written out; "" when `u` has no host.
+std::string origin(CURLU* u) {
+  auto scheme = url_part(u, CURLUPART_SCHEME), host = url_part(u, CURLUPART_HOST),
+       port = url_part(u, CURLUPART_PORT, CURLU_DEFAULT_PORT);
+  if (!scheme || !host || !port) return "";
+  std::string text = *scheme + "://" + *host + ":" + *port;
+  std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return std::tolower(c); });
+  return text;
+}
+
 }  // namespace
+
+std::optional<std::string> leaves_origin(std::string_view from, std::string_view location) {
+  CurlUrlPtr u = parse(from);
+  if (!u) return std::nullopt;
+  const std::string before = origin(u.get());
+  // Set on a handle that holds a URL, a relative one is resolved against it, as curl does.
+  if (curl_url_set(u.get(), CURLUPART_URL, std::string(location).c_str(), 0) != CURLUE_OK)
+    return std::nullopt;
+  if (origin(u.get()) == before) return std::nullopt;
+  return display_url(url_part(u.get(), CURLUPART_URL).value_or(std::string(location)));
+}
 
 std::string display_url(std::string_view url) {
   const size_t start = url.find("://");

@@ -19,6 +19,11 @@ std::string display_url(std::string_view url);
 // Why `url` cannot be a backend.url (not http(s), no host, a query or fragment), or nullopt.
 std::optional<std::string> backend_url_problem(std::string_view url);
 
+// Where a Location header given in answer to `from` leads (as display_url shows it), when
+// that leaves `from`'s origin: another scheme, host or port. Nullopt when it stays, or when it
+// is no URL (curl does not follow that either).
+std::optional<std::string> leaves_origin(std::string_view from, std::string_view location);
+
 class BackendUrl {
  public:
   explicit BackendUrl(const std::string& url);

@@ -43,8 +43,9 @@ struct BackendRequest {
   std::string body;
   // Response headers the caller wants back in BackendResponse::headers (vCD's session tokens).
   std::vector<std::string> response_headers;
-  // A 3xx answer followed (up to kMaxRedirects, http and https only) rather than returned:
-  // vcdextproxy's HTTP library did so, and vCD cannot follow a backend's Location.
+  // A 3xx answer followed (up to kMaxRedirects, http and https only, never to another origin)
+  // rather than returned: vcdextproxy's HTTP library did so, and vCD cannot follow a backend's
+  // Location.
   bool follow_redirects = false;
 };
 

@@ -30,6 +30,7 @@ struct HttpClient::Request {
   Callback done;
   std::string body;
   bool too_large = false;
+  std::string refused_redirect;  // why a redirect was not followed (on_header)
   char error[CURL_ERROR_SIZE] = {};
   Clock::time_point started = Clock::now();
 };
@@ -146,6 +147,8 @@ uint64_t HttpClient::start(const BackendConfig& backend, BackendRequest request,
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(e, CURLOPT_MAXREDIRS, kMaxRedirects);
     curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, r.get());
   }
   set_method(e, q);
   set_backend(e, backend);
@@ -189,6 +192,31 @@ void HttpClient::cancel(uint64_t id) {
   if (it == requests_.end()) return;
   if (it->second->easy) curl_multi_remove_handle(multi_.get(), it->second->easy.get());
   requests_.erase(it);
+}
+
+// A redirect to another origin is not followed. curl leaves Authorization and Cookie behind
+// on the way, but sends every other header of the request again, and a vCD request carries
+// the user's session token in x-vcloud-authorization.
+size_t HttpClient::on_header(char* data, size_t size, size_t n, void* arg) {
+  auto* r = static_cast<Request*>(arg);
+  constexpr std::string_view kLocation = "location:";
+  std::string_view line(data, size * n);
+  if (line.size() <= kLocation.size() || strncasecmp(line.data(), kLocation.data(), kLocation.size()) != 0)
+    return size * n;
+  long status = 0;
+  curl_easy_getinfo(r->easy.get(), CURLINFO_RESPONSE_CODE, &status);
+  const char* from = nullptr;
+  curl_easy_getinfo(r->easy.get(), CURLINFO_EFFECTIVE_URL, &from);
+  if (status < 300 || status > 399 || !from) return size * n;
+  line.remove_prefix(kLocation.size());
+  const auto edge = line.find_first_not_of(" \t");
+  line = edge == std::string_view::npos ? std::string_view() : line.substr(edge);
+  line = line.substr(0, line.find_last_not_of(" \t\r\n") + 1);
+  auto target = leaves_origin(from, line);
+  if (!target) return size * n;
+  r->refused_redirect = fmt::format("redirect to another origin not followed ({}): the request's "
+                                    "credentials would go with it", *target);
+  return 0;  // curl ends the transfer with CURLE_WRITE_ERROR
 }
 
 size_t HttpClient::on_body(char* data, size_t size, size_t n, void* arg) {
@@ -282,6 +310,7 @@ BackendResponse HttpClient::response_of(Request& r, CURLcode code) {
         resp.failure = BackendResponse::Failure::other;
     }
     resp.error = r.too_large ? fmt::format("response body over {} bytes", kMaxResponseBody)
+                 : !r.refused_redirect.empty() ? r.refused_redirect
                  : r.error[0] ? std::string(r.error)
                                : std::string(curl_easy_strerror(code));
     // The URL carries backend.url's credentials: the error goes into logs, headers and replies.

@@ -43,6 +43,7 @@ class HttpClient : NonCopyable {
   static int on_timer(CURLM* multi, long timeout_ms, void* arg);
   static void on_socket_event(evutil_socket_t fd, short what, void* arg);
   static void on_timeout(evutil_socket_t, short, void* arg);
+  static size_t on_header(char* data, size_t size, size_t n, void* arg);
   static size_t on_body(char* data, size_t size, size_t n, void* arg);
 
   void action(curl_socket_t s, int what);

@@ -207,6 +207,18 @@ TEST(BackendUrl, DisplayUrlDropsTheCredentials) {
   EXPECT_EQ(problem->find("s3cr3t"), std::string::npos) << *problem;
 }
 
+TEST(BackendUrl, ARedirectLeavesTheOriginOnAnotherSchemeHostOrPort) {
+  const char* from = "http://svc:pw@127.0.0.1:8080/api/vms";
+  EXPECT_EQ(leaves_origin(from, "/api/vms/"), std::nullopt);
+  EXPECT_EQ(leaves_origin(from, "other?x=1"), std::nullopt);
+  EXPECT_EQ(leaves_origin(from, "HTTP://127.0.0.1:8080/x"), std::nullopt);
+  EXPECT_EQ(leaves_origin("http://h/a", "http://h:80/b"), std::nullopt);  // the default port
+  EXPECT_EQ(leaves_origin(from, "http://127.0.0.1:9090/x"), "http://127.0.0.1:9090/x");
+  EXPECT_EQ(leaves_origin(from, "https://127.0.0.1:8080/x"), "https://127.0.0.1:8080/x");
+  EXPECT_EQ(leaves_origin(from, "//evil.example/x"), "http://evil.example/x");
+  EXPECT_EQ(leaves_origin(from, "http://u:p@evil.example/"), "http://evil.example/");
+}
+
 ForwarderConfig vcd_config() {
   auto f = raw_config();
   f.format = ForwarderFormat::vcd;
