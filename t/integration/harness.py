@@ -454,6 +454,19 @@ class BrokerClient:
                 return None
             self.conn.sleep(0.05)
 
+    def messages(self, queue, count=None, timeout=2):
+        """Consumes (auto-ack) until `count` messages or `timeout` s without one:
+        [(method, properties, body)] in order."""
+        out = []
+        for method, props, body in self.channel.consume(queue, auto_ack=True, inactivity_timeout=timeout):
+            if method is None:
+                break
+            out.append((method, props, body))
+            if count is not None and len(out) >= count:
+                break
+        self.channel.cancel()
+        return out
+
     def purge(self, queue):
         return self.channel.queue_purge(queue).method.message_count
 

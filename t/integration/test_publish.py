@@ -63,16 +63,7 @@ pika.data.decode_value = _decode_value  # pika.data's own decode_table looks it 
 
 def drain(client, queue, count, timeout=10):
     """Up to `count` messages from `queue`, in order: [(method, properties, body)]."""
-    out = []
-    ch = client.channel
-    for method, props, body in ch.consume(queue, auto_ack=True, inactivity_timeout=timeout):
-        if method is None:
-            break
-        out.append((method, props, body))
-        if len(out) >= count:
-            break
-    ch.cancel()
-    return out
+    return client.messages(queue, count, timeout)
 
 
 @unittest.skipUnless(BROKER_DIR, "needs t/run-tests' broker (WARREN_BROKER_DIR)")

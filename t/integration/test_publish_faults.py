@@ -58,14 +58,7 @@ class PublishFaults(unittest.TestCase):
 
     def queued_bodies(self):
         with BrokerClient() as b:
-            ch = b.channel
-            out = []
-            for method, _, body in ch.consume(self.queue, auto_ack=True, inactivity_timeout=2):
-                if method is None:
-                    break
-                out.append(body.decode())
-            ch.cancel()
-            return out
+            return [body.decode() for _, _, body in b.messages(self.queue)]
 
     def test_restart_during_a_stream_loses_nothing_answered_204(self):
         stop = threading.Event()

@@ -8,10 +8,13 @@ import shutil
 import signal
 import subprocess
 import time
+import threading
 import unittest
+import urllib.parse
 import uuid
 
-from harness import BUILD, ROOT, BrokerClient, Warrend, alive, wait_for
+from harness import BUILD, ROOT, BrokerClient, Warrend, alive, broker_command, delete_queue_when_back, wait_for
+from test_events import SseClient
 
 
 def read_pid(path):
@@ -22,9 +25,15 @@ def read_pid(path):
         return 0
 
 
+CONFIRM_TIMEOUT = 2
+
+
 class Upgrade(unittest.TestCase):
     def setUp(self):
         self.w = Warrend(ports=1, extra={"http": {"workers_per_port": 2}})
+        self.start_copy()
+
+    def start_copy(self):
         # warrend runs from a copy in its directory, so that the test can install over it.
         self.w.binary = os.path.join(self.w.dir, "warrend")
         shutil.copy2(os.path.join(BUILD, "warrend"), self.w.binary)
@@ -33,6 +42,15 @@ class Upgrade(unittest.TestCase):
         self.queue = f"it-upgrade-{uuid.uuid4().hex[:8]}"
         with BrokerClient() as b:
             b.declare_queue(self.queue, durable=True)
+
+    def publish(self, body, timeout=CONFIRM_TIMEOUT + 10):
+        try:
+            return self.w.request("POST", 0, f"/%2f/amq.default/{self.queue}",
+                                  body=urllib.parse.urlencode({"body": body}).encode(),
+                                  headers={"Content-Type": "application/x-www-form-urlencoded"},
+                                  auth=("guest", "guest"), timeout=timeout)[0]
+        except OSError as e:  # refused, reset or timed out: the test fails on it below
+            return repr(e)
 
     def tearDown(self):
         self.w.cleanup()
@@ -129,6 +147,72 @@ class Upgrade(unittest.TestCase):
         for _ in range(20):
             self.assertEqual(self.w.request("GET", 0, "/healthz")[0], 200)
         self.assertEqual(self.w.stop(), 0)
+
+    def test_an_upgrade_while_the_broker_is_stopped_answers_every_request(self):
+        # Publishes wait on a SIGSTOPped broker while the master is replaced: each gets its
+        # answer from the old workers as they drain (504 past confirm_timeout, or 204 once the
+        # broker is back, and then the message is queued), and the new master serves after.
+        self.w.cleanup()
+        self.w = Warrend(ports=1, extra={"http": {"workers_per_port": 2, "confirm_timeout": CONFIRM_TIMEOUT}})
+        self.start_copy()
+        self.addCleanup(delete_queue_when_back, self.queue)
+        for i in range(4):  # both workers hold their broker connection
+            self.assertEqual(self.publish(f"warm-{i}"), 204)
+        self.install(os.path.join(BUILD, "warrend"))
+        answers = {}
+
+        def one(key):
+            answers[key] = self.publish(key)
+
+        broker_command("pause")
+        try:
+            jobs = [threading.Thread(target=one, args=(f"paused-{i}",)) for i in range(8)]
+            for j in jobs:
+                j.start()
+            time.sleep(0.3)
+            os.kill(self.old, signal.SIGUSR2)
+            self.assertTrue(wait_for(lambda: read_pid(self.w.pidfile) not in (0, self.old), 10), self.w.log())
+            new = read_pid(self.w.pidfile)
+            os.kill(self.old, signal.SIGQUIT)
+            time.sleep(0.5)
+        finally:
+            broker_command("resume")
+        for j in jobs:
+            j.join(CONFIRM_TIMEOUT + 20)
+        self.assertEqual(len(answers), 8, answers)
+        for key, status in answers.items():
+            self.assertIn(status, (204, 503, 504), f"{key}: {status}")
+        self.assertEqual(self.w.proc.wait(20), 0, self.w.log())
+        self.assertTrue(wait_for(lambda: self.publish("after") == 204, 15), self.w.log())
+        with BrokerClient() as b:
+            queued = {body.decode() for _, _, body in b.messages(self.queue)}
+        confirmed = {k for k, s in answers.items() if s == 204}
+        self.assertLessEqual(confirmed, queued, "a 204 without its message")
+        self.assertEqual(self.status().get("pid"), new)
+
+    def test_a_client_that_stops_reading_does_not_hold_the_old_master(self):
+        # An event stream whose client reads nothing, with events waiting for it: on SIGQUIT the
+        # old worker ends the stream and goes, without waiting on the client until
+        # shutdown_timeout and its SIGKILL.
+        self.install(os.path.join(BUILD, "warrend"))
+        stalled = SseClient(self.w.ports[0], "/events/%2f/amq.topic/stalled", rcvbuf=4096)
+        self.assertTrue(stalled.read_until(b": subscribed"))
+        with BrokerClient() as b:
+            for _ in range(32):  # 128 KiB: more than the sockets hold, less than sse_max_buffer
+                b.publish("amq.topic", "stalled", "x" * 4096)
+        time.sleep(0.5)
+        os.kill(self.old, signal.SIGUSR2)
+        new = wait_for(self.new_master_serving, 10)
+        self.assertTrue(new, self.w.log())
+        quit_at = time.monotonic()
+        os.kill(self.old, signal.SIGQUIT)
+        self.assertEqual(self.w.proc.wait(15), 0, self.w.log())
+        self.assertLess(time.monotonic() - quit_at, 5, "the old master waited on the stalled client")
+        self.assertNotIn("SIGKILL;", self.w.log())
+        fresh = SseClient(self.w.ports[0], "/events/%2f/amq.topic/fresh")
+        self.assertTrue(fresh.read_until(b": subscribed"), "the new master serves events")
+        stalled.sock.close()
+        fresh.sock.close()
 
     def test_sigusr2_to_a_worker_is_ignored(self):
         # `pkill -USR2 warrend` reaches the workers too: the upgrade is the master's alone.
