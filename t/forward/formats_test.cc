@@ -217,6 +217,8 @@ TEST(BackendUrl, ARedirectLeavesTheOriginOnAnotherSchemeHostOrPort) {
   EXPECT_EQ(leaves_origin(from, "https://127.0.0.1:8080/x"), "https://127.0.0.1:8080/x");
   EXPECT_EQ(leaves_origin(from, "//evil.example/x"), "http://evil.example/x");
   EXPECT_EQ(leaves_origin(from, "http://u:p@evil.example/"), "http://evil.example/");
+  EXPECT_EQ(leaves_origin(from, "http://127.0.0.1:8080@evil.example/"), "http://evil.example/");
+  EXPECT_EQ(leaves_origin(from, "http://127.0.0.1:8080.evil.example/"), std::nullopt);  // no URL: curl refuses it too
 }
 
 ForwarderConfig vcd_config() {
