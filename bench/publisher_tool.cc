@@ -15,6 +15,7 @@
 #include <amqp.h>
 #include <amqp_framing.h>
 #include <amqp_tcp_socket.h>
+#include <poll.h>
 #include <sys/time.h>
 
 #include <fmt/format.h>
@@ -153,8 +154,16 @@ void read_confirms(amqp_connection_state_t conn, Window& window,
   amqp_frame_t frame;
   timeval timeout{5, 0};
   if (until) {
-    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(*until - Clock::now()).count();
-    timeout = {static_cast<time_t>(std::max<long>(us, 0) / 1000000), static_cast<long>(std::max<long>(us, 0) % 1000000)};
+    // librabbitmq's poll() counts whole milliseconds: a wait under 1 ms until the next send slot
+    // was a busy loop that took a core from the broker. Wait on the socket here, to the
+    // nanosecond, then read without waiting.
+    if (!amqp_data_in_buffer(conn) && !amqp_frames_enqueued(conn)) {
+      const auto ns = std::max<long>(0, std::chrono::duration_cast<std::chrono::nanoseconds>(*until - Clock::now()).count());
+      const timespec wait{static_cast<time_t>(ns / 1000000000), ns % 1000000000};
+      pollfd socket{amqp_get_sockfd(conn), POLLIN, 0};
+      if (ppoll(&socket, 1, &wait, nullptr) <= 0) return;
+    }
+    timeout = {0, 0};
   }
   int rc = amqp_simple_wait_frame_noblock(conn, &frame, &timeout);
   if (rc == AMQP_STATUS_TIMEOUT && until) return;
