@@ -258,6 +258,8 @@ class VcdCompat(ForwardTest):
         own Basic credentials."""
         with Backend() as b, Backend() as elsewhere:
             b.route("/away", status=307, body="", location=f"{elsewhere.url}/landing")
+            b.route("/made", status=201, body='{"id": "vm-9"}', content_type="application/json",
+                    location=f"{elsewhere.url}/vms/vm-9")
             elsewhere.route("/landing", status=200, body='{"landed": true}', content_type="application/json")
             q = self.queue("example1")
             rx, key, replies = self.vcd_reply_queue()
@@ -274,6 +276,12 @@ class VcdCompat(ForwardTest):
             self.assertEqual((doc["id"], doc["statusCode"]), (rid, 502), payload)
             self.assertTrue(wait_for(lambda: f"redirect to another origin not followed ({elsewhere.url}/landing)"
                                      in w.log(), 5), w.log())
+            # A Location that is no redirect (201 Created) is the answer, whatever its origin.
+            rid, message = vcd10_request("POST", "/api/example1/made", body=b"{}")
+            self.ask(q, message, rx, key, "made")
+            doc, payload = self.answers(replies, 1, w)["made"]
+            self.assertEqual((doc["id"], doc["statusCode"]), (rid, 201), payload)
+            self.assertEqual(json.loads(payload), {"id": "vm-9"})
 
     def test_failures_are_answered_as_vcdextproxy_answers_them(self):
         """Every failure is a reply to vCD, after one attempt (the retry policy allows three):
