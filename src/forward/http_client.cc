@@ -34,14 +34,21 @@ struct HttpClient::Request {
   Clock::time_point started = Clock::now();
 };
 
-// Kept after CURL_POLL_REMOVE (with its event deleted): a keep-alive connection is removed
-// after every request and wanted again for the next one, so its event is reassigned in place
-// rather than freed and allocated again each time.
+// A socket of curl's, from its first CURL_POLL_* to curl closing it (on_close_socket). A
+// keep-alive connection is given back to curl's cache after every answer (CURL_POLL_REMOVE)
+// and taken again for the next request (CURL_POLL_IN): its event stays with epoll meanwhile,
+// which saves an EPOLL_CTL_DEL and an EPOLL_CTL_ADD per request. Should the idle connection
+// turn readable (the backend closed it), the event goes then, and curl's own check finds the
+// connection dead before it would reuse it.
 struct HttpClient::Socket {
   HttpClient* client;
   curl_socket_t fd;
-  short events = 0;  // what `event` waits for; 0 while curl does not want the socket
+  short events = 0;     // what `event` waits for; 0: not added
+  bool wanted = false;  // by a transfer; false while the connection sits in curl's cache
   EventPtr event;
+
+  // Waits for these events from now on (0: none), touching epoll only if they changed.
+  void watch(short wanted_events);
 };
 
 HttpClient::HttpClient(Loop& loop) : loop_(loop), multi_(curl_multi_init()) {
@@ -140,6 +147,8 @@ uint64_t HttpClient::start(const BackendConfig& backend, BackendRequest request,
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, r.get());
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, this);
   if (q.follow_redirects) {
     // 301-303 turn a POST into a GET, 307 and 308 keep method and body; credentials are not
     // sent to another host (curl's defaults, as the requests library does).
@@ -211,16 +220,31 @@ int HttpClient::on_socket(CURL*, curl_socket_t s, int what, void* arg, void*) {
     slot->fd = s;
     slot->event.reset(event_new(self->loop_.base(), s, 0, on_socket_event, slot.get()));
   }
+  slot->wanted = what != CURL_POLL_REMOVE;
+  if (!slot->wanted) return 0;  // the event stays until curl wants the socket again or closes it
   short events = 0;
   if (what & CURL_POLL_IN) events |= EV_READ | EV_PERSIST;
   if (what & CURL_POLL_OUT) events |= EV_WRITE | EV_PERSIST;
-  if (events == slot->events) return 0;
-  event_del(slot->event.get());
-  slot->events = events;
-  if (events == 0) return 0;  // CURL_POLL_REMOVE
-  event_assign(slot->event.get(), self->loop_.base(), s, events, on_socket_event, slot.get());
-  event_add(slot->event.get(), nullptr);
+  slot->watch(events);
   return 0;
+}
+
+void HttpClient::Socket::watch(short wanted_events) {
+  if (wanted_events == events) return;
+  event_del(event.get());
+  events = wanted_events;
+  if (events == 0) return;
+  event_assign(event.get(), client->loop_.base(), fd, events, on_socket_event, this);
+  event_add(event.get(), nullptr);
+}
+
+// curl closes every socket it opened through here (CURLOPT_CLOSESOCKETFUNCTION), idle ones in
+// its cache too, which it does not announce with CURL_POLL_REMOVE: the event must go before the
+// number can come back for a new connection.
+int HttpClient::on_close_socket(void* arg, curl_socket_t s) {
+  auto* self = static_cast<HttpClient*>(arg);
+  self->sockets_.erase(s);
+  return close(s);
 }
 
 int HttpClient::on_timer(CURLM*, long timeout_ms, void* arg) {
@@ -237,6 +261,12 @@ int HttpClient::on_timer(CURLM*, long timeout_ms, void* arg) {
 
 void HttpClient::on_socket_event(evutil_socket_t fd, short what, void* arg) {
   auto* sock = static_cast<Socket*>(arg);
+  if (!sock->wanted) {
+    // An idle connection in curl's cache: the backend closed it or sent what nobody asked for.
+    // Nothing to do until curl takes it again (and checks it) or closes it.
+    sock->watch(0);
+    return;
+  }
   int flags = 0;
   if (what & EV_READ) flags |= CURL_CSELECT_IN;
   if (what & EV_WRITE) flags |= CURL_CSELECT_OUT;

@@ -40,6 +40,7 @@ class HttpClient : NonCopyable {
   struct Socket;
 
   static int on_socket(CURL* easy, curl_socket_t s, int what, void* arg, void* socket_arg);
+  static int on_close_socket(void* arg, curl_socket_t s);
   static int on_timer(CURLM* multi, long timeout_ms, void* arg);
   static void on_socket_event(evutil_socket_t fd, short what, void* arg);
   static void on_timeout(evutil_socket_t, short, void* arg);
