@@ -21,10 +21,22 @@ using Clock = Loop::Clock;
 
 }  // namespace
 
+// An easy handle and what its options were last set for, apart from each request's own (URL,
+// body, headers, where the answer goes): the next request like it keeps them, which saves a
+// curl_easy_reset and the twenty options after it (curl itself reuses a handle so between
+// curl_easy_perform calls).
+struct HttpClient::Handle {
+  CurlEasyPtr easy;
+  BackendConfig backend;
+  std::string method;
+  bool sends_body = false;
+  bool follow_redirects = false;
+};
+
 struct HttpClient::Request {
   uint64_t id = 0;
   HttpClient* client = nullptr;
-  CurlEasyPtr easy;  // null once the transfer ended: the callback is due
+  Handle handle;  // handle.easy is null once the transfer ended: the callback is due
   CurlSlistPtr headers;
   BackendRequest request;  // owns the body and URL curl points into
   Callback done;
@@ -67,7 +79,7 @@ HttpClient::~HttpClient() {
   curl_multi_setopt(multi_.get(), CURLMOPT_SOCKETFUNCTION, nullptr);
   curl_multi_setopt(multi_.get(), CURLMOPT_TIMERFUNCTION, nullptr);
   for (auto& [id, r] : requests_)
-    if (r->easy) curl_multi_remove_handle(multi_.get(), r->easy.get());
+    if (r->handle.easy) curl_multi_remove_handle(multi_.get(), r->handle.easy.get());
   requests_.clear();
   idle_.clear();
   sockets_.clear();
@@ -76,17 +88,26 @@ HttpClient::~HttpClient() {
 
 namespace {
 
-// The method: GET and HEAD as curl knows them, anything else with the request's body.
+// GET and HEAD go as curl knows them, anything else with the request's body.
+bool sends_body(const BackendRequest& q) {
+  return !(q.method == "GET" && q.body.empty()) && q.method != "HEAD";
+}
+
 void set_method(CURL* e, const BackendRequest& q) {
-  if (q.method == "GET" && q.body.empty()) {
-    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-  } else if (q.method == "HEAD") {
+  if (q.method == "HEAD") {
     curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-  } else {
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, q.body.data());
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(q.body.size()));
-    if (q.method != "POST") curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, q.method.c_str());
+  } else if (!sends_body(q)) {
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+  } else if (q.method != "POST") {
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, q.method.c_str());
   }
+}
+
+// curl sends the body from where it is, without a copy: set for each request.
+void set_body(CURL* e, const BackendRequest& q) {
+  if (!sends_body(q)) return;
+  curl_easy_setopt(e, CURLOPT_POSTFIELDS, q.body.data());
+  curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(q.body.size()));
 }
 
 // What forwarders[].backend says: the timeout, Basic auth, TLS files and verification.
@@ -124,28 +145,22 @@ CurlSlistPtr header_list(const BackendRequest& q) {
 
 }  // namespace
 
-uint64_t HttpClient::start(const BackendConfig& backend, BackendRequest request, Callback done) {
-  auto r = std::make_unique<Request>();
-  r->id = next_id_++;
-  r->client = this;
-  r->request = std::move(request);
-  r->done = std::move(done);
+HttpClient::Handle HttpClient::handle_for(const BackendConfig& backend, const BackendRequest& q) {
+  Handle h;
   if (!idle_.empty()) {
-    r->easy = std::move(idle_.back());
+    h = std::move(idle_.back());
     idle_.pop_back();
-    curl_easy_reset(r->easy.get());  // options back to defaults; its connection stays cached
+    if (h.backend == backend && h.method == q.method && h.sends_body == sends_body(q) &&
+        h.follow_redirects == q.follow_redirects)
+      return h;
+    curl_easy_reset(h.easy.get());  // options back to defaults; its connection stays cached
   } else {
-    r->easy.reset(curl_easy_init());
+    h.easy.reset(curl_easy_init());
+    if (!h.easy) abort();  // out of memory
   }
-  if (!r->easy) abort();
-  CURL* e = r->easy.get();
-  const BackendRequest& q = r->request;
-  curl_easy_setopt(e, CURLOPT_URL, q.url.c_str());
-  curl_easy_setopt(e, CURLOPT_PRIVATE, r.get());
+  CURL* e = h.easy.get();
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->error);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, r.get());
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
   curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, this);
@@ -158,6 +173,27 @@ uint64_t HttpClient::start(const BackendConfig& backend, BackendRequest request,
   }
   set_method(e, q);
   set_backend(e, backend);
+  h.backend = backend;
+  h.method = q.method;
+  h.sends_body = sends_body(q);
+  h.follow_redirects = q.follow_redirects;
+  return h;
+}
+
+uint64_t HttpClient::start(const BackendConfig& backend, BackendRequest request, Callback done) {
+  auto r = std::make_unique<Request>();
+  r->id = next_id_++;
+  r->client = this;
+  r->request = std::move(request);
+  r->done = std::move(done);
+  const BackendRequest& q = r->request;
+  r->handle = handle_for(backend, q);
+  CURL* e = r->handle.easy.get();
+  curl_easy_setopt(e, CURLOPT_URL, q.url.c_str());
+  curl_easy_setopt(e, CURLOPT_PRIVATE, r.get());
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->error);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, r.get());
+  set_body(e, q);
   r->headers = header_list(q);
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers.get());
 
@@ -176,8 +212,8 @@ uint64_t HttpClient::start(const BackendConfig& backend, BackendRequest request,
 void HttpClient::fail_later(uint64_t id, BackendResponse r) {
   auto it = requests_.find(id);
   if (it == requests_.end()) return;
-  curl_multi_remove_handle(multi_.get(), it->second->easy.get());
-  it->second->easy.reset();
+  curl_multi_remove_handle(multi_.get(), it->second->handle.easy.get());
+  it->second->handle.easy.reset();
   loop_.defer([this, alive = life_.watch(), id, r = std::move(r)]() mutable {
     if (!alive.expired()) answer(id, std::move(r), 0);
   });
@@ -196,7 +232,7 @@ void HttpClient::answer(uint64_t id, BackendResponse&& response, double seconds)
 void HttpClient::cancel(uint64_t id) {
   auto it = requests_.find(id);
   if (it == requests_.end()) return;
-  if (it->second->easy) curl_multi_remove_handle(multi_.get(), it->second->easy.get());
+  if (it->second->handle.easy) curl_multi_remove_handle(multi_.get(), it->second->handle.easy.get());
   requests_.erase(it);
 }
 
@@ -288,14 +324,14 @@ BackendResponse HttpClient::response_of(Request& r, CURLcode code) {
   BackendResponse resp;
   if (code == CURLE_OK) {
     long status = 0;
-    curl_easy_getinfo(r.easy.get(), CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(r.handle.easy.get(), CURLINFO_RESPONSE_CODE, &status);
     resp.status = static_cast<int>(status);
     const char* ct = nullptr;
-    curl_easy_getinfo(r.easy.get(), CURLINFO_CONTENT_TYPE, &ct);
+    curl_easy_getinfo(r.handle.easy.get(), CURLINFO_CONTENT_TYPE, &ct);
     if (ct) resp.content_type = ct;
     for (const auto& name : r.request.response_headers) {
       curl_header* h = nullptr;
-      if (curl_easy_header(r.easy.get(), name.c_str(), 0, CURLH_HEADER, -1, &h) == CURLHE_OK)
+      if (curl_easy_header(r.handle.easy.get(), name.c_str(), 0, CURLH_HEADER, -1, &h) == CURLHE_OK)
         resp.headers[name] = h->value;
     }
     resp.body = std::move(r.body);
@@ -334,13 +370,14 @@ void HttpClient::collect_done() {
     Request* r = it->second.get();
     BackendResponse resp = response_of(*r, msg->data.result);
     const double seconds = std::chrono::duration<double>(Clock::now() - r->started).count();
-    curl_multi_remove_handle(multi_.get(), r->easy.get());
+    curl_multi_remove_handle(multi_.get(), r->handle.easy.get());
     if (idle_.size() < kMaxIdleHandles) {
-      // The header list goes with the request: unhook it from the handle first.
-      curl_easy_setopt(r->easy.get(), CURLOPT_HTTPHEADER, nullptr);
-      idle_.push_back(std::move(r->easy));
+      // The header list and the error buffer go with the request: unhook them first.
+      curl_easy_setopt(r->handle.easy.get(), CURLOPT_HTTPHEADER, nullptr);
+      curl_easy_setopt(r->handle.easy.get(), CURLOPT_ERRORBUFFER, nullptr);
+      idle_.push_back(std::move(r->handle));
     }
-    r->easy.reset();
+    r->handle.easy.reset();
     finished.emplace_back(r->id, std::move(resp), seconds);
   }
   const auto alive = life_.watch();

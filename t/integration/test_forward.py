@@ -449,6 +449,29 @@ class BackendOptions(ForwardTest):
             f = self.stats(w)["forwarders"]["opts"]
             self.assertEqual((f["status_error"], f["retried"], f["acked"]), (2, 1, 1))
 
+    def test_requests_of_one_worker_take_nothing_from_each_other(self):
+        # Two forwarders in one worker share its easy handles, which keep their options from one
+        # request to the next like it: a request must carry its own method, body and
+        # credentials, never the previous one's.
+        with Backend() as b:
+            q_auth, q_anon = self.queue("auth"), self.queue("anon")
+            auth = {"url": b.url, "username": "svc", "password": "pw", "timeout": 5}
+            self.start([forwarder("auth", q_auth, b.url, backend=auth, prefetch=1),
+                        forwarder("anon", q_anon, b.url, prefetch=1)])
+            sent = []
+            for i, (method, body) in enumerate([("HEAD", ""), ("POST", "p"), ("GET", ""), ("PUT", "u"),
+                                                ("GET", "g"), ("DELETE", ""), ("POST", "q"), ("HEAD", "")] * 2):
+                q = (q_auth, q_anon)[i % 2]
+                sent.append((f"/{q}/{i}", method, body))
+                self.publish(q, body, {"x-http-path": f"/{q}/{i}", "x-http-method": method})
+                b.wait_for(i + 1)  # one at a time: each request takes the handle the last one left
+            got = {r.path: r for r in b.wait_for(len(sent))}
+            expected_auth = "Basic " + base64.b64encode(b"svc:pw").decode()
+            for path, method, body in sent:
+                r = got[path]
+                self.assertEqual((r.method, r.body.decode()), (method, body), path)
+                self.assertEqual(r.headers.get("Authorization"), expected_auth if q_auth in path else None, path)
+
     def test_sigterm_lets_in_flight_requests_finish(self):
         with Backend() as b:
             b.route("/", status=200, delay=1.0)
