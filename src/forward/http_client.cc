@@ -46,12 +46,13 @@ struct HttpClient::Request {
   Clock::time_point started = Clock::now();
 };
 
-// A socket of curl's, from its first CURL_POLL_* to curl closing it (on_close_socket). A
-// keep-alive connection is given back to curl's cache after every answer (CURL_POLL_REMOVE)
-// and taken again for the next request (CURL_POLL_IN): its event stays with epoll meanwhile,
-// which saves an EPOLL_CTL_DEL and an EPOLL_CTL_ADD per request. Should the idle connection
-// turn readable (the backend closed it), the event goes then, and curl's own check finds the
-// connection dead before it would reuse it.
+// A socket number of curl's. A keep-alive connection is given back to curl's cache after
+// every answer (CURL_POLL_REMOVE) and taken again for the next request (CURL_POLL_IN): its
+// event stays with epoll meanwhile, which saves an EPOLL_CTL_DEL and an EPOLL_CTL_ADD per
+// request. Should the idle connection turn readable (the backend closed it), the event goes
+// then, and curl's own check finds the connection dead before it would reuse it. When curl
+// closes the socket (on_close_socket) the event goes too; the slot stays for the number's next
+// connection, and is never freed inside its own event's callback.
 struct HttpClient::Socket {
   HttpClient* client;
   curl_socket_t fd;
@@ -279,7 +280,10 @@ void HttpClient::Socket::watch(short wanted_events) {
 // number can come back for a new connection.
 int HttpClient::on_close_socket(void* arg, curl_socket_t s) {
   auto* self = static_cast<HttpClient*>(arg);
-  self->sockets_.erase(s);
+  if (auto it = self->sockets_.find(s); it != self->sockets_.end()) {
+    it->second->wanted = false;
+    it->second->watch(0);
+  }
   return close(s);
 }
 
