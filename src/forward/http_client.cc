@@ -23,8 +23,8 @@ using Clock = Loop::Clock;
 
 // An easy handle and what its options were last set for, apart from each request's own (URL,
 // body, headers, where the answer goes): the next request like it keeps them, which saves a
-// curl_easy_reset and the twenty options after it (curl itself reuses a handle so between
-// curl_easy_perform calls).
+// curl_easy_reset and the dozen options after it. libcurl is made for this: a handle keeps its
+// options from one curl_easy_perform to the next.
 struct HttpClient::Handle {
   CurlEasyPtr easy;
   BackendConfig backend;
