@@ -84,6 +84,7 @@ struct BackendConfig {
   std::string ca, cert, key;
   bool verify = true;
   double timeout = 30;
+  bool operator==(const BackendConfig&) const = default;
 };
 
 // vCloud Director's own API, for the checks it alone can answer (rights by name, a user's

@@ -21,10 +21,22 @@ using Clock = Loop::Clock;
 
 }  // namespace
 
+// An easy handle and what its options were last set for, apart from each request's own (URL,
+// body, headers, where the answer goes): the next request like it keeps them, which saves a
+// curl_easy_reset and the dozen options after it. libcurl is made for this: a handle keeps its
+// options from one curl_easy_perform to the next.
+struct HttpClient::Handle {
+  CurlEasyPtr easy;
+  BackendConfig backend;
+  std::string method;
+  bool sends_body = false;
+  bool follow_redirects = false;
+};
+
 struct HttpClient::Request {
   uint64_t id = 0;
   HttpClient* client = nullptr;
-  CurlEasyPtr easy;  // null once the transfer ended: the callback is due
+  Handle handle;  // handle.easy is null once the transfer ended: the callback is due
   CurlSlistPtr headers;
   BackendRequest request;  // owns the body and URL curl points into
   Callback done;
@@ -35,14 +47,22 @@ struct HttpClient::Request {
   Clock::time_point started = Clock::now();
 };
 
-// Kept after CURL_POLL_REMOVE (with its event deleted): a keep-alive connection is removed
-// after every request and wanted again for the next one, so its event is reassigned in place
-// rather than freed and allocated again each time.
+// A socket number of curl's. A keep-alive connection is given back to curl's cache after
+// every answer (CURL_POLL_REMOVE) and taken again for the next request (CURL_POLL_IN): its
+// event stays with epoll meanwhile, which saves an EPOLL_CTL_DEL and an EPOLL_CTL_ADD per
+// request. Should the idle connection turn readable (the backend closed it), the event goes
+// then, and curl's own check finds the connection dead before it would reuse it. When curl
+// closes the socket (on_close_socket) the event goes too; the slot stays for the number's next
+// connection, and is never freed inside its own event's callback.
 struct HttpClient::Socket {
   HttpClient* client;
   curl_socket_t fd;
-  short events = 0;  // what `event` waits for; 0 while curl does not want the socket
+  short events = 0;     // what `event` waits for; 0: not added
+  bool wanted = false;  // by a transfer; false while the connection sits in curl's cache
   EventPtr event;
+
+  // Waits for these events from now on (0: none), touching epoll only if they changed.
+  void watch(short wanted_events);
 };
 
 HttpClient::HttpClient(Loop& loop) : loop_(loop), multi_(curl_multi_init()) {
@@ -61,7 +81,7 @@ HttpClient::~HttpClient() {
   curl_multi_setopt(multi_.get(), CURLMOPT_SOCKETFUNCTION, nullptr);
   curl_multi_setopt(multi_.get(), CURLMOPT_TIMERFUNCTION, nullptr);
   for (auto& [id, r] : requests_)
-    if (r->easy) curl_multi_remove_handle(multi_.get(), r->easy.get());
+    if (r->handle.easy) curl_multi_remove_handle(multi_.get(), r->handle.easy.get());
   requests_.clear();
   idle_.clear();
   sockets_.clear();
@@ -70,17 +90,26 @@ HttpClient::~HttpClient() {
 
 namespace {
 
-// The method: GET and HEAD as curl knows them, anything else with the request's body.
+// GET and HEAD go as curl knows them, anything else with the request's body.
+bool sends_body(const BackendRequest& q) {
+  return !(q.method == "GET" && q.body.empty()) && q.method != "HEAD";
+}
+
 void set_method(CURL* e, const BackendRequest& q) {
-  if (q.method == "GET" && q.body.empty()) {
-    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-  } else if (q.method == "HEAD") {
+  if (q.method == "HEAD") {
     curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-  } else {
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, q.body.data());
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(q.body.size()));
-    if (q.method != "POST") curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, q.method.c_str());
+  } else if (!sends_body(q)) {
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+  } else if (q.method != "POST") {
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, q.method.c_str());
   }
+}
+
+// curl sends the body from where it is, without a copy: set for each request.
+void set_body(CURL* e, const BackendRequest& q) {
+  if (!sends_body(q)) return;
+  curl_easy_setopt(e, CURLOPT_POSTFIELDS, q.body.data());
+  curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(q.body.size()));
 }
 
 // What forwarders[].backend says: the timeout, Basic auth, TLS files and verification.
@@ -118,40 +147,57 @@ CurlSlistPtr header_list(const BackendRequest& q) {
 
 }  // namespace
 
+HttpClient::Handle HttpClient::handle_for(const BackendConfig& backend, const BackendRequest& q) {
+  Handle h;
+  if (!idle_.empty()) {
+    h = std::move(idle_.back());
+    idle_.pop_back();
+    if (h.backend == backend && h.method == q.method && h.sends_body == sends_body(q) &&
+        h.follow_redirects == q.follow_redirects)
+      return h;
+    curl_easy_reset(h.easy.get());  // options back to defaults; its connection stays cached
+  } else {
+    h.easy.reset(curl_easy_init());
+    if (!h.easy) abort();  // out of memory
+  }
+  CURL* e = h.easy.get();
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, this);
+  if (q.follow_redirects) {
+    // 301-303 turn a POST into a GET, 307 and 308 keep method and body (curl's defaults, as
+    // the requests library does); never to another origin (on_header).
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(e, CURLOPT_MAXREDIRS, kMaxRedirects);
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  }
+  set_method(e, q);
+  set_backend(e, backend);
+  h.backend = backend;
+  h.method = q.method;
+  h.sends_body = sends_body(q);
+  h.follow_redirects = q.follow_redirects;
+  return h;
+}
+
 uint64_t HttpClient::start(const BackendConfig& backend, BackendRequest request, Callback done) {
   auto r = std::make_unique<Request>();
   r->id = next_id_++;
   r->client = this;
   r->request = std::move(request);
   r->done = std::move(done);
-  if (!idle_.empty()) {
-    r->easy = std::move(idle_.back());
-    idle_.pop_back();
-    curl_easy_reset(r->easy.get());  // options back to defaults; its connection stays cached
-  } else {
-    r->easy.reset(curl_easy_init());
-  }
-  if (!r->easy) abort();
-  CURL* e = r->easy.get();
   const BackendRequest& q = r->request;
+  r->handle = handle_for(backend, q);
+  CURL* e = r->handle.easy.get();
   curl_easy_setopt(e, CURLOPT_URL, q.url.c_str());
   curl_easy_setopt(e, CURLOPT_PRIVATE, r.get());
-  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->error);
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, r.get());
-  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-  if (q.follow_redirects) {
-    // 301-303 turn a POST into a GET, 307 and 308 keep method and body; credentials are not
-    // sent to another host (curl's defaults, as the requests library does).
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(e, CURLOPT_MAXREDIRS, kMaxRedirects);
-    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, r.get());
-  }
-  set_method(e, q);
-  set_backend(e, backend);
+  if (q.follow_redirects) curl_easy_setopt(e, CURLOPT_HEADERDATA, r.get());
+  set_body(e, q);
   r->headers = header_list(q);
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers.get());
 
@@ -170,8 +216,8 @@ uint64_t HttpClient::start(const BackendConfig& backend, BackendRequest request,
 void HttpClient::fail_later(uint64_t id, BackendResponse r) {
   auto it = requests_.find(id);
   if (it == requests_.end()) return;
-  curl_multi_remove_handle(multi_.get(), it->second->easy.get());
-  it->second->easy.reset();
+  curl_multi_remove_handle(multi_.get(), it->second->handle.easy.get());
+  it->second->handle.easy.reset();
   loop_.defer([this, alive = life_.watch(), id, r = std::move(r)]() mutable {
     if (!alive.expired()) answer(id, std::move(r), 0);
   });
@@ -190,7 +236,7 @@ void HttpClient::answer(uint64_t id, BackendResponse&& response, double seconds)
 void HttpClient::cancel(uint64_t id) {
   auto it = requests_.find(id);
   if (it == requests_.end()) return;
-  if (it->second->easy) curl_multi_remove_handle(multi_.get(), it->second->easy.get());
+  if (it->second->handle.easy) curl_multi_remove_handle(multi_.get(), it->second->handle.easy.get());
   requests_.erase(it);
 }
 
@@ -204,9 +250,9 @@ size_t HttpClient::on_header(char* data, size_t size, size_t n, void* arg) {
   if (line.size() <= kLocation.size() || strncasecmp(line.data(), kLocation.data(), kLocation.size()) != 0)
     return size * n;
   long status = 0;
-  curl_easy_getinfo(r->easy.get(), CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_getinfo(r->handle.easy.get(), CURLINFO_RESPONSE_CODE, &status);
   const char* from = nullptr;
-  curl_easy_getinfo(r->easy.get(), CURLINFO_EFFECTIVE_URL, &from);
+  curl_easy_getinfo(r->handle.easy.get(), CURLINFO_EFFECTIVE_URL, &from);
   if (status < 300 || status > 399 || !from) return size * n;
   line.remove_prefix(kLocation.size());
   const auto edge = line.find_first_not_of(" \t");
@@ -239,16 +285,34 @@ int HttpClient::on_socket(CURL*, curl_socket_t s, int what, void* arg, void*) {
     slot->fd = s;
     slot->event.reset(event_new(self->loop_.base(), s, 0, on_socket_event, slot.get()));
   }
+  slot->wanted = what != CURL_POLL_REMOVE;
+  if (!slot->wanted) return 0;  // the event stays until curl wants the socket again or closes it
   short events = 0;
   if (what & CURL_POLL_IN) events |= EV_READ | EV_PERSIST;
   if (what & CURL_POLL_OUT) events |= EV_WRITE | EV_PERSIST;
-  if (events == slot->events) return 0;
-  event_del(slot->event.get());
-  slot->events = events;
-  if (events == 0) return 0;  // CURL_POLL_REMOVE
-  event_assign(slot->event.get(), self->loop_.base(), s, events, on_socket_event, slot.get());
-  event_add(slot->event.get(), nullptr);
+  slot->watch(events);
   return 0;
+}
+
+void HttpClient::Socket::watch(short wanted_events) {
+  if (wanted_events == events) return;
+  event_del(event.get());
+  events = wanted_events;
+  if (events == 0) return;
+  event_assign(event.get(), client->loop_.base(), fd, events, on_socket_event, this);
+  event_add(event.get(), nullptr);
+}
+
+// curl closes every socket it opened through here (CURLOPT_CLOSESOCKETFUNCTION), idle ones in
+// its cache too, which it does not announce with CURL_POLL_REMOVE: the event must go before the
+// number can come back for a new connection.
+int HttpClient::on_close_socket(void* arg, curl_socket_t s) {
+  auto* self = static_cast<HttpClient*>(arg);
+  if (auto it = self->sockets_.find(s); it != self->sockets_.end()) {
+    it->second->wanted = false;
+    it->second->watch(0);
+  }
+  return close(s);
 }
 
 int HttpClient::on_timer(CURLM*, long timeout_ms, void* arg) {
@@ -265,6 +329,12 @@ int HttpClient::on_timer(CURLM*, long timeout_ms, void* arg) {
 
 void HttpClient::on_socket_event(evutil_socket_t fd, short what, void* arg) {
   auto* sock = static_cast<Socket*>(arg);
+  if (!sock->wanted) {
+    // An idle connection in curl's cache: the backend closed it or sent what nobody asked for.
+    // Nothing to do until curl takes it again (and checks it) or closes it.
+    sock->watch(0);
+    return;
+  }
   int flags = 0;
   if (what & EV_READ) flags |= CURL_CSELECT_IN;
   if (what & EV_WRITE) flags |= CURL_CSELECT_OUT;
@@ -286,14 +356,14 @@ BackendResponse HttpClient::response_of(Request& r, CURLcode code) {
   BackendResponse resp;
   if (code == CURLE_OK) {
     long status = 0;
-    curl_easy_getinfo(r.easy.get(), CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(r.handle.easy.get(), CURLINFO_RESPONSE_CODE, &status);
     resp.status = static_cast<int>(status);
     const char* ct = nullptr;
-    curl_easy_getinfo(r.easy.get(), CURLINFO_CONTENT_TYPE, &ct);
+    curl_easy_getinfo(r.handle.easy.get(), CURLINFO_CONTENT_TYPE, &ct);
     if (ct) resp.content_type = ct;
     for (const auto& name : r.request.response_headers) {
       curl_header* h = nullptr;
-      if (curl_easy_header(r.easy.get(), name.c_str(), 0, CURLH_HEADER, -1, &h) == CURLHE_OK)
+      if (curl_easy_header(r.handle.easy.get(), name.c_str(), 0, CURLH_HEADER, -1, &h) == CURLHE_OK)
         resp.headers[name] = h->value;
     }
     resp.body = std::move(r.body);
@@ -333,13 +403,14 @@ void HttpClient::collect_done() {
     Request* r = it->second.get();
     BackendResponse resp = response_of(*r, msg->data.result);
     const double seconds = std::chrono::duration<double>(Clock::now() - r->started).count();
-    curl_multi_remove_handle(multi_.get(), r->easy.get());
+    curl_multi_remove_handle(multi_.get(), r->handle.easy.get());
     if (idle_.size() < kMaxIdleHandles) {
-      // The header list goes with the request: unhook it from the handle first.
-      curl_easy_setopt(r->easy.get(), CURLOPT_HTTPHEADER, nullptr);
-      idle_.push_back(std::move(r->easy));
+      // The header list and the error buffer go with the request: unhook them first.
+      curl_easy_setopt(r->handle.easy.get(), CURLOPT_HTTPHEADER, nullptr);
+      curl_easy_setopt(r->handle.easy.get(), CURLOPT_ERRORBUFFER, nullptr);
+      idle_.push_back(std::move(r->handle));
     }
-    r->easy.reset();
+    r->handle.easy.reset();
     finished.emplace_back(r->id, std::move(resp), seconds);
   }
   const auto alive = life_.watch();

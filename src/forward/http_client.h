@@ -36,16 +36,21 @@ class HttpClient : NonCopyable {
   Loop& loop() const { return loop_; }
 
  private:
+  struct Handle;
   struct Request;
   struct Socket;
 
   static int on_socket(CURL* easy, curl_socket_t s, int what, void* arg, void* socket_arg);
+  static int on_close_socket(void* arg, curl_socket_t s);
   static int on_timer(CURLM* multi, long timeout_ms, void* arg);
   static void on_socket_event(evutil_socket_t fd, short what, void* arg);
   static void on_timeout(evutil_socket_t, short, void* arg);
   static size_t on_header(char* data, size_t size, size_t n, void* arg);
   static size_t on_body(char* data, size_t size, size_t n, void* arg);
 
+  // A pooled easy handle set up for this request: only the request's own options are set
+  // when the handle's last request went to the same backend the same way.
+  Handle handle_for(const BackendConfig& backend, const BackendRequest& q);
   void action(curl_socket_t s, int what);
   void collect_done();
   static BackendResponse response_of(Request& r, CURLcode code);
@@ -58,9 +63,9 @@ class HttpClient : NonCopyable {
   EventPtr timer_;
   std::map<curl_socket_t, std::unique_ptr<Socket>> sockets_;
   std::map<uint64_t, std::unique_ptr<Request>> requests_;
-  // Finished easy handles, reset and reused: curl_easy_init allocates and clears several KiB
-  // per call, which showed at the top of a forwarding profile.
-  std::vector<CurlEasyPtr> idle_;
+  // Finished easy handles, reused: curl_easy_init allocates and clears several KiB per call,
+  // which showed at the top of a forwarding profile.
+  std::vector<Handle> idle_;
   uint64_t next_id_ = 1;
   // Lets deferred callbacks notice the client is gone.
   LifeToken life_;

@@ -2,6 +2,7 @@
 import base64
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -15,6 +16,7 @@ import pika
 
 from backend import Backend, make_cert
 from harness import BrokerClient, Warrend, free_ports, wait_for
+from test_limits import cpu_seconds
 
 
 def uid():
@@ -447,6 +449,29 @@ class BackendOptions(ForwardTest):
             f = self.stats(w)["forwarders"]["opts"]
             self.assertEqual((f["status_error"], f["retried"], f["acked"]), (2, 1, 1))
 
+    def test_requests_of_one_worker_take_nothing_from_each_other(self):
+        # Two forwarders in one worker share its easy handles, which keep their options from one
+        # request to the next like it: a request must carry its own method, body and
+        # credentials, never the previous one's.
+        with Backend() as b:
+            q_auth, q_anon = self.queue("auth"), self.queue("anon")
+            auth = {"url": b.url, "username": "svc", "password": "pw", "timeout": 5}
+            self.start([forwarder("auth", q_auth, b.url, backend=auth, prefetch=1),
+                        forwarder("anon", q_anon, b.url, prefetch=1)])
+            sent = []
+            for i, (method, body) in enumerate([("HEAD", ""), ("POST", "p"), ("GET", ""), ("PUT", "u"),
+                                                ("GET", "g"), ("DELETE", ""), ("POST", "q"), ("HEAD", "")] * 2):
+                q = (q_auth, q_anon)[i % 2]
+                sent.append((f"/{q}/{i}", method, body))
+                self.publish(q, body, {"x-http-path": f"/{q}/{i}", "x-http-method": method})
+                b.wait_for(i + 1)  # one at a time: each request takes the handle the last one left
+            got = {r.path: r for r in b.wait_for(len(sent))}
+            expected_auth = "Basic " + base64.b64encode(b"svc:pw").decode()
+            for path, method, body in sent:
+                r = got[path]
+                self.assertEqual((r.method, r.body.decode()), (method, body), path)
+                self.assertEqual(r.headers.get("Authorization"), expected_auth if q_auth in path else None, path)
+
     def test_sigterm_lets_in_flight_requests_finish(self):
         with Backend() as b:
             b.route("/", status=200, delay=1.0)
@@ -465,31 +490,95 @@ class BackendOptions(ForwardTest):
 class NginxTarget(ForwardTest):
     """nginx (`return 200`) as the backend: keep-alive connections are reused."""
 
-    def test_keep_alive_reuse(self):
+    def nginx(self, keepalive="keepalive_requests 100000;"):
+        """nginx answering 200 on a free port, with these keep-alive directives: (port, access log
+        path). Its access log names each request's connection."""
         if not shutil.which("nginx") and not os.path.exists("/usr/sbin/nginx"):
             self.skipTest("nginx not installed")
         d = tempfile.mkdtemp(prefix="warren-nginx-")
         self.addCleanup(lambda: shutil.rmtree(d, ignore_errors=True))
         port = free_ports(1)[0]
         with open(os.path.join(d, "nginx.conf"), "w") as f:
-            f.write(NGINX_CONF.format(dir=d, port=port))
+            f.write(NGINX_CONF.format(dir=d, port=port, keepalive=keepalive))
         nginx = subprocess.Popen(["/usr/sbin/nginx", "-p", d, "-c", os.path.join(d, "nginx.conf"),
                                   "-e", os.path.join(d, "error.log")], stdin=subprocess.DEVNULL)
         self.addCleanup(lambda: (nginx.terminate(), nginx.wait(10)))
         self.assertTrue(wait_for(lambda: port_open(port), 5))
+        return port, os.path.join(d, "access.log")
+
+    def forward_worker(self, w):
+        return [x["pid"] for x in w.worker_pids() if x["kind"] == "forward"][0]
+
+    def publish_and_wait(self, w, q, name, first, n, timeout=15):
+        for i in range(first, first + n):
+            self.publish(q, f"n-{i}", {"x-http-path": f"/n/{i}"})
+        self.assertTrue(wait_for(lambda: self.stats(w)["forwarders"][name]["acked"] == first + n, timeout),
+                        w.log())
+
+    def test_keep_alive_reuse(self):
+        port, access_log = self.nginx()
         q = self.queue("nginx")
         w = self.start([forwarder("ngx", q, f"http://127.0.0.1:{port}/app", prefetch=8)])
         n = 200
-        for i in range(n):
-            self.publish(q, f"n-{i}", {"x-http-path": f"/n/{i}"})
-        self.assertTrue(wait_for(lambda: self.stats(w)["forwarders"]["ngx"]["acked"] == n, 15), w.log())
-        with open(os.path.join(d, "access.log")) as f:
+        self.publish_and_wait(w, q, "ngx", 0, n)
+        with open(access_log) as f:
             lines = [line.split() for line in f if line.strip()]
         self.assertEqual(len(lines), n)
         connections = {line[0] for line in lines}
         self.assertTrue(all(line[2].startswith("/app/n/") for line in lines))
         # at most one connection per message in flight (prefetch 8), each used many times
         self.assertLessEqual(len(connections), 8, connections)
+
+    def test_a_reused_connection_is_not_registered_again(self):
+        # A keep-alive connection goes back to curl's cache after each answer and is taken again
+        # for the next request: its interest stays with epoll meanwhile, so a request costs no
+        # epoll_ctl on the backend's sockets (it cost 2: an EPOLL_CTL_DEL and an
+        # EPOLL_CTL_ADD each). The broker link's own (acks turning EPOLLOUT on) are not
+        # counted.
+        if not shutil.which("strace"):
+            self.skipTest("strace not installed")
+        # A backend slower than the round trip: each answer comes through epoll, not at once.
+        backend = Backend().start()
+        self.addCleanup(backend.stop)
+        backend.route("/", delay=0.005)
+        q = self.queue("slow")
+        w = self.start([forwarder("ngx", q, f"{backend.url}/app", prefetch=8)])
+        self.publish_and_wait(w, q, "ngx", 0, 50)  # the connections are open
+        out = os.path.join(w.dir, "strace.txt")
+        strace = subprocess.Popen(["strace", "-f", "-e", "trace=epoll_ctl,sendto", "-o", out,
+                                   "-p", str(self.forward_worker(w))], stderr=subprocess.DEVNULL)
+        self.addCleanup(lambda: strace.poll() is None and (strace.kill(), strace.wait()))
+        time.sleep(0.5)  # attached
+        self.publish_and_wait(w, q, "ngx", 50, 300, timeout=30)
+        strace.send_signal(signal.SIGINT)
+        strace.wait(10)
+        with open(out) as f:
+            calls = [re.search(r"(sendto|epoll_ctl)\((?:\d+, \w+, )?(\d+), (.{4})", line) for line in f]
+        requests = [c for c in calls if c and c[1] == "sendto" and c[3] == '"POS']
+        backend_fds = {c[2] for c in requests}
+        interest_changes = [c[0] for c in calls if c and c[1] == "epoll_ctl" and c[2] in backend_fds]
+        self.assertGreaterEqual(len(requests), 300, "strace saw fewer requests than were forwarded")
+        self.assertLess(len(interest_changes), 0.1 * len(requests), interest_changes[:20])
+
+    def test_connections_the_backend_closes_cost_nothing_and_lose_nothing(self):
+        # nginx closes a connection after its 3rd request (Connection: close) and an idle one
+        # after 1 s, without a word: curl closes the first at once and finds the second dead when
+        # it next wants it; the sockets' numbers come back for new connections. No message may
+        # hang on a number epoll no longer watches, and an idle connection's EOF must not spin the
+        # worker.
+        port, access_log = self.nginx("keepalive_requests 3; keepalive_timeout 1s;")
+        q = self.queue("nginx")
+        w = self.start([forwarder("ngx", q, f"http://127.0.0.1:{port}/app", prefetch=8)])
+        pid = self.forward_worker(w)
+        for round in range(3):
+            self.publish_and_wait(w, q, "ngx", 60 * round, 60)
+            time.sleep(1.5)  # nginx has closed every idle connection
+            before = cpu_seconds(pid)
+            time.sleep(1)
+            busy = cpu_seconds(pid) - before
+            self.assertLess(busy, 0.2, f"forward worker used {busy:.2f} s CPU in 1 s while idle: busy loop")
+        with open(access_log) as f:
+            self.assertEqual(sum(1 for line in f if line.strip()), 180)
 
 
 class NothingLost(ForwardTest):
@@ -733,7 +822,7 @@ http {{
   uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;
   log_format conn '$connection $connection_requests $request_uri';
   access_log {dir}/access.log conn;
-  keepalive_requests 100000;
+  {keepalive}
   server {{ listen 127.0.0.1:{port}; location / {{ return 200 "ok"; }} }}
 }}
 """
