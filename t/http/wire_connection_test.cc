@@ -1,0 +1,116 @@
+#include "http/wire_connection.h"
+
+#include <event2/event.h>
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <string>
+
+namespace warren::http {
+namespace {
+
+// A WireConnection on one end of a socketpair, the test as its client on the other.
+class WireConnectionTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    int sv[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    client_ = Fd(sv[1]);
+    server_fd_ = Fd(sv[0]);
+  }
+
+  void start(WireConnection::Handler handler, WireLimits limits = {1024, 1 << 20}) {
+    conn_ = std::make_unique<WireConnection>(loop_, std::move(server_fd_), limits, std::move(handler),
+                                             [this](WireConnection&) { closed_ = true; });
+  }
+
+  void send_text(const std::string& text) {
+    ASSERT_EQ(write(client_.get(), text.data(), text.size()), static_cast<ssize_t>(text.size()));
+  }
+
+  // Runs the loop and reads what the client gets until `done` holds (or 2 s pass, or EOF).
+  template <class Done>
+  std::string receive(Done done) {
+    std::string got;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    evutil_make_socket_nonblocking(client_.get());
+    while (!done(got) && std::chrono::steady_clock::now() < deadline) {
+      event_base_loop(loop_.base(), EVLOOP_NONBLOCK);
+      char buf[65536];
+      const ssize_t n = read(client_.get(), buf, sizeof buf);
+      if (n == 0) break;
+      if (n > 0) got.append(buf, static_cast<size_t>(n));
+    }
+    return got;
+  }
+
+  static size_t count(const std::string& s, const std::string& what) {
+    size_t n = 0;
+    for (size_t at = s.find(what); at != std::string::npos; at = s.find(what, at + 1)) ++n;
+    return n;
+  }
+
+  Loop loop_;
+  Fd client_, server_fd_;
+  std::unique_ptr<WireConnection> conn_;
+  bool closed_ = false;
+};
+
+TEST_F(WireConnectionTest, PipelinedRequestsAreAnsweredInOrderWhateverOrderTheAnswersCome) {
+  start([this](WireConnection& c, uint64_t seq, WireRequest&& r) {
+    WireReply reply{204, "", {{"X-Target", r.target}}, ""};
+    if (r.target == "/2") return c.reply(seq, reply);  // at once
+    loop_.defer([&c, seq, reply] { c.reply(seq, reply); });  // a pass later
+  });
+  send_text("POST /1 HTTP/1.1\r\nContent-Length: 1\r\n\r\naPOST /2 HTTP/1.1\r\nContent-Length: 0\r\n\r\n"
+            "GET /3 HTTP/1.1\r\n\r\n");
+  const std::string got = receive([](const std::string& s) { return count(s, "HTTP/1.1 204") == 3; });
+  ASSERT_EQ(count(got, "HTTP/1.1 204"), 3u) << got;
+  EXPECT_LT(got.find("X-Target: /1"), got.find("X-Target: /2"));
+  EXPECT_LT(got.find("X-Target: /2"), got.find("X-Target: /3"));
+  EXPECT_FALSE(closed_);
+}
+
+TEST_F(WireConnectionTest, ARefusedRequestIsAnsweredAndTheConnectionCloses) {
+  bool handled = false;
+  start([&handled](WireConnection&, uint64_t, WireRequest&&) { handled = true; }, {64, 1024});
+  send_text("GET / HTTP/1.1\r\nX-Big: " + std::string(200, 'x') + "\r\n\r\n");
+  const std::string got = receive([this](const std::string&) { return closed_; });
+  EXPECT_EQ(got.rfind("HTTP/1.1 431 ", 0), 0u) << got;
+  EXPECT_NE(got.find("Connection: close"), std::string::npos);
+  EXPECT_NE(got.find("http.max_header_size (64)"), std::string::npos);
+  EXPECT_TRUE(closed_);
+  EXPECT_FALSE(handled);
+}
+
+TEST_F(WireConnectionTest, ConnectionCloseIsHonouredAfterTheAnswer) {
+  start([](WireConnection& c, uint64_t seq, WireRequest&&) { c.reply(seq, {200, "text/plain", {}, "bye"}); });
+  send_text("GET / HTTP/1.1\r\nConnection: close\r\n\r\nGET /ignored HTTP/1.1\r\n\r\n");
+  const std::string got = receive([this](const std::string&) { return closed_; });
+  EXPECT_EQ(count(got, "HTTP/1.1 200"), 1u) << got;
+  EXPECT_NE(got.find("Connection: close\r\n\r\nbye"), std::string::npos) << got;
+  EXPECT_TRUE(closed_);
+}
+
+TEST_F(WireConnectionTest, AnAnswerLargerThanTheSocketTakesGoesOutWhole) {
+  const std::string big(4 << 20, 'z');
+  start([&big](WireConnection& c, uint64_t seq, WireRequest&&) { c.reply(seq, {200, "", {}, big}); });
+  send_text("GET / HTTP/1.1\r\n\r\n");
+  const std::string got = receive([&big](const std::string& s) { return s.size() >= big.size(); });
+  EXPECT_EQ(got.size() - got.find("\r\n\r\n") - 4, big.size());
+  EXPECT_FALSE(closed_);
+}
+
+TEST_F(WireConnectionTest, HeadGetsTheHeadersWithoutTheBody) {
+  start([](WireConnection& c, uint64_t seq, WireRequest&&) { c.reply(seq, {200, "text/plain", {}, "body"}); });
+  send_text("HEAD / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n");
+  const std::string got = receive([](const std::string& s) { return s.find("body") != std::string::npos; });
+  EXPECT_EQ(count(got, "Content-Length: 4"), 2u) << got;
+  EXPECT_EQ(count(got, "body"), 1u) << got;
+}
+
+}  // namespace
+}  // namespace warren::http
