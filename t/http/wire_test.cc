@@ -108,7 +108,7 @@ TEST(RequestReader, AmbiguousFramingIs400) {
 }
 
 TEST(RequestReader, HostileBytesAre400NeverACrash) {
-  for (std::string wire : {std::string("\x00\x01\x02 / HTTP/1.1\r\n\r\n", 20),
+  for (std::string wire : {std::string("\x00\x01\x02 / HTTP/1.1\r\n\r\n", 18),
                            std::string("GET /\x7f HTTP/1.1\r\n\r\n"), std::string("GET / HTTP/1.1\r\nBad Name: x\r\n\r\n"),
                            std::string("GET / HTTP/1.1\r\nX: a\rb\r\n\r\n")}) {
     RequestReader reader(kLimits);
