@@ -10,6 +10,29 @@ namespace {
 
 using json = nlohmann::json;
 
+// Whether arrays and objects nest at most `max_depth` deep, by the brackets outside strings: one
+// byte loop. (A parser callback that counted levels ran on every token and was a quarter of a
+// worker's CPU in batches.) For text that is not JSON the answer means nothing; the parse that
+// follows refuses it.
+bool brackets_nest_within(std::string_view text, size_t max_depth) {
+  size_t depth = 0;
+  bool in_string = false, escaped = false;
+  for (const char c : text) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_depth) return false;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return true;
+}
+
 // Counts how deep arrays and objects nest, building nothing.
 class DepthCheck : public nlohmann::json_sax<json> {
  public:
@@ -59,40 +82,14 @@ class DepthCheck : public nlohmann::json_sax<json> {
 }  // namespace
 
 bool json_nests_within(std::string_view text, size_t max_depth, std::string_view nested_key) {
+  if (nested_key.empty()) return brackets_nest_within(text, max_depth);
   DepthCheck check(max_depth, nested_key);
   json::sax_parse(text, &check);
   return !check.too_deep();
 }
 
-namespace {
-
-// Whether arrays and objects nest at most `max_depth` deep, by the brackets outside strings: one
-// byte loop. (A parser callback that counted levels ran on every token and was a quarter of a
-// worker's CPU in batches.) For text that is not JSON the answer means nothing; the parse that
-// follows refuses it.
-bool brackets_nest_within(std::string_view text, size_t max_depth) {
-  size_t depth = 0;
-  bool in_string = false, escaped = false;
-  for (const char c : text) {
-    if (in_string) {
-      if (escaped) escaped = false;
-      else if (c == '\\') escaped = true;
-      else if (c == '"') in_string = false;
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > max_depth) return false;
-    } else if ((c == ']' || c == '}') && depth > 0) {
-      --depth;
-    }
-  }
-  return true;
-}
-
-}  // namespace
-
 nlohmann::json json_parse(std::string_view text) {
-  if (!brackets_nest_within(text, kMaxJsonDepth)) return json(json::value_t::discarded);
+  if (!json_nests_within(text)) return json(json::value_t::discarded);
   return json::parse(text, nullptr, false);
 }
 

@@ -245,21 +245,20 @@ void HttpClient::cancel(uint64_t id) {
 // the user's session token in x-vcloud-authorization.
 size_t HttpClient::on_header(char* data, size_t size, size_t n, void* arg) {
   auto* r = static_cast<Request*>(arg);
-  constexpr std::string_view kLocation = "location:";
-  std::string_view line(data, size * n);
-  if (line.size() <= kLocation.size() || strncasecmp(line.data(), kLocation.data(), kLocation.size()) != 0)
-    return size * n;
+  const size_t len = size * n;
+  // Once a response's headers are in (its empty line), before curl follows its Location.
+  if (const std::string_view line(data, len); line != "\r\n" && line != "\n") return len;
+  CURL* e = r->handle.easy.get();
   long status = 0;
-  curl_easy_getinfo(r->handle.easy.get(), CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
   const char* from = nullptr;
-  curl_easy_getinfo(r->handle.easy.get(), CURLINFO_EFFECTIVE_URL, &from);
-  if (status < 300 || status > 399 || !from) return size * n;
-  line.remove_prefix(kLocation.size());
-  const auto edge = line.find_first_not_of(" \t");
-  line = edge == std::string_view::npos ? std::string_view() : line.substr(edge);
-  line = line.substr(0, line.find_last_not_of(" \t\r\n") + 1);
-  auto target = leaves_origin(from, line);
-  if (!target) return size * n;
+  curl_easy_getinfo(e, CURLINFO_EFFECTIVE_URL, &from);
+  curl_header* location = nullptr;
+  if (status < 300 || status > 399 || !from ||
+      curl_easy_header(e, "Location", 0, CURLH_HEADER, -1, &location) != CURLHE_OK)
+    return len;
+  auto target = leaves_origin(from, location->value);
+  if (!target) return len;
   r->refused_redirect = fmt::format("redirect to another origin not followed ({}): the request's "
                                     "credentials would go with it", *target);
   return 0;  // curl ends the transfer with CURLE_WRITE_ERROR

@@ -258,6 +258,7 @@ class VcdCompat(ForwardTest):
         own Basic credentials."""
         with Backend() as b, Backend() as elsewhere:
             b.route("/away", status=307, body="", location=f"{elsewhere.url}/landing")
+            b.route("/hop", status=308, body="", location="/away")  # same origin first, then away
             b.route("/made", status=201, body='{"id": "vm-9"}', content_type="application/json",
                     location=f"{elsewhere.url}/vms/vm-9")
             elsewhere.route("/landing", status=200, body='{"landed": true}', content_type="application/json")
@@ -276,6 +277,13 @@ class VcdCompat(ForwardTest):
             self.assertEqual((doc["id"], doc["statusCode"]), (rid, 502), payload)
             self.assertTrue(wait_for(lambda: f"redirect to another origin not followed ({elsewhere.url}/landing)"
                                      in w.log(), 5), w.log())
+            # The second hop of a chain is checked as the first is.
+            rid, message = vcd10_request("GET", "/api/example1/hop")
+            self.ask(q, message, rx, key, "hop")
+            doc, payload = self.answers(replies, 1, w)["hop"]
+            self.assertEqual((doc["id"], doc["statusCode"]), (rid, 502), payload)
+            self.assertEqual(len(b.received("/away")), 2, "the same-origin hop was followed")
+            self.assertEqual(elsewhere.received("/landing"), [])
             # A Location that is no redirect (201 Created) is the answer, whatever its origin.
             rid, message = vcd10_request("POST", "/api/example1/made", body=b"{}")
             self.ask(q, message, rx, key, "made")
