@@ -4,8 +4,10 @@ HTTP/1.0 with and without keep-alive; HEAD; Expect: 100-continue; chunked bodies
 extensions and trailers; a request trickled a byte at a time; a client that half-closes;
 Date and Content-Length on every answer; hostile request lines; idle connections closed.
 
-Written against evhttp to pin what warren's own connection handling (issue 14) must keep.
-Framing (400), 431, 408, 405, 401 and 413 themselves are in test_security and test_limits."""
+Written against evhttp to pin what warren's own connection handling (issue 14) must keep;
+where evhttp is plainly wrong, the test states the right behaviour as an expected failure and
+says why. Header framing (400), 431, 408, 405, 401 and 413 themselves are in test_security and
+test_limits."""
 import email.utils
 import json
 import os
