@@ -84,15 +84,16 @@ class RawClient:
             raise ConnectionError(f"closed after {self.buf!r}")
         self.buf += chunk
 
-    def response(self, timeout=5):
-        """The next response: (status, headers dict with lower-case names, body bytes)."""
+    def response(self, timeout=5, to_head=False):
+        """The next response: (status, headers dict with lower-case names, body bytes). head: it
+        answers a HEAD request, so its Content-Length announces a body that is not sent."""
         self.sock.settimeout(timeout)
         while b"\r\n\r\n" not in self.buf:
             self._fill()
         head, self.buf = self.buf.split(b"\r\n\r\n", 1)
         lines = head.decode("latin-1").split("\r\n")
         headers = {k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:])}
-        length = int(headers.get("content-length", "0"))
+        length = 0 if to_head else int(headers.get("content-length", "0"))
         while len(self.buf) < length:
             self._fill()
         body, self.buf = self.buf[:length], self.buf[length:]
