@@ -1,6 +1,5 @@
 // HTTP/1.1 requests read from a connection's bytes with http-parser (libhttp-parser-dev), one at
-// a time: the first step of the lean HTTP path of issue 14 (warren's own connection handling
-// instead of evhttp). It owns no socket and no buffer: the connection feeds it what it read and
+// a time. It owns no socket and no buffer: the connection feeds it what it read and
 // drops what it consumed. It stops after each complete request, so that pipelined requests are
 // answered in order, and refuses what the routes must never see:
 //   431  the request line and headers over http.max_header_size (counted as they arrive)
@@ -28,6 +27,7 @@ struct WireRequest {
   std::string body;    // without its chunked framing
   unsigned http_major = 1, http_minor = 1;
   bool keep_alive = true;  // HTTP/1.1 without "Connection: close", or 1.0 with keep-alive
+  bool expects_continue = false;  // "Expect: 100-continue" on HTTP/1.1, with a body to come
   size_t head_bytes = 0;   // the request line and headers, as http.max_header_size counts them
 
   // The first header of that name, whatever its case; "" without one.
@@ -53,10 +53,17 @@ class RequestReader {
   State state() const { return state_; }
   // The complete request; reading starts on the next one.
   WireRequest take();
-  // Once refused: the status (400, 413, 431, 505) and what to tell the client. The connection
-  // closes after the answer: where the next request would start is not known.
+  // A request has begun and is not complete yet: its clock (http.request_timeout) runs.
+  bool in_message() const { return in_message_; }
+  // True once per request, when its head is read and it waits for "100 Continue" to send the body.
+  bool take_continue() { return std::exchange(continue_due_, false); }
+  // Once refused: the status (400, 413, 431, 505), the error and its detail for the client, and
+  // whether it was the framing (RFC 9112 6.3). The connection closes after the answer: where the
+  // next request would start is not known.
   int refused_status() const { return refused_status_; }
+  const std::string& refused_error() const { return refused_error_; }
   const std::string& refused_reason() const { return refused_reason_; }
+  bool refused_framing() const { return refused_framing_; }
 
  private:
   static int on_message_begin(http_parser* p);
@@ -67,16 +74,30 @@ class RequestReader {
   static int on_body(http_parser* p, const char* at, size_t n);
   static int on_message_complete(http_parser* p);
 
+  // What makes the head's framing one a proxy could read otherwise, or nullptr.
+  const char* framing_problem() const;
+  size_t host_count() const;
+  // True once `data`, the next bytes of the head, folds a line (obs-fold).
+  bool head_has_fold(std::string_view data);
   // Counts `n` more bytes of head; false (and refused with 431) past the limit.
   bool add_head(size_t n);
-  int refuse(int status, std::string reason);
+  int refuse(int status, std::string error, std::string reason);
+  int refuse_framing(std::string reason);
 
   WireLimits limits_;
   http_parser parser_;
   WireRequest request_;
   bool in_value_ = false;  // the last header callback was for a value
+  bool in_message_ = false;
+  bool continue_due_ = false;
+  // The obs-fold scan of the current head: where it is.
+  bool head_scanned_ = false;
+  bool seen_line_ = false;
+  size_t line_length_ = 0;
   State state_ = State::reading;
   int refused_status_ = 0;
+  bool refused_framing_ = false;
+  std::string refused_error_;
   std::string refused_reason_;
 };
 

@@ -1,4 +1,4 @@
-// Connection bytes through the lean path's request reader, cut into reads at the input's NULs
+// Connection bytes through the HTTP server's request reader, cut into reads at the input's NULs
 // (so that one input is many read patterns), as a connection feeds it: every complete request
 // taken, pipelined ones in turn, until it is refused or the bytes end. What must hold whatever
 // the bytes: the reader never consumes more than it was given, a refusal is 400, 413, 431 or 505,

@@ -43,7 +43,7 @@ TEST(RequestReader, ReadsAPublishWithItsBodyWhateverTheReadSizes) {
 
 TEST(RequestReader, StopsAfterEachPipelinedRequest) {
   const std::string first = "GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n";
-  const std::string second = "POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+  const std::string second = "POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
   const std::string wire = first + second;
   RequestReader reader(kLimits);
   const size_t used = reader.feed(wire);
@@ -58,11 +58,11 @@ TEST(RequestReader, StopsAfterEachPipelinedRequest) {
 
 TEST(RequestReader, KeepAliveAsHttpSaysIt) {
   struct Case { const char* wire; bool keep_alive; };
-  for (const Case& c : {Case{"GET / HTTP/1.1\r\n\r\n", true},
-                        Case{"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", false},
+  for (const Case& c : {Case{"GET / HTTP/1.1\r\nHost: x\r\n\r\n", true},
+                        Case{"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", false},
                         Case{"GET / HTTP/1.0\r\n\r\n", false},
                         Case{"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", true},
-                        Case{"GET / HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", false}}) {
+                        Case{"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", false}}) {
     RequestReader reader(kLimits);
     reader.feed(c.wire);
     ASSERT_EQ(reader.state(), RequestReader::State::complete) << c.wire;
@@ -72,7 +72,7 @@ TEST(RequestReader, KeepAliveAsHttpSaysIt) {
 
 TEST(RequestReader, HeadersOverTheLimitAre431AsTheyArrive) {
   RequestReader reader(kLimits);
-  const std::string wire = "GET / HTTP/1.1\r\nX-Big: " + std::string(2000, 'x') + "\r\n\r\n";
+  const std::string wire = "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(2000, 'x') + "\r\n\r\n";
   const size_t used = reader.feed(wire);
   EXPECT_EQ(reader.state(), RequestReader::State::refused);
   EXPECT_EQ(reader.refused_status(), 431);
@@ -82,24 +82,24 @@ TEST(RequestReader, HeadersOverTheLimitAre431AsTheyArrive) {
 
 TEST(RequestReader, ABodyOverTheLimitIs413BeforeItIsRead) {
   RequestReader reader(kLimits);
-  const std::string head = "POST /q HTTP/1.1\r\nContent-Length: 1000000000\r\n\r\n";
+  const std::string head = "POST /q HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n";
   EXPECT_LE(reader.feed(head + "xxxx"), head.size());  // not a byte of the body
   EXPECT_EQ(reader.state(), RequestReader::State::refused);
   EXPECT_EQ(reader.refused_status(), 413);
 
   RequestReader chunked(kLimits);
-  chunked.feed("POST /q HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n40\r\n" + std::string(64, 'x') +
+  chunked.feed("POST /q HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n40\r\n" + std::string(64, 'x') +
                "\r\n1\r\nx\r\n0\r\n\r\n");
   EXPECT_EQ(chunked.state(), RequestReader::State::refused);
   EXPECT_EQ(chunked.refused_status(), 413);
 }
 
 TEST(RequestReader, AmbiguousFramingIs400) {
-  for (const char* wire : {"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
-                           "POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-                           "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\nabc",
-                           "POST / HTTP/1.1\r\nContent-Length: +3\r\n\r\nabc",
-                           "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"}) {
+  for (const char* wire : {"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+                           "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                           "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nabc",
+                           "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +3\r\n\r\nabc",
+                           "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"}) {
     RequestReader reader(kLimits);
     reader.feed(wire);
     EXPECT_EQ(reader.state(), RequestReader::State::refused) << wire;
@@ -107,14 +107,33 @@ TEST(RequestReader, AmbiguousFramingIs400) {
   }
 }
 
+TEST(RequestReader, AFoldedHeaderLineIs400WhereverTheReadEnds) {
+  const std::string wire = "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n";
+  for (size_t step : {wire.size(), size_t{1}, size_t{3}}) {
+    RequestReader reader(kLimits);
+    feed_in_steps(reader, wire, step);
+    EXPECT_EQ(reader.state(), RequestReader::State::refused) << step;
+    EXPECT_TRUE(reader.refused_framing()) << step;
+  }
+  // A body may hold "\n " as it likes.
+  RequestReader reader(kLimits);
+  reader.feed("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\na\n b");
+  EXPECT_EQ(reader.state(), RequestReader::State::complete);
+}
+
 TEST(RequestReader, HostileBytesAre400NeverACrash) {
-  for (std::string wire : {std::string("\x00\x01\x02 / HTTP/1.1\r\n\r\n", 18),
-                           std::string("GET /\x7f HTTP/1.1\r\n\r\n"), std::string("GET / HTTP/1.1\r\nBad Name: x\r\n\r\n"),
-                           std::string("GET / HTTP/1.1\r\nX: a\rb\r\n\r\n")}) {
+  for (std::string wire : {std::string("\x00\x01\x02 / HTTP/1.1\r\nHost: x\r\n\r\n", 18),
+                           std::string("GET /\x7f HTTP/1.1\r\nHost: x\r\n\r\n"), std::string("GET / HTTP/1.1\r\nHost: x\r\nBad Name: x\r\n\r\n"),
+                           std::string("GET / HTTP/1.1\r\nHost: x\r\nX: a\rb\r\n\r\n")}) {
     RequestReader reader(kLimits);
     reader.feed(wire);
     EXPECT_EQ(reader.state(), RequestReader::State::refused) << wire;
     EXPECT_EQ(reader.refused_status(), 400) << wire;
+  }
+  for (const char* hosts : {"", "Host: a\r\nHost: b\r\n"}) {  // RFC 9112 3.2: exactly one
+    RequestReader reader(kLimits);
+    reader.feed(std::string("GET / HTTP/1.1\r\n") + hosts + "\r\n");
+    EXPECT_EQ(reader.refused_status(), 400) << hosts;
   }
   RequestReader reader(kLimits);
   reader.feed("GET / HTTP/9.9\r\n\r\n");
