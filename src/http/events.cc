@@ -113,11 +113,16 @@ class EventsHandler : NonCopyable {
       server_.reply_error(s.req, answer.status, answer.error, r.detail);
       return forget(s);
     }
+    // The client may go at any time, and may have gone while we subscribed: the connection's
+    // close hook tells us, from now on.
+    if (!HttpServer::on_connection_close(s.req, [this, &s] { end(s); })) {
+      server_.reply_error(s.req, 503, "client gone", "the client left while it was subscribed");
+      return forget(s);
+    }
     s.open = true;
     ++counters_.sse_streams;
     server_.stream_start(s.req, 200, "text/event-stream");
-    // The client may go at any time: the connection's close hook tells us.
-    server_.on_connection_close(s.req, [this, &s] { end(s); });
+    if (s.ended) return;  // the client had sent all it would: no one to stream to
     server_.stream_chunk(s.req, ": subscribed\n\n");
     s.keepalive.reset(event_new(context_.loop.base(), -1, EV_PERSIST, on_keepalive, &s));
     const timeval tv = to_timeval(config_.http.sse_keepalive);

@@ -293,8 +293,10 @@ size_t HttpServer::pending_output(Exchange* req) {
   return req->conn_ ? req->conn_->wire().pending_output() : 0;
 }
 
-void HttpServer::on_connection_close(Exchange* req, std::function<void()> cb) {
-  if (req->conn_) req->conn_->set_close_hook(std::move(cb));
+bool HttpServer::on_connection_close(Exchange* req, std::function<void()> cb) {
+  if (!req->conn_) return false;
+  req->conn_->set_close_hook(std::move(cb));
+  return true;
 }
 
 void HttpServer::reply_json(Exchange* req, int code, const nlohmann::json& body) {

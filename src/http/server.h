@@ -54,8 +54,9 @@ class HttpServer : NonCopyable {
   void stream_cut(Exchange* req);
   // Bytes written to the client's connection and not yet taken by its socket.
   static size_t pending_output(Exchange* req);
-  // `cb` runs once when the client's connection closes (an empty one cancels it).
-  static void on_connection_close(Exchange* req, std::function<void()> cb);
+  // `cb` runs once when the client's connection closes (an empty one cancels it); false, and
+  // `cb` dropped, when it is closed already.
+  static bool on_connection_close(Exchange* req, std::function<void()> cb);
   void on_drain(std::function<void()> cb) { drain_hooks_.push_back(std::move(cb)); }
 
   // Runs `fn`, which answers `req` now or later. An exception from it never reaches libevent:

@@ -87,6 +87,7 @@ void WireConnection::read_some() {
   if (n == 0) {
     // The client sent all it will. What it is owed still goes out (it may only have shut down
     // its side), unless that is a stream, which would wait for ever.
+    peer_done_ = true;
     stop_reading();
     for (const Answer& a : answers_)
       if (a.streaming) return close_now();
@@ -149,7 +150,8 @@ void WireConnection::refuse(int status, const std::string& error, const std::str
   WireReply r;
   r.status = status;
   r.content_type = "application/json";
-  r.body = json_text({{"error", error}, {"detail", detail}});
+  const std::string body = json_text({{"error", error}, {"detail", detail}});
+  r.body = body;
   r.close = true;
   answers_.push_back(Answer{next_seq_++, false, true, false, false, false, {}});
   reply(answers_.back().seq, std::move(r));
@@ -178,7 +180,7 @@ void WireConnection::reply(uint64_t seq, WireReply reply) {
   if (a->close) out += "Connection: close\r\n";
   else if (a->http10) out += "Connection: keep-alive\r\n";
   out += "\r\n";
-  if (!a->head) out += reply.body;  // HEAD: the same headers, no body
+  if (!a->head) out.append(reply.body);  // HEAD: the same headers, no body
   a->ready = true;
   if (a->close) stop_reading();
   queue_flush();
@@ -187,16 +189,18 @@ void WireConnection::reply(uint64_t seq, WireReply reply) {
 void WireConnection::stream_start(uint64_t seq, WireReply head) {
   Answer* a = owed(seq);
   if (!a || a->ready) return;
+  if (peer_done_) return close_now();  // a stream for a client that has gone would never end
   a->streaming = true;
-  head.body.clear();
+  head.body = {};
   reply(seq, std::move(head));
 }
 
 void WireConnection::stream_write(uint64_t seq, std::string_view data) {
   Answer* a = owed(seq);
   if (!a || !a->streaming || data.empty()) return;
-  if (a->http10) a->bytes.append(data);
-  else a->bytes += fmt::format("{:x}\r\n{}\r\n", data.size(), data);
+  if (!a->http10) a->bytes += fmt::format("{:x}\r\n", data.size());
+  a->bytes.append(data);
+  if (!a->http10) a->bytes += "\r\n";
   queue_flush();
 }
 
@@ -223,7 +227,8 @@ void WireConnection::flush() {
   if (closed_) return;
   while (!answers_.empty() && answers_.front().ready) {
     Answer& a = answers_.front();
-    out_ += a.bytes;
+    if (out_.empty()) out_.swap(a.bytes);  // the usual case: no copy
+    else out_ += a.bytes;
     a.bytes.clear();
     if (a.streaming) break;
     closing_ = closing_ || a.close;

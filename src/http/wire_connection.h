@@ -34,8 +34,8 @@ struct WireReply {
   int status = 200;
   std::string content_type;  // none when empty
   std::vector<std::pair<std::string, std::string>> headers;
-  std::string body;
-  bool close = false;  // the connection closes after this answer
+  std::string_view body;  // copied once, into the answer's bytes, by reply()
+  bool close = false;     // the connection closes after this answer
 };
 
 struct WireTimeouts {
@@ -124,6 +124,7 @@ class WireConnection : NonCopyable {
   bool closing_ = false;  // the answer that closes the connection is in out_
   bool closed_ = false;
   bool close_when_idle_ = false;
+  bool peer_done_ = false;  // the client has sent all it will (EOF)
   enum class Clock { none, request, idle } clock_ = Clock::none;
   EventPtr read_event_;
   EventPtr write_event_;
