@@ -8,6 +8,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/listener.h>
 #include <openssl/ssl.h>
 #ifndef PCRE2_CODE_UNIT_WIDTH
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -40,7 +41,7 @@ struct Deleter {
 using EventBasePtr = std::unique_ptr<event_base, Deleter<event_base_free>>;
 using EventConfigPtr = std::unique_ptr<event_config, Deleter<event_config_free>>;
 using EventPtr = std::unique_ptr<event, Deleter<event_free>>;
-using EvhttpPtr = std::unique_ptr<evhttp, Deleter<evhttp_free>>;
+using ListenerPtr = std::unique_ptr<evconnlistener, Deleter<evconnlistener_free>>;
 using EvbufferPtr = std::unique_ptr<evbuffer, Deleter<evbuffer_free>>;
 using BuffereventPtr = std::unique_ptr<bufferevent, Deleter<bufferevent_free>>;
 using EvhttpUriPtr = std::unique_ptr<evhttp_uri, Deleter<evhttp_uri_free>>;

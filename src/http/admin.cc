@@ -6,19 +6,19 @@
 namespace warren {
 namespace {
 
-const RouteRules kAdminRules{EVHTTP_REQ_GET, "read it with GET", false, true};
+const RouteRules kAdminRules{"GET", "read it with GET", false, true};
 
 }  // namespace
 
 void admin_routes(HttpServer& server, StatsSource& stats) {
   // /healthz answers from the worker alone: it must stay fast whatever the broker does.
-  server.route("/healthz", [&server, &stats](evhttp_request* req, const std::string&) {
+  server.route("/healthz", [&server, &stats](Exchange* req, const std::string&) {
     if (!admit(server, req, kAdminRules)) return;
     auto body = stats.identity();
     body["status"] = "ok";
     server.reply_json(req, 200, body);
   });
-  server.route("/stats", [&server, &stats](evhttp_request* req, const std::string&) {
+  server.route("/stats", [&server, &stats](Exchange* req, const std::string&) {
     if (!admit(server, req, kAdminRules)) return;
     stats.request_stats("json", [&server, req](const nlohmann::json& body) {
       if (body.is_null())
@@ -26,7 +26,7 @@ void admin_routes(HttpServer& server, StatsSource& stats) {
       server.reply_json(req, 200, body);
     });
   });
-  server.route("/metrics", [&server, &stats](evhttp_request* req, const std::string&) {
+  server.route("/metrics", [&server, &stats](Exchange* req, const std::string&) {
     if (!admit(server, req, kAdminRules)) return;
     stats.request_stats("prometheus", [&server, req](const nlohmann::json& body) {
       if (!body.is_string())

@@ -105,10 +105,10 @@ setInterval(poll, 2000);
 
 }  // namespace
 
-const RouteRules kDashboardRules{EVHTTP_REQ_GET, "the dashboard is read with GET", false, true};
+const RouteRules kDashboardRules{"GET", "the dashboard is read with GET", false, true};
 
 void dashboard_routes(HttpServer& server) {
-  server.route("/", [&server](evhttp_request* req, const std::string&) {
+  server.route("/", [&server](Exchange* req, const std::string&) {
     if (!admit(server, req, kDashboardRules)) return;
     server.reply(req, 200, "text/html; charset=utf-8", kPage);
   });

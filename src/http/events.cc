@@ -35,7 +35,7 @@ std::string sse_format(const core::Event& e) {
 
 namespace {
 
-const RouteRules kEventsRules{EVHTTP_REQ_GET, "subscribe with GET", true};
+const RouteRules kEventsRules{"GET", "subscribe with GET", true};
 
 // The same shape as a publish path, behind "/events", and never a batch.
 std::variant<PublishPath, HttpError> parse_events_path(std::string_view raw_path) {
@@ -62,14 +62,8 @@ class EventsHandler : NonCopyable {
       for (Stream* s : all) end(*s);
     });
   }
-  // The server owns this handler through its routes and frees its connections after them: a
-  // stream still open must not leave a close callback that would call into a freed handler.
-  ~EventsHandler() {
-    for (auto& [req, stream] : streams_)
-      if (stream->open && !stream->ended) server_.on_connection_close(req, nullptr);
-  }
 
-  void operator()(evhttp_request* req, const std::string& raw_path) {
+  void operator()(Exchange* req, const std::string& raw_path) {
     auto admitted = admit(server_, req, kEventsRules, parse_events_path(raw_path));
     if (!admitted) return;
     const auto& [path, request] = *admitted;
@@ -106,7 +100,7 @@ class EventsHandler : NonCopyable {
  private:
   struct Stream {
     EventsHandler* owner = nullptr;
-    evhttp_request* req = nullptr;
+    Exchange* req = nullptr;
     std::unique_ptr<core::Subscription> subscription;
     EventPtr keepalive;
     bool open = false;   // the 200 and the headers went out
@@ -119,11 +113,16 @@ class EventsHandler : NonCopyable {
       server_.reply_error(s.req, answer.status, answer.error, r.detail);
       return forget(s);
     }
+    // The client may go at any time, and may have gone while we subscribed: the connection's
+    // close hook tells us, from now on.
+    if (!HttpServer::on_connection_close(s.req, [this, &s] { end(s); })) {
+      server_.reply_error(s.req, 503, "client gone", "the client left while it was subscribed");
+      return forget(s);
+    }
     s.open = true;
     ++counters_.sse_streams;
     server_.stream_start(s.req, 200, "text/event-stream");
-    // The client may go at any time: libevent tells us through the connection's close callback.
-    server_.on_connection_close(s.req, [this, &s] { end(s); });
+    if (s.ended) return;  // the client had sent all it would: no one to stream to
     server_.stream_chunk(s.req, ": subscribed\n\n");
     s.keepalive.reset(event_new(context_.loop.base(), -1, EV_PERSIST, on_keepalive, &s));
     const timeval tv = to_timeval(config_.http.sse_keepalive);
@@ -154,18 +153,17 @@ class EventsHandler : NonCopyable {
   }
 
   void cut(Stream& s) {
-    evhttp_connection* conn = evhttp_request_get_connection(s.req);
     server_.on_connection_close(s.req, nullptr);
-    server_.stream_abandon(s.req);
+    Exchange* req = s.req;
     forget(s);
-    evhttp_connection_free(conn);  // frees the request too: nothing may touch it after this
+    server_.stream_cut(req);  // frees the request: nothing may touch it after this
   }
 
   void forget(Stream& s) {
     s.ended = true;
     s.keepalive.reset();
     if (s.open) ++counters_.sse_streams_closed;
-    // Out of the table now (evhttp may give a new request the same address), but not freed
+    // Out of the table now (a new request may get the same address), but not freed
     // inside the subscription's own callback: on the next loop pass.
     auto it = streams_.find(s.req);
     if (it == streams_.end()) return;
@@ -183,7 +181,7 @@ class EventsHandler : NonCopyable {
   const Config& config_;
   const amqp::ConnectionOptions broker_;
   Counters& counters_;
-  std::map<evhttp_request*, std::unique_ptr<Stream>> streams_;
+  std::map<Exchange*, std::unique_ptr<Stream>> streams_;
 };
 
 }  // namespace

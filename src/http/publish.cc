@@ -11,14 +11,14 @@ namespace warren {
 namespace {
 
 // Every publish route: a POST with the broker's credentials.
-const RouteRules kPublishRules{EVHTTP_REQ_POST, "publish with POST", true};
+const RouteRules kPublishRules{"POST", "publish with POST", true};
 
 class PublishHandler {
  public:
   PublishHandler(HttpServer& server, core::Publisher& publisher)
       : server_(server), publisher_(publisher) {}
 
-  void operator()(evhttp_request* req, const std::string& raw_path) {
+  void operator()(Exchange* req, const std::string& raw_path) {
     auto admitted = admit(server_, req, kPublishRules, parse_publish_path(raw_path));
     if (!admitted) return;
     const auto& [path, request] = *admitted;
@@ -66,7 +66,7 @@ class PublishHandler {
     return std::nullopt;
   }
 
-  void publish_batch(evhttp_request* req, const PublishPath& path, const Request& request) {
+  void publish_batch(Exchange* req, const PublishPath& path, const Request& request) {
     auto messages = batch_messages(path.exchange, request.content_type, request.body);
     if (auto* e = std::get_if<HttpError>(&messages)) return server_.reply_error(req, *e);
     core::publish_batch(
@@ -82,7 +82,7 @@ class PublishHandler {
   // {"results": [{"status": 204}, {"status": 4xx/5xx, "error": ..., "detail": ...}, ...]}, the
   // confirmed rows written as text: a JSON object per row was a tenth of a worker's CPU in
   // batches.
-  void answer_batch(evhttp_request* req, const core::BatchResult& batch) {
+  void answer_batch(Exchange* req, const core::BatchResult& batch) {
     std::string text = R"({"results":[)";
     for (const core::PublishResult& r : batch.items) {
       auto [code, error] = http_outcome(r.status);

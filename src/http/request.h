@@ -3,10 +3,9 @@
 // the method, and the credentials are for the vhost the path names), then:
 //   the method      405 "method not allowed", with Allow
 //   credentials     401 "unauthorized" (HTTP Basic, the broker's), when the route needs them
-//   the body size   413 "payload too large", over http.max_body
+// (A body over http.max_body never gets here: the request reader answers it 413 before it is
+// read.)
 #pragma once
-
-#include <event2/http.h>
 
 #include <optional>
 #include <string>
@@ -27,10 +26,10 @@ struct HttpError {
 };
 
 struct RouteRules {
-  evhttp_cmd_type method;          // the one method the route answers
+  std::string_view method;         // the one method the route answers: "GET"
   std::string_view method_detail;  // the 405's detail: "publish with POST"
   bool credentials = false;        // HTTP Basic required
-  bool head = false;               // HEAD too: the same reply, whose body evhttp leaves out
+  bool head = false;               // HEAD too: the same reply, whose body is left out
 };
 
 // What a route gets once the preamble passed.
@@ -43,13 +42,13 @@ struct Request {
 
 // The preamble for a route that needs no vhost: the Request, or nullopt once the error (for a
 // 405 with its Allow header) is answered.
-std::optional<Request> admit(HttpServer& server, evhttp_request* req, const RouteRules& rules,
+std::optional<Request> admit(HttpServer& server, Exchange* req, const RouteRules& rules,
                              const std::string& vhost = "");
 
 // The whole preamble for a route whose path names the vhost: `path` as the route read it (its
 // error answered as it is), then the checks above. Nullopt once an error is answered.
 template <typename Path>
-std::optional<std::pair<Path, Request>> admit(HttpServer& server, evhttp_request* req,
+std::optional<std::pair<Path, Request>> admit(HttpServer& server, Exchange* req,
                                               const RouteRules& rules,
                                               std::variant<Path, HttpError> path) {
   if (auto* e = std::get_if<HttpError>(&path)) {

@@ -162,14 +162,14 @@ std::pair<int, json> rpc_response(const core::RpcResult& r, double timeout) {
 
 namespace {
 
-const RouteRules kRpcRules{EVHTTP_REQ_POST, "call with POST", true};
+const RouteRules kRpcRules{"POST", "call with POST", true};
 
 class RpcHandler {
  public:
   RpcHandler(HttpServer& server, core::Rpc& rpc, const Config& config)
       : server_(server), rpc_(rpc), config_(config) {}
 
-  void operator()(evhttp_request* req, const std::string& raw_path) {
+  void operator()(Exchange* req, const std::string& raw_path) {
     // The caller's credentials are the broker's, as for publishing: the broker decides who may
     // send to the exchange. Replies come back on warren's own queue.
     auto admitted = admit(server_, req, kRpcRules, parse_rpc_path(raw_path));

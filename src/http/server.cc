@@ -1,77 +1,111 @@
 #include "http/server.h"
 
-#include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cerrno>
-#include <cstring>
-#include <strings.h>
 
 #include "json.h"
 #include "log.h"
 #include "http/request.h"
 #include "http/status_codes.h"
-#include "rfc9110.h"
+#include "http/wire_connection.h"
 
 namespace warren {
 
-std::string_view http_reason(int code) {
-  switch (code) {
-#define WARREN_STATUS_REASON(arg, n, reason, note) \
-  case n: return reason;
-    WARREN_HTTP_STATUSES(WARREN_STATUS_REASON, )
-#undef WARREN_STATUS_REASON
-    default: return "Unknown";
+// A client's connection as the server keeps it: the wire, the requests it has in handlers, and
+// the close hook a route may lend (an event stream ends with its client).
+class ServerConnection final : public http::WireConnection::Owner {
+ public:
+  ServerConnection(HttpServer& server, Fd fd)
+      : server_(server),
+        wire_(server.loop_, std::move(fd),
+              http::WireLimits{server.config_.max_header_size, server.config_.max_body},
+              http::WireTimeouts{to_timeval(server.config_.request_timeout),
+                                 to_timeval(server.config_.idle_connection_timeout)},
+              *this) {}
+
+  http::WireConnection& wire() { return wire_; }
+  void adopt(Exchange* req) {
+    req->conn_ = this;
+    open_.push_back(req);
   }
-}
+  void release(Exchange* req) {
+    req->conn_ = nullptr;
+    std::erase(open_, req);
+  }
+  void set_close_hook(std::function<void()> hook) { close_hook_ = std::move(hook); }
+
+  void on_request(http::WireConnection&, uint64_t seq, http::WireRequest&& request) override {
+    server_.dispatch(*this, seq, std::move(request));
+  }
+  void on_refused(http::WireConnection&, const http::RequestReader& reader) override {
+    if (reader.refused_framing()) ++server_.counters_.bad_framing;
+    if (reader.refused_status() == 431) ++server_.counters_.header_too_large;
+    server_.count_response(reader.refused_status());
+  }
+  void on_request_timeout(http::WireConnection&) override {
+    Counters& c = server_.counters_;
+    ++c.request_timeouts;
+    ++c.response_408;
+    if (c.request_timeouts == 1 || c.request_timeouts % 100 == 0)
+      log_warning("client sent no whole request within http.request_timeout ({} s): answered 408 "
+                  "and disconnected ({} times so far)",
+                  server_.config_.request_timeout, c.request_timeouts);
+  }
+  void on_closed(http::WireConnection&) override {
+    for (Exchange* req : std::exchange(open_, {})) req->conn_ = nullptr;
+    if (auto hook = std::exchange(close_hook_, nullptr)) hook();
+    server_.closed(*this);
+  }
+
+ private:
+  HttpServer& server_;
+  http::WireConnection wire_;
+  std::vector<Exchange*> open_;  // in handlers, or streaming
+  std::function<void()> close_hook_;
+};
 
 HttpServer::HttpServer(Context& context, const HttpConfig& config)
-    : loop_(context.loop),
-      config_(config),
-      counters_(context.counters),
-      deadlines_(context, config.request_timeout),
-      http_(evhttp_new(loop_.base())) {
-  // evhttp's own limits are the hard stops (it answers with an HTML page and closes); up to
-  // them the routes check max_body and max_header_size and answer with a JSON error naming the
-  // limit.
-  evhttp_set_max_body_size(http_.get(), static_cast<ev_ssize_t>(config.max_body * 2 + 65536));
-  evhttp_set_max_headers_size(http_.get(), static_cast<ev_ssize_t>(config.max_header_size * 4));
-  deadlines_.attach(http_.get());
-  evhttp_set_timeout(http_.get(), static_cast<int>(config.idle_connection_timeout));
-  evhttp_set_allowed_methods(http_.get(), EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-                                              EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-                                              EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
-  evhttp_set_gencb(http_.get(), on_request, this);
+    : loop_(context.loop), config_(config), counters_(context.counters) {
   idle_event_.reset(event_new(loop_.base(), -1, 0, on_idle, this));
+  drain_grace_.reset(evtimer_new(loop_.base(), on_drain_grace, this));
 }
 
+HttpServer::~HttpServer() = default;
+
 namespace {
-// evhttp owns the listener and its callback argument; this finds our server from it. One
-// HttpServer per worker process, so the table holds one entry.
-std::unordered_map<evconnlistener*, HttpServer*>& accept_owners() {
-  static std::unordered_map<evconnlistener*, HttpServer*> owners;
-  return owners;
-}
 constexpr timeval kAcceptRetry{0, 100000};  // 100 ms
+// Draining, each connection's next answer says "Connection: close" and closes it. One that is
+// still idle after this long is closed then: it might have been sending a request as we closed.
+constexpr timeval kDrainGrace{1, 0};
 }  // namespace
 
 bool HttpServer::accept_on(int listen_fd) {
-  bound_ = evhttp_accept_socket_with_handle(http_.get(), listen_fd);
-  if (!bound_) return false;
-  evconnlistener* listener = evhttp_bound_socket_get_listener(bound_);
-  accept_owners()[listener] = this;
-  evconnlistener_set_error_cb(listener, on_accept_error);
+  // Our copy of the socket, closed with the listener; the master keeps its own.
+  listener_.reset(evconnlistener_new(loop_.base(), on_accept, this,
+                                     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, listen_fd));
+  if (!listener_) return false;
+  evconnlistener_set_error_cb(listener_.get(), on_accept_error);
   accept_resume_.reset(evtimer_new(loop_.base(), on_accept_resume, this));
   return true;
 }
 
-void HttpServer::on_accept_error(evconnlistener* listener, void*) {
+void HttpServer::on_accept(evconnlistener*, evutil_socket_t fd, sockaddr*, int, void* arg) {
+  auto* self = static_cast<HttpServer*>(arg);
+  // Answers are written whole, once each: nothing is gained by holding a small one back.
+  const int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  auto conn = std::make_unique<ServerConnection>(*self, Fd(fd));
+  self->connections_.emplace(conn.get(), std::move(conn));
+}
+
+void HttpServer::on_accept_error(evconnlistener* listener, void* arg) {
   const int err = EVUTIL_SOCKET_ERROR();
-  auto it = accept_owners().find(listener);
-  if (it == accept_owners().end()) return;
-  HttpServer* self = it->second;
+  auto* self = static_cast<HttpServer*>(arg);
   if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM) {
     log_warning("accept failed: {}", evutil_socket_error_to_string(err));
     return;
@@ -85,7 +119,15 @@ void HttpServer::on_accept_error(evconnlistener* listener, void*) {
 
 void HttpServer::on_accept_resume(evutil_socket_t, short, void* arg) {
   auto* self = static_cast<HttpServer*>(arg);
-  if (self->bound_) evconnlistener_enable(evhttp_bound_socket_get_listener(self->bound_));
+  if (self->listener_) evconnlistener_enable(self->listener_.get());
+}
+
+void HttpServer::closed(ServerConnection& conn) {
+  auto it = connections_.find(&conn);
+  if (it == connections_.end()) return;
+  loop_.defer_delete(std::move(it->second));  // not inside its own callback
+  connections_.erase(it);
+  check_idle();
 }
 
 void HttpServer::route(std::string path, Handler handler) {
@@ -100,12 +142,7 @@ void HttpServer::route_prefix(std::string prefix, Handler handler) {
 
 void HttpServer::route_fallback(Handler handler) { fallback_ = std::move(handler); }
 
-void HttpServer::on_request(evhttp_request* req, void* arg) {
-  auto* self = static_cast<HttpServer*>(arg);
-  self->guard(req, [self, req] { self->dispatch(req); });
-}
-
-void HttpServer::guard(evhttp_request* req, const std::function<void()>& fn) {
+void HttpServer::guard(Exchange* req, const std::function<void()>& fn) {
   std::string what;
   try {
     return fn();
@@ -116,7 +153,8 @@ void HttpServer::guard(evhttp_request* req, const std::function<void()>& fn) {
   }
   log_error("request handler failed: {}", what);
   // Answered already, or a stream whose 200 went out: its owner ends it.
-  if (!started_.count(req) || streaming_.count(req)) return;
+  auto it = started_.find(req);
+  if (it == started_.end() || req->stream_status_) return;
   try {
     reply_error(req, 500, "internal error", what);
   } catch (...) {
@@ -124,73 +162,49 @@ void HttpServer::guard(evhttp_request* req, const std::function<void()>& fn) {
   }
 }
 
-size_t HttpServer::header_block_size(evhttp_request* req) {
-  const char* uri = evhttp_request_get_uri(req);
-  // "METHOD uri HTTP/1.1\r\n": the method is at most 7 letters.
-  size_t size = 7 + 1 + (uri ? strlen(uri) : 0) + 1 + 8 + 2;
-  const evkeyvalq* headers = evhttp_request_get_input_headers(req);
-  for (const evkeyval* h = headers->tqh_first; h; h = h->next.tqe_next)
-    size += strlen(h->key) + 2 + strlen(h->value) + 2;
-  return size + 2;  // the empty line
-}
-
 namespace {
 
-bool is_digits(std::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+// The path and query of a request-target (RFC 9112 3.2): origin-form split here, the rest
+// (absolute-form, "*") through libevent's URI parser, lenient as evhttp was.
+bool split_target(const std::string& target, std::string& path, std::string& query) {
+  if (!target.empty() && target[0] == '/') {
+    const size_t end = target.find('#');
+    const size_t mark = target.find('?');
+    path = target.substr(0, std::min(mark, end));
+    if (mark < end) query = target.substr(mark + 1, end == std::string::npos ? end : end - mark - 1);
+    return true;
+  }
+  EvhttpUriPtr uri(evhttp_uri_parse_with_flags(target.c_str(), EVHTTP_URI_NONCONFORMANT));
+  if (!uri) return false;
+  const char* p = evhttp_uri_get_path(uri.get());
+  const char* q = evhttp_uri_get_query(uri.get());
+  path = p && *p ? p : "/";
+  query = q ? q : "";
+  return true;
 }
 
 }  // namespace
 
-std::string HttpServer::framing_error(evhttp_request* req) {
-  size_t lengths = 0, encodings = 0;
-  const evkeyvalq* headers = evhttp_request_get_input_headers(req);
-  for (const evkeyval* h = headers->tqh_first; h; h = h->next.tqe_next) {
-    // evhttp keeps a name as sent: "Content-Length : 3" is a field "Content-Length " that it
-    // does not take for the length, where a lenient proxy does.
-    if (!is_token(h->key)) return "a header name with a space, a control character or a separator";
-    if (strcasecmp(h->key, "Content-Length") == 0) {
-      ++lengths;
-      // evhttp reads it with strtoll, which takes "+3" and " 3"; a proxy may not.
-      if (!is_digits(h->value)) return "Content-Length is not a decimal number";
-    } else if (strcasecmp(h->key, "Transfer-Encoding") == 0) {
-      ++encodings;
-      // evhttp knows "chunked" alone; with anything else it would read no body at all.
-      if (strcasecmp(h->value, "chunked") != 0) return "Transfer-Encoding other than \"chunked\"";
-    }
-  }
-  if (lengths > 1) return "more than one Content-Length";
-  if (encodings > 1) return "more than one Transfer-Encoding";
-  if (lengths && encodings) return "both Transfer-Encoding and Content-Length";
-  return {};
+void HttpServer::dispatch(ServerConnection& conn, uint64_t seq, http::WireRequest&& request) {
+  auto owned = std::make_unique<Exchange>();
+  Exchange* req = owned.get();
+  req->request_ = std::move(request);
+  req->seq_ = seq;
+  req->started_ = std::chrono::steady_clock::now();
+  conn.adopt(req);
+  started_.emplace(req, std::move(owned));
+  const std::string_view method = req->method();
+  if (method == "GET") ++counters_.method_get;
+  else if (method == "POST") ++counters_.method_post;
+  else ++counters_.method_other;
+  guard(req, [this, req] { route_request(req); });
 }
 
-void HttpServer::dispatch(evhttp_request* req) {
-  deadlines_.request_started(req);
-  started_.emplace(req, std::chrono::steady_clock::now());
-  switch (evhttp_request_get_command(req)) {
-    case EVHTTP_REQ_GET: ++counters_.method_get; break;
-    case EVHTTP_REQ_POST: ++counters_.method_post; break;
-    default: ++counters_.method_other; break;
-  }
-  // RFC 9112 section 6.3: a request a proxy in front could frame otherwise (and so smuggle a
-  // request in its body) is refused, and the connection closed: what follows on it is not a
-  // request we can trust to start where we think it does.
-  if (const std::string error = framing_error(req); !error.empty()) {
-    ++counters_.bad_framing;
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
-    return reply_error(req, 400, "bad framing", error + " (RFC 9112 section 6.3)");
-  }
-  if (const size_t size = header_block_size(req); size > config_.max_header_size) {
-    ++counters_.header_too_large;
-    return reply_error(req, 431, "request header fields too large",
-                       fmt::format("the request line and headers are {} bytes, over "
-                                   "http.max_header_size ({})",
-                                   size, config_.max_header_size));
-  }
-  const evhttp_uri* uri = evhttp_request_get_evhttp_uri(req);
-  const char* raw_path = uri ? evhttp_uri_get_path(uri) : nullptr;
-  std::string path = raw_path && *raw_path ? raw_path : "/";
+void HttpServer::route_request(Exchange* req) {
+  if (!split_target(req->request_.target, req->path_, req->query_))
+    return reply_error(req, 400, "bad request", "the request target is not a URI");
+  if (req->path_.empty()) req->path_ = "/";
+  const std::string& path = req->path_;
   if (auto it = exact_.find(path); it != exact_.end()) return it->second(req, path);
   for (const auto& [prefix, handler] : prefixes_)
     if (path.compare(0, prefix.size(), prefix) == 0) return handler(req, path);
@@ -208,103 +222,118 @@ void HttpServer::count_response(int code) {
   }
 }
 
-bool HttpServer::finish(evhttp_request* req, int code) {
+std::unique_ptr<Exchange> HttpServer::finish(Exchange* req, int code) {
   auto it = started_.find(req);
   if (it == started_.end()) {
     log_error("reply to a request already answered (status {}): ignored", code);
-    return false;
+    return nullptr;
   }
-  auto elapsed = std::chrono::steady_clock::now() - it->second;
+  auto elapsed = std::chrono::steady_clock::now() - req->started_;
   counters_.processing_time_us +=
       std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count();
+  auto owned = std::move(it->second);
   started_.erase(it);
   count_response(code);
+  if (req->conn_) req->conn_->release(req);
+  check_idle();
+  return owned;
+}
+
+http::WireReply HttpServer::answer_head(Exchange* req, int code, std::string_view content_type,
+                                        bool close) {
+  http::WireReply r;
+  r.status = code;
+  r.content_type = content_type;
+  r.headers = std::move(req->out_headers_);
+  // Every route's credentials are the broker's, and every 503 is worth retrying shortly.
+  if (code == 401) r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"warren\"");
+  if (code == 503) r.headers.emplace_back("Retry-After", "1");
+  r.close = close;
+  return r;
+}
+
+void HttpServer::reply(Exchange* req, int code, std::string_view content_type,
+                       std::string_view body) {
+  if (!started_.count(req)) return (void)finish(req, code);  // logs the second answer
+  ServerConnection* conn = req->conn_;
+  const uint64_t seq = req->seq_;
+  http::WireReply r = answer_head(req, code, content_type, draining_ || !config_.keep_alive);
+  r.body = body;
+  (void)finish(req, code);
+  if (conn) conn->wire().reply(seq, std::move(r));
+}
+
+void HttpServer::stream_start(Exchange* req, int code, std::string_view content_type) {
+  if (!started_.count(req)) return;
+  req->stream_status_ = code;
+  if (!req->conn_) return;
+  req->add_header("Cache-Control", "no-cache");
+  req->conn_->wire().stream_start(req->seq_, answer_head(req, code, content_type, draining_ || !config_.keep_alive));
+}
+
+void HttpServer::stream_chunk(Exchange* req, std::string_view data) {
+  if (started_.count(req) && req->conn_) req->conn_->wire().stream_write(req->seq_, data);
+}
+
+void HttpServer::stream_end(Exchange* req) {
+  if (!started_.count(req) || !req->stream_status_) return;
+  ServerConnection* conn = req->conn_;
+  const uint64_t seq = req->seq_;
+  if (finish(req, req->stream_status_) && conn) conn->wire().stream_end(seq);
+}
+
+void HttpServer::stream_cut(Exchange* req) {
+  if (!started_.count(req) || !req->stream_status_) return;
+  ServerConnection* conn = req->conn_;
+  (void)finish(req, req->stream_status_);
+  if (conn) conn->wire().close();
+}
+
+size_t HttpServer::pending_output(Exchange* req) {
+  return req->conn_ ? req->conn_->wire().pending_output() : 0;
+}
+
+bool HttpServer::on_connection_close(Exchange* req, std::function<void()> cb) {
+  if (!req->conn_) return false;
+  req->conn_->set_close_hook(std::move(cb));
   return true;
 }
 
-void HttpServer::reply(evhttp_request* req, int code, std::string_view content_type,
-                       std::string_view body) {
-  if (!finish(req, code)) return;
-  evkeyvalq* headers = evhttp_request_get_output_headers(req);
-  if (!content_type.empty())
-    evhttp_add_header(headers, "Content-Type", std::string(content_type).c_str());
-  if (draining_ || !config_.keep_alive) evhttp_add_header(headers, "Connection", "close");
-  // Every route's credentials are the broker's, and every 503 is worth retrying shortly.
-  if (code == 401) evhttp_add_header(headers, "WWW-Authenticate", "Basic realm=\"warren\"");
-  if (code == 503) evhttp_add_header(headers, "Retry-After", "1");
-  EvbufferPtr buf(evbuffer_new());
-  evbuffer_add(buf.get(), body.data(), body.size());
-  evhttp_send_reply(req, code, std::string(http_reason(code)).c_str(), buf.get());
-  check_idle();
-}
-
-void HttpServer::stream_start(evhttp_request* req, int code, std::string_view content_type) {
-  evkeyvalq* headers = evhttp_request_get_output_headers(req);
-  evhttp_add_header(headers, "Content-Type", std::string(content_type).c_str());
-  evhttp_add_header(headers, "Cache-Control", "no-cache");
-  evhttp_send_reply_start(req, code, std::string(http_reason(code)).c_str());
-  streaming_.emplace(req, code);
-}
-
-void HttpServer::stream_chunk(evhttp_request* req, std::string_view data) {
-  EvbufferPtr buf(evbuffer_new());
-  evbuffer_add(buf.get(), data.data(), data.size());
-  evhttp_send_reply_chunk(req, buf.get());
-}
-
-void HttpServer::stream_end(evhttp_request* req) {
-  auto it = streaming_.find(req);
-  if (it == streaming_.end()) return;
-  const int code = it->second;
-  streaming_.erase(it);
-  if (finish(req, code)) evhttp_send_reply_end(req);
-  check_idle();
-}
-
-void HttpServer::stream_abandon(evhttp_request* req) {
-  auto it = streaming_.find(req);
-  if (it == streaming_.end()) return;
-  const int code = it->second;
-  streaming_.erase(it);
-  (void)finish(req, code);
-  check_idle();
-}
-
-size_t HttpServer::pending_output(evhttp_request* req) {
-  evhttp_connection* conn = evhttp_request_get_connection(req);
-  if (!conn) return 0;
-  return evbuffer_get_length(bufferevent_get_output(evhttp_connection_get_bufferevent(conn)));
-}
-
-void HttpServer::reply_json(evhttp_request* req, int code, const nlohmann::json& body) {
+void HttpServer::reply_json(Exchange* req, int code, const nlohmann::json& body) {
   reply(req, code, "application/json", json_text(body));
 }
 
-void HttpServer::reply_error(evhttp_request* req, int code, std::string_view error,
+void HttpServer::reply_error(Exchange* req, int code, std::string_view error,
                              std::string_view detail) {
   reply_json(req, code, {{"error", error}, {"detail", detail}});
 }
 
-void HttpServer::reply_error(evhttp_request* req, const HttpError& e) {
+void HttpServer::reply_error(Exchange* req, const HttpError& e) {
   reply_error(req, e.status, e.error, e.detail);
 }
 
 void HttpServer::drain(std::function<void()> on_idle) {
-  if (bound_) {
-    accept_owners().erase(evhttp_bound_socket_get_listener(bound_));
-    if (accept_resume_) evtimer_del(accept_resume_.get());
-    evhttp_del_accept_socket(http_.get(), bound_);  // closes our copy; the master keeps its own
-    bound_ = nullptr;
-  }
+  if (accept_resume_) evtimer_del(accept_resume_.get());
+  listener_.reset();  // closes our copy; the master keeps its own
   draining_ = true;
   on_idle_ = std::move(on_idle);
   for (auto& hook : std::exchange(drain_hooks_, {})) hook();
+  evtimer_add(drain_grace_.get(), &kDrainGrace);
   check_idle();
 }
 
+void HttpServer::on_drain_grace(evutil_socket_t, short, void* arg) {
+  auto* self = static_cast<HttpServer*>(arg);
+  std::vector<ServerConnection*> all;
+  for (auto& [raw, conn] : self->connections_) all.push_back(raw);
+  for (ServerConnection* conn : all) conn->wire().close_when_idle();
+}
+
 void HttpServer::check_idle() {
-  // From the loop, not from inside the reply that emptied the table.
-  if (draining_ && started_.empty() && on_idle_) event_active(idle_event_.get(), 0, 0);
+  // From the loop, not from inside the reply that emptied the table. Once no connection is
+  // left: a request sent on one (and on its way) would otherwise reach a worker closing down.
+  if (draining_ && started_.empty() && connections_.empty() && on_idle_)
+    event_active(idle_event_.get(), 0, 0);
 }
 
 void HttpServer::on_idle(evutil_socket_t, short, void* arg) {

@@ -1,5 +1,6 @@
-// The HTTP side of a worker: evhttp on the inherited listening socket, a route table, and the
-// one reply path that keeps counters, processing time and the in-flight count right.
+// The HTTP side of a worker: its own HTTP/1.1 connections (http/wire_connection.h) on the
+// inherited listening socket, a route table, and the one reply path that keeps counters,
+// processing time and the in-flight count right.
 #pragma once
 
 #include <chrono>
@@ -13,19 +14,24 @@
 #include "config.h"
 #include "context.h"
 #include "handles.h"
-#include "http/client_deadline.h"
+#include "http/exchange.h"
 
 struct evconnlistener;
+struct sockaddr;
 
 namespace warren {
+namespace http {
+struct WireReply;
+}
 
 struct HttpError;
 
 class HttpServer : NonCopyable {
  public:
-  using Handler = std::function<void(evhttp_request* req, const std::string& path)>;
+  using Handler = std::function<void(Exchange* req, const std::string& path)>;
 
   HttpServer(Context& context, const HttpConfig& config);
+  ~HttpServer();  // where ServerConnection is complete
 
   [[nodiscard]] bool accept_on(int listen_fd);
   // Exact paths first, then the longest matching prefix, then the fallback.
@@ -33,71 +39,75 @@ class HttpServer : NonCopyable {
   void route_prefix(std::string prefix, Handler handler);
   void route_fallback(Handler handler);
 
-  // Stop accepting; every later response carries `Connection: close`. `on_idle` runs (from the
-  // loop) once no request is in flight.
+  // Stop accepting; every later response carries `Connection: close` and closes its connection,
+  // and connections idle a second later are closed. `on_idle` runs (from the loop) once no
+  // request is in flight and no connection is left.
   void drain(std::function<void()> on_idle);
   size_t in_flight() const { return started_.size(); }
-  size_t max_body() const { return config_.max_body; }
 
   // A long response (Server-Sent Events): start, chunks, end. The request stays in flight,
   // and counted, until stream_end. Stopping the worker ends every stream through `on_drain`.
-  void stream_start(evhttp_request* req, int code, std::string_view content_type);
-  void stream_chunk(evhttp_request* req, std::string_view data);
-  void stream_end(evhttp_request* req);
-  // The bookkeeping of stream_end without a word to the client: its connection is being cut.
-  void stream_abandon(evhttp_request* req);
+  void stream_start(Exchange* req, int code, std::string_view content_type);
+  void stream_chunk(Exchange* req, std::string_view data);
+  void stream_end(Exchange* req);
+  // Ends the stream by cutting its client's connection, without a word: a client too slow.
+  void stream_cut(Exchange* req);
   // Bytes written to the client's connection and not yet taken by its socket.
-  static size_t pending_output(evhttp_request* req);
-  // `cb` runs once when the client's connection closes (an empty one cancels it). evhttp has
-  // one close callback per connection, and the request deadlines need it: share it through here.
-  void on_connection_close(evhttp_request* req, std::function<void()> cb) {
-    deadlines_.on_close(req, std::move(cb));
-  }
+  static size_t pending_output(Exchange* req);
+  // `cb` runs once when the client's connection closes (an empty one cancels it); false, and
+  // `cb` dropped, when it is closed already.
+  static bool on_connection_close(Exchange* req, std::function<void()> cb);
   void on_drain(std::function<void()> cb) { drain_hooks_.push_back(std::move(cb)); }
 
   // Runs `fn`, which answers `req` now or later. An exception from it never reaches libevent:
-  // it is logged, and `req`, if still unanswered, is answered 500. Every evhttp callback and
+  // it is logged, and `req`, if still unanswered, is answered 500. Every request and
   // every completion that answers a request (a publish confirm, an RPC reply) goes through it.
-  void guard(evhttp_request* req, const std::function<void()>& fn);
+  void guard(Exchange* req, const std::function<void()>& fn);
 
   // Every response goes through these two.
-  void reply(evhttp_request* req, int code, std::string_view content_type, std::string_view body);
-  void reply_error(evhttp_request* req, int code, std::string_view error, std::string_view detail);
-  void reply_error(evhttp_request* req, const HttpError& e);
-  void reply_json(evhttp_request* req, int code, const nlohmann::json& body);
+  void reply(Exchange* req, int code, std::string_view content_type, std::string_view body);
+  void reply_error(Exchange* req, int code, std::string_view error, std::string_view detail);
+  void reply_error(Exchange* req, const HttpError& e);
+  void reply_json(Exchange* req, int code, const nlohmann::json& body);
 
  private:
-  static void on_request(evhttp_request* req, void* arg);
+  friend class ServerConnection;
+
+  static void on_accept(evconnlistener* listener, evutil_socket_t fd, sockaddr*, int, void* arg);
   // accept() failing with EMFILE and the like: pause accepting (the listening socket stays
   // readable, so carrying on would be a busy loop) and try again on a timer.
   static void on_accept_error(evconnlistener* listener, void* arg);
   static void on_accept_resume(evutil_socket_t, short, void* arg);
-  void dispatch(evhttp_request* req);
-  // What makes the request's framing ambiguous (RFC 9112 section 6.3), or "" when nothing.
-  static std::string framing_error(evhttp_request* req);
+  // A request read whole from `conn`: counted, routed.
+  void dispatch(ServerConnection& conn, uint64_t seq, http::WireRequest&& request);
+  void route_request(Exchange* req);
   void count_response(int code);
-  // Request line and header lines as received (CRLFs included), for http.max_header_size.
-  static size_t header_block_size(evhttp_request* req);
-  // Bookkeeping common to every answer: counters, processing time, in-flight table.
-  [[nodiscard]] bool finish(evhttp_request* req, int code);
+  // The status line's company: the route's headers, and those some statuses always carry.
+  static http::WireReply answer_head(Exchange* req, int code, std::string_view content_type, bool close);
+  // Bookkeeping common to every answer: counters, processing time, in-flight table. The
+  // exchange, taken out of the table, is the caller's to free.
+  [[nodiscard]] std::unique_ptr<Exchange> finish(Exchange* req, int code);
+  void closed(ServerConnection& conn);
   void check_idle();
   static void on_idle(evutil_socket_t, short, void* arg);
+  static void on_drain_grace(evutil_socket_t, short, void* arg);
 
   Loop& loop_;
   const HttpConfig& config_;
   Counters& counters_;
-  ClientDeadlines deadlines_;  // before http_: freeing the evhttp closes connections through it
-  EvhttpPtr http_;
-  evhttp_bound_socket* bound_ = nullptr;
+  ListenerPtr listener_;
+  // Destroyed in this order: the routes (a handler may still look at its requests), the
+  // requests, then the connections (which call no hook as they go).
+  std::unordered_map<ServerConnection*, std::unique_ptr<ServerConnection>> connections_;
+  std::unordered_map<Exchange*, std::unique_ptr<Exchange>> started_;  // not yet answered
   std::unordered_map<std::string, Handler> exact_;
   std::vector<std::pair<std::string, Handler>> prefixes_;
   Handler fallback_;
-  std::unordered_map<evhttp_request*, std::chrono::steady_clock::time_point> started_;
-  std::unordered_map<evhttp_request*, int> streaming_;  // status of each open stream
   bool draining_ = false;
   std::function<void()> on_idle_;
   std::vector<std::function<void()>> drain_hooks_;
   EventPtr idle_event_;
+  EventPtr drain_grace_;
   EventPtr accept_resume_;
 };
 
@@ -105,10 +115,7 @@ class HttpServer : NonCopyable {
 // callbacks of requests it started may still point at it.
 template <typename H>
 HttpServer::Handler shared_handler(std::shared_ptr<H> handler) {
-  return [handler](evhttp_request* req, const std::string& path) { (*handler)(req, path); };
+  return [handler](Exchange* req, const std::string& path) { (*handler)(req, path); };
 }
-
-// The reason phrase of a status on the list (src/http/status_codes.h), else "Unknown".
-std::string_view http_reason(int code);
 
 }  // namespace warren

@@ -24,4 +24,5 @@
   X(arg, 500, "Internal Server Error", "")                                    \
   X(arg, 502, "Bad Gateway", "")                                              \
   X(arg, 503, "Service Unavailable", "")                                      \
-  X(arg, 504, "Gateway Timeout", "")
+  X(arg, 504, "Gateway Timeout", "")                                          \
+  X(arg, 505, "HTTP Version Not Supported", "")

@@ -221,7 +221,7 @@ class HttpWorker final : public Worker, public StatsSource {
  private:
   bool start() override {
     if (!http_->accept_on(spec_.listen_fd)) {
-      log_error("evhttp_accept_socket() on port {} failed", spec_.port);
+      log_error("listening on port {} failed: {}", spec_.port, strerror(errno));
       return false;
     }
     log_info("serving on port {}", spec_.port);

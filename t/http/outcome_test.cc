@@ -5,7 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "http/rpc.h"
-#include "http/server.h"
+#include "http/wire_connection.h"
 #include "http/status_codes.h"
 #include "stats.h"
 
@@ -21,18 +21,18 @@ constexpr core::PublishStatus kEveryOutcome[] = {
 TEST(HttpStatuses, EveryListedStatusHasItsReasonAndItsCounter) {
   const nlohmann::json counters = Counters{}.to_json();
 #define WARREN_CHECK_STATUS(arg, code, reason, note)          \
-  EXPECT_EQ(http_reason(code), reason);                       \
-  EXPECT_NE(http_reason(code), "Unknown");                    \
+  EXPECT_EQ(http::http_reason(code), reason);                 \
+  EXPECT_NE(http::http_reason(code), "Unknown");              \
   EXPECT_TRUE(counters["requests"].contains("response." #code)) << #code;
   WARREN_HTTP_STATUSES(WARREN_CHECK_STATUS, )
 #undef WARREN_CHECK_STATUS
-  EXPECT_EQ(http_reason(418), "Unknown");
+  EXPECT_EQ(http::http_reason(418), "Unknown");
 }
 
 TEST(HttpOutcome, EveryOutcomeAnswersAListedStatus) {
   for (auto s : kEveryOutcome) {
     const HttpOutcome o = http_outcome(s);
-    EXPECT_NE(http_reason(o.status), "Unknown") << o.status;
+    EXPECT_NE(http::http_reason(o.status), "Unknown") << o.status;
     EXPECT_EQ(o.error.empty(), s == core::PublishStatus::confirmed) << o.status;
   }
   EXPECT_EQ(http_outcome(core::PublishStatus::unroutable).status, 422);

@@ -155,10 +155,8 @@ HOSTILE_FRAMING = {
     "Content-Length negative": framed(b"Content-Length: -3\r\n", b"abc"),
     "Content-Length with a plus": framed(b"Content-Length: +3\r\n", b"abc"),
     "Content-Length empty": framed(b"Content-Length: \r\n", b"abc"),
-    # evhttp refuses this one itself, before warren sees it: 413, also with a close
     "Content-Length huge": framed(b"Content-Length: 99999999999999999999999\r\n", b"abc"),
-    # evhttp replaces an obs-fold with a space (RFC 9112 section 5.2 allows it), which makes
-    # these framing headers invalid; elsewhere a fold is a space in the value
+    # an obs-fold (RFC 9112 section 5.2) makes these framing headers invalid
     "obs-fold of Content-Length": framed(b"Content-Length: 3\r\n 0\r\n", b"abc"),
     "obs-fold of Transfer-Encoding": framed(b"Transfer-Encoding:\r\n chunked\r\n",
                                             b"3\r\nabc\r\n0\r\n\r\n"),
@@ -183,8 +181,7 @@ class Framing(unittest.TestCase):
                            .replace(b"Host: x\r\n", b"Host: x\r\nAuthorization: Basic " + auth + b"\r\n") +
                            b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
                     status, headers, body = c.response()
-                    expected = 413 if name == "Content-Length huge" else 400
-                    if status != expected or headers.get("connection") != "close" \
+                    if status != 400 or headers.get("connection") != "close" \
                             or not c.closed_by_peer() or c.buf:
                         failures.append(f"{name}: {status} {headers} {body!r} then {c.buf!r}")
                 except (ConnectionError, OSError) as e:
@@ -195,8 +192,7 @@ class Framing(unittest.TestCase):
             self.assertEqual(failures, [], "\n".join(failures))
             self.assertIsNone(got, "a hostile request published a message")
             stats = json.loads(w.request("GET", 0, "/stats")[2])
-            # evhttp's own refusals never reach warren's counter
-            self.assertGreaterEqual(stats["limits"]["bad_framing"], 9)
+            self.assertGreaterEqual(stats["limits"]["bad_framing"], len(HOSTILE_FRAMING))
             # a plain request on a plain connection still works
             self.assertEqual(w.request("POST", 0, f"/%2f/amq.default/{queue}", body={"body": "ok"},
                                        auth=("guest", "guest"))[0], 204)

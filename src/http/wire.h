@@ -1,0 +1,104 @@
+// HTTP/1.1 requests read from a connection's bytes with http-parser (libhttp-parser-dev), one at
+// a time. It owns no socket and no buffer: the connection feeds it what it read and
+// drops what it consumed. It stops after each complete request, so that pipelined requests are
+// answered in order, and refuses what the routes must never see:
+//   431  the request line and headers over http.max_header_size (counted as they arrive)
+//   413  a body over http.max_body (a Content-Length over it before the body is read)
+//   400  anything http-parser refuses, framing included: Content-Length twice or with
+//        Transfer-Encoding, a Transfer-Encoding other than a final "chunked", a header name
+//        that is no token (RFC 9112 6.3)
+//   505  an HTTP version other than 1.x
+#pragma once
+
+#include <http_parser.h>
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace warren::http {
+
+struct WireRequest {
+  std::string method;  // "GET", "POST", ...
+  std::string target;  // the request-target as sent: "/%2f/x/y?z=1"
+  std::vector<std::pair<std::string, std::string>> headers;  // in order, names as sent
+  std::string body;    // without its chunked framing
+  unsigned http_major = 1, http_minor = 1;
+  bool keep_alive = true;  // HTTP/1.1 without "Connection: close", or 1.0 with keep-alive
+  bool expects_continue = false;  // "Expect: 100-continue" on HTTP/1.1, with a body to come
+  size_t head_bytes = 0;   // the request line and headers, as http.max_header_size counts them
+
+  // The first header of that name, whatever its case; "" without one.
+  std::string_view header(std::string_view name) const;
+};
+
+struct WireLimits {
+  size_t max_head;  // http.max_header_size
+  size_t max_body;  // http.max_body
+};
+
+class RequestReader {
+ public:
+  enum class State { reading, complete, refused };
+
+  explicit RequestReader(WireLimits limits);
+  RequestReader(const RequestReader&) = delete;
+  RequestReader& operator=(const RequestReader&) = delete;
+
+  // Reads from `data` until a request is complete, refused or `data` ends; returns the bytes
+  // consumed. What follows a complete request is the next one's: feed it after take().
+  size_t feed(std::string_view data);
+  State state() const { return state_; }
+  // The complete request; reading starts on the next one.
+  WireRequest take();
+  // A request has begun and is not complete yet: its clock (http.request_timeout) runs.
+  bool in_message() const { return in_message_; }
+  // True once per request, when its head is read and it waits for "100 Continue" to send the body.
+  bool take_continue() { return std::exchange(continue_due_, false); }
+  // Once refused: the status (400, 413, 431, 505), the error and its detail for the client, and
+  // whether it was the framing (RFC 9112 6.3). The connection closes after the answer: where the
+  // next request would start is not known.
+  int refused_status() const { return refused_status_; }
+  const std::string& refused_error() const { return refused_error_; }
+  const std::string& refused_reason() const { return refused_reason_; }
+  bool refused_framing() const { return refused_framing_; }
+
+ private:
+  static int on_message_begin(http_parser* p);
+  static int on_url(http_parser* p, const char* at, size_t n);
+  static int on_header_field(http_parser* p, const char* at, size_t n);
+  static int on_header_value(http_parser* p, const char* at, size_t n);
+  static int on_headers_complete(http_parser* p);
+  static int on_body(http_parser* p, const char* at, size_t n);
+  static int on_message_complete(http_parser* p);
+
+  // What makes the head's framing one a proxy could read otherwise, or nullptr.
+  const char* framing_problem() const;
+  size_t host_count() const;
+  // True once `data`, the next bytes of the head, folds a line (obs-fold).
+  bool head_has_fold(std::string_view data);
+  // Counts `n` more bytes of head; false (and refused with 431) past the limit.
+  bool add_head(size_t n);
+  int refuse(int status, std::string error, std::string reason);
+  int refuse_framing(std::string reason);
+
+  WireLimits limits_;
+  http_parser parser_;
+  WireRequest request_;
+  bool in_value_ = false;  // the last header callback was for a value
+  bool in_message_ = false;
+  bool continue_due_ = false;
+  // The obs-fold scan of the current head: where it is.
+  bool head_scanned_ = false;
+  bool seen_line_ = false;
+  size_t line_length_ = 0;
+  State state_ = State::reading;
+  int refused_status_ = 0;
+  bool refused_framing_ = false;
+  std::string refused_error_;
+  std::string refused_reason_;
+};
+
+}  // namespace warren::http

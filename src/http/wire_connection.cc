@@ -1,0 +1,293 @@
+#include "http/wire_connection.h"
+
+#include <event2/event.h>
+#include <event2/util.h>
+#include <fmt/format.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <ctime>
+
+#include "http/status_codes.h"
+#include "json.h"
+
+namespace warren::http {
+
+std::string_view http_reason(int code) {
+  switch (code) {
+#define WARREN_STATUS_REASON(arg, n, reason, note) \
+  case n: return reason;
+    WARREN_HTTP_STATUSES(WARREN_STATUS_REASON, )
+#undef WARREN_STATUS_REASON
+    default: return "Unknown";
+  }
+}
+
+namespace {
+
+constexpr size_t kReadSize = 65536;
+constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+
+// RFC 9110's Date, made once a second.
+std::string_view http_date() {
+  static time_t made_at = 0;
+  static char date[64];
+  const time_t now = time(nullptr);
+  if (now != made_at) {
+    tm utc;
+    gmtime_r(&now, &utc);
+    evutil_date_rfc1123(date, sizeof date, &utc);
+    made_at = now;
+  }
+  return date;
+}
+
+double seconds(const timeval& tv) { return static_cast<double>(tv.tv_sec) + tv.tv_usec / 1e6; }
+
+}  // namespace
+
+WireConnection::WireConnection(Loop& loop, Fd fd, WireLimits limits, WireTimeouts timeouts, Owner& owner)
+    : loop_(loop), fd_(std::move(fd)), reader_(limits), timeouts_(timeouts), owner_(owner) {
+  evutil_make_socket_nonblocking(fd_.get());
+  read_event_.reset(event_new(loop_.base(), fd_.get(), EV_READ | EV_PERSIST, on_readable, this));
+  write_event_.reset(event_new(loop_.base(), fd_.get(), EV_WRITE | EV_PERSIST, on_writable, this));
+  flush_event_.reset(event_new(loop_.base(), -1, 0, on_flush, this));
+  clock_event_.reset(evtimer_new(loop_.base(), on_clock, this));
+  if (!read_event_ || !write_event_ || !flush_event_ || !clock_event_) abort();  // no memory
+  event_add(read_event_.get(), nullptr);
+  set_clock();
+}
+
+void WireConnection::on_readable(evutil_socket_t, short, void* arg) { static_cast<WireConnection*>(arg)->read_some(); }
+void WireConnection::on_flush(evutil_socket_t, short, void* arg) { static_cast<WireConnection*>(arg)->flush(); }
+
+void WireConnection::on_writable(evutil_socket_t, short what, void* arg) {
+  auto* self = static_cast<WireConnection*>(arg);
+  // The client took none of our bytes for http.idle_connection_timeout.
+  if (what & EV_TIMEOUT) return self->close_now();
+  self->flush();
+}
+
+void WireConnection::on_clock(evutil_socket_t, short, void* arg) {
+  auto* self = static_cast<WireConnection*>(arg);
+  const Clock clock = std::exchange(self->clock_, Clock::none);
+  if (clock == Clock::idle) return self->close_now();
+  self->owner_.on_request_timeout(*self);
+  self->refuse(408, "request timeout",
+               fmt::format("the request was not received whole within http.request_timeout ({} s)",
+                           seconds(self->timeouts_.request)));
+}
+
+void WireConnection::read_some() {
+  char buf[kReadSize];
+  const ssize_t n = read(fd_.get(), buf, sizeof buf);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  if (n < 0) return close_now();
+  if (n == 0) {
+    // The client sent all it will. What it is owed still goes out (it may only have shut down
+    // its side), unless that is a stream, which would wait for ever.
+    peer_done_ = true;
+    stop_reading();
+    for (const Answer& a : answers_)
+      if (a.streaming) return close_now();
+    return queue_flush();
+  }
+  in_.append(buf, static_cast<size_t>(n));
+  parse();
+  set_clock();
+}
+
+bool WireConnection::can_take_more() const {
+  return answers_.size() < kMaxInFlight && out_.size() < kMaxUnsent;
+}
+
+void WireConnection::parse() {
+  while (reading_ && !closed_ && can_take_more() && !in_.empty()) {
+    in_.erase(0, reader_.feed(in_));
+    if (reader_.state() == RequestReader::State::refused) {
+      owner_.on_refused(*this, reader_);
+      return refuse(reader_.refused_status(), reader_.refused_error(), reader_.refused_reason());
+    }
+    if (reader_.state() != RequestReader::State::complete) return send_continue();
+    WireRequest request = reader_.take();
+    answers_.push_back(Answer{next_seq_++, false, !request.keep_alive, request.method == "HEAD",
+                              request.http_minor == 0, false, {}});
+    if (!request.keep_alive) stop_reading();
+    owner_.on_request(*this, answers_.back().seq, std::move(request));
+  }
+  update_reading();
+}
+
+void WireConnection::update_reading() {
+  // Too many answers owed, or a client not reading them: its socket waits (its bytes stay in
+  // the kernel, and its window closes) until they go out.
+  if (!reading_ || closed_) return;
+  const bool on = can_take_more();
+  if (on == read_on_) return;
+  read_on_ = on;
+  if (!on) return (void)event_del(read_event_.get());
+  event_add(read_event_.get(), nullptr);
+  parse();  // pipelined requests already read
+}
+
+void WireConnection::send_continue() {
+  // Only when nothing is owed before it: an interim answer may not overtake earlier ones. A
+  // client not told goes on after a second of its own (curl does).
+  if (!reader_.take_continue() || !answers_.empty() || !out_.empty()) return;
+  out_ = kContinue;
+  flush();
+}
+
+void WireConnection::stop_reading() {
+  reading_ = false;
+  event_del(read_event_.get());
+  in_.clear();
+}
+
+void WireConnection::refuse(int status, const std::string& error, const std::string& detail) {
+  stop_reading();
+  WireReply r;
+  r.status = status;
+  r.content_type = "application/json";
+  const std::string body = json_text({{"error", error}, {"detail", detail}});
+  r.body = body;
+  r.close = true;
+  answers_.push_back(Answer{next_seq_++, false, true, false, false, false, {}});
+  reply(answers_.back().seq, std::move(r));
+}
+
+WireConnection::Answer* WireConnection::owed(uint64_t seq) {
+  for (Answer& a : answers_)
+    if (a.seq == seq) return &a;
+  return nullptr;
+}
+
+void WireConnection::reply(uint64_t seq, WireReply reply) {
+  Answer* a = owed(seq);
+  if (!a || a->ready) return;
+  a->close = a->close || reply.close;
+  std::string& out = a->bytes;
+  out = fmt::format("HTTP/1.1 {} {}\r\nDate: {}\r\n", reply.status, http_reason(reply.status), http_date());
+  if (a->streaming) {
+    if (!a->http10) out += "Transfer-Encoding: chunked\r\n";
+    a->close = a->close || a->http10;  // a 1.0 stream ends with the connection
+  } else if (reply.status != 204 && reply.status != 304) {  // RFC 9110 8.6: never with those
+    out += fmt::format("Content-Length: {}\r\n", reply.body.size());
+  }
+  if (!reply.content_type.empty()) out += fmt::format("Content-Type: {}\r\n", reply.content_type);
+  for (const auto& [name, value] : reply.headers) out += fmt::format("{}: {}\r\n", name, value);
+  if (a->close) out += "Connection: close\r\n";
+  else if (a->http10) out += "Connection: keep-alive\r\n";
+  out += "\r\n";
+  if (!a->head) out.append(reply.body);  // HEAD: the same headers, no body
+  a->ready = true;
+  if (a->close) stop_reading();
+  queue_flush();
+}
+
+void WireConnection::stream_start(uint64_t seq, WireReply head) {
+  Answer* a = owed(seq);
+  if (!a || a->ready) return;
+  if (peer_done_) return close_now();  // a stream for a client that has gone would never end
+  a->streaming = true;
+  head.body = {};
+  reply(seq, std::move(head));
+}
+
+void WireConnection::stream_write(uint64_t seq, std::string_view data) {
+  Answer* a = owed(seq);
+  if (!a || !a->streaming || data.empty()) return;
+  if (!a->http10) a->bytes += fmt::format("{:x}\r\n", data.size());
+  a->bytes.append(data);
+  if (!a->http10) a->bytes += "\r\n";
+  queue_flush();
+}
+
+void WireConnection::stream_end(uint64_t seq) {
+  Answer* a = owed(seq);
+  if (!a || !a->streaming) return;
+  if (!a->http10) a->bytes += "0\r\n\r\n";
+  a->streaming = false;
+  queue_flush();
+}
+
+size_t WireConnection::pending_output() const {
+  size_t n = out_.size();
+  for (const Answer& a : answers_) n += a.bytes.size();
+  return n;
+}
+
+void WireConnection::queue_flush() {
+  // At the end of this loop pass: the answers given in it go out in one write.
+  if (!closed_) event_active(flush_event_.get(), 0, 0);
+}
+
+void WireConnection::flush() {
+  if (closed_) return;
+  while (!answers_.empty() && answers_.front().ready) {
+    Answer& a = answers_.front();
+    if (out_.empty()) out_.swap(a.bytes);  // the usual case: no copy
+    else out_ += a.bytes;
+    a.bytes.clear();
+    if (a.streaming) break;
+    closing_ = closing_ || a.close;
+    answers_.pop_front();
+    if (closing_) break;  // what was owed after it is dropped with the connection
+  }
+  while (!out_.empty()) {
+    const ssize_t n = send(fd_.get(), out_.data(), out_.size(), MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) {
+      if (!event_pending(write_event_.get(), EV_WRITE, nullptr)) event_add(write_event_.get(), &timeouts_.idle);
+      update_reading();
+      return set_clock();
+    }
+    if (n < 0) return close_now();
+    out_.erase(0, static_cast<size_t>(n));
+  }
+  if (event_pending(write_event_.get(), EV_WRITE, nullptr)) event_del(write_event_.get());
+  if (closing_ || (!reading_ && answers_.empty()) || (close_when_idle_ && idle())) return close_now();
+  update_reading();
+  set_clock();
+}
+
+bool WireConnection::idle() const {
+  return !reader_.in_message() && in_.empty() && answers_.empty() && out_.empty();
+}
+
+void WireConnection::close_when_idle() {
+  close_when_idle_ = true;
+  if (idle()) close_now();
+}
+
+void WireConnection::set_clock() {
+  if (closed_) return;
+  Clock want = Clock::none;
+  if (reading_ && reader_.in_message()) want = Clock::request;
+  else if (reading_ && idle()) want = Clock::idle;
+  // A request's clock runs from its first byte: more bytes do not restart it.
+  if (want == clock_) return;
+  clock_ = want;
+  if (want == Clock::none) evtimer_del(clock_event_.get());
+  else evtimer_add(clock_event_.get(), want == Clock::request ? &timeouts_.request : &timeouts_.idle);
+}
+
+void WireConnection::close_now() {
+  if (closed_) return;
+  closed_ = true;
+  event_del(read_event_.get());
+  event_del(write_event_.get());
+  event_del(flush_event_.get());
+  evtimer_del(clock_event_.get());
+  // Unread bytes at close() make the kernel reset the connection, which may destroy our last
+  // answer before the client reads it: say we are done, and take what has arrived (bounded).
+  shutdown(fd_.get(), SHUT_WR);
+  char sink[4096];
+  for (int i = 0; i < 16 && recv(fd_.get(), sink, sizeof sink, MSG_DONTWAIT) > 0; ++i) {
+  }
+  fd_ = Fd();
+  owner_.on_closed(*this);
+}
+
+}  // namespace warren::http
