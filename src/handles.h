@@ -44,7 +44,6 @@ using EventPtr = std::unique_ptr<event, Deleter<event_free>>;
 using ListenerPtr = std::unique_ptr<evconnlistener, Deleter<evconnlistener_free>>;
 using EvbufferPtr = std::unique_ptr<evbuffer, Deleter<evbuffer_free>>;
 using BuffereventPtr = std::unique_ptr<bufferevent, Deleter<bufferevent_free>>;
-using EvhttpUriPtr = std::unique_ptr<evhttp_uri, Deleter<evhttp_uri_free>>;
 using CurlMultiPtr = std::unique_ptr<CURLM, Deleter<curl_multi_cleanup>>;
 using CurlEasyPtr = std::unique_ptr<CURL, Deleter<curl_easy_cleanup>>;
 using CurlSlistPtr = std::unique_ptr<curl_slist, Deleter<curl_slist_free_all>>;

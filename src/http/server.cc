@@ -164,22 +164,18 @@ void HttpServer::guard(Exchange* req, const std::function<void()>& fn) {
 
 namespace {
 
-// The path and query of a request-target (RFC 9112 3.2): origin-form split here, the rest
-// (absolute-form, "*") through libevent's URI parser, lenient as evhttp was.
+// The path and query of a request-target, origin-form or absolute-form (RFC 9112 3.2), by
+// the same http-parser that read the request.
 bool split_target(const std::string& target, std::string& path, std::string& query) {
-  if (!target.empty() && target[0] == '/') {
-    const size_t end = target.find('#');
-    const size_t mark = target.find('?');
-    path = target.substr(0, std::min(mark, end));
-    if (mark < end) query = target.substr(mark + 1, end == std::string::npos ? end : end - mark - 1);
-    return true;
-  }
-  EvhttpUriPtr uri(evhttp_uri_parse_with_flags(target.c_str(), EVHTTP_URI_NONCONFORMANT));
-  if (!uri) return false;
-  const char* p = evhttp_uri_get_path(uri.get());
-  const char* q = evhttp_uri_get_query(uri.get());
-  path = p && *p ? p : "/";
-  query = q ? q : "";
+  http_parser_url url;
+  http_parser_url_init(&url);
+  if (http_parser_parse_url(target.data(), target.size(), 0, &url) != 0) return false;
+  const auto field = [&](int f) {
+    return (url.field_set & (1 << f)) ? target.substr(url.field_data[f].off, url.field_data[f].len)
+                                      : std::string();
+  };
+  path = field(UF_PATH);
+  query = field(UF_QUERY);
   return true;
 }
 
@@ -203,7 +199,7 @@ void HttpServer::dispatch(ServerConnection& conn, uint64_t seq, http::WireReques
 void HttpServer::route_request(Exchange* req) {
   if (!split_target(req->request_.target, req->path_, req->query_))
     return reply_error(req, 400, "bad request", "the request target is not a URI");
-  if (req->path_.empty()) req->path_ = "/";
+  if (req->path_.empty()) req->path_ = "/";  // "http://host" names the root
   const std::string& path = req->path_;
   if (auto it = exact_.find(path); it != exact_.end()) return it->second(req, path);
   for (const auto& [prefix, handler] : prefixes_)
