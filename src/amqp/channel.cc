@@ -290,7 +290,7 @@ bool Channel::handle_reply(const amqp_method_t& m, std::string* error) {
 }
 
 void Channel::handle_confirm(uint64_t tag, bool multiple, bool acked) {
-  std::vector<Publish> settled;
+  std::vector<Sent> settled;
   // multiple=true: the broker settles every tag up to and including this one
   auto first = multiple ? unconfirmed_.begin() : unconfirmed_.find(tag);
   auto last = multiple ? unconfirmed_.upper_bound(tag)

@@ -62,9 +62,10 @@ class Channel : public std::enable_shared_from_this<Channel>, NonCopyable {
   // channel; others keep their order behind a waiting one. `alone`: sent only when nothing else
   // awaits a confirm here, and nothing else is sent until it is settled, so that a channel error
   // can only be its own (a message sent again after it was displaced, see broker_closed).
+  // Sent at once, the message is encoded from the arguments and nothing of it is copied.
   void publish(const std::string& exchange, const std::string& routing_key, bool mandatory,
-               const Properties& properties, std::string body, double timeout, ResultCallback cb,
-               bool alone = false);
+               const Properties& properties, std::string_view body, double timeout,
+               ResultCallback cb, bool alone = false);
   // Publishes waiting to be sent plus those awaiting their confirm.
   size_t in_flight() const { return waiting_.size() + unconfirmed_.size(); }
 
@@ -90,15 +91,23 @@ class Channel : public std::enable_shared_from_this<Channel>, NonCopyable {
     MethodCallback cb;
     Clock::time_point deadline = Clock::time_point::max();
   };
+  // A message waiting to be sent (connecting, blocked, behind a mandatory or lone one).
   struct Publish {
     std::string exchange, routing_key;
     bool mandatory = false;
     Properties properties;
     std::string body;
     Clock::time_point deadline;  // max() when none
+    ResultCallback cb;
+    bool alone = false;
+  };
+  // A message sent, until the broker settles its tag: what a confirm, a return or a channel
+  // error needs of it. Its content is the broker's now: a return is tied to it by tag.
+  struct Sent {
+    std::string exchange;  // fail_publishes_on_close: were they all for one exchange?
+    Clock::time_point deadline;
     ResultCallback cb;  // empty once answered (timed out): the entry waits for its confirm
     std::optional<Result> returned;  // basic.return seen; the confirm completes it
-    bool alone = false;
   };
   struct Consumer {
     DeliveryCallback on_delivery;
@@ -140,7 +149,10 @@ class Channel : public std::enable_shared_from_this<Channel>, NonCopyable {
   void broker_closed(const amqp_channel_close_t& close);
   void fail_all(const Result& why);  // everything pending fails; consumers end
   void enqueue_call(amqp_method_number_t id, void* decoded, MethodCallback cb);
-  void send_publish(Publish&& p, std::string&& frames);
+  // Encodes and sends it, or fails it (invalid) on the loop: false when it was not sent.
+  bool send_publish(const std::string& exchange, const std::string& routing_key, bool mandatory,
+                    const Properties& properties, std::string_view body, Clock::time_point deadline,
+                    ResultCallback& cb, bool alone);
   void flush_waiting();
   void arm_deadline();
   static void on_deadline(evutil_socket_t, short, void* arg);
@@ -152,13 +164,12 @@ class Channel : public std::enable_shared_from_this<Channel>, NonCopyable {
   // Only a mandatory message can come back (basic.return), and one at a time awaits its
   // confirm: a return then names exactly one message, whatever the confirms around it. A
   // message sent alone has the channel to itself until it is settled.
-  [[nodiscard]] bool may_send(const Publish& p) const {
-    return can_publish() && alone_tag_ == 0 && (!p.alone || unconfirmed_.empty()) &&
-           (!p.mandatory || mandatory_tag_ == 0);
+  [[nodiscard]] bool may_send(bool mandatory, bool alone) const {
+    return can_publish() && alone_tag_ == 0 && (!alone || unconfirmed_.empty()) &&
+           (!mandatory || mandatory_tag_ == 0);
   }
   // What a channel error means for each message it ends (broker_closed).
   void fail_publishes_on_close(const Result& why);
-  [[nodiscard]] bool encode_publish(const Publish& p, std::string& out, std::string* error) const;
 
   Connection* conn_;
   Loop& loop_;
@@ -175,7 +186,7 @@ class Channel : public std::enable_shared_from_this<Channel>, NonCopyable {
   std::deque<Publish> waiting_;               // not yet sent (connecting / blocked)
   // By delivery tag, until the broker settles the tag, even after the publish timed out: a
   // basic.return that comes late belongs to that message still.
-  std::map<uint64_t, Publish> unconfirmed_;
+  std::map<uint64_t, Sent> unconfirmed_;
   uint64_t mandatory_tag_ = 0;  // the mandatory message awaiting its confirm, 0: none
   uint64_t alone_tag_ = 0;      // the message sent alone awaiting its confirm, 0: none
   uint64_t next_tag_ = 1;

@@ -18,21 +18,8 @@ bool Channel::can_publish() const {
          conn_->can_send();
 }
 
-bool Channel::encode_publish(const Publish& p, std::string& out, std::string* error) const {
-  auto pool = make_amqp_pool();
-  amqp_basic_properties_t props;
-  if (!properties_to_amqp(p.properties, pool.get(), &props, error)) return false;
-  amqp_basic_publish_t m{};
-  m.exchange = amqp_view(p.exchange);
-  m.routing_key = amqp_view(p.routing_key);
-  m.mandatory = p.mandatory;
-  size_t frame_max = conn_ ? conn_->frame_max() : kInitialFrameMax;
-  return encode_method(out, id_, AMQP_BASIC_PUBLISH_METHOD, &m, frame_max, error) &&
-         encode_content(out, id_, props, p.body, frame_max, error);
-}
-
 void Channel::publish(const std::string& exchange, const std::string& routing_key, bool mandatory,
-                      const Properties& properties, std::string body, double timeout,
+                      const Properties& properties, std::string_view body, double timeout,
                       ResultCallback cb, bool alone) {
   if (!is_open() || !conn_)
     return fail_later(std::move(cb), close_reason_.ok() ? kConnectionGone : close_reason_);
@@ -41,53 +28,57 @@ void Channel::publish(const std::string& exchange, const std::string& routing_ke
   if (exchange.size() > kMaxShortString || routing_key.size() > kMaxShortString)
     return fail_later(std::move(cb),
                       {Outcome::invalid, 0, "exchange or routing key longer than 255 bytes"});
-  Publish p{exchange, routing_key, mandatory, properties, std::move(body),
-            timeout > 0 ? Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                             std::chrono::duration<double>(timeout))
-                        : Clock::time_point::max(),
-            std::move(cb), std::nullopt, alone};
-  std::string frames, error;
-  if (waiting_.empty() && may_send(p)) {
-    if (!encode_publish(p, frames, &error))
-      return fail_later(std::move(p.cb), {Outcome::invalid, 0, error});
-    auto deadline = p.deadline;
-    send_publish(std::move(p), std::move(frames));
-    if (deadline < armed_for_) arm_deadline();
+  const auto deadline = timeout > 0 ? Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                                         std::chrono::duration<double>(timeout))
+                                    : Clock::time_point::max();
+  if (waiting_.empty() && may_send(mandatory, alone)) {
+    if (send_publish(exchange, routing_key, mandatory, properties, body, deadline, cb, alone) &&
+        deadline < armed_for_)
+      arm_deadline();
     return;
   }
   // not writable now (connecting, blocked, another mandatory message in flight): check it
-  // encodes, then hold it unsent
+  // encodes, then hold a copy of it unsent
   auto pool = make_amqp_pool();
   amqp_basic_properties_t props;
-  if (!properties_to_amqp(p.properties, pool.get(), &props, &error))
-    return fail_later(std::move(p.cb), {Outcome::invalid, 0, error});
-  auto deadline = p.deadline;
-  waiting_.push_back(std::move(p));
+  std::string error;
+  if (!properties_to_amqp(properties, pool.get(), &props, &error))
+    return fail_later(std::move(cb), {Outcome::invalid, 0, error});
+  waiting_.push_back(
+      Publish{exchange, routing_key, mandatory, properties, std::string(body), deadline, std::move(cb), alone});
   if (deadline < armed_for_) arm_deadline();
 }
 
-void Channel::send_publish(Publish&& p, std::string&& frames) {
+bool Channel::send_publish(const std::string& exchange, const std::string& routing_key, bool mandatory,
+                           const Properties& properties, std::string_view body,
+                           Clock::time_point deadline, ResultCallback& cb, bool alone) {
+  auto pool = make_amqp_pool();
+  amqp_basic_properties_t props;
+  amqp_basic_publish_t method{};
+  method.exchange = amqp_view(exchange);
+  method.routing_key = amqp_view(routing_key);
+  method.mandatory = mandatory;
+  std::string frames, error;
+  if (!properties_to_amqp(properties, pool.get(), &props, &error) ||
+      !encode_method(frames, id_, AMQP_BASIC_PUBLISH_METHOD, &method, conn_->frame_max(), &error) ||
+      !encode_content(frames, id_, props, body, conn_->frame_max(), &error)) {
+    fail_later(std::move(cb), {Outcome::invalid, 0, error});
+    return false;
+  }
   conn_->send(std::move(frames));
   ++conn_->stats().publishes_sent;
-  // a return is tied to its message by tag, never by content: the content is no longer needed
-  p.body = std::string();
-  p.properties = Properties();
-  if (p.mandatory) mandatory_tag_ = next_tag_;
-  if (p.alone) alone_tag_ = next_tag_;
-  unconfirmed_.emplace(next_tag_++, std::move(p));
+  if (mandatory) mandatory_tag_ = next_tag_;
+  if (alone) alone_tag_ = next_tag_;
+  unconfirmed_.emplace(next_tag_++, Sent{exchange, deadline, std::move(cb), std::nullopt});
+  return true;
 }
 
 void Channel::flush_waiting() {
   // bounded by the queue's length; stops as soon as the connection blocks again
-  while (!waiting_.empty() && may_send(waiting_.front())) {
+  while (!waiting_.empty() && may_send(waiting_.front().mandatory, waiting_.front().alone)) {
     Publish p = std::move(waiting_.front());
     waiting_.pop_front();
-    std::string frames, error;
-    if (!encode_publish(p, frames, &error)) {
-      fail_later(std::move(p.cb), {Outcome::invalid, 0, error});
-      continue;
-    }
-    send_publish(std::move(p), std::move(frames));
+    send_publish(p.exchange, p.routing_key, p.mandatory, p.properties, p.body, p.deadline, p.cb, p.alone);
   }
 }
 

@@ -122,8 +122,17 @@ Publisher::Publisher(Context& context, PublishOptions options)
 
 Publisher::~Publisher() = default;
 
+const std::string& Publisher::key_of(const Credentials& who) {
+  if (last_key_.empty() || who.vhost != last_who_.vhost || who.username != last_who_.username ||
+      who.password != last_who_.password) {
+    last_who_ = who;
+    last_key_ = who.vhost + '\0' + who.username + '\0' + sha256(who.password);
+  }
+  return last_key_;
+}
+
 Publisher::LoginLink& Publisher::link_for(const Credentials& who) {
-  std::string key = who.vhost + '\0' + who.username + '\0' + sha256(who.password);
+  const std::string& key = key_of(who);
   auto& slot = links_[key];
   if (!slot) {
     std::string name = who.vhost + ":" + who.username;
