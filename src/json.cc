@@ -89,7 +89,10 @@ bool json_nests_within(std::string_view text, size_t max_depth, std::string_view
 }
 
 nlohmann::json json_parse(std::string_view text) {
-  if (!json_nests_within(text)) return json(json::value_t::discarded);
+  // nlohmann takes a NUL byte for the end of the text and parses what came before: "{}\0junk"
+  // would be {}. No JSON text holds a raw NUL (in a string it is \u0000).
+  if (text.find('\0') != std::string_view::npos || !json_nests_within(text))
+    return json(json::value_t::discarded);
   return json::parse(text, nullptr, false);
 }
 

@@ -25,8 +25,8 @@ inline constexpr size_t kMaxJsonDepth = 128;
 bool json_nests_within(std::string_view text, size_t max_depth = kMaxJsonDepth,
                        std::string_view nested_key = {});
 
-// JSON from outside: a discarded value (is_discarded()) when the text is not JSON
-// or nests deeper than kMaxJsonDepth. Never throws.
+// JSON from outside: a discarded value (is_discarded()) when the text is not JSON (a raw NUL
+// byte included) or nests deeper than kMaxJsonDepth. Never throws.
 nlohmann::json json_parse(std::string_view text);
 
 }  // namespace warren

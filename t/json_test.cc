@@ -49,6 +49,16 @@ TEST(JsonParse, RefusesWhatNestsDeeperThanTheLimitBeforeBuildingIt) {
   EXPECT_TRUE(json_nests_within(json_text(envelope), kMaxJsonDepth));
 }
 
+// nlohmann stops at a NUL byte and parses what came before it: the rest would be dropped
+// unread ({"body":"a"} NUL {"body":"b"} on one batch line was one message).
+TEST(JsonParse, ARawNulByteIsNotJson) {
+  using namespace std::string_literals;
+  EXPECT_TRUE(json_parse("{\"body\":\"a\"}\0{\"body\":\"b\"}"s).is_discarded());
+  EXPECT_TRUE(json_parse("1\0junk"s).is_discarded());
+  EXPECT_TRUE(json_parse("\0"s).is_discarded());
+  EXPECT_EQ(json_parse(R"({"body":"\u0000"})")["body"], "\0"s);
+}
+
 TEST(JsonParse, BracketsInsideStringsAreNotNesting) {
   const std::string brackets(1000, '[');
   EXPECT_EQ(json_parse(R"({"body":")" + brackets + R"("})")["body"], brackets);
