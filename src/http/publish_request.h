@@ -38,17 +38,15 @@ std::string parse_multipart(std::string_view content_type, std::string_view body
 // Sets one statelessd field (body, app_id, ..., headers, mandatory) on the message; an unknown
 // key or a bad value is a 400 naming the field. `content-type` spells `content_type` too.
 std::optional<HttpError> apply_field(core::Message& message, const std::string& key,
-                                     const std::string& value);
+                                     std::string value);
 
 // One batch item: a JSON object with `routing_key`, `body` and any field above.
 std::optional<HttpError> apply_json_item(core::Message& message, const nlohmann::json& item);
 
-// The body of a batch request: a JSON array, or one JSON object per line (application/x-ndjson).
-std::variant<std::vector<nlohmann::json>, HttpError> parse_batch(std::string_view content_type,
-                                                                 std::string_view body);
-
-// A batch body into its messages to `exchange`, every one checked: the first bad item is the
-// error (400 naming its index), so that a bad batch publishes nothing.
+// A batch body, a JSON array or one JSON object per line (application/x-ndjson), into its
+// messages to `exchange`, every one checked: a line that is not JSON (400 naming the line) or
+// else the first bad item (400 naming its index) is the error, so that a bad batch publishes
+// nothing.
 std::variant<std::vector<core::Message>, HttpError> batch_messages(const std::string& exchange,
                                                                    std::string_view content_type,
                                                                    std::string_view body);
