@@ -22,22 +22,26 @@ int hex_value(char c) {
 
 // A percent-decoded copy; nullopt for malformed input ('%' not followed by two hex digits).
 // Not evhttp_uridecode: it copies a malformed '%' through as is, so "%zz" would name a vhost.
+// What lies between escapes is copied a run at a time.
 std::optional<std::string> uri_decode(std::string_view s, bool plus_is_space) {
   std::string out;
   out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    if (c == '%') {
-      if (s.size() - i < 3) return std::nullopt;
-      const int hi = hex_value(s[i + 1]), lo = hex_value(s[i + 2]);
-      if (hi < 0 || lo < 0) return std::nullopt;
-      out += static_cast<char>(hi * 16 + lo);
-      i += 2;
-    } else {
-      out += plus_is_space && c == '+' ? ' ' : c;
+  for (size_t i = 0;;) {
+    size_t at = i;
+    while (at < s.size() && s[at] != '%' && !(plus_is_space && s[at] == '+')) ++at;
+    out.append(s.substr(i, at - i));
+    if (at == s.size()) return out;
+    if (s[at] == '+') {
+      out += ' ';
+      i = at + 1;
+      continue;
     }
+    if (s.size() - at < 3) return std::nullopt;
+    const int hi = hex_value(s[at + 1]), lo = hex_value(s[at + 2]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    out += static_cast<char>(hi * 16 + lo);
+    i = at + 3;
   }
-  return out;
 }
 
 HttpError bad_field(const std::string& field, const std::string& why) {
@@ -124,23 +128,24 @@ std::variant<PublishPath, HttpError> parse_publish_path(std::string_view raw_pat
   const HttpError shape{404, "not found",
                         "expected /{vhost}/{exchange}/{routing_key} (vhost \"/\" is %2f)"};
   if (raw_path.empty() || raw_path[0] != '/') return shape;
-  std::vector<std::string> segments;
-  size_t start = 1;
-  for (;;) {
-    size_t slash = raw_path.find('/', start);
-    auto decoded = uri_decode(raw_path.substr(start, slash - start), false);
+  // Every segment is decoded, so that a malformed one is a 400 even where there are too many.
+  std::string segments[3];
+  size_t count = 0;
+  for (std::string_view rest = raw_path.substr(1);;) {
+    const size_t slash = rest.find('/');
+    auto decoded = uri_decode(rest.substr(0, slash), false);
     if (!decoded) return HttpError{400, "bad path", "malformed percent-encoding"};
-    segments.push_back(std::move(*decoded));
+    if (count < 3) segments[count] = std::move(*decoded);
+    ++count;
     if (slash == std::string_view::npos) break;
-    start = slash + 1;
+    rest.remove_prefix(slash + 1);
   }
-  if (segments.size() < 2 || segments.size() > 3 || segments[0].empty() || segments[1].empty())
-    return shape;
+  if (count < 2 || count > 3 || segments[0].empty() || segments[1].empty()) return shape;
   PublishPath p;
-  p.vhost = segments[0];
-  p.exchange = segments[1] == "amq.default" ? "" : segments[1];
-  p.batch = segments.size() == 2;
-  if (!p.batch) p.routing_key = segments[2];
+  p.vhost = std::move(segments[0]);
+  p.exchange = segments[1] == "amq.default" ? "" : std::move(segments[1]);
+  p.batch = count == 2;
+  p.routing_key = std::move(segments[2]);
   // AMQP short strings: a longer vhost cannot even be sent in connection.open.
   if (p.vhost.size() > 255 || p.exchange.size() > 255 || p.routing_key.size() > 255)
     return HttpError{400, "bad path", "vhost, exchange and routing key are at most 255 bytes"};

@@ -165,17 +165,23 @@ bool RequestReader::head_has_fold(std::string_view data) {
   // A line of the head that starts with a space or a tab continues the one before (obs-fold,
   // RFC 9112 5.2). http-parser joins them; a proxy in front may not, so it is refused as
   // framing. The scan stops at the empty line that ends the head: the body is not looked at.
-  for (const char c : data) {
-    if (head_scanned_) return false;
-    if (c == '\r') continue;
-    if (c == '\n') {
-      if (line_length_ == 0 && seen_line_) head_scanned_ = true;
-      seen_line_ = seen_line_ || line_length_ > 0;
-      line_length_ = 0;
-      continue;
+  // Only a line's first bytes matter: from there it jumps to the next line feed.
+  while (!data.empty() && !head_scanned_) {
+    if (!in_line_) {
+      const char c = data.front();
+      if (c == '\r' || c == '\n') {
+        if (c == '\n') head_scanned_ = seen_line_;  // an empty line ends the head
+        data.remove_prefix(1);
+        continue;
+      }
+      if (seen_line_ && (c == ' ' || c == '\t')) return true;
+      in_line_ = true;
     }
-    if (line_length_ == 0 && seen_line_ && (c == ' ' || c == '\t')) return true;
-    ++line_length_;
+    const size_t lf = data.find('\n');
+    if (lf == std::string_view::npos) return false;
+    data.remove_prefix(lf + 1);
+    seen_line_ = true;
+    in_line_ = false;
   }
   return false;
 }
@@ -216,7 +222,7 @@ WireRequest RequestReader::take() {
   request_ = WireRequest{};
   in_value_ = false;
   head_scanned_ = seen_line_ = false;
-  line_length_ = 0;
+  in_line_ = false;
   state_ = State::reading;
   http_parser_pause(&parser_, 0);
   return out;

@@ -93,7 +93,7 @@ class RequestReader {
   // The obs-fold scan of the current head: where it is.
   bool head_scanned_ = false;
   bool seen_line_ = false;
-  size_t line_length_ = 0;
+  bool in_line_ = false;  // a line with a byte besides CR is under way
   State state_ = State::reading;
   int refused_status_ = 0;
   bool refused_framing_ = false;
