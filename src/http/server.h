@@ -41,8 +41,8 @@ class HttpServer : NonCopyable {
 
   // Stop accepting; each connection answers the requests it has read (or, with none, the next
   // one), the last answer carrying `Connection: close`, and closes; connections idle a second
-  // later are closed. `on_idle` runs (from the loop) once no
-  // request is in flight and no connection is left.
+  // later are closed. `on_idle` runs (from the loop) once no request is in flight and no
+  // connection is left.
   void drain(std::function<void()> on_idle);
   size_t in_flight() const { return started_.size(); }
 

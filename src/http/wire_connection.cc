@@ -102,14 +102,17 @@ void WireConnection::read_some() {
 }
 
 bool WireConnection::can_take_more() const {
+  return answers_.size() < kMaxInFlight && out_.size() < kMaxUnsent;
+}
+
+bool WireConnection::behind_http10() const {
   // An HTTP/1.0 answer may end with the connection (a stream): nothing after its request is
-  // read before it is given, so that nothing read is left unanswered.
-  return answers_.size() < kMaxInFlight && out_.size() < kMaxUnsent &&
-         (answers_.empty() || !answers_.back().http10);
+  // taken before it is given, so that nothing handed over is left unanswered.
+  return !answers_.empty() && answers_.back().http10;
 }
 
 void WireConnection::parse() {
-  while (reading_ && !closed_ && can_take_more() && !in_.empty()) {
+  while (reading_ && !closed_ && can_take_more() && !behind_http10() && !in_.empty()) {
     in_.erase(0, reader_.feed(in_));
     if (reader_.state() == RequestReader::State::refused) {
       owner_.on_refused(*this, reader_);
@@ -131,7 +134,9 @@ void WireConnection::update_reading() {
   // Too many answers owed, or a client not reading them: its socket waits (its bytes stay in
   // the kernel, and its window closes) until they go out.
   if (!reading_ || closed_) return;
-  const bool on = can_take_more();
+  // Behind an HTTP/1.0 request, only once more has come (an HTTP/1.0 keep-alive client that
+  // waits for each answer costs no epoll_ctl).
+  const bool on = can_take_more() && !(behind_http10() && !in_.empty());
   if (on == read_on_) return;
   read_on_ = on;
   if (!on) return (void)event_del(read_event_.get());

@@ -88,7 +88,7 @@ class WireConnection : NonCopyable {
 
  private:
   struct Answer {
-    uint64_t seq;
+    uint64_t seq = 0;
     bool ready = false;      // the bytes are in, or a stream's head is
     bool head = false;       // a HEAD request: no body
     bool http10 = false;     // HTTP/1.0: no chunked streams, "Connection: keep-alive" said
@@ -105,6 +105,7 @@ class WireConnection : NonCopyable {
   static void on_clock(evutil_socket_t, short, void* arg);
   void read_some();
   bool can_take_more() const;
+  bool behind_http10() const;
   void update_reading();
   void parse();
   void send_continue();
