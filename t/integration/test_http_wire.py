@@ -267,6 +267,16 @@ class Http10(WireTest):
         c.send(request)
         self.assertEqual(c.response()[0], 200)
 
+    def test_with_keep_alive_pipelined_requests_are_answered_in_turn(self):
+        # Each 1.0 answer is given before the next request is read (a 1.0 stream would end the
+        # connection), then reading goes on.
+        c = self.connect()
+        c.send(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" * 3 + b"GET /healthz HTTP/1.0\r\n\r\n")
+        answers = [c.response()[:2] for _ in range(4)]
+        self.assertEqual([(s, h.get("connection", "").lower()) for s, h in answers],
+                         [(200, "keep-alive")] * 3 + [(200, "close")], answers)
+        self.assertTrue(c.closed_by_peer())
+
 
 class Head(WireTest):
     HEAD = b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
