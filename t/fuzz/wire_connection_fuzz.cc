@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <memory>
@@ -75,7 +76,6 @@ struct Harness final : WireConnection::Owner {
   bool client_shut = false;  // the client sent all it will
   bool client_gone = false;  // the client closed its socket
   bool client_eof = false;   // the client read the connection's end
-  bool streamed = false;
   std::string to_send;  // what the client has yet to write
   std::string got;      // what the client has read
 
@@ -112,8 +112,10 @@ struct Harness final : WireConnection::Owner {
 
   void stream_start(Request& q) {
     conn->stream_start(q.seq, {200, "text/event-stream", {{"X-Seq", std::to_string(q.seq)}}, ""});
-    if (q.state == State::owed) q.state = State::streaming;
-    streamed = true;
+    if (q.state != State::owed) return;
+    q.state = State::streaming;
+    // A stream for a client that has gone is cut, and what is after it.
+    cut = cut || client_shut;
   }
 
   void stream_end(Request& q) {
@@ -160,7 +162,7 @@ struct Harness final : WireConnection::Owner {
         client_send();
         shutdown(client.get(), SHUT_WR);
         client_shut = true;
-        cut = cut || streamed;  // a stream for a client that has gone is cut, and what is after it
+        for (const Request& q : requests) cut = cut || q.state == State::streaming;
       } else if (op == 9) {
         client = Fd();
         client_gone = cut = true;
@@ -191,6 +193,7 @@ struct Harness final : WireConnection::Owner {
 
   // Everything answered, the client done sending: the connection must answer and close.
   void finish() {
+    answer_at_once = true;  // those handed over from now on
     if (!closed) {
       for (size_t i = 0; i < requests.size(); ++i) {
         if (requests[i].state == State::owed) reply(i, 0, 3);
@@ -222,9 +225,13 @@ struct Harness final : WireConnection::Owner {
     for (size_t i = 0; i < seqs.size(); ++i)
       if (seqs[i] != requests[i].seq) abort();
     if (!cut && seqs.size() != requests.size()) abort();  // a request handed over, never answered
-    // Nothing after an answer that closes.
+    // Nothing after an answer that closes: no status line (a refusal's detail may say HTTP/1.1).
     const size_t close = got.find("\r\nConnection: close\r\n");
-    if (close != std::string::npos && got.find("HTTP/1.1 ", close) != std::string::npos) abort();
+    if (close == std::string::npos) return;
+    constexpr std::string_view kStatusLine = "HTTP/1.1 ";
+    for (size_t at = got.find(kStatusLine, close); at != std::string::npos; at = got.find(kStatusLine, at + 1))
+      if (at + kStatusLine.size() < got.size() && std::isdigit(static_cast<unsigned char>(got[at + kStatusLine.size()])))
+        abort();
   }
 };
 
