@@ -19,10 +19,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -63,7 +65,7 @@ struct Harness final : WireConnection::Owner {
   struct Request {
     uint64_t seq;
     State state = State::owed;
-    bool head = false;
+    bool http10 = false;
   };
 
   Loop loop;
@@ -76,13 +78,14 @@ struct Harness final : WireConnection::Owner {
   bool client_shut = false;  // the client sent all it will
   bool client_gone = false;  // the client closed its socket
   bool client_eof = false;   // the client read the connection's end
+  std::optional<uint64_t> ends_connection;  // an HTTP/1.0 stream: the last answer
   std::string to_send;  // what the client has yet to write
   std::string got;      // what the client has read
 
   void on_request(WireConnection& c, uint64_t seq, http::WireRequest&& r) override {
     if (&c != conn.get() || closed) abort();
     if (!requests.empty() && seq <= requests.back().seq) abort();  // handed over in order
-    requests.push_back({seq, State::owed, r.method == "HEAD"});
+    requests.push_back({seq, State::owed, r.http_minor == 0});
     size_t unanswered = 0;
     for (const Request& q : requests) unanswered += q.state != State::done;
     if (unanswered > WireConnection::kMaxInFlight) abort();
@@ -114,6 +117,7 @@ struct Harness final : WireConnection::Owner {
     conn->stream_start(q.seq, {200, "text/event-stream", {{"X-Seq", std::to_string(q.seq)}}, ""});
     if (q.state != State::owed) return;
     q.state = State::streaming;
+    if (q.http10 && !ends_connection) ends_connection = q.seq;
     // A stream for a client that has gone is cut, and what is after it.
     cut = cut || client_shut;
   }
@@ -225,6 +229,12 @@ struct Harness final : WireConnection::Owner {
     for (size_t i = 0; i < seqs.size(); ++i)
       if (seqs[i] != requests[i].seq) abort();
     if (!cut && seqs.size() != requests.size()) abort();  // a request handed over, never answered
+    // An HTTP/1.0 stream is the last answer, and says so.
+    if (ends_connection && std::find(seqs.begin(), seqs.end(), *ends_connection) != seqs.end()) {
+      if (seqs.back() != *ends_connection) abort();
+      const size_t at = got.rfind(kSeq);
+      if (got.find("\r\nConnection: close\r\n", at) > got.find("\r\n\r\n", at)) abort();
+    }
     // Nothing after an answer that closes: no status line (a refusal's detail may say HTTP/1.1).
     const size_t close = got.find("\r\nConnection: close\r\n");
     if (close == std::string::npos) return;
