@@ -63,7 +63,7 @@ class Script {
 struct Harness final : WireConnection::Owner {
   enum class State { owed, streaming, done };
   struct Request {
-    uint64_t seq;
+    uint64_t seq = 0;
     State state = State::owed;
     bool http10 = false;
   };
