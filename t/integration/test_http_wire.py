@@ -19,7 +19,7 @@ import time
 import unittest
 import uuid
 
-from harness import BROKER_DIR, RSS_TELLS, BrokerClient, Warrend, broker_command
+from harness import BROKER_DIR, RSS_TELLS, BrokerClient, Warrend, broker_command, wait_for
 from test_daemon import rss_kib
 from test_limits import GET, RawClient
 
@@ -589,6 +589,9 @@ class GracefulStop(QueueTest):
         self.w.start()
         super().setUp()
 
+    def posts(self):
+        return json.loads(self.w.request("GET", 0, "/stats")[2])["requests"].get("method.POST", 0)
+
     def test_every_publish_read_is_answered_and_none_is_read_after(self):
         c = self.connect()
         c.send(publish(self.queue, b"warm"))  # the worker's broker link is up
@@ -596,9 +599,10 @@ class GracefulStop(QueueTest):
         broker_command("pause")
         try:
             c.send(b"".join(publish(self.queue, f"p{i}".encode()) for i in range(5)))
-            time.sleep(0.3)  # read and published; the stopped broker holds their confirms
+            # Read and published; the stopped broker holds their confirms.
+            self.assertTrue(wait_for(lambda: self.posts() == 6, 10), self.posts())
             self.w.proc.send_signal(signal.SIGQUIT)
-            time.sleep(0.3)  # the worker drains
+            self.assertTrue(wait_for(lambda: ": draining" in self.w.log(), 10), self.w.log())
             c.send(publish(self.queue, b"sent-while-draining"))
             time.sleep(0.2)
         finally:
