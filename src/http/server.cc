@@ -26,7 +26,9 @@ class ServerConnection final : public http::WireConnection::Owner {
               http::WireLimits{server.config_.max_header_size, server.config_.max_body},
               http::WireTimeouts{to_timeval(server.config_.request_timeout),
                                  to_timeval(server.config_.idle_connection_timeout)},
-              *this) {}
+              *this) {
+    if (!server.config_.keep_alive) wire_.close_after_owed();
+  }
 
   http::WireConnection& wire() { return wire_; }
   void adopt(Exchange* req) {
@@ -79,8 +81,9 @@ HttpServer::~HttpServer() = default;
 
 namespace {
 constexpr timeval kAcceptRetry{0, 100000};  // 100 ms
-// Draining, each connection's next answer says "Connection: close" and closes it. One that is
-// still idle after this long is closed then: it might have been sending a request as we closed.
+// Draining, a connection answers what it owes, or the next request if it owes none, and
+// closes. One that is still idle after this long is closed then: it might have been sending a
+// request as we closed.
 constexpr timeval kDrainGrace{1, 0};
 }  // namespace
 
@@ -235,8 +238,7 @@ std::unique_ptr<Exchange> HttpServer::finish(Exchange* req, int code) {
   return owned;
 }
 
-http::WireReply HttpServer::answer_head(Exchange* req, int code, std::string_view content_type,
-                                        bool close) {
+http::WireReply HttpServer::answer_head(Exchange* req, int code, std::string_view content_type) {
   http::WireReply r;
   r.status = code;
   r.content_type = content_type;
@@ -244,7 +246,6 @@ http::WireReply HttpServer::answer_head(Exchange* req, int code, std::string_vie
   // Every route's credentials are the broker's, and every 503 is worth retrying shortly.
   if (code == 401) r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"warren\"");
   if (code == 503) r.headers.emplace_back("Retry-After", "1");
-  r.close = close;
   return r;
 }
 
@@ -253,7 +254,7 @@ void HttpServer::reply(Exchange* req, int code, std::string_view content_type,
   if (!started_.count(req)) return (void)finish(req, code);  // logs the second answer
   ServerConnection* conn = req->conn_;
   const uint64_t seq = req->seq_;
-  http::WireReply r = answer_head(req, code, content_type, draining_ || !config_.keep_alive);
+  http::WireReply r = answer_head(req, code, content_type);
   r.body = body;
   (void)finish(req, code);
   if (conn) conn->wire().reply(seq, std::move(r));
@@ -264,7 +265,7 @@ void HttpServer::stream_start(Exchange* req, int code, std::string_view content_
   req->stream_status_ = code;
   if (!req->conn_) return;
   req->add_header("Cache-Control", "no-cache");
-  req->conn_->wire().stream_start(req->seq_, answer_head(req, code, content_type, draining_ || !config_.keep_alive));
+  req->conn_->wire().stream_start(req->seq_, answer_head(req, code, content_type));
 }
 
 void HttpServer::stream_chunk(Exchange* req, std::string_view data) {
@@ -312,6 +313,8 @@ void HttpServer::drain(std::function<void()> on_idle) {
   if (accept_resume_) evtimer_del(accept_resume_.get());
   listener_.reset();  // closes our copy; the master keeps its own
   draining_ = true;
+  // No request read after those owed: one the client gets no answer to was never handed over.
+  for (auto& [raw, conn] : connections_) conn->wire().close_after_owed();
   on_idle_ = std::move(on_idle);
   for (auto& hook : std::exchange(drain_hooks_, {})) hook();
   evtimer_add(drain_grace_.get(), &kDrainGrace);

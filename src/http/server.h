@@ -39,9 +39,10 @@ class HttpServer : NonCopyable {
   void route_prefix(std::string prefix, Handler handler);
   void route_fallback(Handler handler);
 
-  // Stop accepting; every later response carries `Connection: close` and closes its connection,
-  // and connections idle a second later are closed. `on_idle` runs (from the loop) once no
-  // request is in flight and no connection is left.
+  // Stop accepting; each connection answers the requests it has read (or, with none, the next
+  // one), the last answer carrying `Connection: close`, and closes; connections idle a second
+  // later are closed. `on_idle` runs (from the loop) once no request is in flight and no
+  // connection is left.
   void drain(std::function<void()> on_idle);
   size_t in_flight() const { return started_.size(); }
 
@@ -83,7 +84,7 @@ class HttpServer : NonCopyable {
   void route_request(Exchange* req);
   void count_response(int code);
   // The status line's company: the route's headers, and those some statuses always carry.
-  static http::WireReply answer_head(Exchange* req, int code, std::string_view content_type, bool close);
+  static http::WireReply answer_head(Exchange* req, int code, std::string_view content_type);
   // Bookkeeping common to every answer: counters, processing time, in-flight table. The
   // exchange, taken out of the table, is the caller's to free.
   [[nodiscard]] std::unique_ptr<Exchange> finish(Exchange* req, int code);

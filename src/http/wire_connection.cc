@@ -45,6 +45,11 @@ std::string_view http_date() {
 
 double seconds(const timeval& tv) { return static_cast<double>(tv.tv_sec) + tv.tv_usec / 1e6; }
 
+std::string_view connection_line(bool close, bool http10) {
+  if (close) return "Connection: close\r\n";
+  return http10 ? "Connection: keep-alive\r\n" : "";
+}
+
 }  // namespace
 
 WireConnection::WireConnection(Loop& loop, Fd fd, WireLimits limits, WireTimeouts timeouts, Owner& owner)
@@ -86,11 +91,9 @@ void WireConnection::read_some() {
   if (n < 0) return close_now();
   if (n == 0) {
     // The client sent all it will. What it is owed still goes out (it may only have shut down
-    // its side), unless that is a stream, which would wait for ever.
+    // its side), up to a stream, which would wait for ever (flush).
     peer_done_ = true;
     stop_reading();
-    for (const Answer& a : answers_)
-      if (a.streaming) return close_now();
     return queue_flush();
   }
   in_.append(buf, static_cast<size_t>(n));
@@ -102,8 +105,14 @@ bool WireConnection::can_take_more() const {
   return answers_.size() < kMaxInFlight && out_.size() < kMaxUnsent;
 }
 
+bool WireConnection::behind_http10() const {
+  // An HTTP/1.0 answer may end with the connection (a stream): nothing after its request is
+  // taken before it is given, so that nothing handed over is left unanswered.
+  return !answers_.empty() && answers_.back().http10;
+}
+
 void WireConnection::parse() {
-  while (reading_ && !closed_ && can_take_more() && !in_.empty()) {
+  while (reading_ && !closed_ && can_take_more() && !behind_http10() && !in_.empty()) {
     in_.erase(0, reader_.feed(in_));
     if (reader_.state() == RequestReader::State::refused) {
       owner_.on_refused(*this, reader_);
@@ -111,9 +120,11 @@ void WireConnection::parse() {
     }
     if (reader_.state() != RequestReader::State::complete) return send_continue();
     WireRequest request = reader_.take();
-    answers_.push_back(Answer{next_seq_++, false, !request.keep_alive, request.method == "HEAD",
-                              request.http_minor == 0, false, {}});
-    if (!request.keep_alive) stop_reading();
+    Answer& a = answers_.emplace_back();
+    a.seq = next_seq_++;
+    a.head = request.method == "HEAD";
+    a.http10 = request.http_minor == 0;
+    if (!request.keep_alive || last_request_next_) stop_reading();
     owner_.on_request(*this, answers_.back().seq, std::move(request));
   }
   update_reading();
@@ -123,7 +134,9 @@ void WireConnection::update_reading() {
   // Too many answers owed, or a client not reading them: its socket waits (its bytes stay in
   // the kernel, and its window closes) until they go out.
   if (!reading_ || closed_) return;
-  const bool on = can_take_more();
+  // Behind an HTTP/1.0 request, only once more has come (an HTTP/1.0 keep-alive client that
+  // waits for each answer costs no epoll_ctl).
+  const bool on = can_take_more() && !(behind_http10() && !in_.empty());
   if (on == read_on_) return;
   read_on_ = on;
   if (!on) return (void)event_del(read_event_.get());
@@ -152,8 +165,7 @@ void WireConnection::refuse(int status, const std::string& error, const std::str
   r.content_type = "application/json";
   const std::string body = json_text({{"error", error}, {"detail", detail}});
   r.body = body;
-  r.close = true;
-  answers_.push_back(Answer{next_seq_++, false, true, false, false, false, {}});
+  answers_.emplace_back().seq = next_seq_++;
   reply(answers_.back().seq, std::move(r));
 }
 
@@ -166,30 +178,34 @@ WireConnection::Answer* WireConnection::owed(uint64_t seq) {
 void WireConnection::reply(uint64_t seq, WireReply reply) {
   Answer* a = owed(seq);
   if (!a || a->ready) return;
-  a->close = a->close || reply.close;
+  if (a->streaming && a->http10) stop_reading();  // a 1.0 stream ends with the connection
   std::string& out = a->bytes;
   out = fmt::format("HTTP/1.1 {} {}\r\nDate: {}\r\n", reply.status, http_reason(reply.status), http_date());
   if (a->streaming) {
     if (!a->http10) out += "Transfer-Encoding: chunked\r\n";
-    a->close = a->close || a->http10;  // a 1.0 stream ends with the connection
   } else if (reply.status != 204 && reply.status != 304) {  // RFC 9110 8.6: never with those
     out += fmt::format("Content-Length: {}\r\n", reply.body.size());
   }
   if (!reply.content_type.empty()) out += fmt::format("Content-Type: {}\r\n", reply.content_type);
   for (const auto& [name, value] : reply.headers) out += fmt::format("{}: {}\r\n", name, value);
-  if (a->close) out += "Connection: close\r\n";
-  else if (a->http10) out += "Connection: keep-alive\r\n";
+  // Not the last now, it may turn out to be (say_close).
+  a->says_close = last(*a);
+  a->connection_at = out.size();
+  out += connection_line(a->says_close, a->http10);
   out += "\r\n";
   if (!a->head) out.append(reply.body);  // HEAD: the same headers, no body
   a->ready = true;
-  if (a->close) stop_reading();
   queue_flush();
+}
+
+void WireConnection::say_close(Answer& a) {
+  a.bytes.replace(a.connection_at, connection_line(false, a.http10).size(), connection_line(true, a.http10));
+  a.says_close = true;
 }
 
 void WireConnection::stream_start(uint64_t seq, WireReply head) {
   Answer* a = owed(seq);
   if (!a || a->ready) return;
-  if (peer_done_) return close_now();  // a stream for a client that has gone would never end
   a->streaming = true;
   head.body = {};
   reply(seq, std::move(head));
@@ -227,13 +243,14 @@ void WireConnection::flush() {
   if (closed_) return;
   while (!answers_.empty() && answers_.front().ready) {
     Answer& a = answers_.front();
+    if (a.streaming && peer_done_) break;  // to nobody: closed once what is before it is out
+    if (!a.head_out && last(a) && !a.says_close) say_close(a);
+    a.head_out = true;
     if (out_.empty()) out_.swap(a.bytes);  // the usual case: no copy
     else out_ += a.bytes;
     a.bytes.clear();
     if (a.streaming) break;
-    closing_ = closing_ || a.close;
     answers_.pop_front();
-    if (closing_) break;  // what was owed after it is dropped with the connection
   }
   while (!out_.empty()) {
     const ssize_t n = send(fd_.get(), out_.data(), out_.size(), MSG_NOSIGNAL);
@@ -247,13 +264,25 @@ void WireConnection::flush() {
     out_.erase(0, static_cast<size_t>(n));
   }
   if (event_pending(write_event_.get(), EV_WRITE, nullptr)) event_del(write_event_.get());
-  if (closing_ || (!reading_ && answers_.empty()) || (close_when_idle_ && idle())) return close_now();
+  // A stream for a client that has gone would never end.
+  const bool stream_to_nobody = peer_done_ && !answers_.empty() && answers_.front().streaming;
+  if ((!reading_ && answers_.empty()) || stream_to_nobody || (close_when_idle_ && idle())) return close_now();
   update_reading();
   set_clock();
 }
 
 bool WireConnection::idle() const {
   return !reader_.in_message() && in_.empty() && answers_.empty() && out_.empty();
+}
+
+void WireConnection::close_after_owed() {
+  if (closed_ || !reading_) return;
+  if (answers_.empty()) {
+    last_request_next_ = true;
+    return;
+  }
+  stop_reading();
+  queue_flush();  // the last may be waiting in out_ already
 }
 
 void WireConnection::close_when_idle() {

@@ -12,7 +12,10 @@
 //                                 as nginx does; and a client that takes none of our bytes for
 //                                 that long is cut off
 // A refused request (400, 413, 431, 505) is answered and the connection closed; so is a
-// request that asked for it, after its answer.
+// request that asked for it (RFC 9112 9.6), after its answer. However the connection comes to
+// close, nothing is read after the request that closes it, and every request read before is
+// answered, in order, the last answer saying "Connection: close": a request the client sees
+// no answer to was never handed over, so it may safely send it again.
 #pragma once
 
 #include <sys/time.h>
@@ -35,7 +38,6 @@ struct WireReply {
   std::string content_type;  // none when empty
   std::vector<std::pair<std::string, std::string>> headers;
   std::string_view body;  // copied once, into the answer's bytes, by reply()
-  bool close = false;     // the connection closes after this answer
 };
 
 struct WireTimeouts {
@@ -77,18 +79,24 @@ class WireConnection : NonCopyable {
   size_t pending_output() const;
   // Cuts the connection now: what is owed is dropped. on_closed follows.
   void close() { close_now(); }
+  // Reads no request after those owed, answers them and closes after the last; with none
+  // owed, the next request read is the last (one on its way as a worker begins to stop, or
+  // every one with http.keep_alive off).
+  void close_after_owed();
   // Closes it once nothing is under way (now, if nothing is): a worker that stops.
   void close_when_idle();
 
  private:
   struct Answer {
-    uint64_t seq;
+    uint64_t seq = 0;
     bool ready = false;      // the bytes are in, or a stream's head is
-    bool close = false;      // the connection closes after this answer
     bool head = false;       // a HEAD request: no body
     bool http10 = false;     // HTTP/1.0: no chunked streams, "Connection: keep-alive" said
     bool streaming = false;  // more bytes will come, until stream_end
-    std::string bytes;       // not yet moved to out_
+    bool says_close = false;   // its head says "Connection: close"
+    bool head_out = false;     // its head has gone to out_
+    size_t connection_at = 0;  // where in bytes its head says (or would say) Connection
+    std::string bytes;         // not yet moved to out_
   };
 
   static void on_readable(evutil_socket_t, short, void* arg);
@@ -97,9 +105,14 @@ class WireConnection : NonCopyable {
   static void on_clock(evutil_socket_t, short, void* arg);
   void read_some();
   bool can_take_more() const;
+  bool behind_http10() const;
   void update_reading();
   void parse();
   void send_continue();
+  // The answer is the last the connection gives.
+  bool last(const Answer& a) const { return !reading_ && &a == &answers_.back(); }
+  // Its head, not yet sent, says "Connection: close": it turned out to be the last.
+  static void say_close(Answer& a);
   void refuse(int status, const std::string& error, const std::string& detail);
   Answer* owed(uint64_t seq);
   void queue_flush();
@@ -119,9 +132,11 @@ class WireConnection : NonCopyable {
   std::deque<Answer> answers_;
   std::string out_;  // answers ready in order and not yet taken by the socket
   uint64_t next_seq_ = 0;
-  bool reading_ = true;   // false once a request asked to close, or was refused
+  // False once no request is to be read after those owed (one asked to close, was refused,
+  // the client sent all it will, or the server is done): the connection closes after the last.
+  bool reading_ = true;
   bool read_on_ = true;   // read interest: off while the client has too much to take
-  bool closing_ = false;  // the answer that closes the connection is in out_
+  bool last_request_next_ = false;  // the next request read is the last
   bool closed_ = false;
   bool close_when_idle_ = false;
   bool peer_done_ = false;  // the client has sent all it will (EOF)

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace warren::http {
 namespace {
@@ -43,7 +44,8 @@ class WireConnectionTest : public ::testing::Test {
   }
 
   void send_text(const std::string& text) {
-    ASSERT_EQ(write(client_.get(), text.data(), text.size()), static_cast<ssize_t>(text.size()));
+    ASSERT_EQ(send(client_.get(), text.data(), text.size(), MSG_NOSIGNAL), static_cast<ssize_t>(text.size()))
+        << "the server closed";
   }
 
   // Runs the loop and reads what the client gets until `done` holds (or 2 s pass, or EOF).
@@ -78,7 +80,7 @@ class WireConnectionTest : public ::testing::Test {
 
 TEST_F(WireConnectionTest, PipelinedRequestsAreAnsweredInOrderWhateverOrderTheAnswersCome) {
   start([this](WireConnection& c, uint64_t seq, WireRequest&& r) {
-    WireReply reply{204, "", {{"X-Target", r.target}}, "", false};
+    WireReply reply{204, "", {{"X-Target", r.target}}, ""};
     if (r.target == "/2") return c.reply(seq, reply);  // at once
     loop_.defer([&c, seq, reply] { c.reply(seq, reply); });  // a pass later
   });
@@ -105,7 +107,7 @@ TEST_F(WireConnectionTest, ARefusedRequestIsAnsweredAndTheConnectionCloses) {
 }
 
 TEST_F(WireConnectionTest, ConnectionCloseIsHonouredAfterTheAnswer) {
-  start([](WireConnection& c, uint64_t seq, WireRequest&&) { c.reply(seq, {200, "text/plain", {}, "bye", false}); });
+  start([](WireConnection& c, uint64_t seq, WireRequest&&) { c.reply(seq, {200, "text/plain", {}, "bye"}); });
   send_text("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /ignored HTTP/1.1\r\nHost: x\r\n\r\n");
   const std::string got = receive([this](const std::string&) { return closed_; });
   EXPECT_EQ(count(got, "HTTP/1.1 200"), 1u) << got;
@@ -115,15 +117,74 @@ TEST_F(WireConnectionTest, ConnectionCloseIsHonouredAfterTheAnswer) {
 
 TEST_F(WireConnectionTest, AnAnswerLargerThanTheSocketTakesGoesOutWhole) {
   const std::string big(4 << 20, 'z');
-  start([&big](WireConnection& c, uint64_t seq, WireRequest&&) { c.reply(seq, {200, "", {}, big, false}); });
+  start([&big](WireConnection& c, uint64_t seq, WireRequest&&) { c.reply(seq, {200, "", {}, big}); });
   send_text("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
   const std::string got = receive([&big](const std::string& s) { return s.size() >= big.size(); });
   EXPECT_EQ(got.size() - got.find("\r\n\r\n") - 4, big.size());
   EXPECT_FALSE(closed_);
 }
 
+TEST_F(WireConnectionTest, AServerCloseAnswersEveryRequestReadAndOnlyTheLastAnswerCloses) {
+  // A worker that stops: the requests read (maybe published) are all answered, in order; the
+  // last answer says Connection: close; nothing sent after is read, so the client may retry it.
+  std::vector<uint64_t> owed;
+  start([&owed](WireConnection&, uint64_t seq, WireRequest&&) { owed.push_back(seq); });
+  send_text("POST /1 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+            "POST /2 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+            "POST /3 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+  receive([&owed](const std::string&) { return owed.size() == 3; });
+  ASSERT_EQ(owed.size(), 3u);
+  conn_->close_after_owed();
+  conn_->reply(owed[0], {204, "", {{"X-N", "1"}}, ""});
+  std::string got = receive([](const std::string& s) { return s.find("\r\n\r\n") != std::string::npos; });
+  send_text("POST /late HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+  conn_->reply(owed[2], {204, "", {{"X-N", "3"}}, ""});
+  got += receive([](const std::string& s) { return s.find("\r\n\r\n") != std::string::npos; });
+  conn_->reply(owed[1], {204, "", {{"X-N", "2"}}, ""});
+  got += receive([this](const std::string&) { return closed_; });
+  EXPECT_EQ(count(got, "HTTP/1.1 204"), 3u) << got;
+  EXPECT_EQ(count(got, "Connection: close"), 1u) << got;
+  EXPECT_NE(got.find("X-N: 3\r\nConnection: close\r\n\r\n"), std::string::npos) << got;
+  EXPECT_LT(got.find("X-N: 1"), got.find("X-N: 2"));
+  EXPECT_TRUE(closed_);
+  EXPECT_EQ(owed.size(), 3u) << "a request sent after the close was read";
+}
+
+TEST_F(WireConnectionTest, AServerCloseWithNothingOwedMakesTheNextRequestTheLast) {
+  size_t requests = 0;
+  start([&requests](WireConnection& c, uint64_t seq, WireRequest&&) {
+    ++requests;
+    c.reply(seq, {200, "text/plain", {}, "ok"});
+  });
+  conn_->close_after_owed();
+  send_text("GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n");
+  const std::string got = receive([this](const std::string&) { return closed_; });
+  EXPECT_EQ(count(got, "HTTP/1.1 200"), 1u) << got;
+  EXPECT_NE(got.find("Connection: close\r\n\r\nok"), std::string::npos) << got;
+  EXPECT_EQ(requests, 1u);
+  EXPECT_TRUE(closed_);
+}
+
+TEST_F(WireConnectionTest, AnHttp10StreamEndsTheConnectionAndNothingAfterItIsRead) {
+  size_t requests = 0;
+  start([this, &requests](WireConnection& c, uint64_t seq, WireRequest&&) {
+    ++requests;
+    loop_.defer([&c, seq] {  // once what the client sent is all read
+      c.stream_start(seq, {200, "text/event-stream", {}, ""});
+      c.stream_write(seq, "data: 1\n\n");
+      c.stream_end(seq);
+    });
+  });
+  send_text("GET /s HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /t HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+  const std::string got = receive([this](const std::string&) { return closed_; });
+  EXPECT_EQ(count(got, "HTTP/1.1 200"), 1u) << got;
+  EXPECT_NE(got.find("Connection: close\r\n\r\ndata: 1\n\n"), std::string::npos) << got;
+  EXPECT_EQ(requests, 1u);
+  EXPECT_TRUE(closed_);
+}
+
 TEST_F(WireConnectionTest, HeadGetsTheHeadersWithoutTheBody) {
-  start([](WireConnection& c, uint64_t seq, WireRequest&&) { c.reply(seq, {200, "text/plain", {}, "body", false}); });
+  start([](WireConnection& c, uint64_t seq, WireRequest&&) { c.reply(seq, {200, "text/plain", {}, "body"}); });
   send_text("HEAD / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n");
   const std::string got = receive([](const std::string& s) { return s.find("body") != std::string::npos; });
   EXPECT_EQ(count(got, "Content-Length: 4"), 2u) << got;
@@ -142,6 +203,21 @@ TEST_F(WireConnectionTest, ARequestNotWholeInTimeIs408AndClosed) {
   EXPECT_FALSE(handled);
 }
 
+TEST_F(WireConnectionTest, A408BehindAnOwedAnswerComesAfterIt) {
+  std::vector<uint64_t> owed;
+  start([&owed](WireConnection&, uint64_t seq, WireRequest&&) { owed.push_back(seq); }, {1024, 1024},
+        {{0, 200000}, {5, 0}});
+  send_text("POST /1 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+  receive([this](const std::string&) { return refused_ == 408; });
+  ASSERT_EQ(owed.size(), 1u);
+  conn_->reply(owed[0], {204, "", {}, ""});
+  const std::string got = receive([this](const std::string&) { return closed_; });
+  EXPECT_EQ(got.rfind("HTTP/1.1 204 ", 0), 0u) << got;
+  EXPECT_NE(got.find("\r\n\r\nHTTP/1.1 408 "), std::string::npos) << got;
+  EXPECT_EQ(count(got, "Connection: close"), 1u) << got;
+  EXPECT_TRUE(closed_);
+}
+
 TEST_F(WireConnectionTest, AnIdleConnectionIsClosedWithoutAWordButNotWhileAnAnswerIsOwed) {
   uint64_t owed = 0;
   start([&owed](WireConnection&, uint64_t seq, WireRequest&&) { owed = seq + 1; }, {1024, 1024},
@@ -149,7 +225,7 @@ TEST_F(WireConnectionTest, AnIdleConnectionIsClosedWithoutAWordButNotWhileAnAnsw
   send_text("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
   receive([](const std::string&) { return false; });  // 2 s: ten idle timeouts
   EXPECT_FALSE(closed_) << "closed while an answer was owed";
-  conn_->reply(owed - 1, {204, "", {}, "", false});
+  conn_->reply(owed - 1, {204, "", {}, ""});
   const std::string got = receive([this](const std::string&) { return closed_; });
   EXPECT_EQ(got.rfind("HTTP/1.1 204 ", 0), 0u) << got;
   EXPECT_TRUE(closed_);
@@ -158,8 +234,8 @@ TEST_F(WireConnectionTest, AnIdleConnectionIsClosedWithoutAWordButNotWhileAnAnsw
 
 TEST_F(WireConnectionTest, AStreamIsChunkedAndOthersWaitBehindIt) {
   start([](WireConnection& c, uint64_t seq, WireRequest&& r) {
-    if (r.target != "/stream") return c.reply(seq, {200, "", {}, "after", false});
-    c.stream_start(seq, {200, "text/event-stream", {}, "", false});
+    if (r.target != "/stream") return c.reply(seq, {200, "", {}, "after"});
+    c.stream_start(seq, {200, "text/event-stream", {}, ""});
     c.stream_write(seq, "data: 1\n\n");
     c.stream_end(seq);
   });
@@ -171,7 +247,7 @@ TEST_F(WireConnectionTest, AStreamIsChunkedAndOthersWaitBehindIt) {
 
 TEST_F(WireConnectionTest, AClientThatShutsItsSideStillGetsWhatItIsOwed) {
   start([this](WireConnection& c, uint64_t seq, WireRequest&&) {
-    loop_.defer([&c, seq] { c.reply(seq, {204, "", {}, "", false}); });
+    loop_.defer([&c, seq] { c.reply(seq, {204, "", {}, ""}); });
   });
   send_text("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx");
   shutdown(client_.get(), SHUT_WR);
@@ -181,7 +257,7 @@ TEST_F(WireConnectionTest, AClientThatShutsItsSideStillGetsWhatItIsOwed) {
 }
 
 TEST_F(WireConnectionTest, AnExpectedBodyIsAskedForWithContinue) {
-  start([](WireConnection& c, uint64_t seq, WireRequest&& r) { c.reply(seq, {200, "", {}, r.body, false}); });
+  start([](WireConnection& c, uint64_t seq, WireRequest&& r) { c.reply(seq, {200, "", {}, r.body}); });
   send_text("POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
   std::string got = receive([](const std::string& s) { return s.find("\r\n\r\n") != std::string::npos; });
   EXPECT_EQ(got, "HTTP/1.1 100 Continue\r\n\r\n");

@@ -10,6 +10,7 @@ test_limits."""
 import email.utils
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import time
 import unittest
 import uuid
 
-from harness import BROKER_DIR, RSS_TELLS, BrokerClient, Warrend
+from harness import BROKER_DIR, RSS_TELLS, BrokerClient, Warrend, broker_command, wait_for
 from test_daemon import rss_kib
 from test_limits import GET, RawClient
 
@@ -73,7 +74,40 @@ def read_until_close(c, timeout=HUNG):
     return data, False
 
 
-class WireTest(unittest.TestCase):
+def pipeline_answers(test, c):
+    """The statuses of every answer until the server closes; only the last says
+    Connection: close."""
+    data, closed = read_until_close(c)
+    test.assertTrue(closed, f"not closed after {data!r}")
+    c.buf, answers = data, []
+    while c.buf:
+        answers.append(c.response()[:2])
+    test.assertEqual([h.get("connection") == "close" for _, h in answers],
+                     [False] * (len(answers) - 1) + [True], answers)
+    return [status for status, _ in answers]
+
+
+class QueueTest(unittest.TestCase):
+    """Raw connections to self.w and a queue of the test's own."""
+
+    def setUp(self):
+        if BROKER_DIR:
+            self.broker = BrokerClient()
+            self.addCleanup(self.broker.close)
+            self.queue = self.broker.declare_queue(f"wire-{uuid.uuid4().hex[:8]}")
+            self.addCleanup(self.broker.delete_queue, self.queue)
+
+    def connect(self):
+        c = RawClient(self.w.ports[0])
+        self.addCleanup(c.close)
+        return c
+
+    def bodies(self, count):
+        """The bodies of the next count messages in the test's queue (None: all), in order."""
+        return [body for _, _, body in self.broker.messages(self.queue, count, timeout=2)]
+
+
+class WireTest(QueueTest):
     """One warrend for the class; each test gets its own queue, and after each the worker that
     served it must still be the same process and answer."""
 
@@ -89,28 +123,12 @@ class WireTest(unittest.TestCase):
     def tearDownClass(cls):
         cls.w.cleanup()
 
-    def setUp(self):
-        if BROKER_DIR:
-            self.broker = BrokerClient()
-            self.addCleanup(self.broker.close)
-            self.queue = self.broker.declare_queue(f"wire-{uuid.uuid4().hex[:8]}")
-            self.addCleanup(self.broker.delete_queue, self.queue)
-
     def tearDown(self):
         self.assert_worker_lives()
 
     def assert_worker_lives(self):
         self.assertEqual(self.w.request("GET", 0, "/healthz", timeout=2)[0], 200)
         self.assertEqual(http_worker_pid(self.w), self.pid, "the worker was restarted")
-
-    def connect(self):
-        c = RawClient(self.w.ports[0])
-        self.addCleanup(c.close)
-        return c
-
-    def bodies(self, count):
-        """The bodies of the next count messages in the test's queue, in order."""
-        return [body for _, _, body in self.broker.messages(self.queue, count, timeout=2)]
 
 
 class Pipelining(WireTest):
@@ -161,6 +179,22 @@ class Pipelining(WireTest):
         status, headers, _ = c.response()
         self.assertEqual((status, headers.get("connection")), (200, "close"))
         self.assertEqual(read_until_close(c), (b"", True))
+
+
+    @unittest.skipUnless(BROKER_DIR, "needs t/run-tests' broker")
+    def test_publishes_after_connection_close_are_not_published(self):
+        # RFC 9112 9.6: nothing after the request that closes is read, so nothing after it is
+        # published; everything before it is answered.
+        for closing in (b"Connection: close\r\n", b"HTTP/1.0"):
+            with self.subTest(closing=closing):
+                c = self.connect()
+                last = publish(self.queue, b"last")
+                last = (last.replace(b"HTTP/1.1", b"HTTP/1.0", 1) if closing == b"HTTP/1.0"
+                        else last.replace(b"Host: x\r\n", b"Host: x\r\n" + closing, 1))
+                c.send(publish(self.queue, b"one") + publish(self.queue, b"two") + last +
+                       publish(self.queue, b"after"))
+                self.assertEqual(pipeline_answers(self, c), [204, 204, 204])
+                self.assertEqual(self.bodies(None), [b"one", b"two", b"last"])
 
 
 class NeverReading(WireTest):
@@ -232,6 +266,16 @@ class Http10(WireTest):
         self.assertEqual(headers.get("connection", "").lower(), "keep-alive", headers)
         c.send(request)
         self.assertEqual(c.response()[0], 200)
+
+    def test_with_keep_alive_pipelined_requests_are_answered_in_turn(self):
+        # Each 1.0 answer is given before the next request is read (a 1.0 stream would end the
+        # connection), then reading goes on.
+        c = self.connect()
+        c.send(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" * 3 + b"GET /healthz HTTP/1.0\r\n\r\n")
+        answers = [c.response()[:2] for _ in range(4)]
+        self.assertEqual([(s, h.get("connection", "").lower()) for s, h in answers],
+                         [(200, "keep-alive")] * 3 + [(200, "close")], answers)
+        self.assertTrue(c.closed_by_peer())
 
 
 class Head(WireTest):
@@ -530,6 +574,53 @@ class IdleConnections(WireTest):
             self.assertTrue(c.closed_by_peer(timeout=max(0.01, opened + IDLE_TIMEOUT + 3 -
                                                          time.monotonic())),
                             "an idle connection outlived http.idle_connection_timeout")
+
+
+
+@unittest.skipUnless(BROKER_DIR, "needs t/run-tests' broker")
+class GracefulStop(QueueTest):
+    """The server ends a keep-alive connection as it stops: every request it has read (and
+    maybe published) is answered, in order, the last answer saying Connection: close; a request
+    it has not read is never published, so the client may safely send it again."""
+
+    def setUp(self):
+        self.w = Warrend(extra={"http": {"confirm_timeout": 20}})  # its own: the test stops it
+        self.addCleanup(self.w.cleanup)
+        self.w.start()
+        super().setUp()
+
+    def posts(self):
+        return json.loads(self.w.request("GET", 0, "/stats")[2])["requests"].get("method.POST", 0)
+
+    def test_every_publish_read_is_answered_and_none_is_read_after(self):
+        c = self.connect()
+        c.send(publish(self.queue, b"warm"))  # the worker's broker link is up
+        self.assertEqual(c.response()[0], 204)
+        broker_command("pause")
+        try:
+            c.send(b"".join(publish(self.queue, f"p{i}".encode()) for i in range(5)))
+            # Read and published; the stopped broker holds their confirms.
+            self.assertTrue(wait_for(lambda: self.posts() == 6, 10), self.posts())
+            self.w.proc.send_signal(signal.SIGQUIT)
+            self.assertTrue(wait_for(lambda: ": draining" in self.w.log(), 10), self.w.log())
+            c.send(publish(self.queue, b"sent-while-draining"))
+            time.sleep(0.2)
+        finally:
+            broker_command("resume")
+        self.assertEqual(pipeline_answers(self, c), [204] * 5)
+        self.assertEqual(self.bodies(None), [b"warm"] + [f"p{i}".encode() for i in range(5)])
+        self.assertEqual(self.w.proc.wait(15), 0, self.w.log())
+
+
+@unittest.skipUnless(BROKER_DIR, "needs t/run-tests' broker")
+class KeepAliveOff(WireTest):
+    EXTRA = {"http": {"keep_alive": False}}
+
+    def test_only_the_first_request_of_a_pipeline_is_read(self):
+        c = self.connect()
+        c.send(b"".join(publish(self.queue, f"p{i}".encode()) for i in range(5)))
+        self.assertEqual(pipeline_answers(self, c), [204])
+        self.assertEqual(self.bodies(None), [b"p0"])
 
 
 if __name__ == "__main__":
