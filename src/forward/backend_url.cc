@@ -72,10 +72,19 @@ std::optional<std::string> backend_url_problem(std::string_view url) {
 }
 
 BackendUrl::BackendUrl(const std::string& url) : base_(parse(url)) {
-  if (base_) base_path_ = url_part(base_.get(), CURLUPART_PATH).value_or("/");
+  if (!base_) return;
+  base_path_ = url_part(base_.get(), CURLUPART_PATH).value_or("/");
+  std::string error;
+  unchanged_ = join({}, {}, &error);
 }
 
 std::optional<std::string> BackendUrl::with(std::string_view path, std::string_view query,
+                                            std::string* error) const {
+  if (path.empty() && query.empty() && unchanged_) return unchanged_;
+  return join(path, query, error);
+}
+
+std::optional<std::string> BackendUrl::join(std::string_view path, std::string_view query,
                                             std::string* error) const {
   if (!base_) {
     *error = "backend.url is not a URL";

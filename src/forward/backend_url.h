@@ -35,8 +35,14 @@ class BackendUrl {
   std::optional<std::string> with(std::string_view path, std::string_view query, std::string* error) const;
 
  private:
+  std::optional<std::string> join(std::string_view path, std::string_view query, std::string* error) const;
+
   CurlUrlPtr base_;
   std::string base_path_;
+  // with() of no path and no query, worked out once: a message that names neither (the raw
+  // format without x-http-path) goes to backend.url as it is, and building it through CURLU
+  // for each was 7% of a forwarding worker's instructions (callgrind).
+  std::optional<std::string> unchanged_;
 };
 
 }  // namespace warren::forward
