@@ -99,7 +99,7 @@ void BM_parse_batch_ndjson_100(benchmark::State& state) {
 BENCHMARK(BM_parse_batch_ndjson_100);
 
 // Properties -> librabbitmq struct -> basic.publish, content header and body frames, as
-// Channel::encode_publish does (a fresh pool per message there too).
+// Channel::send_publish does (a fresh pool per message there too).
 void BM_encode_message(benchmark::State& state) {
   amqp::Properties props;
   props.content_type = "application/json";
