@@ -28,6 +28,9 @@ class Exchange : NonCopyable {
   // The first header of that name, whatever its case; "" without one.
   std::string_view header(std::string_view name) const { return request_.header(name); }
   std::string_view body() const { return request_.body; }
+  // The body, moved out: what the route keeps past its answer (a message held until its
+  // confirm) is not held twice. body() is empty afterwards.
+  std::string take_body() { return std::exchange(request_.body, {}); }
   // A header for the answer.
   void add_header(std::string name, std::string value) {
     out_headers_.emplace_back(std::move(name), std::move(value));

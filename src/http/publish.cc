@@ -27,7 +27,7 @@ class PublishHandler {
     core::Message message;
     message.exchange = path.exchange;
     message.routing_key = path.routing_key;
-    if (auto error = read_fields(request, message)) return server_.reply_error(req, *error);
+    if (auto error = read_fields(req, request, message)) return server_.reply_error(req, *error);
     publisher_.publish(request.who, std::move(message), [this, req](const core::PublishResult& r) {
       server_.guard(req, [&] {
         auto [code, error] = http_outcome(r.status);
@@ -39,8 +39,9 @@ class PublishHandler {
 
  private:
   // Fields from the query string, then from a form or a multipart form (a field in both: the
-  // body's wins, as statelessd's Tornado did); any other body is the message itself.
-  std::optional<HttpError> read_fields(const Request& request, core::Message& m) {
+  // body's wins, as statelessd's Tornado did); any other body is the message itself, moved
+  // from the request (a message is held until its confirm: a 1 MiB one would be held twice).
+  std::optional<HttpError> read_fields(Exchange* req, const Request& request, core::Message& m) {
     const std::string_view content_type = request.content_type, body = request.body;
     std::map<std::string, std::string> fields;
     const std::string type = media_type(content_type);
@@ -56,8 +57,8 @@ class PublishHandler {
       if (auto e = parse_multipart(content_type, body, &fields); !e.empty())
         return HttpError{400, "bad form", e};
     } else {
-      m.body = body;
       if (!content_type.empty()) m.properties.content_type = std::string(content_type);
+      m.body = req->take_body();  // `body` is not read after this
     }
     if ((form || multipart) && !fields.count("body"))
       return HttpError{400, "bad field", "body: missing (the message body field)"};
@@ -67,7 +68,9 @@ class PublishHandler {
   }
 
   void publish_batch(Exchange* req, const PublishPath& path, const Request& request) {
-    auto messages = batch_messages(path.exchange, request.content_type, request.body);
+    // Each message has its own copy: the batch's text is let go before the confirms come.
+    const std::string body = req->take_body();
+    auto messages = batch_messages(path.exchange, request.content_type, body);
     if (auto* e = std::get_if<HttpError>(&messages)) return server_.reply_error(req, *e);
     core::publish_batch(
         [this, who = request.who](core::Message m, core::PublishCallback done) {

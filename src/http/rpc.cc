@@ -177,6 +177,7 @@ class RpcHandler {
     auto& [r, request] = *admitted;
     if (auto e = parse_rpc_call(r, request.query, request.body, config_.rpc))
       return server_.reply_error(req, *e);
+    req->take_body();  // the call holds what it needs of it, while its reply is awaited
     const double timeout = r.timeout;
     auto reply = [this, req, timeout](const core::RpcResult& result) {
       server_.guard(req, [&] {
