@@ -64,6 +64,7 @@ class EventsHandler : NonCopyable {
   }
 
   void operator()(Exchange* req, const std::string& raw_path) {
+    HttpServer::answer_alone(req);  // a stream too slow a client is cut, with its connection
     auto admitted = admit(server_, req, kEventsRules, parse_events_path(raw_path));
     if (!admitted) return;
     const auto& [path, request] = *admitted;

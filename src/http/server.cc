@@ -286,6 +286,10 @@ void HttpServer::stream_cut(Exchange* req) {
   if (conn) conn->wire().close();
 }
 
+void HttpServer::answer_alone(Exchange* req) {
+  if (req->conn_) req->conn_->wire().answer_alone(req->seq_);
+}
+
 size_t HttpServer::pending_output(Exchange* req) {
   return req->conn_ ? req->conn_->wire().pending_output() : 0;
 }

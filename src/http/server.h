@@ -53,6 +53,9 @@ class HttpServer : NonCopyable {
   void stream_end(Exchange* req);
   // Ends the stream by cutting its client's connection, without a word: a client too slow.
   void stream_cut(Exchange* req);
+  // Nothing the client pipelined behind `req` is read before its answer is over: for a route
+  // whose answer may be a stream (WireConnection::answer_alone).
+  static void answer_alone(Exchange* req);
   // Bytes written to the client's connection and not yet taken by its socket.
   static size_t pending_output(Exchange* req);
   // `cb` runs once when the client's connection closes (an empty one cancels it); false, and

@@ -105,14 +105,19 @@ bool WireConnection::can_take_more() const {
   return answers_.size() < kMaxInFlight && out_.size() < kMaxUnsent;
 }
 
-bool WireConnection::behind_http10() const {
-  // An HTTP/1.0 answer may end with the connection (a stream): nothing after its request is
-  // taken before it is given, so that nothing handed over is left unanswered.
-  return !answers_.empty() && answers_.back().http10;
+bool WireConnection::behind_alone() const {
+  // An answer that may end with the connection (an HTTP/1.0 one, a stream that may be cut):
+  // nothing after its request is taken before it is given, so that nothing handed over is
+  // left unanswered.
+  return !answers_.empty() && answers_.back().alone;
+}
+
+void WireConnection::answer_alone(uint64_t seq) {
+  if (Answer* a = owed(seq)) a->alone = true;
 }
 
 void WireConnection::parse() {
-  while (reading_ && !closed_ && can_take_more() && !behind_http10() && !in_.empty()) {
+  while (reading_ && !closed_ && can_take_more() && !behind_alone() && !in_.empty()) {
     in_.erase(0, reader_.feed(in_));
     if (reader_.state() == RequestReader::State::refused) {
       owner_.on_refused(*this, reader_);
@@ -124,6 +129,7 @@ void WireConnection::parse() {
     a.seq = next_seq_++;
     a.head = request.method == "HEAD";
     a.http10 = request.http_minor == 0;
+    a.alone = a.http10;
     if (!request.keep_alive || last_request_next_) stop_reading();
     owner_.on_request(*this, answers_.back().seq, std::move(request));
   }
@@ -134,9 +140,9 @@ void WireConnection::update_reading() {
   // Too many answers owed, or a client not reading them: its socket waits (its bytes stay in
   // the kernel, and its window closes) until they go out.
   if (!reading_ || closed_) return;
-  // Behind an HTTP/1.0 request, only once more has come (an HTTP/1.0 keep-alive client that
+  // Behind an answer given alone, only once more has come (an HTTP/1.0 keep-alive client that
   // waits for each answer costs no epoll_ctl).
-  const bool on = can_take_more() && !(behind_http10() && !in_.empty());
+  const bool on = can_take_more() && !(behind_alone() && !in_.empty());
   if (on == read_on_) return;
   read_on_ = on;
   if (!on) return (void)event_del(read_event_.get());

@@ -3,7 +3,8 @@
 // as possible per request (issue 14): read interest stays on (no epoll_ctl per request), an
 // answer is written in the loop pass it is given, the answers of one pass go out in one send,
 // and write interest is asked for only when the socket is full. Pipelined requests are handed
-// over as they are read (up to kMaxInFlight at once, then reading pauses) and answered in order.
+// over as they are read (up to kMaxInFlight at once, then reading pauses) and answered in order,
+// except behind an answer that may end the connection (HTTP/1.0, a stream: answer_alone).
 //
 // It also keeps the connection's clocks:
 //   http.request_timeout          from a request's first byte to its last: else 408, and closed
@@ -75,6 +76,10 @@ class WireConnection : NonCopyable {
   void stream_start(uint64_t seq, WireReply head);
   void stream_write(uint64_t seq, std::string_view data);
   void stream_end(uint64_t seq);
+  // Nothing pipelined behind this request is read before its answer is over: an answer that
+  // may become a stream, which a cut ends with the connection (what was handed over behind it
+  // would go unanswered). HTTP/1.0 requests are answered alone anyway.
+  void answer_alone(uint64_t seq);
   // Bytes given and not yet taken by the socket.
   size_t pending_output() const;
   // Cuts the connection now: what is owed is dropped. on_closed follows.
@@ -92,6 +97,7 @@ class WireConnection : NonCopyable {
     bool ready = false;      // the bytes are in, or a stream's head is
     bool head = false;       // a HEAD request: no body
     bool http10 = false;     // HTTP/1.0: no chunked streams, "Connection: keep-alive" said
+    bool alone = false;      // nothing behind it is read before it is over (answer_alone)
     bool streaming = false;  // more bytes will come, until stream_end
     bool says_close = false;   // its head says "Connection: close"
     bool head_out = false;     // its head has gone to out_
@@ -105,7 +111,7 @@ class WireConnection : NonCopyable {
   static void on_clock(evutil_socket_t, short, void* arg);
   void read_some();
   bool can_take_more() const;
-  bool behind_http10() const;
+  bool behind_alone() const;
   void update_reading();
   void parse();
   void send_continue();

@@ -7,13 +7,15 @@
 //   - answers reach the client in request order, each at most once;
 //   - nothing follows an answer that says "Connection: close";
 //   - no more than kMaxInFlight requests are handed over and unanswered;
+//   - none is handed over behind an answer given alone (HTTP/1.0, answer_alone) before it is over;
 //   - on_closed comes once, and the connection closes once the client has sent all it will;
 //   - unless it was cut (by the server, or a client that left or has gone with a stream owed),
 //     every request handed over is answered before the connection closes.
 //
 // The script: byte 0 sets the mode (bit 0: each request answered as it is handed over; bit 1:
 // http.request_timeout 0, so a request not whole in one pass is a 408; bit 2:
-// http.idle_connection_timeout 0, idle closes and write time-outs at once; bit 3: small limits),
+// http.idle_connection_timeout 0, idle closes and write time-outs at once; bit 3: small limits;
+// bit 4: every request given alone, as a route that may stream gives it),
 // then one op per byte (op % 10) with its argument bytes.
 #include <event2/event.h>
 #include <sys/socket.h>
@@ -66,6 +68,7 @@ struct Harness final : WireConnection::Owner {
     uint64_t seq = 0;
     State state = State::owed;
     bool http10 = false;
+    bool alone = false;
   };
 
   Loop loop;
@@ -73,6 +76,7 @@ struct Harness final : WireConnection::Owner {
   std::unique_ptr<WireConnection> conn;
   std::vector<Request> requests;  // handed over, in order
   bool answer_at_once = false;
+  bool all_alone = false;
   bool closed = false;
   bool cut = false;          // answers may be lost: the server cut, or the client went
   bool client_shut = false;  // the client sent all it will
@@ -85,7 +89,10 @@ struct Harness final : WireConnection::Owner {
   void on_request(WireConnection& c, uint64_t seq, http::WireRequest&& r) override {
     if (&c != conn.get() || closed) abort();
     if (!requests.empty() && seq <= requests.back().seq) abort();  // handed over in order
-    requests.push_back({seq, State::owed, r.http_minor == 0});
+    for (const Request& q : requests)
+      if (q.alone && q.state != State::done) abort();  // read behind an answer given alone
+    requests.push_back({seq, State::owed, r.http_minor == 0, r.http_minor == 0 || all_alone});
+    if (all_alone) c.answer_alone(seq);
     size_t unanswered = 0;
     for (const Request& q : requests) unanswered += q.state != State::done;
     if (unanswered > WireConnection::kMaxInFlight) abort();
@@ -255,6 +262,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Harness h;
   h.client = Fd(sv[1]);
   h.answer_at_once = mode & 1;
+  h.all_alone = mode & 16;
   const http::WireLimits limits = (mode & 8) ? http::WireLimits{128, 64} : http::WireLimits{1024, 4096};
   const timeval never{3600, 0}, now{0, 0};
   const http::WireTimeouts timeouts{(mode & 2) ? now : never, (mode & 4) ? now : never};

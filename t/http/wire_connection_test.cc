@@ -245,6 +245,28 @@ TEST_F(WireConnectionTest, AStreamIsChunkedAndOthersWaitBehindIt) {
   EXPECT_NE(got.find("\r\n\r\n9\r\ndata: 1\n\n\r\n0\r\n\r\nHTTP/1.1 200 "), std::string::npos) << got;
 }
 
+TEST_F(WireConnectionTest, NothingBehindAnAnswerGivenAloneIsReadBeforeItIsOver) {
+  // A stream may be cut, and its connection with it: a request read behind it would have been
+  // handed over (maybe published) and never answered. Once the stream is over, it is read.
+  std::vector<std::string> targets;
+  uint64_t stream = 0;
+  start([&](WireConnection& c, uint64_t seq, WireRequest&& r) {
+    targets.push_back(r.target);
+    if (r.target != "/stream") return c.reply(seq, {200, "", {}, "after"});
+    stream = seq;
+    c.answer_alone(seq);
+    c.stream_start(seq, {200, "text/event-stream", {}, ""});
+  });
+  send_text("GET /stream HTTP/1.1\r\nHost: x\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::string got = receive([](const std::string& s) { return s.find("\r\n\r\n") != std::string::npos; });
+  for (int pass = 0; pass < 10; ++pass) event_base_loop(loop_.base(), EVLOOP_NONBLOCK);
+  EXPECT_EQ(targets.size(), 1u) << "a request behind the stream was read";
+  conn_->stream_end(stream);
+  got += receive([](const std::string& s) { return s.find("after") != std::string::npos; });
+  EXPECT_EQ(targets.size(), 2u);
+  EXPECT_NE(got.find("0\r\n\r\nHTTP/1.1 200 "), std::string::npos) << got;
+}
+
 TEST_F(WireConnectionTest, AClientThatShutsItsSideStillGetsWhatItIsOwed) {
   start([this](WireConnection& c, uint64_t seq, WireRequest&&) {
     loop_.defer([&c, seq] { c.reply(seq, {204, "", {}, ""}); });

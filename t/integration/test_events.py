@@ -15,12 +15,12 @@ AUTH = "Basic " + base64.b64encode(b"guest:guest").decode()
 class SseClient:
     """A raw-socket SSE reader: reads what arrives, parses whole events."""
 
-    def __init__(self, port, path, rcvbuf=None):
+    def __init__(self, port, path, rcvbuf=None, pipelined=b""):
         self.sock = socket.socket()
         if rcvbuf:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.connect(("127.0.0.1", port))
-        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {AUTH}\r\n\r\n".encode())
+        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {AUTH}\r\n\r\n".encode() + pipelined)
         self.buf = b""
 
     def read_until(self, marker, timeout=5):
@@ -182,6 +182,26 @@ class Events(unittest.TestCase):
                 self.assertLess(rss_kib, 64 * 1024, "the worker must not hold the flood")
             self.assertEqual(w.request("GET", 0, "/healthz")[0], 200)
             client.close()
+
+    def test_a_publish_pipelined_behind_a_stream_is_not_read_while_it_streams(self):
+        # A stream too slow a client is cut, with its connection. A publish pipelined behind it
+        # and read meanwhile would be in the queue with no answer ever given, and the client's
+        # retry would publish it twice.
+        with Warrend(ports=1, extra={"http": {"sse_max_buffer": 65536}}) as w, BrokerClient() as broker:
+            q = broker.declare_queue(f"it-events-behind-{os.getpid()}")
+            publish = (f"POST /%2f/amq.default/{q} HTTP/1.1\r\nHost: x\r\nAuthorization: {AUTH}\r\n"
+                       "Content-Length: 6\r\n\r\nbehind").encode()
+            client = SseClient(w.ports[0], "/events/%2f/amq.topic/flood", rcvbuf=4096, pipelined=publish)
+            try:
+                self.assertTrue(client.read_until(b": subscribed"))
+                for _ in range(100):  # 6.4 MiB offered to a client that reads no more
+                    broker.publish("amq.topic", "flood", "x" * 65536)
+                cut = wait_for(lambda: json.loads(w.request("GET", 0, "/stats")[2])["events"]["slow_clients_cut"] == 1, 15)
+                self.assertTrue(cut, "the stalled client should be cut off")
+                self.assertIsNone(broker.get(q, timeout=1), "published behind the stream, and never answered")
+            finally:
+                client.close()
+                broker.delete_queue(q)
 
     def test_stopping_warrend_ends_streams(self):
         w = Warrend(ports=1)
