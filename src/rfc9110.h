@@ -3,17 +3,29 @@
 #pragma once
 
 #include <algorithm>
-#include <cctype>
+#include <array>
 #include <string_view>
+
+#include <strings.h>
 
 namespace warren {
 
-// A token (section 5.6.2): a method, a field name.
+// A token (section 5.6.2): a method, a field name. A table, not std::isalnum: every header
+// name of every request is checked, and isalnum asks the locale per byte.
 inline bool is_token(std::string_view s) {
-  constexpr std::string_view kSymbols = "!#$%&'*+-.^_`|~";
-  return !s.empty() && std::all_of(s.begin(), s.end(), [&](unsigned char c) {
-    return std::isalnum(c) || kSymbols.find(static_cast<char>(c)) != std::string_view::npos;
-  });
+  static constexpr auto kTchar = [] {
+    std::array<bool, 256> t{};
+    for (int c = '0'; c <= '9'; ++c) t[c] = true;
+    for (int c = 'a'; c <= 'z'; ++c) t[c] = t[c - 'a' + 'A'] = true;
+    for (const char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(c)] = true;
+    return t;
+  }();
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) { return kTchar[c]; });
+}
+
+// Field names and the tokens of their values compare without case (section 5.1), in ASCII.
+inline bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
 }
 
 }  // namespace warren

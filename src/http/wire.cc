@@ -1,7 +1,6 @@
 #include "http/wire.h"
 
 #include <fmt/format.h>
-#include <strings.h>
 
 #include <algorithm>
 #include <climits>
@@ -17,6 +16,9 @@ RequestReader& reader_of(http_parser* p) { return *static_cast<RequestReader*>(p
 // spaces, version and CRLF (its method is left out), a header line's ": " and CRLF.
 constexpr size_t kRequestLineOverhead = 1 + 1 + 8 + 2;
 constexpr size_t kHeaderLineOverhead = 2 + 2;
+// Room made for a request's headers at once: growing the list one by one cost three
+// allocations a request (curl, wrk and PHP send 3 to 6).
+constexpr size_t kUsualHeaders = 8;
 
 // http-parser's refusals of a request's framing (RFC 9112 section 6.3): a proxy in front may
 // frame it otherwise, so what follows is not trusted to start where the parser thinks.
@@ -29,7 +31,7 @@ bool is_framing_error(http_errno e) {
 
 std::string_view WireRequest::header(std::string_view name) const {
   for (const auto& [key, value] : headers)
-    if (key.size() == name.size() && strncasecmp(key.data(), name.data(), name.size()) == 0) return value;
+    if (iequals(key, name)) return value;
   return {};
 }
 
@@ -64,6 +66,7 @@ bool RequestReader::add_head(size_t n) {
 int RequestReader::on_message_begin(http_parser* p) {
   auto& self = reader_of(p);
   self.request_ = WireRequest{};
+  self.request_.headers.reserve(kUsualHeaders);
   self.in_value_ = false;
   self.in_message_ = true;
   return 0;
@@ -119,13 +122,13 @@ int RequestReader::on_headers_complete(http_parser* p) {
                                    self.limits_.max_body));
   const bool body_follows = chunked || (p->content_length != ULLONG_MAX && p->content_length > 0);
   self.continue_due_ = body_follows && p->http_minor >= 1 &&
-                       strcasecmp(std::string(self.request_.header("Expect")).c_str(), "100-continue") == 0;
+                       iequals(self.request_.header("Expect"), "100-continue");
   return 0;
 }
 
 size_t RequestReader::host_count() const {
   return std::count_if(request_.headers.begin(), request_.headers.end(),
-                       [](const auto& h) { return strcasecmp(h.first.c_str(), "Host") == 0; });
+                       [](const auto& h) { return iequals(h.first, "Host"); });
 }
 
 const char* RequestReader::framing_problem() const {
@@ -133,11 +136,11 @@ const char* RequestReader::framing_problem() const {
   for (const auto& [name, value] : request_.headers) {
     // http-parser takes "Bad Name: x" for a field "Bad Name"; a proxy in front may not.
     if (!is_token(name)) return "a header name with a space, a control character or a separator";
-    if (strcasecmp(name.c_str(), "Transfer-Encoding") != 0) continue;
+    if (!iequals(name, "Transfer-Encoding")) continue;
     // http-parser takes "gzip, chunked", and chunked in two lines; warren decodes chunked alone,
     // and a proxy may read either otherwise.
     if (++encodings > 1) return "more than one Transfer-Encoding";
-    if (strcasecmp(value.c_str(), "chunked") != 0) return "Transfer-Encoding other than \"chunked\"";
+    if (!iequals(value, "chunked")) return "Transfer-Encoding other than \"chunked\"";
   }
   return nullptr;
 }
