@@ -2,6 +2,9 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
+#include <iterator>
+
 namespace warren {
 namespace {
 
@@ -19,10 +22,14 @@ std::string base64_encode(std::string_view data) {
 }
 
 std::optional<std::string> base64_decode(std::string_view text) {
-  std::string in;
-  in.reserve(text.size());
-  for (char c : text)
-    if (!is_space(c)) in += c;
+  // White space is taken out, in a copy only when there is some (a Basic credential, decoded
+  // for every request, has none).
+  std::string compact;
+  std::string_view in = text;
+  if (std::any_of(text.begin(), text.end(), is_space)) {
+    std::copy_if(text.begin(), text.end(), std::back_inserter(compact), [](char c) { return !is_space(c); });
+    in = compact;
+  }
   if (in.size() % 4 != 0) return std::nullopt;
   // EVP_DecodeBlock decodes padding as zero bytes and takes "====" for two of them: count the
   // padding here, where it may be (the last two places) and how much (two at most).

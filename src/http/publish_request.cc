@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cctype>
 #include <charconv>
 #include <utility>
 
@@ -22,25 +21,30 @@ int hex_value(char c) {
 
 // A percent-decoded copy; nullopt for malformed input ('%' not followed by two hex digits).
 // Not evhttp_uridecode: it copies a malformed '%' through as is, so "%zz" would name a vhost.
-// What lies between escapes is copied a run at a time.
+// Escapes are found with memchr (string_view::find) and what lies between is copied a run at
+// a time: a byte loop here was a twentieth of a worker's instructions for a form publish.
 std::optional<std::string> uri_decode(std::string_view s, bool plus_is_space) {
+  constexpr size_t npos = std::string_view::npos;
   std::string out;
   out.reserve(s.size());
+  size_t percent = s.find('%'), plus = plus_is_space ? s.find('+') : npos;
   for (size_t i = 0;;) {
-    size_t at = i;
-    while (at < s.size() && s[at] != '%' && !(plus_is_space && s[at] == '+')) ++at;
+    const size_t at = std::min(percent, plus);
     out.append(s.substr(i, at - i));
-    if (at == s.size()) return out;
-    if (s[at] == '+') {
+    if (at == npos) return out;
+    if (at == plus) {
       out += ' ';
       i = at + 1;
+      plus = s.find('+', i);
       continue;
     }
+    // An escape's two hex digits are neither '%' nor '+': `plus` cannot point inside it.
     if (s.size() - at < 3) return std::nullopt;
     const int hi = hex_value(s[at + 1]), lo = hex_value(s[at + 2]);
     if (hi < 0 || lo < 0) return std::nullopt;
     out += static_cast<char>(hi * 16 + lo);
     i = at + 3;
+    percent = s.find('%', i);
   }
 }
 
@@ -125,9 +129,11 @@ std::optional<std::string_view> multipart_name(std::string_view head) {
 }  // namespace
 
 std::variant<PublishPath, HttpError> parse_publish_path(std::string_view raw_path) {
-  const HttpError shape{404, "not found",
-                        "expected /{vhost}/{exchange}/{routing_key} (vhost \"/\" is %2f)"};
-  if (raw_path.empty() || raw_path[0] != '/') return shape;
+  // Made only when it is the answer: its strings were a third of this function's cost.
+  const auto shape = [] {
+    return HttpError{404, "not found", "expected /{vhost}/{exchange}/{routing_key} (vhost \"/\" is %2f)"};
+  };
+  if (raw_path.empty() || raw_path[0] != '/') return shape();
   // Every segment is decoded, so that a malformed one is a 400 even where there are too many.
   std::string segments[3];
   size_t count = 0;
@@ -140,7 +146,7 @@ std::variant<PublishPath, HttpError> parse_publish_path(std::string_view raw_pat
     if (slash == std::string_view::npos) break;
     rest.remove_prefix(slash + 1);
   }
-  if (count < 2 || count > 3 || segments[0].empty() || segments[1].empty()) return shape;
+  if (count < 2 || count > 3 || segments[0].empty() || segments[1].empty()) return shape();
   PublishPath p;
   p.vhost = std::move(segments[0]);
   p.exchange = segments[1] == "amq.default" ? "" : std::move(segments[1]);
@@ -157,8 +163,9 @@ std::string media_type(std::string_view content_type) {
   while (!type.empty() && (type.front() == ' ' || type.front() == '\t')) type.remove_prefix(1);
   while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) type.remove_suffix(1);
   std::string out(type);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  // ASCII only, as the grammar is (RFC 9110 8.3.1): std::tolower asks the locale per byte.
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
   return out;
 }
 
