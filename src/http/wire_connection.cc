@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <ctime>
 
 #include "http/status_codes.h"
@@ -28,6 +29,9 @@ namespace {
 
 constexpr size_t kReadSize = 65536;
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+// An answer's head without headers of its own: status line, Date, Content-Length and -Type,
+// Connection.
+constexpr size_t kUsualHead = 256;
 
 // RFC 9110's Date, made once a second.
 std::string_view http_date() {
@@ -41,6 +45,18 @@ std::string_view http_date() {
     made_at = now;
   }
   return date;
+}
+
+void append_number(std::string& out, uint64_t n) {
+  char digits[20];
+  out.append(digits, std::to_chars(digits, digits + sizeof digits, n).ptr);
+}
+
+void append_field(std::string& out, std::string_view name, std::string_view value) {
+  out += name;
+  out += ": ";
+  out += value;
+  out += "\r\n";
 }
 
 double seconds(const timeval& tv) { return static_cast<double>(tv.tv_sec) + tv.tv_usec / 1e6; }
@@ -186,14 +202,25 @@ void WireConnection::reply(uint64_t seq, WireReply reply) {
   if (!a || a->ready) return;
   if (a->streaming && a->http10) stop_reading();  // a 1.0 stream ends with the connection
   std::string& out = a->bytes;
-  out = fmt::format("HTTP/1.1 {} {}\r\nDate: {}\r\n", reply.status, http_reason(reply.status), http_date());
+  // Appended in place, in one allocation for most answers: formatting each line into a string
+  // of its own was a twentieth of a worker's instructions for a 204.
+  out.reserve(kUsualHead + reply.body.size());
+  out += "HTTP/1.1 ";
+  append_number(out, reply.status);
+  out += ' ';
+  out += http_reason(reply.status);
+  out += "\r\nDate: ";
+  out += http_date();
+  out += "\r\n";
   if (a->streaming) {
     if (!a->http10) out += "Transfer-Encoding: chunked\r\n";
   } else if (reply.status != 204 && reply.status != 304) {  // RFC 9110 8.6: never with those
-    out += fmt::format("Content-Length: {}\r\n", reply.body.size());
+    out += "Content-Length: ";
+    append_number(out, reply.body.size());
+    out += "\r\n";
   }
-  if (!reply.content_type.empty()) out += fmt::format("Content-Type: {}\r\n", reply.content_type);
-  for (const auto& [name, value] : reply.headers) out += fmt::format("{}: {}\r\n", name, value);
+  if (!reply.content_type.empty()) append_field(out, "Content-Type", reply.content_type);
+  for (const auto& [name, value] : reply.headers) append_field(out, name, value);
   // Not the last now, it may turn out to be (say_close).
   a->says_close = last(*a);
   a->connection_at = out.size();
