@@ -13,19 +13,18 @@ namespace {
 // Nesting beyond this is refused: the broker would never need it and recursion stays bounded.
 constexpr int kMaxDepth = 32;
 
+// Big-endian, as AMQP's wire is; one append per value (a frame's head is written for every
+// message published).
+template <typename T>
+void put_big_endian(std::string& out, T v) {
+  char bytes[sizeof(T)];
+  for (size_t i = 0; i < sizeof(T); ++i) bytes[i] = static_cast<char>(v >> (8 * (sizeof(T) - 1 - i)));
+  out.append(bytes, sizeof bytes);
+}
 void put8(std::string& out, uint8_t v) { out.push_back(static_cast<char>(v)); }
-void put16(std::string& out, uint16_t v) {
-  put8(out, v >> 8);
-  put8(out, v & 0xff);
-}
-void put32(std::string& out, uint32_t v) {
-  put16(out, v >> 16);
-  put16(out, v & 0xffff);
-}
-void put64(std::string& out, uint64_t v) {
-  put32(out, v >> 32);
-  put32(out, v & 0xffffffffu);
-}
+void put16(std::string& out, uint16_t v) { put_big_endian(out, v); }
+void put32(std::string& out, uint32_t v) { put_big_endian(out, v); }
+void put64(std::string& out, uint64_t v) { put_big_endian(out, v); }
 
 // librabbitmq encodes into a caller's buffer: one per thread, grown to the largest frame seen,
 // so a publish does not allocate (and clear) frame_max bytes twice.
