@@ -51,6 +51,7 @@ class Checker {
     for (const auto& row : config_rows()) check_row_everywhere(row);
     check_ports_listed_once();
     check_broker();
+    check_body_buffer();
     if (config_.rpc.max_timeout < config_.rpc.timeout)
       report_.error_at("rpc.max_timeout",
                        fmt::format("must be at least rpc.timeout ({})", config_.rpc.timeout));
@@ -60,6 +61,18 @@ class Checker {
   }
 
  private:
+  // A body of http.max_body must fit in the bodies a worker reads at once. Said at the key the
+  // file gives: raising max_body alone past the default buffer names the buffer to raise too.
+  void check_body_buffer() {
+    const HttpConfig& http = config_.http;
+    if (http.max_body_buffer >= http.max_body) return;
+    if (report_.is_given("http.max_body_buffer"))
+      report_.error_at("http.max_body_buffer", fmt::format("must be at least http.max_body ({})", http.max_body));
+    else
+      report_.error_at("http.max_body", fmt::format("is over http.max_body_buffer ({}): raise that too",
+                                                    http.max_body_buffer));
+  }
+
   // ---- the table's limits
 
   // A global row once; a forwarders[] row in every forwarder.

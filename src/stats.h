@@ -144,6 +144,8 @@ struct ModuleSet : Modules... {
   X(header_too_large, counter, "header_too_large", "requests over http.max_header_size (431)") \
   X(request_timeouts, counter, "request_timeouts",                                             \
     "requests not sent whole in http.request_timeout (408)")                                  \
+  X(body_buffer_full, counter, "body_buffer_full",                                             \
+    "requests whose body found http.max_body_buffer full (503)")                               \
   X(bad_framing, counter, "bad_framing",                                                       \
     "requests refused for ambiguous framing, RFC 9112 6.3 (400)")                             \
   X(event_streams_refused, counter, "event_streams_refused",                                   \

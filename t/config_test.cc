@@ -407,6 +407,19 @@ TEST(RpcConfig, MaxTimeoutDefaultAndCheck) {
   EXPECT_EQ(bad.errors[0].text(), "warren.yml:3: rpc.max_timeout: must be at least rpc.timeout (50)");
 }
 
+TEST(HttpConfig, BodyBufferHoldsAtLeastOneBody) {
+  auto ok = config_parse("http:\n  max_body: 2048\n", "warren.yml");
+  ASSERT_TRUE(ok.config);
+  EXPECT_EQ(ok.config->http.max_body_buffer, size_t{64} << 20);
+  auto bad = config_parse("http:\n  max_body: 2048\n  max_body_buffer: 1024\n", "warren.yml");
+  ASSERT_EQ(bad.errors.size(), 1u);
+  EXPECT_EQ(bad.errors[0].text(), "warren.yml:3: http.max_body_buffer: must be at least http.max_body (2048)");
+  auto raised = config_parse("http:\n  max_body: 134217728\n", "warren.yml");
+  ASSERT_EQ(raised.errors.size(), 1u);
+  EXPECT_EQ(raised.errors[0].text(),
+            "warren.yml:2: http.max_body: is over http.max_body_buffer (67108864): raise that too");
+}
+
 TEST(Config, BrokerTlsFiles) {
   char dir[] = "/tmp/warren-config-test-XXXXXX";
   ASSERT_NE(mkdtemp(dir), nullptr);

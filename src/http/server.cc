@@ -23,7 +23,7 @@ class ServerConnection final : public http::WireConnection::Owner {
   ServerConnection(HttpServer& server, Fd fd)
       : server_(server),
         wire_(server.loop_, std::move(fd),
-              http::WireLimits{server.config_.max_header_size, server.config_.max_body},
+              http::WireLimits{server.config_.max_header_size, server.config_.max_body, &server.bodies_},
               http::WireTimeouts{to_timeval(server.config_.request_timeout),
                                  to_timeval(server.config_.idle_connection_timeout)},
               *this) {
@@ -47,6 +47,7 @@ class ServerConnection final : public http::WireConnection::Owner {
   void on_refused(http::WireConnection&, const http::RequestReader& reader) override {
     if (reader.refused_framing()) ++server_.counters_.bad_framing;
     if (reader.refused_status() == 431) ++server_.counters_.header_too_large;
+    if (reader.refused_status() == 503) server_.count_body_buffer_full();
     server_.count_response(reader.refused_status());
   }
   void on_request_timeout(http::WireConnection&) override {
@@ -72,7 +73,7 @@ class ServerConnection final : public http::WireConnection::Owner {
 };
 
 HttpServer::HttpServer(Context& context, const HttpConfig& config)
-    : loop_(context.loop), config_(config), counters_(context.counters) {
+    : loop_(context.loop), config_(config), counters_(context.counters), bodies_(config.max_body_buffer) {
   idle_event_.reset(event_new(loop_.base(), -1, 0, on_idle, this));
   drain_grace_.reset(evtimer_new(loop_.base(), on_drain_grace, this));
 }
@@ -209,6 +210,14 @@ void HttpServer::route_request(Exchange* req) {
     if (path.compare(0, prefix.size(), prefix) == 0) return handler(req, path);
   if (fallback_) return fallback_(req, path);
   reply_error(req, 404, "not found", fmt::format("no route for {}", path));
+}
+
+void HttpServer::count_body_buffer_full() {
+  const auto n = ++counters_.body_buffer_full;
+  if (n == 1 || n % 100 == 0)
+    log_warning("request bodies being read fill http.max_body_buffer ({} bytes): a request was "
+                "answered 503 ({} times so far)",
+                config_.max_body_buffer, n);
 }
 
 void HttpServer::count_response(int code) {

@@ -86,6 +86,7 @@ class HttpServer : NonCopyable {
   void dispatch(ServerConnection& conn, uint64_t seq, http::WireRequest&& request);
   void route_request(Exchange* req);
   void count_response(int code);
+  void count_body_buffer_full();
   // The status line's company: the route's headers, and those some statuses always carry.
   static http::WireReply answer_head(Exchange* req, int code, std::string_view content_type);
   // Bookkeeping common to every answer: counters, processing time, in-flight table. The
@@ -100,6 +101,7 @@ class HttpServer : NonCopyable {
   const HttpConfig& config_;
   Counters& counters_;
   ListenerPtr listener_;
+  http::BodyBudget bodies_;  // outlives the connections, whose readers count in it
   // Destroyed in this order: the routes (a handler may still look at its requests), the
   // requests, then the connections (which call no hook as they go).
   std::unordered_map<ServerConnection*, std::unique_ptr<ServerConnection>> connections_;

@@ -42,12 +42,32 @@ RequestReader::RequestReader(WireLimits limits) : limits_(limits) {
 
 int RequestReader::refuse(int status, std::string error, std::string reason) {
   state_ = State::refused;
+  drop_body();  // nothing more is read: the connection closes after the answer
   refused_status_ = status;
   refused_error_ = std::move(error);
   refused_reason_ = std::move(reason);
   // http-parser stops with HPE_CB_* (from on_headers_complete, 1 and 2 would mean "no body" and
   // "upgrade", not "stop").
   return -1;
+}
+
+int RequestReader::refuse_no_room() {
+  return refuse(503, "service unavailable",
+                fmt::format("the worker holds request bodies up to http.max_body_buffer ({} bytes) "
+                            "and has no room for this one now: retry shortly",
+                            limits_.bodies->limit()));
+}
+
+bool RequestReader::hold_body(size_t n) {
+  if (!limits_.bodies) return true;
+  if (!limits_.bodies->take(n)) return false;
+  body_held_ += n;
+  return true;
+}
+
+void RequestReader::drop_body() {
+  if (body_held_) limits_.bodies->give_back(std::exchange(body_held_, 0));
+  std::string().swap(request_.body);
 }
 
 int RequestReader::refuse_framing(std::string reason) {
@@ -121,6 +141,11 @@ int RequestReader::on_headers_complete(http_parser* p) {
                        fmt::format("the body is {} bytes, over http.max_body ({})", p->content_length,
                                    self.limits_.max_body));
   const bool body_follows = chunked || (p->content_length != ULLONG_MAX && p->content_length > 0);
+  self.declared_body_ = body_follows && !chunked ? p->content_length : 0;
+  // Refused before a byte of it is read when the worker has no room for it now; the room is
+  // taken as the bytes come (a head alone, its body never sent, holds nothing).
+  if (body_follows && !chunked && self.limits_.bodies && !self.limits_.bodies->fits(p->content_length))
+    return self.refuse_no_room();
   self.continue_due_ = body_follows && p->http_minor >= 1 &&
                        iequals(self.request_.header("Expect"), "100-continue");
   return 0;
@@ -150,6 +175,9 @@ int RequestReader::on_body(http_parser* p, const char* at, size_t n) {
   if (self.request_.body.size() + n > self.limits_.max_body)
     return self.refuse(413, "payload too large",
                        fmt::format("the chunked body is over http.max_body ({})", self.limits_.max_body));
+  if (!self.hold_body(n)) return self.refuse_no_room();
+  // A declared length is made room for once: growing by doubling held up to twice the body.
+  if (self.request_.body.empty() && self.declared_body_) self.request_.body.reserve(self.declared_body_);
   self.request_.body.append(at, n);
   return 0;
 }
@@ -221,6 +249,9 @@ size_t RequestReader::feed(std::string_view data) {
 }
 
 WireRequest RequestReader::take() {
+  // From here the body is the route's: what holds it is bounded there (broker.max_output_buffer,
+  // http.max_in_flight).
+  if (body_held_) limits_.bodies->give_back(std::exchange(body_held_, 0));
   WireRequest out = std::move(request_);
   request_ = WireRequest{};
   in_value_ = false;

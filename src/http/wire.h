@@ -8,6 +8,8 @@
 //        Transfer-Encoding, a Transfer-Encoding other than a final "chunked", a header name
 //        that is no token (RFC 9112 6.3)
 //   505  an HTTP version other than 1.x
+//   503  a body the worker has no room for within http.max_body_buffer: before it is read when
+//        its Content-Length says so, else (chunked, or heads let in together) as it arrives
 #pragma once
 
 #include <http_parser.h>
@@ -34,9 +36,31 @@ struct WireRequest {
   std::string_view header(std::string_view name) const;
 };
 
+// The bytes of request bodies a worker holds while it reads them, all connections together
+// (http.max_body_buffer): what bounds a worker's memory against many clients sending big bodies
+// at once, each under http.max_body (400 of them held 400 MiB).
+class BodyBudget {
+ public:
+  explicit BodyBudget(size_t limit) : limit_(limit) {}
+  bool fits(size_t n) const { return held_ + n <= limit_; }
+  bool take(size_t n) {
+    if (!fits(n)) return false;
+    held_ += n;
+    return true;
+  }
+  void give_back(size_t n) { held_ -= n; }
+  size_t limit() const { return limit_; }
+  size_t held() const { return held_; }
+
+ private:
+  size_t limit_;
+  size_t held_ = 0;
+};
+
 struct WireLimits {
   size_t max_head;  // http.max_header_size
   size_t max_body;  // http.max_body
+  BodyBudget* bodies = nullptr;  // the worker's http.max_body_buffer; none: unbounded
 };
 
 class RequestReader {
@@ -44,6 +68,7 @@ class RequestReader {
   enum class State { reading, complete, refused };
 
   explicit RequestReader(WireLimits limits);
+  ~RequestReader() { drop_body(); }
   RequestReader(const RequestReader&) = delete;
   RequestReader& operator=(const RequestReader&) = delete;
 
@@ -51,13 +76,16 @@ class RequestReader {
   // consumed. What follows a complete request is the next one's: feed it after take().
   size_t feed(std::string_view data);
   State state() const { return state_; }
-  // The complete request; reading starts on the next one.
+  // The complete request; reading starts on the next one. Its body leaves the budget with it.
   WireRequest take();
+  // The body read so far is let go, and its room in the budget: nothing more is read (a
+  // refused request, a clock run out).
+  void drop_body();
   // A request has begun and is not complete yet: its clock (http.request_timeout) runs.
   bool in_message() const { return in_message_; }
   // True once per request, when its head is read and it waits for "100 Continue" to send the body.
   bool take_continue() { return std::exchange(continue_due_, false); }
-  // Once refused: the status (400, 413, 431, 505), the error and its detail for the client, and
+  // Once refused: the status (400, 413, 431, 503, 505), the error and its detail for the client, and
   // whether it was the framing (RFC 9112 6.3). The connection closes after the answer: where the
   // next request would start is not known.
   int refused_status() const { return refused_status_; }
@@ -83,10 +111,15 @@ class RequestReader {
   bool add_head(size_t n);
   int refuse(int status, std::string error, std::string reason);
   int refuse_framing(std::string reason);
+  int refuse_no_room();
+  // Counts `n` more bytes of body in the worker's budget; false when it has no room.
+  bool hold_body(size_t n);
 
   WireLimits limits_;
   http_parser parser_;
   WireRequest request_;
+  size_t body_held_ = 0;      // of request_.body, counted in limits_.bodies
+  size_t declared_body_ = 0;  // its Content-Length (http-parser counts its own down)
   bool in_value_ = false;  // the last header callback was for a value
   bool in_message_ = false;
   bool continue_due_ = false;

@@ -28,6 +28,7 @@ std::string_view http_reason(int code) {
 namespace {
 
 constexpr size_t kReadSize = 65536;
+constexpr size_t kKeptReadBuffer = 4096;  // a publish's head and a small body
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 // An answer's head without headers of its own: status line, Date, Content-Length and -Type,
 // Connection.
@@ -114,6 +115,9 @@ void WireConnection::read_some() {
   }
   in_.append(buf, static_cast<size_t>(n));
   parse();
+  // Between requests a connection keeps a small buffer only: one that once read a big body
+  // kept its 64 KiB, and 800 idle keep-alive clients held 57 MiB of a worker.
+  if (in_.empty() && in_.capacity() > kKeptReadBuffer) std::string().swap(in_);
   set_clock();
 }
 
@@ -182,9 +186,11 @@ void WireConnection::stop_reading() {
 
 void WireConnection::refuse(int status, const std::string& error, const std::string& detail) {
   stop_reading();
+  reader_.drop_body();  // a 408's half-read body too: the answer may wait long for its client
   WireReply r;
   r.status = status;
   r.content_type = "application/json";
+  if (status == 503) r.headers.emplace_back("Retry-After", "1");  // as every warren 503
   const std::string body = json_text({{"error", error}, {"detail", detail}});
   r.body = body;
   answers_.emplace_back().seq = next_seq_++;
@@ -349,6 +355,9 @@ void WireConnection::close_now() {
   for (int i = 0; i < 16 && recv(fd_.get(), sink, sizeof sink, MSG_DONTWAIT) > 0; ++i) {
   }
   fd_ = Fd();
+  // The body half read goes now, not when the loop frees the connection, which may be after
+  // the budget it was counted in.
+  reader_.drop_body();
   owner_.on_closed(*this);
 }
 

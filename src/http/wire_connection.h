@@ -12,7 +12,7 @@
 //   http.idle_connection_timeout  with no request under way and nothing owed: closed silently,
 //                                 as nginx does; and a client that takes none of our bytes for
 //                                 that long is cut off
-// A refused request (400, 413, 431, 505) is answered and the connection closed; so is a
+// A refused request (400, 413, 431, 503, 505) is answered and the connection closed; so is a
 // request that asked for it (RFC 9112 9.6), after its answer. However the connection comes to
 // close, nothing is read after the request that closes it, and every request read before is
 // answered, in order, the last answer saying "Connection: close": a request the client sees

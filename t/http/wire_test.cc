@@ -140,5 +140,42 @@ TEST(RequestReader, HostileBytesAre400NeverACrash) {
   EXPECT_EQ(reader.refused_status(), 505);
 }
 
+// http.max_body_buffer: the body bytes every reader of a worker holds, counted as they arrive.
+TEST(RequestReader, ABodyWithNoRoomInTheWorkersBudgetIs503) {
+  BodyBudget budget(100);
+  const WireLimits limits{1024, 64, &budget};
+  const auto head = [](size_t length) {
+    return "POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: " + std::to_string(length) + "\r\n\r\n";
+  };
+  RequestReader first(limits), second(limits), third(limits);
+  first.feed(head(60) + std::string(50, 'a'));  // 50 held, 10 to come
+  EXPECT_EQ(budget.held(), 50u);
+  second.feed(head(60));  // 50 + 60 > 100: refused before a byte of its body
+  ASSERT_EQ(second.state(), RequestReader::State::refused);
+  EXPECT_EQ(second.refused_status(), 503);
+  EXPECT_NE(second.refused_reason().find("http.max_body_buffer (100 bytes)"), std::string::npos);
+  third.feed(head(40) + std::string(40, 'c'));  // fits
+  ASSERT_EQ(third.state(), RequestReader::State::complete);
+  EXPECT_EQ(budget.held(), 90u);
+  EXPECT_EQ(third.take().body, std::string(40, 'c'));  // handed over: out of the budget
+  EXPECT_EQ(budget.held(), 50u);
+  // Heads let in together are held to the budget as their bodies come.
+  RequestReader chunked(limits);
+  chunked.feed("POST /p HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3c\r\n" + std::string(60, 'x'));
+  ASSERT_EQ(chunked.state(), RequestReader::State::refused);
+  EXPECT_EQ(chunked.refused_status(), 503);
+  EXPECT_EQ(budget.held(), 50u);
+  {
+    RequestReader gone(limits);
+    gone.feed(head(40) + std::string(30, 'g'));
+    EXPECT_EQ(budget.held(), 80u);
+  }  // a connection closed mid-body gives its room back
+  EXPECT_EQ(budget.held(), 50u);
+  first.feed(std::string(10, 'a'));
+  ASSERT_EQ(first.state(), RequestReader::State::complete);
+  EXPECT_EQ(first.take().body, std::string(60, 'a'));
+  EXPECT_EQ(budget.held(), 0u);
+}
+
 }  // namespace
 }  // namespace warren::http

@@ -1,8 +1,10 @@
 """Limits, each counted in /stats `limits`: a worker out of file descriptors pauses accepting
 instead of spinning on the readable listening socket; a header block over http.max_header_size
 is answered 431; a client that does not send its whole request within http.request_timeout is
-answered 408 and cut off (slowloris); broker.max_connections closes the least recently used
+answered 408 and cut off (slowloris); the bodies a worker reads at once are bounded by
+http.max_body_buffer (503); broker.max_connections closes the least recently used
 idle broker connection, or answers 503 when every one is busy."""
+import base64
 import json
 import os
 import resource
@@ -12,7 +14,7 @@ import time
 import unittest
 import uuid
 
-from harness import BROKER_DIR, BrokerClient, Warrend, broker_command, broker_eval, erl, wait_for
+from harness import BROKER_DIR, RSS_TELLS, BrokerClient, Warrend, broker_command, broker_eval, erl, wait_for
 from test_events import SseClient
 
 
@@ -340,6 +342,170 @@ USERS = [(f"warren_it_limit{i}", f"limit-secret-{i}") for i in range(3)]
 
 
 @unittest.skipUnless(BROKER_DIR, "needs t/run-tests' broker (WARREN_BROKER_DIR)")
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(l for l in f if l.startswith("VmRSS")).split()[1])
+
+
+BUFFER_BODY = 64 * 1024
+BODY_BUFFER = 160 * 1024
+
+
+class BodyBuffer(unittest.TestCase):
+    """http.max_body_buffer: the bytes of request bodies a worker holds while it reads them, all
+    its clients together. A body with no room is answered 503 (Retry-After) before it is read
+    when its Content-Length says so, else as it arrives; what has room goes on."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.w = Warrend(extra={"http": {"max_body": BUFFER_BODY, "max_body_buffer": BODY_BUFFER}})
+        cls.w.start()
+        cls.b = BrokerClient()
+        cls.queue = f"body_buffer_{uuid.uuid4().hex[:8]}"
+        cls.b.declare_queue(cls.queue, auto_delete=False)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.b.delete_queue(cls.queue)
+        cls.b.close()
+        cls.w.cleanup()
+
+    def head(self, length=None, chunked=False):
+        auth = base64.b64encode(b"guest:guest").decode()
+        framing = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {length}"
+        return (f"POST /%2f/amq.default/{self.queue} HTTP/1.1\r\nHost: x\r\n"
+                f"Authorization: Basic {auth}\r\nContent-Type: application/octet-stream\r\n"
+                f"{framing}\r\n\r\n").encode()
+
+    def half_sent(self, fill):
+        """A client that sent all of a BUFFER_BODY body but its last 4 KiB: the worker holds the rest."""
+        c = RawClient(self.w.ports[0])
+        self.addCleanup(c.close)
+        c.send(self.head(BUFFER_BODY) + fill * (BUFFER_BODY - 4096))
+        return c
+
+    def assert_no_room(self, c):
+        status, headers, body = c.response()
+        self.assertEqual(status, 503, body)
+        self.assertEqual(headers.get("retry-after"), "1")
+        self.assertEqual(headers.get("content-type"), "application/json")
+        self.assertIn(f"http.max_body_buffer ({BODY_BUFFER} bytes)", json.loads(body)["detail"])
+        self.assertTrue(c.closed_by_peer())
+
+    def post(self, body):
+        return self.w.request("POST", 0, f"/%2f/amq.default/{self.queue}", body=body,
+                              headers={"Content-Type": "application/octet-stream"},
+                              auth=("guest", "guest"))[0]
+
+    def test_a_body_with_no_room_is_503_before_it_is_read_and_the_others_go_on(self):
+        before = limits(self.w)["body_buffer_full"]
+        a, b = self.half_sent(b"a"), self.half_sent(b"b")
+        time.sleep(0.3)  # 120 KiB of 160 held
+        refused = RawClient(self.w.ports[0])
+        self.addCleanup(refused.close)
+        refused.send(self.head(BUFFER_BODY))  # 64 KiB more would not fit: refused at its head
+        self.assert_no_room(refused)
+        self.assertEqual(self.post(b"s" * 1024), 204)  # a small one fits
+        for c, fill in ((a, b"a"), (b, b"b")):
+            c.send(fill * 4096)
+            self.assertEqual(c.response()[0], 204)
+        self.assertEqual(self.post(b"c" * BUFFER_BODY), 204)  # the room came back
+        bodies = sorted(m[2][:1] + str(len(m[2])).encode() for m in self.b.messages(self.queue, 4))
+        self.assertEqual(bodies, [b"a65536", b"b65536", b"c65536", b"s1024"])
+        self.assertEqual(limits(self.w)["body_buffer_full"], before + 1)
+
+    def test_a_chunked_body_past_the_room_is_503_and_nothing_of_it_is_published(self):
+        a, b = self.half_sent(b"a"), self.half_sent(b"b")
+        time.sleep(0.3)
+        chunked = RawClient(self.w.ports[0])
+        self.addCleanup(chunked.close)
+        chunked.send(self.head(chunked=True) + b"c000\r\n" + b"x" * 0xc000 + b"\r\n")  # 48 KiB
+        self.assert_no_room(chunked)
+        for c, fill in ((a, b"a"), (b, b"b")):
+            c.send(fill * 4096)
+            self.assertEqual(c.response()[0], 204)
+        self.assertEqual(sorted(m[2][:1] for m in self.b.messages(self.queue, 3)), [b"a", b"b"])
+
+
+class ManyBigBodies(unittest.TestCase):
+    def test_many_clients_sending_big_bodies_at_once_hold_no_more_than_the_buffer(self):
+        # An attacker's clients each send a 1 MiB body (http.max_body) at once. Without a bound
+        # on them all, the worker held every one while reading it (400 clients: 400 MiB).
+        buffer, clients, size = 16 << 20, 120, 1 << 20
+        with Warrend(extra={"http": {"max_body_buffer": buffer}}) as w:
+            pid = [x["pid"] for x in w.worker_pids() if x.get("kind", "http") == "http"][0]
+            idle = rss_kib(pid)
+            auth = base64.b64encode(b"guest:guest").decode()
+            head = (f"POST /%2f/amq.fanout/x HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n"
+                    f"Content-Type: application/octet-stream\r\nContent-Length: {size}\r\n\r\n").encode()
+            body = b"x" * (size - 1)  # the last byte never comes: each body is held till refused
+            socks = []
+            try:
+                for _ in range(clients):
+                    s = socket.create_connection(("127.0.0.1", w.ports[0]), timeout=5)
+                    s.sendall(head)
+                    s.setblocking(False)
+                    socks.append([s, 0])
+                peak, deadline = idle, time.monotonic() + 20
+                while time.monotonic() < deadline:
+                    moving = False
+                    for entry in socks:
+                        s, sent = entry
+                        if sent >= len(body):
+                            continue
+                        try:
+                            entry[1] += s.send(body[sent:sent + 262144])
+                            moving = True
+                        except BlockingIOError:
+                            pass
+                        except OSError:  # refused and closed by the worker
+                            entry[1] = len(body)
+                    peak = max(peak, rss_kib(pid))
+                    if not moving:
+                        time.sleep(0.05)
+                        if all(e[1] >= len(body) for e in socks):
+                            break
+                # Every body is held or refused before the clients go (slowly under ASan).
+                refused = clients - buffer // size
+                self.assertTrue(wait_for(lambda: limits(w)["body_buffer_full"] >= refused, 15), limits(w))
+                peak = max(peak, rss_kib(pid))
+            finally:
+                for s, _ in socks:
+                    s.close()
+            grown = (peak - idle) / 1024
+            if RSS_TELLS:  # under ASan, RSS is its quarantine
+                # The buffer, a read buffer and an answer per connection, the allocator's slack.
+                self.assertLess(grown, buffer / (1 << 20) + 24, f"worker grew {grown:.0f} MiB over idle")
+            self.assertEqual(w.request("POST", 0, "/%2f/amq.fanout/x", body="after",
+                                       auth=("guest", "guest"))[0], 204)
+
+    def test_idle_keep_alive_connections_keep_no_big_read_buffer(self):
+        # Each client publishes a 60 KB body and keeps its connection open, as a pool does. A
+        # connection kept the 64 KiB buffer its body was read into: 400 of them held 26 MiB.
+        clients, size = 400, 60000
+        with Warrend() as w:
+            pid = [x["pid"] for x in w.worker_pids() if x.get("kind", "http") == "http"][0]
+            idle = rss_kib(pid)
+            auth = base64.b64encode(b"guest:guest").decode()
+            request = (f"POST /%2f/amq.fanout/x HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n"
+                       f"Content-Type: application/octet-stream\r\nContent-Length: {size}\r\n\r\n"
+                       ).encode() + b"x" * size
+            conns = []
+            try:
+                for _ in range(clients):
+                    c = RawClient(w.ports[0])
+                    conns.append(c)
+                    c.send(request)
+                self.assertEqual({c.response()[0] for c in conns}, {204})
+                time.sleep(1.5)  # a worker gives free heap back once a second
+                grown = (rss_kib(pid) - idle) / 1024
+                if RSS_TELLS:  # under ASan, RSS is its quarantine
+                    self.assertLess(grown, 12, f"worker grew {grown:.0f} MiB over idle")
+            finally:
+                for c in conns:
+                    c.close()
+
+
 class BrokerConnections(unittest.TestCase):
     """broker.max_connections 2 and three users, each needing its own broker connection."""
 
