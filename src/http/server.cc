@@ -15,6 +15,13 @@
 #include "http/wire_connection.h"
 
 namespace warren {
+namespace {
+
+// A limit that keeps refusing logs its first time and every hundredth: a flood of refusals
+// must not become a flood of lines.
+bool worth_a_line(uint64_t times) { return times == 1 || times % 100 == 0; }
+
+}  // namespace
 
 // A client's connection as the server keeps it: the wire, the requests it has in handlers, and
 // the close hook a route may lend (an event stream ends with its client).
@@ -54,7 +61,7 @@ class ServerConnection final : public http::WireConnection::Owner {
     Counters& c = server_.counters_;
     ++c.request_timeouts;
     ++c.response_408;
-    if (c.request_timeouts == 1 || c.request_timeouts % 100 == 0)
+    if (worth_a_line(c.request_timeouts))
       log_warning("client sent no whole request within http.request_timeout ({} s): answered 408 "
                   "and disconnected ({} times so far)",
                   server_.config_.request_timeout, c.request_timeouts);
@@ -115,7 +122,7 @@ void HttpServer::on_accept_error(evconnlistener* listener, void* arg) {
     return;
   }
   evconnlistener_disable(listener);
-  if (++self->counters_.accept_paused == 1 || self->counters_.accept_paused % 100 == 0)
+  if (worth_a_line(++self->counters_.accept_paused))
     log_warning("accept paused: {} ({} times so far)", evutil_socket_error_to_string(err),
                 self->counters_.accept_paused);
   evtimer_add(self->accept_resume_.get(), &kAcceptRetry);
@@ -214,7 +221,7 @@ void HttpServer::route_request(Exchange* req) {
 
 void HttpServer::count_body_buffer_full() {
   const auto n = ++counters_.body_buffer_full;
-  if (n == 1 || n % 100 == 0)
+  if (worth_a_line(n))
     log_warning("request bodies being read fill http.max_body_buffer ({} bytes): a request was "
                 "answered 503 ({} times so far)",
                 config_.max_body_buffer, n);
@@ -252,9 +259,8 @@ http::WireReply HttpServer::answer_head(Exchange* req, int code, std::string_vie
   r.status = code;
   r.content_type = content_type;
   r.headers = std::move(req->out_headers_);
-  // Every route's credentials are the broker's, and every 503 is worth retrying shortly.
+  // Every route's credentials are the broker's (a 503's Retry-After is the wire's).
   if (code == 401) r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"warren\"");
-  if (code == 503) r.headers.emplace_back("Retry-After", "1");
   return r;
 }
 

@@ -65,8 +65,12 @@ bool RequestReader::hold_body(size_t n) {
   return true;
 }
 
-void RequestReader::drop_body() {
+void RequestReader::give_back_body() {
   if (body_held_) limits_.bodies->give_back(std::exchange(body_held_, 0));
+}
+
+void RequestReader::drop_body() {
+  give_back_body();
   std::string().swap(request_.body);
 }
 
@@ -251,7 +255,7 @@ size_t RequestReader::feed(std::string_view data) {
 WireRequest RequestReader::take() {
   // From here the body is the route's: what holds it is bounded there (broker.max_output_buffer,
   // http.max_in_flight).
-  if (body_held_) limits_.bodies->give_back(std::exchange(body_held_, 0));
+  give_back_body();
   WireRequest out = std::move(request_);
   request_ = WireRequest{};
   in_value_ = false;

@@ -114,6 +114,8 @@ class RequestReader {
   int refuse_no_room();
   // Counts `n` more bytes of body in the worker's budget; false when it has no room.
   bool hold_body(size_t n);
+  // What the body holds in the budget goes back (the body itself stays).
+  void give_back_body();
 
   WireLimits limits_;
   http_parser parser_;

@@ -190,7 +190,6 @@ void WireConnection::refuse(int status, const std::string& error, const std::str
   WireReply r;
   r.status = status;
   r.content_type = "application/json";
-  if (status == 503) r.headers.emplace_back("Retry-After", "1");  // as every warren 503
   const std::string body = json_text({{"error", error}, {"detail", detail}});
   r.body = body;
   answers_.emplace_back().seq = next_seq_++;
@@ -226,6 +225,8 @@ void WireConnection::reply(uint64_t seq, WireReply reply) {
     out += "\r\n";
   }
   if (!reply.content_type.empty()) append_field(out, "Content-Type", reply.content_type);
+  // Every 503 of warren's, a route's or the reader's, is worth retrying shortly.
+  if (reply.status == 503) append_field(out, "Retry-After", "1");
   for (const auto& [name, value] : reply.headers) append_field(out, name, value);
   // Not the last now, it may turn out to be (say_close).
   a->says_close = last(*a);
