@@ -98,6 +98,12 @@ def alive(pid):
         return False
 
 
+def rss_kib(pid):
+    """A process's resident memory (VmRSS), in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(line for line in f if line.startswith("VmRSS:")).split()[1])
+
+
 def wait_for(predicate, timeout, interval=0.05):
     """Polls predicate until it returns something true or timeout seconds pass; its last value."""
     deadline = time.monotonic() + timeout

@@ -10,7 +10,7 @@ import threading
 import time
 import unittest
 
-from harness import Warrend, wait_for, write_config
+from harness import Warrend, rss_kib, wait_for, write_config
 
 BUILD = os.environ.get("WARREN_BUILD", "build")
 
@@ -368,11 +368,6 @@ def worker_channel(pid):
 def frame(frame_type, payload):
     """channel.h's wire form: big-endian length of type byte + payload, the type, the payload."""
     return struct.pack(">IB", len(payload) + 1, frame_type) + payload
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
 
 
 class WorkerFrames(unittest.TestCase):

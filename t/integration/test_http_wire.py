@@ -19,8 +19,7 @@ import time
 import unittest
 import uuid
 
-from harness import BROKER_DIR, RSS_TELLS, BrokerClient, Warrend, broker_command, wait_for
-from test_daemon import rss_kib
+from harness import BROKER_DIR, RSS_TELLS, BrokerClient, Warrend, broker_command, rss_kib, wait_for
 from test_limits import GET, RawClient
 
 AUTH = b"Authorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\n"  # guest:guest

@@ -14,7 +14,8 @@ import time
 import unittest
 import uuid
 
-from harness import BROKER_DIR, RSS_TELLS, BrokerClient, Warrend, broker_command, broker_eval, erl, wait_for
+from harness import (BROKER_DIR, RSS_TELLS, BrokerClient, Warrend, broker_command, broker_eval, erl, rss_kib,
+                     wait_for)
 from test_events import SseClient
 
 
@@ -341,12 +342,6 @@ class RequestTimeout(unittest.TestCase):
 USERS = [(f"warren_it_limit{i}", f"limit-secret-{i}") for i in range(3)]
 
 
-@unittest.skipUnless(BROKER_DIR, "needs t/run-tests' broker (WARREN_BROKER_DIR)")
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        return int(next(l for l in f if l.startswith("VmRSS")).split()[1])
-
-
 BUFFER_BODY = 64 * 1024
 BODY_BUFFER = 160 * 1024
 
@@ -506,6 +501,7 @@ class ManyBigBodies(unittest.TestCase):
                     c.close()
 
 
+@unittest.skipUnless(BROKER_DIR, "needs t/run-tests' broker (WARREN_BROKER_DIR)")
 class BrokerConnections(unittest.TestCase):
     """broker.max_connections 2 and three users, each needing its own broker connection."""
 

@@ -12,7 +12,7 @@ import unittest
 import urllib.parse
 import uuid
 
-from harness import RSS_TELLS, BrokerClient, Warrend, broker_command, wait_for
+from harness import RSS_TELLS, BrokerClient, Warrend, broker_command, rss_kib, wait_for
 
 BROKER_DIR = os.environ.get("WARREN_BROKER_DIR")
 CONFIRM_TIMEOUT = 20  # 8c keeps the broker paused for about 10 s
@@ -35,14 +35,6 @@ def run_all(jobs, timeout):
     deadline = time.monotonic() + timeout
     for t in threads:
         t.join(max(0.0, deadline - time.monotonic()))
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 @unittest.skipUnless(BROKER_DIR, "needs t/run-tests' broker (WARREN_BROKER_DIR)")
