@@ -68,6 +68,7 @@ const KeyRow kKeyTable[] = {
      .max = 1024, .default_text = "auto", .per_core = true},
     {.key = "http.max_body", .field = CONFIG_KEY(http.max_body), .min = 1},
     {.key = "http.max_body_buffer", .field = CONFIG_KEY(http.max_body_buffer), .min = 1},
+    {.key = "http.max_output_buffer", .field = CONFIG_KEY(http.max_output_buffer), .min = 1},
     {.key = "http.confirm_timeout", .field = CONFIG_KEY(http.confirm_timeout), .min = 0,
      .max = kMaxSeconds},
     {.key = "http.idle_connection_timeout", .field = CONFIG_KEY(http.idle_connection_timeout),

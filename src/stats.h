@@ -146,6 +146,8 @@ struct ModuleSet : Modules... {
     "requests not sent whole in http.request_timeout (408)")                                  \
   X(body_buffer_full, counter, "body_buffer_full",                                             \
     "requests whose body found http.max_body_buffer full (503)")                               \
+  X(output_buffer_full, counter, "output_buffer_full",                                         \
+    "connections not read from: answers not taken fill http.max_output_buffer")               \
   X(bad_framing, counter, "bad_framing",                                                       \
     "requests refused for ambiguous framing, RFC 9112 6.3 (400)")                             \
   X(event_streams_refused, counter, "event_streams_refused",                                   \

@@ -30,7 +30,8 @@ class ServerConnection final : public http::WireConnection::Owner {
   ServerConnection(HttpServer& server, Fd fd)
       : server_(server),
         wire_(server.loop_, std::move(fd),
-              http::WireLimits{server.config_.max_header_size, server.config_.max_body, &server.bodies_},
+              http::WireLimits{server.config_.max_header_size, server.config_.max_body, &server.bodies_,
+                               &server.unsent_},
               http::WireTimeouts{to_timeval(server.config_.request_timeout),
                                  to_timeval(server.config_.idle_connection_timeout)},
               *this) {
@@ -66,6 +67,13 @@ class ServerConnection final : public http::WireConnection::Owner {
                   "and disconnected ({} times so far)",
                   server_.config_.request_timeout, c.request_timeouts);
   }
+  void on_output_full(http::WireConnection&) override {
+    const auto n = ++server_.counters_.output_buffer_full;
+    if (worth_a_line(n))
+      log_warning("answers clients have not taken fill http.max_output_buffer ({} bytes): a "
+                  "connection owed answers is not read from until they are out ({} times so far)",
+                  server_.config_.max_output_buffer, n);
+  }
   void on_closed(http::WireConnection&) override {
     for (Exchange* req : std::exchange(open_, {})) req->conn_ = nullptr;
     if (auto hook = std::exchange(close_hook_, nullptr)) hook();
@@ -80,7 +88,9 @@ class ServerConnection final : public http::WireConnection::Owner {
 };
 
 HttpServer::HttpServer(Context& context, const HttpConfig& config)
-    : loop_(context.loop), config_(config), counters_(context.counters), bodies_(config.max_body_buffer) {
+    : loop_(context.loop), config_(config), counters_(context.counters),
+      bodies_(config.max_body_buffer),
+      unsent_(config.max_output_buffer) {
   idle_event_.reset(event_new(loop_.base(), -1, 0, on_idle, this));
   drain_grace_.reset(evtimer_new(loop_.base(), on_drain_grace, this));
 }

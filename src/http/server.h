@@ -101,7 +101,9 @@ class HttpServer : NonCopyable {
   const HttpConfig& config_;
   Counters& counters_;
   ListenerPtr listener_;
-  http::BodyBudget bodies_;  // outlives the connections, whose readers count in it
+  // Outlive the connections, which count in them.
+  http::ByteBudget bodies_;  // http.max_body_buffer
+  http::ByteBudget unsent_;  // http.max_output_buffer
   // Destroyed in this order: the routes (a handler may still look at its requests), the
   // requests, then the connections (which call no hook as they go).
   std::unordered_map<ServerConnection*, std::unique_ptr<ServerConnection>> connections_;

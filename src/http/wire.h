@@ -36,19 +36,25 @@ struct WireRequest {
   std::string_view header(std::string_view name) const;
 };
 
-// The bytes of request bodies a worker holds while it reads them, all connections together
-// (http.max_body_buffer): what bounds a worker's memory against many clients sending big bodies
-// at once, each under http.max_body (400 of them held 400 MiB).
-class BodyBudget {
+// Bytes a worker holds for all its connections together, against a limit from the config:
+// what bounds a worker's memory against many clients each within its own limits.
+//   http.max_body_buffer    bodies being read, each under http.max_body (400 clients sending
+//                           1 MiB at once held 400 MiB): one with no room is refused (take)
+//   http.max_output_buffer  answers clients have not taken, each connection's under 256 KiB
+//                           (200 clients not reading held 139 MiB): they are held anyway
+//                           (hold), and a connection with some stops reading while over()
+class ByteBudget {
  public:
-  explicit BodyBudget(size_t limit) : limit_(limit) {}
+  explicit ByteBudget(size_t limit) : limit_(limit) {}
   bool fits(size_t n) const { return held_ + n <= limit_; }
   bool take(size_t n) {
     if (!fits(n)) return false;
     held_ += n;
     return true;
   }
+  void hold(size_t n) { held_ += n; }
   void give_back(size_t n) { held_ -= n; }
+  bool over() const { return held_ > limit_; }
   size_t limit() const { return limit_; }
   size_t held() const { return held_; }
 
@@ -60,7 +66,8 @@ class BodyBudget {
 struct WireLimits {
   size_t max_head;  // http.max_header_size
   size_t max_body;  // http.max_body
-  BodyBudget* bodies = nullptr;  // the worker's http.max_body_buffer; none: unbounded
+  ByteBudget* bodies = nullptr;   // the worker's http.max_body_buffer; none: unbounded
+  ByteBudget* answers = nullptr;  // the worker's http.max_output_buffer; none: unbounded
 };
 
 class RequestReader {

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <ctime>
@@ -70,7 +71,8 @@ std::string_view connection_line(bool close, bool http10) {
 }  // namespace
 
 WireConnection::WireConnection(Loop& loop, Fd fd, WireLimits limits, WireTimeouts timeouts, Owner& owner)
-    : loop_(loop), fd_(std::move(fd)), reader_(limits), timeouts_(timeouts), owner_(owner) {
+    : loop_(loop), fd_(std::move(fd)), reader_(limits), timeouts_(timeouts), owner_(owner),
+      output_budget_(limits.answers) {
   evutil_make_socket_nonblocking(fd_.get());
   read_event_.reset(event_new(loop_.base(), fd_.get(), EV_READ | EV_PERSIST, on_readable, this));
   write_event_.reset(event_new(loop_.base(), fd_.get(), EV_WRITE | EV_PERSIST, on_writable, this));
@@ -122,7 +124,26 @@ void WireConnection::read_some() {
 }
 
 bool WireConnection::can_take_more() const {
-  return answers_.size() < kMaxInFlight && out_.size() < kMaxUnsent;
+  return answers_.size() < kMaxInFlight && out_.size() < kMaxUnsent && !held_back();
+}
+
+bool WireConnection::held_back() const {
+  return output_budget_ && output_budget_->over() && !(answers_.empty() && out_.empty());
+}
+
+size_t WireConnection::output_share() const {
+  // An answer not given yet counts as room for one: a route may answer a pass later (/stats
+  // does), and clients let in while the buffer was not full, each owed kMaxInFlight answers of
+  // 22 KiB, held 70 MiB over it once the answers came.
+  constexpr size_t kAnswerRoom = kMaxUnsent / kMaxInFlight;
+  const auto not_given = std::ranges::count_if(answers_, [](const Answer& a) { return !a.ready; });
+  return pending_output() + static_cast<size_t>(not_given) * kAnswerRoom;
+}
+
+void WireConnection::count_output(size_t bytes) {
+  if (!output_budget_) return;
+  output_budget_->give_back(std::exchange(output_counted_, bytes));
+  output_budget_->hold(bytes);
 }
 
 bool WireConnection::behind_alone() const {
@@ -151,6 +172,7 @@ void WireConnection::parse() {
     a.http10 = request.http_minor == 0;
     a.alone = a.http10;
     if (!request.keep_alive || last_request_next_) stop_reading();
+    count_output(output_share());  // room for its answer, which may come in a later pass
     owner_.on_request(*this, answers_.back().seq, std::move(request));
   }
   update_reading();
@@ -160,6 +182,9 @@ void WireConnection::update_reading() {
   // Too many answers owed, or a client not reading them: its socket waits (its bytes stay in
   // the kernel, and its window closes) until they go out.
   if (!reading_ || closed_) return;
+  const bool held_back_now = held_back();
+  if (held_back_now && !was_held_back_) owner_.on_output_full(*this);
+  was_held_back_ = held_back_now;
   // Behind an answer given alone, only once more has come (an HTTP/1.0 keep-alive client that
   // waits for each answer costs no epoll_ctl).
   const bool on = can_take_more() && !(behind_alone() && !in_.empty());
@@ -275,8 +300,11 @@ size_t WireConnection::pending_output() const {
 }
 
 void WireConnection::queue_flush() {
+  if (closed_) return;
+  // Counted now: the next request read in this pass may find the worker's buffer full.
+  count_output(output_share());
   // At the end of this loop pass: the answers given in it go out in one write.
-  if (!closed_) event_active(flush_event_.get(), 0, 0);
+  event_active(flush_event_.get(), 0, 0);
 }
 
 void WireConnection::flush() {
@@ -292,16 +320,19 @@ void WireConnection::flush() {
     if (a.streaming) break;
     answers_.pop_front();
   }
-  while (!out_.empty()) {
+  bool full = false;  // the socket takes no more now
+  while (!out_.empty() && !full) {
     const ssize_t n = send(fd_.get(), out_.data(), out_.size(), MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) {
-      if (!event_pending(write_event_.get(), EV_WRITE, nullptr)) event_add(write_event_.get(), &timeouts_.idle);
-      update_reading();
-      return set_clock();
-    }
-    if (n < 0) return close_now();
-    out_.erase(0, static_cast<size_t>(n));
+    full = n < 0 && errno == EAGAIN;
+    if (n < 0 && !full) return close_now();
+    if (n > 0) out_.erase(0, static_cast<size_t>(n));
+  }
+  count_output(output_share());
+  if (full) {
+    if (!event_pending(write_event_.get(), EV_WRITE, nullptr)) event_add(write_event_.get(), &timeouts_.idle);
+    update_reading();
+    return set_clock();
   }
   if (event_pending(write_event_.get(), EV_WRITE, nullptr)) event_del(write_event_.get());
   // A stream for a client that has gone would never end.
@@ -356,6 +387,7 @@ void WireConnection::close_now() {
   for (int i = 0; i < 16 && recv(fd_.get(), sink, sizeof sink, MSG_DONTWAIT) > 0; ++i) {
   }
   fd_ = Fd();
+  count_output(0);  // what was owed is dropped with the connection
   // The body half read goes now, not when the loop frees the connection, which may be after
   // the budget it was counted in.
   reader_.drop_body();

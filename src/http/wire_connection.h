@@ -12,6 +12,9 @@
 //   http.idle_connection_timeout  with no request under way and nothing owed: closed silently,
 //                                 as nginx does; and a client that takes none of our bytes for
 //                                 that long is cut off
+// and its share of the worker's http.max_output_buffer: while the answers clients have not
+// taken are over it, a connection that owes an answer or has bytes unsent reads no request until
+// they are out (each connection was bounded alone, and 200 clients reading nothing held 100 MiB).
 // A refused request (400, 413, 431, 503, 505) is answered and the connection closed; so is a
 // request that asked for it (RFC 9112 9.6), after its answer. However the connection comes to
 // close, nothing is read after the request that closes it, and every request read before is
@@ -57,6 +60,8 @@ class WireConnection : NonCopyable {
     // whole within http.request_timeout (408): for the counters.
     virtual void on_refused(WireConnection& conn, const RequestReader& reader) = 0;
     virtual void on_request_timeout(WireConnection& conn) = 0;
+    // It stopped reading: the worker's http.max_output_buffer is full, some of it its own.
+    virtual void on_output_full(WireConnection& conn) = 0;
     // The connection is over (the peer left, a write failed, a clock ran out, or it closed
     // after its last answer). The owner frees it through the loop, not in this call.
     virtual void on_closed(WireConnection& conn) = 0;
@@ -69,6 +74,7 @@ class WireConnection : NonCopyable {
   static constexpr size_t kMaxUnsent = 256 * 1024;  // then reading pauses until the client reads
 
   WireConnection(Loop& loop, Fd fd, WireLimits limits, WireTimeouts timeouts, Owner& owner);
+  ~WireConnection() { count_output(0); }
 
   void reply(uint64_t seq, WireReply reply);
   // A long answer (Server-Sent Events): the head now, the body as it comes, chunked (HTTP/1.0:
@@ -111,6 +117,12 @@ class WireConnection : NonCopyable {
   static void on_clock(evutil_socket_t, short, void* arg);
   void read_some();
   bool can_take_more() const;
+  // http.max_output_buffer is full and this connection owes answers: it reads no request.
+  bool held_back() const;
+  // What it counts in http.max_output_buffer: its bytes unsent, and room for each answer owed.
+  size_t output_share() const;
+  // Its count made `bytes` (output_share(), or 0 once closed).
+  void count_output(size_t bytes);
   bool behind_alone() const;
   void update_reading();
   void parse();
@@ -134,6 +146,8 @@ class WireConnection : NonCopyable {
   RequestReader reader_;
   WireTimeouts timeouts_;
   Owner& owner_;
+  ByteBudget* output_budget_;  // none: unbounded
+  size_t output_counted_ = 0;  // this connection's share of it
   std::string in_;  // bytes read and not yet parsed
   std::deque<Answer> answers_;
   std::string out_;  // answers ready in order and not yet taken by the socket
@@ -144,6 +158,7 @@ class WireConnection : NonCopyable {
   bool read_on_ = true;   // read interest: off while the client has too much to take
   bool last_request_next_ = false;  // the next request read is the last
   bool closed_ = false;
+  bool was_held_back_ = false;  // seen held_back(): counted once until it is not
   bool close_when_idle_ = false;
   bool peer_done_ = false;  // the client has sent all it will (EOF)
   enum class Clock { none, request, idle } clock_ = Clock::none;

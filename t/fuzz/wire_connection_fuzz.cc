@@ -10,12 +10,15 @@
 //   - none is handed over behind an answer given alone (HTTP/1.0, answer_alone) before it is over;
 //   - on_closed comes once, and the connection closes once the client has sent all it will;
 //   - unless it was cut (by the server, or a client that left or has gone with a stream owed),
-//     every request handed over is answered before the connection closes.
+//     every request handed over is answered before the connection closes;
+//   - its share of the worker's http.max_output_buffer is given back whole when it closes.
 //
 // The script: byte 0 sets the mode (bit 0: each request answered as it is handed over; bit 1:
 // http.request_timeout 0, so a request not whole in one pass is a 408; bit 2:
 // http.idle_connection_timeout 0, idle closes and write time-outs at once; bit 3: small limits;
-// bit 4: every request given alone, as a route that may stream gives it),
+// bit 4: every request given alone, as a route that may stream gives it; bit 5: the worker's
+// http.max_output_buffer, 4 KiB, held full by other connections, so that any unsent answer
+// stops reading until it goes),
 // then one op per byte (op % 10) with its argument bytes.
 #include <event2/event.h>
 #include <sys/socket.h>
@@ -103,6 +106,7 @@ struct Harness final : WireConnection::Owner {
     if (s != 400 && s != 413 && s != 431 && s != 505) abort();
   }
   void on_request_timeout(WireConnection&) override {}
+  void on_output_full(WireConnection&) override {}
   void on_closed(WireConnection&) override {
     if (closed) abort();  // once
     closed = true;
@@ -263,7 +267,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   h.client = Fd(sv[1]);
   h.answer_at_once = mode & 1;
   h.all_alone = mode & 16;
-  const http::WireLimits limits = (mode & 8) ? http::WireLimits{128, 64} : http::WireLimits{1024, 4096};
+  http::WireLimits limits = (mode & 8) ? http::WireLimits{128, 64} : http::WireLimits{1024, 4096};
+  http::ByteBudget unsent(4096);
+  const size_t others = (mode & 32) ? unsent.limit() : 0;
+  unsent.hold(others);
+  limits.answers = &unsent;
   const timeval never{3600, 0}, now{0, 0};
   const http::WireTimeouts timeouts{(mode & 2) ? now : never, (mode & 4) ? now : never};
   // An idle clock of 0 cuts a client that does not take our bytes at once.
@@ -271,6 +279,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   h.conn = std::make_unique<WireConnection>(h.loop, Fd(sv[0]), limits, timeouts, h);
   h.run(script);
   h.finish();
+  if (unsent.held() != others) abort();  // closed: what it held is given back
   h.check();
   h.conn.reset();
   return 0;

@@ -16,7 +16,7 @@ using namespace warren;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
-  http::BodyBudget budget(300);
+  http::ByteBudget budget(300);
   const size_t others = data[0];  // 0..255 held by other connections
   if (!budget.take(others)) abort();
   const http::WireLimits limits{512, 256, &budget};

@@ -33,6 +33,7 @@ class WireConnectionTest : public ::testing::Test {
     void on_request(WireConnection& c, uint64_t seq, WireRequest&& r) override { handler(c, seq, std::move(r)); }
     void on_refused(WireConnection&, const RequestReader& reader) override { test->refused_ = reader.refused_status(); }
     void on_request_timeout(WireConnection&) override { test->refused_ = 408; }
+    void on_output_full(WireConnection&) override { ++test->output_full_; }
     void on_closed(WireConnection&) override { test->closed_ = true; }
   };
 
@@ -76,6 +77,7 @@ class WireConnectionTest : public ::testing::Test {
   std::unique_ptr<WireConnection> conn_;
   bool closed_ = false;
   int refused_ = 0;
+  int output_full_ = 0;
 };
 
 TEST_F(WireConnectionTest, PipelinedRequestsAreAnsweredInOrderWhateverOrderTheAnswersCome) {
@@ -122,6 +124,36 @@ TEST_F(WireConnectionTest, AnAnswerLargerThanTheSocketTakesGoesOutWhole) {
   const std::string got = receive([&big](const std::string& s) { return s.size() >= big.size(); });
   EXPECT_EQ(got.size() - got.find("\r\n\r\n") - 4, big.size());
   EXPECT_FALSE(closed_);
+}
+
+TEST_F(WireConnectionTest, AnswersUnsentOverTheWorkersOutputBufferStopReadingUntilTheyGo) {
+  // Other connections hold the worker's http.max_output_buffer full: this one, once it holds
+  // an answer it could not send, reads no request until the client takes it.
+  ByteBudget unsent(1 << 20);
+  unsent.hold(unsent.limit());
+  const std::string big(1 << 20, 'z');
+  int handled = 0;
+  start([&](WireConnection& c, uint64_t seq, WireRequest&&) {
+    ++handled;
+    c.reply(seq, {200, "", {}, big});
+  }, {1024, 1 << 20, nullptr, &unsent});
+  send_text("GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n"
+            "GET /3 HTTP/1.1\r\nHost: x\r\n\r\n");
+  for (int i = 0; i < 20; ++i) event_base_loop(loop_.base(), EVLOOP_NONBLOCK);
+  EXPECT_EQ(handled, 1);
+  EXPECT_EQ(output_full_, 1);
+  EXPECT_GT(unsent.held(), unsent.limit());
+  // The client reads: each answer goes, and the next request is read.
+  const std::string got = receive([&](const std::string& s) { return s.size() >= 3 * big.size(); });
+  EXPECT_EQ(count(got, "HTTP/1.1 200 "), 3u);
+  EXPECT_EQ(handled, 3);
+  EXPECT_EQ(unsent.held(), unsent.limit());  // all sent: its share is given back
+  // Closed with an answer unsent: given back too.
+  send_text("GET /4 HTTP/1.1\r\nHost: x\r\n\r\n");
+  for (int i = 0; i < 20 && handled < 4; ++i) event_base_loop(loop_.base(), EVLOOP_NONBLOCK);
+  EXPECT_GT(unsent.held(), unsent.limit());
+  conn_.reset();
+  EXPECT_EQ(unsent.held(), unsent.limit());
 }
 
 TEST_F(WireConnectionTest, AServerCloseAnswersEveryRequestReadAndOnlyTheLastAnswerCloses) {

@@ -142,7 +142,7 @@ TEST(RequestReader, HostileBytesAre400NeverACrash) {
 
 // http.max_body_buffer: the body bytes every reader of a worker holds, counted as they arrive.
 TEST(RequestReader, ABodyWithNoRoomInTheWorkersBudgetIs503) {
-  BodyBudget budget(100);
+  ByteBudget budget(100);
   const WireLimits limits{1024, 64, &budget};
   const auto head = [](size_t length) {
     return "POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: " + std::to_string(length) + "\r\n\r\n";

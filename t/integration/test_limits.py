@@ -2,8 +2,9 @@
 instead of spinning on the readable listening socket; a header block over http.max_header_size
 is answered 431; a client that does not send its whole request within http.request_timeout is
 answered 408 and cut off (slowloris); the bodies a worker reads at once are bounded by
-http.max_body_buffer (503); broker.max_connections closes the least recently used
-idle broker connection, or answers 503 when every one is busy."""
+http.max_body_buffer (503), and the answers clients do not take by http.max_output_buffer;
+broker.max_connections closes the least recently used idle broker connection, or answers 503
+when every one is busy."""
 import base64
 import json
 import os
@@ -499,6 +500,56 @@ class ManyBigBodies(unittest.TestCase):
             finally:
                 for c in conns:
                     c.close()
+
+
+class ManyUnreadAnswers(unittest.TestCase):
+    def test_clients_that_read_no_answers_hold_no_more_than_the_buffer(self):
+        # An attacker's clients each pipeline GET /metrics and read nothing. Each connection was
+        # bounded alone (16 answers owed, 256 KiB unsent) and nothing bounded them all: 200 such
+        # clients held 100-140 MiB of a worker, and the worker's 20,000 file descriptors 10 GiB.
+        buffer, clients = 8 << 20, 200
+        with Warrend(extra={"http": {"max_output_buffer": buffer}}) as w:
+            pid = [x["pid"] for x in w.worker_pids() if x.get("kind", "http") == "http"][0]
+            answer = len(w.request("GET", 0, "/metrics")[2])
+            idle = rss_kib(pid)
+            requests = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * 64
+            socks = []
+            try:
+                for _ in range(clients):
+                    s = socket.socket()
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the kernel holds less
+                    s.connect(("127.0.0.1", w.ports[0]))
+                    s.setblocking(False)
+                    socks.append(s)
+                # Until the worker reads from none of them (every send blocks for a second).
+                peak, still_since, deadline = idle, time.monotonic(), time.monotonic() + 30
+                while time.monotonic() < deadline and time.monotonic() - still_since < 1:
+                    for s in socks:
+                        try:
+                            s.send(requests)
+                            still_since = time.monotonic()
+                        except BlockingIOError:
+                            pass
+                    peak = max(peak, rss_kib(pid))
+                    time.sleep(0.01)
+                self.assertTrue(wait_for(lambda: limits(w)["output_buffer_full"] > 0, 5), limits(w))
+                # Clients that read their answers are served as before, the attackers held.
+                self.assertEqual(w.request("GET", 0, "/healthz")[0], 200)
+                self.assertEqual(w.request("POST", 0, "/%2f/amq.fanout/x", body="meanwhile",
+                                           auth=("guest", "guest"))[0], 204)
+                reader = RawClient(w.ports[0])
+                self.addCleanup(reader.close)
+                reader.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * 40)
+                self.assertEqual([reader.response()[0] for _ in range(40)], [200] * 40)
+                peak = max(peak, rss_kib(pid))
+            finally:
+                for s in socks:
+                    s.close()
+            grown = (peak - idle) / 1024
+            if RSS_TELLS:  # under ASan, RSS is its quarantine
+                # The buffer, then an answer and a read buffer (64 KiB) per connection, and slack.
+                bound = (buffer + clients * (answer + 65536)) / (1 << 20) + 16
+                self.assertLess(grown, bound, f"worker grew {grown:.0f} MiB over idle")
 
 
 @unittest.skipUnless(BROKER_DIR, "needs t/run-tests' broker (WARREN_BROKER_DIR)")
