@@ -533,14 +533,24 @@ class ManyUnreadAnswers(unittest.TestCase):
                     peak = max(peak, rss_kib(pid))
                     time.sleep(0.01)
                 self.assertTrue(wait_for(lambda: limits(w)["output_buffer_full"] > 0, 5), limits(w))
-                # Clients that read their answers are served as before, the attackers held.
+                # Clients that read their answers are served as before, the attackers held: a
+                # pipelining one too (one request at a time while the buffer is full), and every
+                # publish answered 204 is in the queue, in order.
                 self.assertEqual(w.request("GET", 0, "/healthz")[0], 200)
-                self.assertEqual(w.request("POST", 0, "/%2f/amq.fanout/x", body="meanwhile",
-                                           auth=("guest", "guest"))[0], 204)
+                held = limits(w)["output_buffer_full"]
                 reader = RawClient(w.ports[0])
                 self.addCleanup(reader.close)
                 reader.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * 40)
                 self.assertEqual([reader.response()[0] for _ in range(40)], [200] * 40)
+                with BrokerClient() as b:
+                    queue = b.declare_queue(exclusive=True)
+                    auth = base64.b64encode(b"guest:guest").decode()
+                    reader.send(b"".join(
+                        f"POST /%2f/amq.default/{queue} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n"
+                        f"Content-Type: text/plain\r\nContent-Length: 2\r\n\r\n{i:02}".encode() for i in range(20)))
+                    self.assertEqual([reader.response()[0] for _ in range(20)], [204] * 20)
+                    self.assertEqual([m[2] for m in b.messages(queue, 20)], [f"{i:02}".encode() for i in range(20)])
+                self.assertGreater(limits(w)["output_buffer_full"], held)  # it was held back
                 peak = max(peak, rss_kib(pid))
             finally:
                 for s in socks:
