@@ -69,6 +69,8 @@ const KeyRow kKeyTable[] = {
     {.key = "http.max_body", .field = CONFIG_KEY(http.max_body), .min = 1},
     {.key = "http.max_body_buffer", .field = CONFIG_KEY(http.max_body_buffer), .min = 1},
     {.key = "http.max_output_buffer", .field = CONFIG_KEY(http.max_output_buffer), .min = 1},
+    {.key = "http.max_connections", .field = CONFIG_KEY(http.max_connections), .min = 1,
+     .max = 1 << 20},
     {.key = "http.confirm_timeout", .field = CONFIG_KEY(http.confirm_timeout), .min = 0,
      .max = kMaxSeconds},
     {.key = "http.idle_connection_timeout", .field = CONFIG_KEY(http.idle_connection_timeout),

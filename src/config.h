@@ -50,6 +50,7 @@ struct HttpConfig {
   size_t max_body = 1048576;
   size_t max_body_buffer = 64 << 20;  // bytes of bodies being read, all of a worker's clients
   size_t max_output_buffer = 64 << 20;  // bytes of answers not taken, all of a worker's clients
+  size_t max_connections = 4096;  // client connections per worker; more wait in the listen backlog
   double confirm_timeout = 5;
   double idle_connection_timeout = 300;
   bool keep_alive = true;

@@ -141,6 +141,8 @@ struct ModuleSet : Modules... {
 
 #define LIMIT_COUNTERS(X)                                                                      \
   X(accept_paused, counter, "accept_paused", "accepting paused: out of file descriptors")      \
+  X(connections_full, counter, "connections_full",                                             \
+    "accepting paused: http.max_connections client connections open")                         \
   X(header_too_large, counter, "header_too_large", "requests over http.max_header_size (431)") \
   X(request_timeouts, counter, "request_timeouts",                                             \
     "requests not sent whole in http.request_timeout (408)")                                  \

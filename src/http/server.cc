@@ -122,6 +122,15 @@ void HttpServer::on_accept(evconnlistener*, evutil_socket_t fd, sockaddr*, int, 
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   auto conn = std::make_unique<ServerConnection>(*self, Fd(fd));
   self->connections_.emplace(conn.get(), std::move(conn));
+  // As nginx's worker_connections: each connection may hold a read buffer, an answer and its
+  // kernel buffers, so only their number bounds them. The next clients wait in the backlog.
+  if (self->connections_.size() < self->config_.max_connections) return;
+  evconnlistener_disable(self->listener_.get());
+  self->at_max_connections_ = true;
+  if (worth_a_line(++self->counters_.connections_full))
+    log_warning("accept paused: http.max_connections ({}) client connections open; new ones wait "
+                "in the listen backlog ({} times so far)",
+                self->config_.max_connections, self->counters_.connections_full);
 }
 
 void HttpServer::on_accept_error(evconnlistener* listener, void* arg) {
@@ -139,8 +148,12 @@ void HttpServer::on_accept_error(evconnlistener* listener, void* arg) {
 }
 
 void HttpServer::on_accept_resume(evutil_socket_t, short, void* arg) {
-  auto* self = static_cast<HttpServer*>(arg);
-  if (self->listener_) evconnlistener_enable(self->listener_.get());
+  static_cast<HttpServer*>(arg)->resume_accepting();
+}
+
+void HttpServer::resume_accepting() {
+  if (!listener_ || at_max_connections_ || evtimer_pending(accept_resume_.get(), nullptr)) return;
+  evconnlistener_enable(listener_.get());
 }
 
 void HttpServer::closed(ServerConnection& conn) {
@@ -148,6 +161,10 @@ void HttpServer::closed(ServerConnection& conn) {
   if (it == connections_.end()) return;
   loop_.defer_delete(std::move(it->second));  // not inside its own callback
   connections_.erase(it);
+  if (at_max_connections_ && connections_.size() < config_.max_connections) {
+    at_max_connections_ = false;
+    resume_accepting();
+  }
   check_idle();
 }
 

@@ -82,6 +82,9 @@ class HttpServer : NonCopyable {
   // readable, so carrying on would be a busy loop) and try again on a timer.
   static void on_accept_error(evconnlistener* listener, void* arg);
   static void on_accept_resume(evutil_socket_t, short, void* arg);
+  // Accepting again, unless out of file descriptors (a timer tries again) or at
+  // http.max_connections (a connection's close tries again).
+  void resume_accepting();
   // A request read whole from `conn`: counted, routed.
   void dispatch(ServerConnection& conn, uint64_t seq, http::WireRequest&& request);
   void route_request(Exchange* req);
@@ -117,6 +120,7 @@ class HttpServer : NonCopyable {
   EventPtr idle_event_;
   EventPtr drain_grace_;
   EventPtr accept_resume_;
+  bool at_max_connections_ = false;  // accepting paused until a connection closes
 };
 
 // A route's handler object, shared by the route table: it outlives any one request, and the

@@ -1,10 +1,10 @@
-"""Limits, each counted in /stats `limits`: a worker out of file descriptors pauses accepting
-instead of spinning on the readable listening socket; a header block over http.max_header_size
-is answered 431; a client that does not send its whole request within http.request_timeout is
-answered 408 and cut off (slowloris); the bodies a worker reads at once are bounded by
-http.max_body_buffer (503), and the answers clients do not take by http.max_output_buffer;
-broker.max_connections closes the least recently used idle broker connection, or answers 503
-when every one is busy."""
+"""Limits, each counted in /stats `limits`: a worker out of file descriptors, or at
+http.max_connections, pauses accepting instead of spinning on the readable listening socket; a
+header block over http.max_header_size is answered 431; a client that does not send its whole
+request within http.request_timeout is answered 408 and cut off (slowloris); the bodies a worker
+reads at once are bounded by http.max_body_buffer (503), and the answers clients do not take by
+http.max_output_buffer; broker.max_connections closes the least recently used idle broker
+connection, or answers 503 when every one is busy."""
 import base64
 import json
 import os
@@ -499,6 +499,35 @@ class ManyBigBodies(unittest.TestCase):
                     self.assertLess(grown, 12, f"worker grew {grown:.0f} MiB over idle")
             finally:
                 for c in conns:
+                    c.close()
+
+
+class MaxConnections(unittest.TestCase):
+    def test_past_max_connections_clients_wait_in_the_backlog_until_one_closes(self):
+        # Each connection may hold a read buffer, an answer and its kernel buffers: only their
+        # number bounds what many clients hold (http.max_connections, nginx's worker_connections).
+        cap = 20
+        with Warrend(extra={"http": {"max_connections": cap}}) as w:
+            pid = [x["pid"] for x in w.worker_pids() if x.get("kind", "http") == "http"][0]
+            held = [RawClient(w.ports[0]) for _ in range(cap)]
+            try:
+                for c in held:  # each accepted and served
+                    c.send(GET)
+                    self.assertEqual(c.response()[0], 200)
+                waiting = RawClient(w.ports[0])  # the kernel completes the handshake: the backlog
+                self.addCleanup(waiting.close)
+                waiting.send(GET)
+                with self.assertRaises(socket.timeout):
+                    waiting.response(timeout=1)
+                before = cpu_seconds(pid)
+                time.sleep(1)
+                self.assertLess(cpu_seconds(pid) - before, 0.3, "a busy loop on the listening socket")
+                held[0].send(b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n")
+                self.assertGreaterEqual(json.loads(held[0].response()[2])["limits"]["connections_full"], 1)
+                held.pop().close()  # room for one: the waiting client is accepted and answered
+                self.assertEqual(waiting.response(timeout=5)[0], 200)
+            finally:
+                for c in held:
                     c.close()
 
 
