@@ -121,16 +121,26 @@ void HttpServer::on_accept(evconnlistener*, evutil_socket_t fd, sockaddr*, int, 
   const int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   auto conn = std::make_unique<ServerConnection>(*self, Fd(fd));
-  self->connections_.emplace(conn.get(), std::move(conn));
+  ServerConnection* fresh = conn.get();
+  self->connections_.emplace(fresh, std::move(conn));
+  if (self->connections_.size() >= self->config_.max_connections) self->make_room(fresh);
+}
+
+void HttpServer::make_room(const ServerConnection* fresh) {
   // As nginx's worker_connections: each connection may hold a read buffer, an answer and its
-  // kernel buffers, so only their number bounds them. The next clients wait in the backlog.
-  if (self->connections_.size() < self->config_.max_connections) return;
-  evconnlistener_disable(self->listener_.get());
-  self->at_max_connections_ = true;
-  if (worth_a_line(++self->counters_.connections_full))
-    log_warning("accept paused: http.max_connections ({}) client connections open; new ones wait "
-                "in the listen backlog ({} times so far)",
-                self->config_.max_connections, self->counters_.connections_full);
+  // kernel buffers, so only their number bounds them. Idle ones go first, as nginx's reusable
+  // connections do: clients that connect and send nothing kept every other out for
+  // http.idle_connection_timeout. Else the next clients wait in the listen backlog.
+  std::vector<ServerConnection*> idle;
+  for (auto& [raw, conn] : connections_)
+    if (raw != fresh && conn->wire().idle()) idle.push_back(raw);
+  for (ServerConnection* conn : idle) conn->wire().close();
+  if (connections_.size() < config_.max_connections) return;
+  evconnlistener_disable(listener_.get());
+  if (worth_a_line(++counters_.connections_full))
+    log_warning("accept paused: http.max_connections ({}) client connections open, none idle; new "
+                "ones wait in the listen backlog ({} times so far)",
+                config_.max_connections, counters_.connections_full);
 }
 
 void HttpServer::on_accept_error(evconnlistener* listener, void* arg) {
@@ -152,7 +162,9 @@ void HttpServer::on_accept_resume(evutil_socket_t, short, void* arg) {
 }
 
 void HttpServer::resume_accepting() {
-  if (!listener_ || at_max_connections_ || evtimer_pending(accept_resume_.get(), nullptr)) return;
+  if (!listener_ || connections_.size() >= config_.max_connections ||
+      evtimer_pending(accept_resume_.get(), nullptr))
+    return;
   evconnlistener_enable(listener_.get());
 }
 
@@ -161,10 +173,7 @@ void HttpServer::closed(ServerConnection& conn) {
   if (it == connections_.end()) return;
   loop_.defer_delete(std::move(it->second));  // not inside its own callback
   connections_.erase(it);
-  if (at_max_connections_ && connections_.size() < config_.max_connections) {
-    at_max_connections_ = false;
-    resume_accepting();
-  }
+  if (connections_.size() + 1 == config_.max_connections) resume_accepting();  // room again
   check_idle();
 }
 

@@ -82,6 +82,8 @@ class HttpServer : NonCopyable {
   // readable, so carrying on would be a busy loop) and try again on a timer.
   static void on_accept_error(evconnlistener* listener, void* arg);
   static void on_accept_resume(evutil_socket_t, short, void* arg);
+  // At http.max_connections: idle connections closed, else accepting paused.
+  void make_room(const ServerConnection* fresh);
   // Accepting again, unless out of file descriptors (a timer tries again) or at
   // http.max_connections (a connection's close tries again).
   void resume_accepting();
@@ -120,7 +122,6 @@ class HttpServer : NonCopyable {
   EventPtr idle_event_;
   EventPtr drain_grace_;
   EventPtr accept_resume_;
-  bool at_max_connections_ = false;  // accepting paused until a connection closes
 };
 
 // A route's handler object, shared by the route table: it outlives any one request, and the

@@ -96,6 +96,8 @@ class WireConnection : NonCopyable {
   void close_after_owed();
   // Closes it once nothing is under way (now, if nothing is): a worker that stops.
   void close_when_idle();
+  // No request under way, nothing owed, nothing unsent.
+  bool idle() const;
 
  private:
   struct Answer {
@@ -137,8 +139,6 @@ class WireConnection : NonCopyable {
   void flush();
   void stop_reading();
   void set_clock();
-  // No request under way, nothing owed, nothing unsent.
-  bool idle() const;
   void close_now();
 
   Loop& loop_;

@@ -509,11 +509,14 @@ class MaxConnections(unittest.TestCase):
         cap = 20
         with Warrend(extra={"http": {"max_connections": cap}}) as w:
             pid = [x["pid"] for x in w.worker_pids() if x.get("kind", "http") == "http"][0]
-            held = [RawClient(w.ports[0]) for _ in range(cap)]
+            held = []
             try:
-                for c in held:  # each accepted and served
+                for _ in range(cap):  # each accepted and served, then a request under way: not idle
+                    c = RawClient(w.ports[0])
+                    held.append(c)
                     c.send(GET)
                     self.assertEqual(c.response()[0], 200)
+                    c.send(GET[:-2])
                 waiting = RawClient(w.ports[0])  # the kernel completes the handshake: the backlog
                 self.addCleanup(waiting.close)
                 waiting.send(GET)
@@ -522,6 +525,8 @@ class MaxConnections(unittest.TestCase):
                 before = cpu_seconds(pid)
                 time.sleep(1)
                 self.assertLess(cpu_seconds(pid) - before, 0.3, "a busy loop on the listening socket")
+                held[0].send(b"\r\n")
+                self.assertEqual(held[0].response()[0], 200)
                 held[0].send(b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n")
                 self.assertGreaterEqual(json.loads(held[0].response()[2])["limits"]["connections_full"], 1)
                 held.pop().close()  # room for one: the waiting client is accepted and answered
@@ -529,6 +534,23 @@ class MaxConnections(unittest.TestCase):
             finally:
                 for c in held:
                     c.close()
+
+
+    def test_at_max_connections_idle_connections_make_room(self):
+        # An attacker opens http.max_connections connections and sends nothing: every other
+        # client waited in the backlog for http.idle_connection_timeout (300 s). Idle ones are
+        # closed to make room, as nginx does with its reusable connections.
+        cap = 20
+        with Warrend(extra={"http": {"max_connections": cap}}) as w:
+            silent = [socket.create_connection(("127.0.0.1", w.ports[0])) for _ in range(cap)]
+            try:
+                for _ in range(3):  # and again once the attacker has filled the room
+                    time.sleep(0.3)
+                    self.assertEqual(w.request("GET", 0, "/healthz", timeout=3)[0], 200)
+                    silent += [socket.create_connection(("127.0.0.1", w.ports[0])) for _ in range(cap)]
+            finally:
+                for s in silent:
+                    s.close()
 
 
 class ManyUnreadAnswers(unittest.TestCase):
