@@ -137,7 +137,8 @@ struct ModuleSet : Modules... {
   X(sse_streams, counter, "streams_opened", "event streams opened")                            \
   X(sse_streams_closed, counter, "streams_closed", "event streams closed")                     \
   X(sse_events, counter, "events", "events sent to stream clients")                            \
-  X(sse_slow_clients, counter, "slow_clients_cut", "stream clients cut off over sse_max_buffer")
+  X(sse_slow_clients, counter, "slow_clients_cut",                                             \
+    "stream clients cut off, too slow (sse_max_buffer, full max_output_buffer)")
 
 #define LIMIT_COUNTERS(X)                                                                      \
   X(accept_paused, counter, "accept_paused", "accepting paused: out of file descriptors")      \

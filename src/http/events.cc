@@ -9,6 +9,7 @@
 #include "http/publish_request.h"
 #include "http/request.h"
 #include "http/server.h"
+#include "http/wire_connection.h"
 #include "log.h"
 #include "options.h"
 
@@ -132,10 +133,16 @@ class EventsHandler : NonCopyable {
 
   void deliver(Stream& s, const core::Event& e) {
     if (s.ended || !s.open) return;
-    if (HttpServer::pending_output(s.req) > config_.http.sse_max_buffer) {
-      // A client that does not read is cut off rather than allowed to grow the worker.
+    // A client that does not read is cut off rather than allowed to grow the worker: past its
+    // own http.sse_max_buffer, or, while the clients of the worker all together fill
+    // http.max_output_buffer, past what a connection may hold of answers. Streams alone would
+    // otherwise hold sse_max_buffer x max_event_streams (256 MiB by default).
+    const size_t unsent = HttpServer::pending_output(s.req);
+    const bool over_own = unsent > config_.http.sse_max_buffer;
+    if (over_own || (unsent > http::WireConnection::kMaxUnsent && server_.output_buffer_full())) {
       ++counters_.sse_slow_clients;
-      log_warning("event client too slow (over http.sse_max_buffer); disconnecting it");
+      log_warning("event client too slow (over {}); disconnecting it",
+                  over_own ? "http.sse_max_buffer" : "its share of a full http.max_output_buffer");
       return cut(s);
     }
     ++counters_.sse_events;

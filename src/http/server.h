@@ -58,6 +58,8 @@ class HttpServer : NonCopyable {
   static void answer_alone(Exchange* req);
   // Bytes written to the client's connection and not yet taken by its socket.
   static size_t pending_output(Exchange* req);
+  // The answers and streams all this worker's clients have not taken fill http.max_output_buffer.
+  bool output_buffer_full() const { return unsent_.over(); }
   // `cb` runs once when the client's connection closes (an empty one cancels it); false, and
   // `cb` dropped, when it is closed already.
   static bool on_connection_close(Exchange* req, std::function<void()> cb);

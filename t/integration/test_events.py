@@ -4,6 +4,7 @@ import json
 import os
 import socket
 import subprocess
+import threading
 import time
 import unittest
 
@@ -180,6 +181,43 @@ class Events(unittest.TestCase):
                 self.assertLess(rss_kib(worker), 64 * 1024, "the worker must not hold the flood")
             self.assertEqual(w.request("GET", 0, "/healthz")[0], 200)
             client.close()
+
+    def test_stalled_streams_are_cut_once_together_they_fill_the_workers_output_buffer(self):
+        # Each stream alone stays under http.sse_max_buffer, so only the worker-wide bound can
+        # stop them: 8 clients that read nothing would otherwise hold 8 x 16 MiB. Once all of
+        # the worker's clients fill http.max_output_buffer, a stream holding more than a
+        # connection may hold of answers (256 KiB) is cut. A client that reads keeps its stream.
+        extra = {"http": {"sse_max_buffer": 16 << 20, "max_output_buffer": 2 << 20}}
+        events = 128  # 8 MiB to each client: more than the kernel buffers of a stalled one
+        with Warrend(ports=1, extra=extra) as w:
+            path = "/events/%2f/amq.topic/flood"
+            stalled = [SseClient(w.ports[0], path, rcvbuf=4096) for _ in range(8)]
+            reader = SseClient(w.ports[0], path)
+            try:
+                for client in stalled + [reader]:
+                    self.assertTrue(client.read_until(b": subscribed"))
+                worker = w.worker_pids()[0]["pid"]
+                rss_before = rss_kib(worker)
+                last = f"data: {events - 1:04d}".encode()
+                got_all = []
+                thread = threading.Thread(target=lambda: got_all.append(reader.read_until(last, 60)))
+                thread.start()
+                with BrokerClient() as broker:
+                    for i in range(events):
+                        broker.publish("amq.topic", "flood", f"{i:04d}" + "x" * 65532)
+                thread.join(90)
+                self.assertEqual(got_all, [True], "the client that reads must get every event")
+                self.assertEqual([e["data"][:4] for e in reader.events()], [f"{i:04d}" for i in range(events)])
+                def stats():
+                    return json.loads(w.request("GET", 0, "/stats")[2])["events"]
+                self.assertTrue(wait_for(lambda: stats()["slow_clients_cut"] == 8, 15),
+                                f"the 8 stalled streams should be cut: {stats()}")
+                if RSS_TELLS:  # what the worker keeps of the 8 x 8 MiB offered: nothing
+                    self.assertLess(rss_kib(worker) - rss_before, 16 * 1024)
+                self.assertEqual(w.request("GET", 0, "/healthz")[0], 200)
+            finally:
+                for client in stalled + [reader]:
+                    client.close()
 
     def test_a_publish_pipelined_behind_a_stream_is_not_read_while_it_streams(self):
         # A stream too slow a client is cut, with its connection. A publish pipelined behind it
